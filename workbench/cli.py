@@ -1,0 +1,127 @@
+"""``workbench``: the command line (DESIGN §4).
+
+Exit 0 on success; on bad input, exit 2 with one line naming the file or case and what is wrong. Heavy imports
+happen inside each command so ``workbench --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from workbench.errors import WorkbenchError
+
+BENCHES = ("cohort", "deid", "ingest")
+
+
+def _cmd_cohort(a: argparse.Namespace) -> int:
+    from workbench.cohort.config import CohortConfig
+    from workbench.cohort.generate import generate_cohort
+
+    cfg = CohortConfig(preset=a.preset, sites=a.sites, patients=a.patients, seed=a.seed, workers=a.workers,
+                       transfer_syntax=a.transfer_syntax)
+    s = generate_cohort(a.out, cfg, progress=not a.quiet)
+    print(json.dumps({"out": str(s.out), "sites": s.sites, "cases": s.n_cases, "seconds": round(s.seconds, 1),
+                      "megabytes": round(s.bytes_on_disk / 2**20, 1)}))
+    return 0
+
+
+def _cmd_ingest(a: argparse.Namespace) -> int:
+    from workbench.data.ingest import ingest_site
+
+    rep = ingest_site(a.site_dir, cache_dir=a.cache, quarantine_path=a.quarantine, progress=not a.quiet)
+    summary = rep.summary()
+    print(json.dumps(summary, indent=2))
+    for r in rep.refusals:
+        print(f"refused {r.case_id} ({r.modality}): {r.reason}", file=sys.stderr)
+    if not rep.usable:
+        print(f"{a.site_dir}: no usable case among {rep.n_cases}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_bench(a: argparse.Namespace) -> int:
+    if a.name == "cohort":
+        from workbench.bench.cohort_bench import run_cohort_bench
+
+        result = run_cohort_bench(cohort=a.cohort, seed=a.seed)
+    elif a.name == "deid":
+        from workbench.bench.deid_bench import run_deid_bench
+
+        result = run_deid_bench(quick=a.quick, seed=a.seed)
+    else:
+        from workbench.bench.ingest_bench import run_ingest_bench
+
+        result = run_ingest_bench(quick=a.quick, cohort=a.cohort, seed=a.seed)
+    text = json.dumps(result, indent=None if a.json else 2)
+    print(text)
+    if a.out:
+        out = Path(a.out)
+        out.mkdir(parents=True, exist_ok=True)
+        name = f"{a.name}{'_quick' if a.quick else ''}.json"
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        tmp.replace(out / name)
+    return 0
+
+
+def _cmd_demo(a: argparse.Namespace) -> int:
+    from workbench.demo import run_demo
+
+    return run_demo(Path(a.out), preset=a.preset)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="workbench", description="Pulmonary-nodule decision-support workbench.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("cohort", help="generate the synthetic multi-hospital cohort")
+    c.add_argument("out", help="output folder (resumes a killed run of the same request)")
+    c.add_argument("--preset", default="small", choices=("tiny", "small", "full"))
+    c.add_argument("--sites", type=int, help="number of hospitals (overrides the preset)")
+    c.add_argument("--patients", type=int, help="patients per hospital (overrides the preset)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    c.add_argument("--transfer-syntax", choices=("jpegls", "rle", "explicit"), help="force one syntax for all sites")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=_cmd_cohort)
+
+    i = sub.add_parser("ingest", help="check + preprocess a site; JSON summary; quarantine.csv")
+    i.add_argument("site_dir")
+    i.add_argument("--cache", help="preprocessing cache folder (default $WORKBENCH_CACHE or ~/.cache/workbench)")
+    i.add_argument("--quarantine", help="where to write quarantine.csv (default SITE_DIR/quarantine.csv)")
+    i.add_argument("--quiet", action="store_true")
+    i.set_defaults(func=_cmd_ingest)
+
+    b = sub.add_parser("bench", help="benchmarks; print one JSON object")
+    b.add_argument("name", choices=BENCHES)
+    b.add_argument("--quick", action="store_true", help="smaller, faster run")
+    b.add_argument("--json", action="store_true", help="compact JSON on one line")
+    b.add_argument("--cohort", help="use this cohort folder instead of the cached preset")
+    b.add_argument("--out", help="also write the JSON into this folder (e.g. bench/results)")
+    b.add_argument("--seed", type=int, default=0)
+    b.set_defaults(func=_cmd_bench)
+
+    d = sub.add_parser("demo", help="the main job on the embedded synthetic cohort")
+    d.add_argument("--out", default="demo_out")
+    d.add_argument("--preset", default="small", choices=("tiny", "small", "full"))
+    d.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except WorkbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

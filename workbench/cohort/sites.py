@@ -23,7 +23,7 @@ _BASE_SITES: tuple[SiteProfile, ...] = (
             manufacturer="Halcyon Imaging",
             model="HX-128",
             pixel_spacing_mm=1.25,
-            slice_spacing_mm=1.5,
+            slice_spacing_mm=2.0,
             noise_hu=18.0,
             kernel_sigma_mm=0.55,
             hu_offset=4.0,
@@ -69,7 +69,7 @@ _BASE_SITES: tuple[SiteProfile, ...] = (
             manufacturer="Halcyon Imaging",
             model="HX-64 LowDose",
             pixel_spacing_mm=1.3,
-            slice_spacing_mm=2.0,
+            slice_spacing_mm=2.5,
             noise_hu=24.0,  # low-dose protocol
             kernel_sigma_mm=0.7,
             hu_offset=0.0,
@@ -94,7 +94,7 @@ _BASE_SITES: tuple[SiteProfile, ...] = (
             noise_hu=12.0,
             kernel_sigma_mm=0.8,
             hu_offset=8.0,
-            transfer_syntax="rle",
+            transfer_syntax="jpegls",
         ),
     ),
 )

@@ -10,7 +10,7 @@ import numpy as np
 from workbench.data.cache import PreprocessCache, content_digest, series_files
 from workbench.data.case import Case
 from workbench.data.transforms import PreprocessConfig, ct_pipeline, lps_to_ras
-from workbench.errors import CaseError
+from workbench.errors import CaseError, WorkbenchError
 
 
 @dataclass
@@ -40,7 +40,15 @@ def preprocess_ct(case: Case, config: PreprocessConfig | None = None, cache: Pre
         if hit is not None:
             arrays, meta = hit
             return CTInputs(arrays["ct_patch"], arrays["ct_context"], tuple(meta["spacing_mm"]), meta["n_slices"], True)
-    out = ct_pipeline(config)({"image": str(series_dir), "nodule_ras": lps_to_ras(case.nodule_lps_mm)})
+    try:
+        out = ct_pipeline(config)({"image": str(series_dir), "nodule_ras": lps_to_ras(case.nodule_lps_mm)})
+    except RuntimeError as exc:  # MONAI's Compose wraps errors: surface our one-line refusal, not its traceback
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, WorkbenchError):
+            cause = cause.__cause__
+        if cause is None:
+            raise
+        raise cause from None
     image = out.pop("image")
     spacing = tuple(float(s) for s in np.asarray(image.meta["spacing"]))
     inputs = CTInputs(

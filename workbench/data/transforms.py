@@ -24,6 +24,7 @@ from monai.transforms import (
     Compose,
     ConcatItemsd,
     DeleteItemsd,
+    EnsureTyped,
     MapTransform,
     ScaleIntensityRanged,
     Spacingd,
@@ -182,6 +183,7 @@ def ct_pipeline(config: PreprocessConfig) -> Compose:
                           hu_key="ct_context_hu", laa_key="ct_laa"),
             ScaleIntensityRanged(keys=["ct_patch", "ct_context_hu"], a_min=config.hu_min, a_max=config.hu_max,
                                  b_min=0.0, b_max=1.0, clip=True),
+            EnsureTyped(keys=["ct_patch", "ct_context_hu", "ct_laa"], data_type="tensor", track_meta=False),
             ConcatItemsd(keys=["ct_context_hu", "ct_laa"], name="ct_context", dim=0),
             DeleteItemsd(keys=["ct_roi", "ct_context_hu", "ct_laa"]),
         ]

@@ -29,7 +29,7 @@ def test_patch_is_centred_on_the_nodule_and_context_sees_emphysema(tiny_cohort: 
                 continue
             out = preprocess_ct(case, cfg)
             assert out.ct_patch.shape == (1, 32, 32, 32) and out.ct_context.shape == (2, 32, 32, 32)
-            assert out.ct_patch.dtype == np.float32 and 0.0 <= out.ct_patch.min() and out.ct_patch.max() <= 1.0
+            assert out.ct_patch.dtype == np.float32 and out.ct_patch.min() >= 0.0 and out.ct_patch.max() <= 1.0
             t = truth[case.case_id]
             laa[t.emphysema].append(float(out.ct_context[1].max()))
             if t.nodule_type == "solid" and t.diameter_mm >= 7:

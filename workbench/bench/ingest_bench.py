@@ -33,11 +33,11 @@ def run_ingest_bench(*, quick: bool = False, cohort: str | Path | None = None, s
     cases = [c for c in load_cases(site_dir) if c.has_ct]
     config = PreprocessConfig()
     for c in cases:  # warm the page cache equally for both sides
-        for f in series_files(Path(c.series_dir)):
+        for f in series_files(Path(str(c.series_dir))):
             f.read_bytes()
 
     t0 = time.perf_counter()
-    slices = sum(_monai_plain(Path(c.series_dir), config.patch_spacing_mm) for c in cases)
+    slices = sum(_monai_plain(Path(str(c.series_dir)), config.patch_spacing_mm) for c in cases)
     monai_s = time.perf_counter() - t0
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,155 +1,193 @@
 """Write a rendered chest CT as a DICOM series: one CT Image Storage file per slice, PHI in the headers.
 
 The headers carry a fake patient's identity on purpose (a hospital's real data does), so that ingestion,
-de-identification and the PHI tests work on what they will meet. File names are a hash of the SOP Instance
-UID: they do not sort in slice order, so no loader can get away with sorting by name. Each file is written
-under a temporary name and renamed.
+de-identification and the PHI tests meet what they will meet in a hospital. The series is shaped to make
+careless loaders fail: file names are a hash of the SOP Instance UID (they never sort in slice order),
+InstanceNumber runs in scan direction (head first or feet first), and pixels are stored unsigned with a
+RescaleIntercept of -1024, as most scanners write them. Each file is written under a temporary name, then
+renamed, so a killed run never leaves a half-written slice.
+
+Every file passes dciodvfy (dicom3tools) without errors in all three transfer syntaxes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
     CTImageStorage,
     ExplicitVRLittleEndian,
     JPEGLSLossless,
-    PYDICOM_IMPLEMENTATION_UID,
     RLELossless,
     generate_uid,
 )
 
 from workbench.cohort.phantom import RenderedCT
 from workbench.cohort.spec import PatientIdentity, ScannerProfile
+from workbench.errors import CohortError
 
 _SYNTAX = {"jpegls": JPEGLSLossless, "rle": RLELossless, "explicit": ExplicitVRLittleEndian}
+_PLUGIN = {"jpegls": "pyjpegls", "rle": "pylibjpeg"}  # pylibjpeg-rle: ~10x faster than pydicom's own encoder
+_INTERCEPT = -1024  # stored = HU + 1024 in 0..4095: 12 bits, as CT scanners write it
+_VERSION = "workbench-phantom 1.0"
 
 
 def _uid(seed: str, *parts: object) -> str:
-    return generate_uid(entropy_srcs=[seed, *map(str, parts)])
+    """A UID fixed by the seed: the same case gets the same UIDs in every run."""
+    return str(generate_uid(entropy_srcs=[seed, *map(str, parts)]))
 
 
-def _da(d) -> str:  # DICOM DA
+def _da(d: date) -> str:
     return d.strftime("%Y%m%d")
 
 
+def _ds(v: float) -> str:
+    """A decimal string that round-trips the value (DS allows 16 characters)."""
+    s = f"{v:.6f}".rstrip("0").rstrip(".")
+    return "0" if s in ("-0", "") else s
+
+
 def dicom_name(identity: PatientIdentity) -> str:
+    """PatientName as DICOM writes it: Last^First."""
     return f"{identity.last_name}^{identity.first_name}"
 
 
 def physician_name(identity: PatientIdentity) -> str:
+    """ReferringPhysicianName: "First Last" becomes Last^First. First names are one word, family names may
+    be several ("De la Cruz"), so the split is at the first space."""
     first, _, last = identity.physician.partition(" ")
     return f"{last}^{first}" if last else first
 
 
 def dicom_phi_strings(identity: PatientIdentity) -> list[str]:
-    """Every PHI string the headers carry, as written (and the plain name, which readers display)."""
-    return [
-        dicom_name(identity),
-        identity.full_name,
-        identity.mrn,
-        _da(identity.birth_date),
-        identity.accession,
-        physician_name(identity),
-        identity.institution,
-        _da(identity.visit_date),
+    """Every PHI string the headers carry, exactly as written, plus the name parts a reader shows on their
+    own (a de-identifier that blanks "Last^First" but leaves "Last" elsewhere still leaks)."""
+    values = [
+        dicom_name(identity), identity.last_name, identity.first_name,
+        identity.mrn, _da(identity.birth_date), identity.accession,
+        physician_name(identity), identity.institution, _da(identity.visit_date),
     ]
+    return list(dict.fromkeys(v for v in values if v))
+
+
+def _seed_int(seed: str, what: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{what}".encode()).digest()[:4], "big")
 
 
 def _series_header(ct: RenderedCT, scanner: ScannerProfile, identity: PatientIdentity, uid_seed: str,
-                   description: str) -> Dataset:
+                   description: str, position: str) -> Dataset:
+    """The elements every slice shares, module by module (CT Image IOD, PS3.3 A.3)."""
     ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: the names carry accents
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.SOPClassUID = CTImageStorage
+    visit, minute = _da(identity.visit_date), _seed_int(uid_seed, "time") % 540
+    time = f"{8 + minute // 60:02d}{minute % 60:02d}{_seed_int(uid_seed, 's') % 60:02d}"
+    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = visit
+    ds.StudyTime = ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = time
+    ds.AccessionNumber = identity.accession
+    ds.Modality = "CT"
+    ds.Manufacturer = scanner.manufacturer
+    ds.InstitutionName = identity.institution
+    ds.ReferringPhysicianName = physician_name(identity)
+    ds.StudyDescription = "CT CHEST WITHOUT CONTRAST"
+    ds.SeriesDescription = description
+    ds.ManufacturerModelName = scanner.model
     # Patient (PHI)
     ds.PatientName = dicom_name(identity)
     ds.PatientID = identity.mrn
     ds.PatientBirthDate = _da(identity.birth_date)
     ds.PatientSex = identity.sex
-    age = identity.visit_date.year - identity.birth_date.year - (
-        (identity.visit_date.month, identity.visit_date.day) < (identity.birth_date.month, identity.birth_date.day))
-    ds.PatientAge = f"{min(age, 999):03d}Y"
-    # Study / series
+    # acquisition
+    ds.BodyPartExamined = "CHEST"
+    ds.SliceThickness = _ds(ct.slice_spacing_mm)
+    ds.KVP = _ds(scanner.kvp)
+    ds.SpacingBetweenSlices = _ds(ct.slice_spacing_mm)
+    ds.DataCollectionDiameter = _ds(500.0)
+    ds.SoftwareVersions = _VERSION
+    ds.ReconstructionDiameter = _ds(ct.hu.shape[2] * ct.pixel_spacing_mm)
+    ds.GantryDetectorTilt = "0"
+    ds.RotationDirection = "CW"
+    ds.ConvolutionKernel = "SOFT" if scanner.kernel_sigma_mm >= 0.85 else "STANDARD" if scanner.kernel_sigma_mm >= 0.65 else "SHARP"
+    ds.PatientPosition = position
     ds.StudyInstanceUID = _uid(uid_seed, "study")
     ds.SeriesInstanceUID = _uid(uid_seed, "series")
-    ds.FrameOfReferenceUID = _uid(uid_seed, "frame")
-    ds.StudyDate = ds.SeriesDate = ds.ContentDate = ds.AcquisitionDate = _da(identity.visit_date)
-    ds.StudyTime = ds.SeriesTime = ds.ContentTime = ds.AcquisitionTime = "101500"
-    ds.AccessionNumber = identity.accession
-    ds.ReferringPhysicianName = physician_name(identity)
-    ds.StudyID = "1"
-    ds.StudyDescription = "CT CHEST"
-    ds.SeriesDescription = description
+    ds.StudyID = f"{_seed_int(uid_seed, 'study-id') % 100000:05d}"
     ds.SeriesNumber = 2
-    ds.Modality = "CT"
-    ds.BodyPartExamined = "CHEST"
-    ds.PatientPosition = "HFS"
-    ds.PositionReferenceIndicator = ""
-    # Equipment
-    ds.Manufacturer = scanner.manufacturer
-    ds.ManufacturerModelName = scanner.model
-    ds.InstitutionName = identity.institution
-    # CT image / image plane / pixel
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
     ds.AcquisitionNumber = 1
-    ds.KVP = f"{scanner.kvp:g}"
-    ds.SliceThickness = f"{ct.slice_spacing_mm:g}"
-    ds.SpacingBetweenSlices = f"{ct.slice_spacing_mm:g}"
-    ds.ConvolutionKernel = "SYNTH-B" if scanner.kernel_sigma_mm >= 0.75 else "SYNTH-S"
-    ds.PixelSpacing = [f"{ct.pixel_spacing_mm:g}", f"{ct.pixel_spacing_mm:g}"]
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
+    ds.FrameOfReferenceUID = _uid(uid_seed, "frame")
+    ds.PositionReferenceIndicator = ""
+    # image pixel
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows, ds.Columns = int(ct.hu.shape[1]), int(ct.hu.shape[2])
+    ds.PixelSpacing = [_ds(ct.pixel_spacing_mm), _ds(ct.pixel_spacing_mm)]
     ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 1  # signed: stored value = HU, so the loader's rescale is exact
-    ds.RescaleIntercept = "0"
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.PixelRepresentation = 0
+    ds.WindowCenter = ["-600", "40"]
+    ds.WindowWidth = ["1500", "400"]
+    ds.RescaleIntercept = str(_INTERCEPT)
     ds.RescaleSlope = "1"
     ds.RescaleType = "HU"
-    ds.WindowCenter = "-600"
-    ds.WindowWidth = "1500"
-    ds.SOPClassUID = CTImageStorage
-    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.WindowCenterWidthExplanation = ["LUNG", "MEDIASTINUM"]
+    ds.LossyImageCompression = "00"
     return ds
 
 
 def write_ct_series(out_dir: Path, ct: RenderedCT, scanner: ScannerProfile, identity: PatientIdentity, *,
                     uid_seed: str, series_description: str = "CHEST CT NODULE") -> list[Path]:
-    """Write ``ct`` into ``out_dir`` (one file per slice) in the scanner's transfer syntax; return the paths."""
+    """Write ``ct`` into ``out_dir``, one file per slice in the scanner's transfer syntax; return the paths
+    in slice order (slice 0, the most inferior, first).
+
+    Example:
+        >>> paths = write_ct_series(tmp, ct, scanner, identity, uid_seed="7:hospital_a-0001")  # doctest: +SKIP
+    """
+    if scanner.transfer_syntax not in _SYNTAX:
+        raise CohortError(f"unknown transfer syntax {scanner.transfer_syntax!r} (expected one of {sorted(_SYNTAX)})")
+    if ct.hu.dtype != np.int16 or ct.hu.ndim != 3:
+        raise CohortError(f"expected an int16 (slices, rows, cols) volume, got {ct.hu.dtype} {ct.hu.shape}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     syntax = _SYNTAX[scanner.transfer_syntax]
-    base = _series_header(ct, scanner, identity, uid_seed, series_description)
+    position = "FFS" if _seed_int(uid_seed, "position") % 5 == 0 else "HFS"
+    base = _series_header(ct, scanner, identity, uid_seed, series_description, position)
+    stored = (np.clip(ct.hu, -1024, 3071).astype(np.int32) - _INTERCEPT).astype(np.uint16)  # (n, rows, cols)
+    n = stored.shape[0]
     x0, y0, z0 = ct.origin_lps
     paths: list[Path] = []
-    for k in range(ct.hu.shape[0]):
+    for k in range(n):
+        sop = _uid(uid_seed, "slice", k)
+        z = z0 + k * ct.slice_spacing_mm
         ds = Dataset()
         ds.update(base)
-        sop = _uid(uid_seed, "slice", k)
         ds.SOPInstanceUID = sop
-        ds.InstanceNumber = k + 1
-        z = z0 + k * ct.slice_spacing_mm
-        ds.ImagePositionPatient = [f"{x0:.4f}", f"{y0:.4f}", f"{z:.4f}"]
-        ds.SliceLocation = f"{z:.4f}"
+        # scanners number slices in scan order: head first counts down from the top
+        ds.InstanceNumber = n - k if position == "HFS" else k + 1
+        ds.ImagePositionPatient = [_ds(x0), _ds(y0), _ds(z)]
+        ds.SliceLocation = _ds(z)
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = CTImageStorage
         meta.MediaStorageSOPInstanceUID = sop
-        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+        meta.ImplementationVersionName = "WORKBENCH_1"
         ds.file_meta = meta
-        pixels = np.ascontiguousarray(ct.hu[k], dtype=np.int16)
         if syntax == ExplicitVRLittleEndian:
-            ds.PixelData = pixels.tobytes()
+            ds.PixelData = stored[k].tobytes()
             ds["PixelData"].VR = "OW"
-        elif syntax == JPEGLSLossless:
-            ds.compress(syntax, pixels, encoding_plugin="pyjpegls")
         else:
-            ds.compress(syntax, pixels)
-        name = hashlib.sha1(sop.encode()).hexdigest()[:12] + ".dcm"
+            ds.compress(syntax, stored[k], encoding_plugin=_PLUGIN[scanner.transfer_syntax],
+                        generate_instance_uid=False)
+        name = hashlib.sha1(sop.encode()).hexdigest()[:16] + ".dcm"
         tmp = out_dir / f".{name}.tmp"
         ds.save_as(tmp, enforce_file_format=True)
         os.replace(tmp, out_dir / name)

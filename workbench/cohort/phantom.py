@@ -745,13 +745,13 @@ def _gauss_kernel(sigma: float, truncate: float = 3.0) -> np.ndarray:
 def _scanner(vol: np.ndarray, body: _Body, g: _Grids, scanner: ScannerProfile, rng: np.random.Generator) -> None:
     """Quantum noise then the reconstruction kernel, in place. The noise goes in before the in-plane blur so
     it comes out correlated like real CT noise; its amplitude is scaled so the blurred noise has the
-    scanner's standard deviation inside the body (a fifth of it in the air around)."""
+    scanner's standard deviation inside the body; the air around gets a trace (it compresses to almost nothing)."""
     sigma_px = scanner.kernel_sigma_mm / scanner.pixel_spacing_mm
     k = _gauss_kernel(sigma_px)
     gain = float((k * k).sum())  # std of white noise after the separable 2-D blur
     body_f = _occ(_ellipse_sd(g.xf[None, :], g.yf[:, None], body.x0, body.y0, body.a_body, body.b_body),
                   scanner.pixel_spacing_mm)
-    amp = (scanner.noise_hu / gain) * (0.2 + 0.8 * body_f)
+    amp = (scanner.noise_hu / gain) * (0.03 + 0.97 * body_f)
     noise = rng.standard_normal(vol.shape, dtype=np.float32)
     noise *= amp[None]
     vol += noise

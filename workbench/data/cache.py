@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,5 +64,6 @@ class PreprocessCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with tmp.open("wb") as f:
-            np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
+            payload: dict[str, Any] = {"__meta__": np.array(json.dumps(meta)), **arrays}
+            np.savez(f, **payload)
         os.replace(tmp, path)

@@ -27,7 +27,7 @@ import torch
 from monai.data import MetaTensor
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGLSLossless
 
 from workbench.errors import DicomError, NotCTError, SeriesGeometryError
 
@@ -333,10 +333,30 @@ def _decode(file: Path, ds: Dataset) -> np.ndarray:
             raise DicomError(f"{file}: pixel data truncated ({len(ds.PixelData)} of {expected} bytes)")
         if syntax in NATIVE_LE and bits == 16:
             return _native16(ds, rows, cols, frames)
+    if syntax == JPEGLSLossless and frames == 1 and bits == 16 and int(ds.get("BitsStored", 16)) == 16:
+        fast = _jpegls16(ds, rows, cols)
+        if fast is not None:
+            return fast
     try:
         return ds.pixel_array
     except Exception as e:
         raise DicomError(f"{file}: cannot decode pixel data ({syntax.name}): {_one_line(e)}") from None
+
+
+def _jpegls16(ds: Dataset, rows: int, cols: int) -> np.ndarray | None:
+    """One 16-bit JPEG-LS frame through CharLS directly: the same values as ``pixel_array`` at about a third
+    of its cost (pydicom's generic decoder pipeline dominates for small frames). None: use ``pixel_array``."""
+    try:
+        import jpeg_ls
+        from pydicom.encaps import generate_frames
+
+        buf, info = jpeg_ls.decode_buffer(next(generate_frames(ds.PixelData, number_of_frames=1)))
+    except Exception:  # noqa: BLE001 - anything odd: the generic path decodes it or names the failure
+        return None
+    if info.get("width") != cols or info.get("height") != rows or info.get("components") != 1 or len(buf) != rows * cols * 2:
+        return None
+    signed = int(ds.get("PixelRepresentation", 0)) == 1
+    return np.frombuffer(buf, dtype="<i2" if signed else "<u2").reshape(rows, cols)
 
 
 def _native16(ds: Dataset, rows: int, cols: int, frames: int) -> np.ndarray:

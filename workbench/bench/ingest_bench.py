@@ -18,9 +18,10 @@ from workbench.data.transforms import PreprocessConfig
 
 
 def _monai_plain(series_dir: Path, spacing: float) -> int:
+    from monai.data import PydicomReader
     from monai.transforms import LoadImage, Spacing
 
-    img = LoadImage(reader="PydicomReader", ensure_channel_first=True, image_only=True)(str(series_dir))
+    img = LoadImage(reader=PydicomReader(), ensure_channel_first=True, image_only=True)(str(series_dir))
     Spacing(pixdim=(spacing,) * 3, mode="bilinear")(img)
     return int(img.shape[-1])
 

@@ -200,7 +200,7 @@ def _sample_body(scanner: ScannerProfile, rng: np.random.Generator) -> _Body:
         z_carina=z_lo + height - rng.uniform(85, 110),
         y_vb=y0 + b_body - rng.uniform(62, 74), r_vb=rng.uniform(14, 18),
         heart_c=heart_c, heart_r=heart_r, heart_angle=-rng.uniform(0.5, 0.8),
-        fissure=(rng.uniform(0.06, 0.14), rng.uniform(0.58, 0.68), rng.uniform(0.50, 0.58)),
+        fissure=(rng.uniform(0.16, 0.24), rng.uniform(0.75, 0.85), rng.uniform(0.55, 0.61)),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from workbench.cohort.ceilings import ceilings
 from workbench.cohort.generate import read_truth
 from workbench.cohort.sample import sample_site_truths
 from workbench.cohort.sites import default_sites
+from workbench.cohort.spec import PatientTruth
 from workbench.metrics import fit_logistic
 
 
@@ -24,14 +26,15 @@ def test_brock_matches_a_hand_computed_case() -> None:
                            nodule_type="part_solid", upper_lobe=True, nodule_count=2, spiculated=True)
     assert got == pytest.approx(expected, abs=1e-9)
     # Mayo history and prior-CT terms sit on top, with the enrichment shift.
-    full = risk.true_logit(age=70, female=True, family_history=True, emphysema=False, diameter_mm=15,
-                           nodule_type="part_solid", upper_lobe=True, nodule_count=2, spiculated=True,
-                           ever_smoker=True, prior_cancer=True, prior_ct="growing")
-    assert full == pytest.approx(expected + 0.7917 + 1.3388 + 2.0 + risk.ENRICHMENT_SHIFT, abs=1e-9)
-    stable = risk.true_logit(age=70, female=True, family_history=True, emphysema=False, diameter_mm=15,
-                             nodule_type="part_solid", upper_lobe=True, nodule_count=2, spiculated=True,
-                             ever_smoker=False, prior_cancer=False, prior_ct="stable_2y")
-    assert stable == pytest.approx(expected - 2.5 + risk.ENRICHMENT_SHIFT, abs=1e-9)
+    t = PatientTruth(case_id="x", site="s", split="test", age=70, female=True, family_history=True, smoking="former",
+                     pack_years=30, prior_cancer=True, prior_cancer_site="breast", prior_ct="growing",
+                     prior_ct_years=1.0, diameter_mm=15, nodule_type="part_solid", spiculated=True, lobe="RUL",
+                     nodule_count=2, emphysema=False, emphysema_in_note=False, has_ct=True, has_note=True,
+                     logit=0.0, risk=0.0, label=0)
+    assert risk.truth_logit(t) == pytest.approx(expected + 0.7917 + 1.3388 + 2.0 + risk.ENRICHMENT_SHIFT, abs=1e-9)
+    stable = replace(t, smoking="never", prior_cancer=False, prior_ct="stable_2y")
+    assert risk.truth_logit(stable) == pytest.approx(expected - 2.5 + risk.ENRICHMENT_SHIFT, abs=1e-9)
+    assert risk.brock_probability(t) == pytest.approx(1 / (1 + math.exp(-expected)), abs=1e-12)
 
 
 def test_written_truth_follows_the_one_risk_function(tiny_cohort) -> None:

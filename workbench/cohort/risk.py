@@ -69,41 +69,8 @@ def brock_logit(
     )
 
 
-def true_logit(
-    *,
-    age: float,
-    female: bool,
-    family_history: bool,
-    emphysema: bool,
-    diameter_mm: float,
-    nodule_type: str,
-    upper_lobe: bool,
-    nodule_count: int,
-    spiculated: bool,
-    ever_smoker: bool,
-    prior_cancer: bool,
-    prior_ct: str,
-) -> float:
-    """Full log-odds of the cohort: Brock + Mayo history + prior-CT terms + enrichment shift."""
-    brock = brock_logit(
-        age=age,
-        female=female,
-        family_history=family_history,
-        emphysema=emphysema,
-        diameter_mm=diameter_mm,
-        nodule_type=nodule_type,
-        upper_lobe=upper_lobe,
-        nodule_count=nodule_count,
-        spiculated=spiculated,
-    )
-    history = MAYO_EVER_SMOKER * float(ever_smoker) + MAYO_PRIOR_CANCER * float(prior_cancer)
-    prior = PRIOR_CT_STABLE_2Y * float(prior_ct == "stable_2y") + PRIOR_CT_GROWING * float(prior_ct == "growing")
-    return brock + history + prior + ENRICHMENT_SHIFT
-
-
-def truth_logit(t: PatientTruth) -> float:
-    """The true log-odds recomputed from a case's truth record."""
-    return true_logit(
+def _brock_of(t: PatientTruth) -> float:
+    return brock_logit(
         age=t.age,
         female=t.female,
         family_history=t.family_history,
@@ -113,10 +80,14 @@ def truth_logit(t: PatientTruth) -> float:
         upper_lobe=t.upper_lobe,
         nodule_count=t.nodule_count,
         spiculated=t.spiculated,
-        ever_smoker=t.ever_smoker,
-        prior_cancer=t.prior_cancer,
-        prior_ct=t.prior_ct,
     )
+
+
+def truth_logit(t: PatientTruth) -> float:
+    """The cohort's full log-odds: Brock + Mayo history + prior-CT terms + enrichment shift."""
+    history = MAYO_EVER_SMOKER * float(t.ever_smoker) + MAYO_PRIOR_CANCER * float(t.prior_cancer)
+    prior = PRIOR_CT_STABLE_2Y * float(t.prior_ct == "stable_2y") + PRIOR_CT_GROWING * float(t.prior_ct == "growing")
+    return _brock_of(t) + history + prior + ENRICHMENT_SHIFT
 
 
 def sigmoid(x: float | np.ndarray) -> float | np.ndarray:
@@ -127,18 +98,4 @@ def sigmoid(x: float | np.ndarray) -> float | np.ndarray:
 
 def brock_probability(t: PatientTruth) -> float:
     """Today's clinical calculator on perfect measurements: Brock alone (no history, prior CT or shift)."""
-    return float(
-        sigmoid(
-            brock_logit(
-                age=t.age,
-                female=t.female,
-                family_history=t.family_history,
-                emphysema=t.emphysema,
-                diameter_mm=t.diameter_mm,
-                nodule_type=t.nodule_type,
-                upper_lobe=t.upper_lobe,
-                nodule_count=t.nodule_count,
-                spiculated=t.spiculated,
-            )
-        )
-    )
+    return float(sigmoid(_brock_of(t)))

@@ -10,7 +10,7 @@ import hashlib
 
 import numpy as np
 
-from workbench.cohort.risk import sigmoid, true_logit
+from workbench.cohort.risk import sigmoid, truth_logit
 from workbench.cohort.spec import LOBES, PatientTruth, SiteProfile
 
 SPLITS = (("train", 0.55), ("val", 0.10), ("calib", 0.15), ("test", 0.20))
@@ -71,23 +71,7 @@ def sample_truth(site: SiteProfile, case_id: str, rng: np.random.Generator, *, s
     if not has_note and not has_ct:
         has_ct = True  # a case with neither modality is not a case
 
-    logit = true_logit(
-        age=age,
-        female=female,
-        family_history=family_history,
-        emphysema=emphysema,
-        diameter_mm=diameter,
-        nodule_type=nodule_type,
-        upper_lobe=lobe in ("RUL", "LUL"),
-        nodule_count=nodule_count,
-        spiculated=spiculated,
-        ever_smoker=ever,
-        prior_cancer=prior_cancer,
-        prior_ct=prior_ct,
-    )
-    risk = float(sigmoid(logit))
-    label = int(rng.random() < risk)
-    return PatientTruth(
+    truth = PatientTruth(
         case_id=case_id,
         site=site.name,
         split=split,
@@ -109,10 +93,15 @@ def sample_truth(site: SiteProfile, case_id: str, rng: np.random.Generator, *, s
         emphysema_in_note=emphysema_in_note,
         has_ct=has_ct,
         has_note=has_note,
-        logit=round(logit, 6),
-        risk=risk,
-        label=label,
+        logit=0.0,
+        risk=0.0,
+        label=0,
     )
+    # Outcome last, from the one risk function; the label's draw comes after every variable's.
+    truth.logit = round(truth_logit(truth), 6)
+    truth.risk = float(sigmoid(truth.logit))
+    truth.label = int(rng.random() < truth.risk)
+    return truth
 
 
 def case_id_for(site: SiteProfile, index: int) -> str:

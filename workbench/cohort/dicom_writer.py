@@ -168,7 +168,7 @@ def _header_chunks(base: Dataset, split_at: list[int]) -> list[bytes]:
     encodings = [_CHARSET]
     elems = sorted(base, key=lambda e: e.tag)
     bounds = [0, *split_at, 0xFFFFFFFF]
-    return [_encode([e for e in elems if lo < e.tag < hi], encodings) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    return [_encode([e for e in elems if lo < e.tag < hi], encodings) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def write_ct_series(out_dir: Path, ct: RenderedCT, scanner: ScannerProfile, identity: PatientIdentity, *,
@@ -213,7 +213,7 @@ def write_ct_series(out_dir: Path, ct: RenderedCT, scanner: ScannerProfile, iden
             DataElement(0x00201041, "DS", z),  # SliceLocation
             pixels,
         ]
-        body = b"".join(c + _encode([e], [_CHARSET]) for c, e in zip(chunks, per_slice)) + chunks[-1]
+        body = b"".join(c + _encode([e], [_CHARSET]) for c, e in zip(chunks[:-1], per_slice, strict=True)) + chunks[-1]
         meta = _encode([
             DataElement(0x00020001, "OB", b"\x00\x01"),  # FileMetaInformationVersion
             DataElement(0x00020002, "UI", CTImageStorage),

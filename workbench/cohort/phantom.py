@@ -9,8 +9,8 @@ Three resolution levels make that possible:
   F (full)   (n, rows, cols)          what is returned; nodules, noise and the kernel blur are made here
   H (half)   (n, rows/2, cols/2)      anatomy, with soft (partial-volume) edges; upsampled linearly to F
   C (coarse) (n/2, rows/4, cols/4)    smooth random fields (vessels, emphysema, texture), inside the lung box
-The body wall, ribs ring and spine are constant along z except for rib and disc patterns, so they are drawn
-once in 2-D. Coordinates are LPS millimetres (+x patient left, +y posterior, +z superior); arrays are
+The body wall and the spine are drawn once in 2-D (discs aside), the rib cage per slice but only over the
+band of pixels it can reach. Coordinates are LPS millimetres (+x patient left, +y posterior, +z superior); arrays are
 indexed (slice, row, column) = (z, y, x), slice 0 the most inferior.
 """
 
@@ -32,7 +32,7 @@ NODULE_HU: dict[str, float] = {"solid": 30.0, "part_solid": -500.0, "non_solid":
 
 TISSUE_HU: dict[str, float] = {
     "air": -1000.0,
-    "lung": -860.0,  # parenchyma (mean; texture and a posterior gravity gradient vary it by a few tens)
+    "lung": -865.0,  # parenchyma (mean; texture and a posterior gravity gradient vary it by a few tens)
     "emphysema": -975.0,  # low-attenuation areas
     "fat": -100.0,
     "muscle": 45.0,
@@ -268,7 +268,7 @@ def _airway(body: _Body) -> list[tuple[np.ndarray, np.ndarray, float]]:
     ]
 
 
-def lobe_of(body: _Body, x, y, z) -> np.ndarray:
+def _lobe_of(body: _Body, x, y, z) -> np.ndarray:
     """Lobe index into LOBES for lung points: oblique fissures (lower lobes posterior-inferior), and on the
     right a horizontal fissure separating the middle lobe from the upper."""
     a0, a1, horiz = body.fissure
@@ -495,13 +495,13 @@ def _lung_values(body: _Body, g: _Grids, lung: np.ndarray, emphysema: bool, w: f
         stack = _up2(stack, axis, size)
     z, y, x = g.z[:, None, None], g.yh[rows][None, :, None], g.xh[cols][None, None, :]
     yr = np.clip((y - body.y0) / body.b_cav, -1, 1)
-    vals = TISSUE_HU["lung"] + 25.0 * yr + 24.0 * stack[nv]  # gravity: dependent lung is denser
+    vals = TISSUE_HU["lung"] + 25.0 * yr + 38.0 * stack[nv]  # gravity: dependent lung is denser
     if emphysema:
         zr = np.clip((z - body.z_lo) / body.height, 0, 1)
         lo, hi = rng.uniform(0.10, 0.20), rng.uniform(0.45, 0.70)
         cover = lo + (hi - lo) * zr * zr * (3 - 2 * zr)  # smoothstep: upper-zone predominant
         thr = ndtri(1.0 - cover).astype(np.float32)
-        e_occ = np.clip((stack[nv + 1] / 1.0 - thr) / 0.25 + 0.5, 0.0, 1.0)
+        e_occ = np.clip((stack[nv + 1] - thr) / 0.25 + 0.5, 0.0, 1.0)
         _lerp(vals, TISSUE_HU["emphysema"] + 6.0 * stack[nv], e_occ)
     else:
         e_occ = 0.0
@@ -571,7 +571,7 @@ def _place_nodules(nodules: list[NoduleSpec], body: _Body, g: _Grids, lung: np.n
     steps = (2 * scanner.slice_spacing_mm, 4 * scanner.pixel_spacing_mm, 4 * scanner.pixel_spacing_mm)
     depth = ndi.distance_transform_edt(lung_c, sampling=steps) - math.sqrt(sum(s * s for s in steps))
     zc, yc, xc = np.meshgrid(g.zc, g.yc, g.xc, indexing="ij")
-    lobe = lobe_of(body, xc, yc, zc)
+    lobe = _lobe_of(body, xc, yc, zc)
     order = sorted(range(len(nodules)), key=lambda i: -nodules[i].diameter_mm)
     placed: dict[int, _Nodule] = {}
     for i in order:
@@ -598,7 +598,7 @@ def _place_nodules(nodules: list[NoduleSpec], body: _Body, g: _Grids, lung: np.n
             k = int(np.argmax(np.where(in_lobe, np.minimum(depth, clear), -np.inf)))
         center = np.array([xc.flat[k], yc.flat[k], zc.flat[k]])
         jitter = center + rng.uniform(-0.5, 0.5, 3) * np.array(steps[::-1]) * 0.5
-        if lobe_of(body, jitter[0], jitter[1], jitter[2]) == LOBES.index(spec.lobe):
+        if _lobe_of(body, jitter[0], jitter[1], jitter[2]) == LOBES.index(spec.lobe):
             center = jitter
         placed[i] = _Nodule(spec, np.round(center, 2), spikes, spike_len, solid_dir)
     return [placed[i] for i in range(len(nodules))]
@@ -732,7 +732,7 @@ def render_chest(nodules: list[NoduleSpec], emphysema: bool, scanner: ScannerPro
     out = np.clip(vol, -1024, 3071).astype(np.int16)
     fov = (g.xf[None, :] ** 2 + g.yf[:, None] ** 2) > (0.5 * min(rows, cols) * ps) ** 2
     out[:, fov] = _PAD_HU
-    centers = [tuple(float(v) for v in nod.center) for nod in placed]
+    centers = [(float(nod.center[0]), float(nod.center[1]), float(nod.center[2])) for nod in placed]
     return RenderedCT(out, origin, ps, ss, centers, index_mask)
 
 

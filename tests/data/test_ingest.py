@@ -90,3 +90,21 @@ def test_ingest_of_a_folder_without_manifest_is_one_line(tmp_path: Path, capsys:
     code = main(["ingest", str(tmp_path), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "no manifest.csv" in err
+
+
+def test_ingest_outputs_carry_no_phi(tiny_cohort: Path, tiny_site_copy: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture) -> None:
+    """The summary, quarantine.csv and cache entries hold geometry and reasons, never a header's or note's PHI."""
+    truth = [json.loads(line) for line in (tiny_cohort / "truth.jsonl").read_text().splitlines()]
+    phi = {p for t in truth if t["site"] == tiny_site_copy.name for p in t["phi"] if len(p) >= 4}
+    assert phi
+    victim = next(c for c in load_cases(tiny_site_copy) if c.has_ct)
+    first = sorted(Path(victim.series_dir).iterdir())[0]
+    first.write_bytes(b"not dicom at all")
+    assert main(["ingest", str(tiny_site_copy), "--cache", str(tmp_path / "cache"), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    blobs = [captured.out, captured.err, (tiny_site_copy / "quarantine.csv").read_text()]
+    blobs += [f.read_bytes().decode("latin-1") for f in (tmp_path / "cache").rglob("*.npz")]
+    for blob in blobs:
+        leaked = [p for p in phi if p in blob]
+        assert not leaked, leaked[:3]

@@ -333,7 +333,8 @@ def _decode(file: Path, ds: Dataset) -> np.ndarray:
             raise DicomError(f"{file}: pixel data truncated ({len(ds.PixelData)} of {expected} bytes)")
         if syntax in NATIVE_LE and bits == 16:
             return _native16(ds, rows, cols, frames)
-    if syntax == JPEGLSLossless and frames == 1 and bits == 16 and int(ds.get("BitsStored", 16)) == 16:
+    unsigned = int(ds.get("PixelRepresentation", 0)) == 0
+    if syntax == JPEGLSLossless and frames == 1 and bits == 16 and (unsigned or int(ds.get("BitsStored", 16)) == 16):
         fast = _jpegls16(ds, rows, cols)
         if fast is not None:
             return fast

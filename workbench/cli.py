@@ -43,10 +43,6 @@ def _cmd_ingest(a: argparse.Namespace) -> int:
 
 
 def _cmd_bench(a: argparse.Namespace) -> int:
-    import time
-
-    from workbench.bench.common import envelope
-
     if a.name == "cohort":
         from workbench.bench.cohort_bench import run_cohort_bench
 
@@ -54,9 +50,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     elif a.name == "deid":
         from workbench.bench.deid_bench import run_deid_bench
 
-        start = time.perf_counter()
         result = run_deid_bench(quick=a.quick, seed=a.seed)
-        result = {**result, **envelope("deid-quick" if a.quick else "deid", time.perf_counter() - start)}
     else:
         from workbench.bench.ingest_bench import run_ingest_bench
 

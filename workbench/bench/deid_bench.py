@@ -23,10 +23,10 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter, defaultdict
-from datetime import date, timedelta
 
 import numpy as np
 
+from workbench.bench.common import envelope
 from workbench.cohort.notes import EVAL_STYLE, SITE_STYLES, write_note
 from workbench.cohort.sample import sample_truth
 from workbench.cohort.sites import default_sites
@@ -72,10 +72,6 @@ def lost_words(text: str, clean: str, phi: list[str]) -> tuple[int, int]:
         masked = re.sub(r"(?<!\w)" + re.escape(p) + r"(?!\w)", " ", masked, flags=re.IGNORECASE)
     before, after = Counter(_WORD.findall(masked)), Counter(_WORD.findall(clean))
     return sum(before.values()), sum((before - after).values())
-
-
-def _visit_date(rng: np.random.Generator) -> date:
-    return date(2019, 1, 1) + timedelta(days=int(rng.integers(0, 7 * 365)))
 
 
 def run_deid_bench(*, quick: bool = False, seed: int = 0) -> dict:
@@ -137,12 +133,12 @@ def run_deid_bench(*, quick: bool = False, seed: int = 0) -> dict:
         "n_phi": sum(phi_total.values()),
         "n_facts": sum(fact_total.values()),
         "deid_ms_per_note": round(1000 * deid_s / max(n_notes, 1), 2),
-        "bench_s": round(time.perf_counter() - start, 2),
         "leaks_example": leaks,
+        **envelope("deid-quick" if quick else "deid", time.perf_counter() - start),
     }
 
 
 def _identity(rng: np.random.Generator, site: SiteProfile, age: int, female: bool) -> PatientIdentity:
-    from workbench.cohort.identity import make_identity
+    from workbench.cohort.identity import make_identity, sample_visit_date
 
-    return make_identity(rng, site, age=age, female=female, visit_date=_visit_date(rng))
+    return make_identity(rng, site, age=age, female=female, visit_date=sample_visit_date(rng))

@@ -22,7 +22,6 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
-from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ from workbench.cohort.data_card import write_site_card
 from workbench.cohort.sample import case_id_for, case_rng, case_split, sample_truth
 from workbench.cohort.sites import default_sites
 from workbench.cohort.spec import LOBES, NoduleSpec, PatientTruth, SiteProfile
+from workbench.errors import CohortError
 
 MANIFEST_COLUMNS = ("case_id", "series_dir", "nodule_x_mm", "nodule_y_mm", "nodule_z_mm", "note_id", "label", "split")
 _ROWS_DIR = ".rows"  # per-case row files: the resume markers, outside the series folders
@@ -64,21 +64,17 @@ def nodules_for(truth: PatientTruth, rng: np.random.Generator) -> list[NoduleSpe
     return [index, *extra]
 
 
-def _visit_date(rng: np.random.Generator) -> date:
-    return date(2019, 1, 1) + timedelta(days=int(rng.integers(0, 7 * 365)))
-
-
 def make_case(site: SiteProfile, site_index: int, case_index: int, seed: int, site_dir: Path) -> dict:
     """Sample, render and write one case; return its manifest row, note and truth record."""
     from workbench.cohort.dicom_writer import dicom_phi_strings, write_ct_series
-    from workbench.cohort.identity import make_identity
+    from workbench.cohort.identity import make_identity, sample_visit_date
     from workbench.cohort.notes import write_note
     from workbench.cohort.phantom import render_chest
 
     cid = case_id_for(site, case_index)
     truth = sample_truth(site, cid, case_rng(seed, site_index, case_index, 0), split=case_split(seed, site.name, cid))
     rng_note = case_rng(seed, site_index, case_index, 1)
-    identity = make_identity(rng_note, site, age=truth.age, female=truth.female, visit_date=_visit_date(rng_note))
+    identity = make_identity(rng_note, site, age=truth.age, female=truth.female, visit_date=sample_visit_date(rng_note))
     style = str(rng_note.choice(site.note_styles))
     note = write_note(truth, identity, style, rng_note) if truth.has_note else None
 
@@ -148,8 +144,6 @@ def generate_cohort(out: str | Path, config: CohortConfig, *, progress: bool = T
     request = {"preset": config.preset, "sites": [s.name for s in sites], "patients_per_site": config.n_patients,
                "seed": config.seed, "transfer_syntax": config.transfer_syntax}
     if stamp.exists() and json.loads(stamp.read_text())["request"] != request:
-        from workbench.errors import CohortError
-
         raise CohortError(f"{out}: holds a different cohort ({stamp.name} differs); choose an empty folder")
     tasks = list(_pending(sites, out, config.n_patients, config.seed))
     bar = tqdm(total=len(sites) * config.n_patients, initial=len(sites) * config.n_patients - len(tasks),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 
@@ -242,3 +242,8 @@ def make_identity(rng: np.random.Generator, site: SiteProfile, *, age: int, fema
         physician=f"{doc_first} {doc_last}",
         institution=INSTITUTIONS[site_code(site) % len(INSTITUTIONS)],
     )
+
+
+def sample_visit_date(rng: np.random.Generator) -> date:
+    """A visit (study and note) date between 2019 and 2025."""
+    return date(2019, 1, 1) + timedelta(days=int(rng.integers(0, 7 * 365)))

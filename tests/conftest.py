@@ -31,3 +31,15 @@ def tiny_site_copy(tiny_cohort: Path, tmp_path: Path) -> Path:
 
 def has_tool(name: str) -> bool:
     return shutil.which(name) is not None
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One fused model trained for 2 epochs on the tiny cohort (a RUN folder), shared by the session."""
+    from workbench.train.run import train_run
+    from workbench.train.trainer import TrainConfig
+
+    out = tmp_path_factory.mktemp("runs") / "tiny_run"
+    cache = tmp_path_factory.mktemp("cache")
+    train_run([tiny_cohort], out, train_config=TrainConfig(epochs=2, progress=False), cache_dir=cache, progress=False)
+    return out

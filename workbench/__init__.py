@@ -1,7 +1,18 @@
 """Clinical decision-support workbench for pulmonary nodules (CT + EMR notes, federated, private, explained).
 
-Entry points: ``workbench.data.load_ct_series``, ``workbench.data.load_cases``, ``workbench.data.deidentify``;
-the model, ``predict`` and ``explain`` arrive with their issues.
+Entry points: ``workbench.data.load_ct_series``, ``workbench.data.load_cases``, ``workbench.data.deidentify``,
+``workbench.models.build_model``, ``workbench.predict(model, case)``.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
+
+
+def predict(model: Any, case: Any, **kw: Any) -> Any:
+    """``workbench.prediction.predict``, imported on first use (torch and transformers are heavy)."""
+    from workbench.prediction import predict as _predict
+
+    return _predict(model, case, **kw)

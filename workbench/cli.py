@@ -13,7 +13,7 @@ from pathlib import Path
 
 from workbench.errors import WorkbenchError
 
-BENCHES = ("cohort", "deid", "ingest")
+BENCHES = ("cohort", "deid", "ingest", "model")
 
 
 def _cmd_cohort(a: argparse.Namespace) -> int:
@@ -51,19 +51,57 @@ def _cmd_bench(a: argparse.Namespace) -> int:
         from workbench.bench.deid_bench import run_deid_bench
 
         result = run_deid_bench(quick=a.quick, seed=a.seed)
+    elif a.name == "model" and a.device != "cpu":
+        from workbench.bench.model_bench import run_model_speed
+
+        result = run_model_speed(device=a.device)
+    elif a.name == "model":
+        from workbench.bench.model_bench import run_model_bench
+
+        result = run_model_bench(quick=a.quick, cohort=a.cohort, seed=a.seed, epochs=a.epochs)
     else:
         from workbench.bench.ingest_bench import run_ingest_bench
 
         result = run_ingest_bench(quick=a.quick, cohort=a.cohort, seed=a.seed)
+    from workbench.train.run import jsonable
+
+    result = jsonable(result)
     text = json.dumps(result, indent=None if a.json else 2)
     print(text)
     if a.out:
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)
-        name = f"{a.name}{'_quick' if a.quick else ''}.json"
+        name = f"{a.name}{'_quick' if a.quick else ''}{'_' + a.device if a.device != 'cpu' else ''}.json"
         tmp = out / f".{name}.tmp"
         tmp.write_text(json.dumps(result, indent=2) + "\n")
         tmp.replace(out / name)
+    return 0
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    from workbench.models.model import ModelConfig
+    from workbench.train.run import jsonable, train_run
+    from workbench.train.trainer import TrainConfig
+
+    modalities = tuple(m.strip() for m in a.modalities.split(",") if m.strip())
+    bad = [m for m in modalities if m not in ("ct", "notes")]
+    if bad or not modalities:
+        raise WorkbenchError(f"--modalities {a.modalities!r}: expected ct, notes or ct,notes")
+    tc = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device,
+                     patience=a.patience, progress=not a.quiet)
+    log = train_run(a.site_dirs, a.out, model_config=ModelConfig(modalities=modalities), train_config=tc,
+                    cache_dir=a.cache, progress=not a.quiet)
+    keys = ("modalities", "sites", "n_train", "n_val", "trainable_params", "best_epoch", "best_val_auroc",
+            "stopped_early", "samples_per_s", "seconds")
+    print(json.dumps(jsonable({"run": str(a.out), **{k: log[k] for k in keys}, "refused": len(log["refused"])}), indent=2))
+    return 0
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    from workbench.train.run import evaluate_run, jsonable
+
+    res = evaluate_run(a.run, a.target, ablations=a.ablations, split=a.split, cache_dir=a.cache, progress=not a.quiet)
+    print(json.dumps(jsonable(res), indent=None if a.json else 2))
     return 0
 
 
@@ -95,6 +133,30 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--quiet", action="store_true")
     i.set_defaults(func=_cmd_ingest)
 
+    t = sub.add_parser("train", help="train the fused model on sites' train split (early stop + calibration on val)")
+    t.add_argument("site_dirs", nargs="+", metavar="SITE_DIR", help="site folders (or a cohort folder)")
+    t.add_argument("--out", required=True, help="RUN folder: model/, calibration.json, train_log.json, plots")
+    t.add_argument("--modalities", default="ct,notes", help="ct, notes or ct,notes (default)")
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--patience", type=int, default=8, help="epochs without a better val AUROC before stopping")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="cpu", help="cpu or cuda")
+    t.add_argument("--cache", help="preprocessing cache folder")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("evaluate", help="metrics of a RUN on a cohort's or site's test split")
+    e.add_argument("run")
+    e.add_argument("target", help="a cohort folder or a site folder")
+    e.add_argument("--json", action="store_true", help="compact JSON on one line")
+    e.add_argument("--ablations", action="store_true", help="also each modality removed in turn")
+    e.add_argument("--split", default="test", choices=("train", "val", "calib", "test"))
+    e.add_argument("--cache", help="preprocessing cache folder")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=_cmd_evaluate)
+
     b = sub.add_parser("bench", help="benchmarks; print one JSON object")
     b.add_argument("name", choices=BENCHES)
     b.add_argument("--quick", action="store_true", help="smaller, faster run")
@@ -102,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--cohort", help="use this cohort folder instead of the cached preset")
     b.add_argument("--out", help="also write the JSON into this folder (e.g. bench/results)")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--device", default="cpu", help="model bench: cuda measures speed only, on random inputs")
+    b.add_argument("--epochs", type=int, help="model bench: training epochs (default 30, quick 20)")
     b.set_defaults(func=_cmd_bench)
 
     d = sub.add_parser("demo", help="the main job on the embedded synthetic cohort")

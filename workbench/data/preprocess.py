@@ -19,6 +19,7 @@ class CTInputs:
 
     ct_patch: np.ndarray  # (1, P, P, P) float32 in [0, 1]
     ct_context: np.ndarray  # (2, C, C, C) float32: windowed HU, LAA-950 share
+    ct_position: np.ndarray  # (3,) float32: nodule position as fractions of the lung bounding box
     spacing_mm: tuple[float, float, float]  # source series: column, row, slice spacing
     n_slices: int
     cached: bool  # True when read from the cache
@@ -39,7 +40,8 @@ def preprocess_ct(case: Case, config: PreprocessConfig | None = None, cache: Pre
         hit = cache.get(key)
         if hit is not None:
             arrays, meta = hit
-            return CTInputs(arrays["ct_patch"], arrays["ct_context"], tuple(meta["spacing_mm"]), meta["n_slices"], True)
+            return CTInputs(arrays["ct_patch"], arrays["ct_context"], arrays["ct_position"],
+                            tuple(meta["spacing_mm"]), meta["n_slices"], True)
     try:
         out = ct_pipeline(config)({"image": str(series_dir), "nodule_ras": lps_to_ras(case.nodule_lps_mm)})
     except RuntimeError as exc:  # MONAI's Compose wraps errors: surface our one-line refusal, not its traceback
@@ -54,11 +56,12 @@ def preprocess_ct(case: Case, config: PreprocessConfig | None = None, cache: Pre
     inputs = CTInputs(
         ct_patch=np.asarray(out["ct_patch"], dtype=np.float32),
         ct_context=np.asarray(out["ct_context"], dtype=np.float32),
+        ct_position=np.asarray(out["ct_position"], dtype=np.float32),
         spacing_mm=spacing,  # type: ignore[arg-type]
         n_slices=int(image.shape[-1]),
         cached=False,
     )
     if cache is not None and key is not None:
-        cache.put(key, {"ct_patch": inputs.ct_patch, "ct_context": inputs.ct_context},
+        cache.put(key, {"ct_patch": inputs.ct_patch, "ct_context": inputs.ct_context, "ct_position": inputs.ct_position},
                   {"spacing_mm": list(spacing), "n_slices": inputs.n_slices})
     return inputs

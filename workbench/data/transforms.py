@@ -4,7 +4,10 @@ The pipeline turns a series folder and a nodule centre into two arrays:
 - ``ct_patch``   (1, P, P, P): the nodule-centred patch, isotropic (``patch_spacing_mm``), HU windowed to [0, 1];
 - ``ct_context`` (2, C, C, C): the whole chest, coarse: channel 0 the windowed mean HU, channel 1 the share of
   lung voxels below -950 HU (LAA-950, the standard emphysema index), because emphysema lives outside the patch
-  and averaging HU alone blurs it away.
+  and averaging HU alone blurs it away;
+- ``ct_position`` (3,): where the nodule sits inside the lungs' bounding box, as fractions along the image's
+  R-L, A-P and S-I voxel axes (0.5 = middle). Lobe (upper lobe is a Brock term) is a matter of position
+  relative to the lungs, which a 1 cm context grid shows only coarsely.
 
 Isotropic resampling (MONAI ``Spacingd``) runs on a region a little larger than the patch, not on the whole
 volume: the result is the same and it is an order of magnitude cheaper.
@@ -48,7 +51,7 @@ class PreprocessConfig:
     hu_min: float = -1000.0  # window mapped to [0, 1]: lung and soft tissue, bone clipped
     hu_max: float = 400.0
     laa_threshold_hu: float = -950.0  # low-attenuation threshold for the emphysema channel
-    version: int = 1  # bump when the pipeline's output changes, to invalidate caches
+    version: int = 2  # bump when the pipeline's output changes, to invalidate caches
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,15 +135,18 @@ class PointCropd(MapTransform):
 
 
 class ChestContextd(MapTransform):
-    """Whole-chest view at ``size``^3: mean HU (``hu_key``) and LAA share of lung voxels (``laa_key``).
+    """Whole-chest view at ``size``^3: mean HU (``hu_key``) and LAA share of lung voxels (``laa_key``); with
+    ``point_key``, also the nodule's position as fractions of the lung bounding box (``position_key``, (3,)).
 
     The lung is air inside the body: voxels below -400 HU not connected to the image border (found on a 4x
     in-plane reduced grid; exact lung borders do not matter at 1 cm context voxels).
     """
 
-    def __init__(self, keys: str, size: int, laa_threshold_hu: float, hu_key: str, laa_key: str) -> None:
+    def __init__(self, keys: str, size: int, laa_threshold_hu: float, hu_key: str, laa_key: str,
+                 point_key: str | None = None, position_key: str = "ct_position") -> None:
         super().__init__(keys)
         self.size, self.laa_threshold_hu, self.hu_key, self.laa_key = size, laa_threshold_hu, hu_key, laa_key
+        self.point_key, self.position_key = point_key, position_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -153,7 +159,18 @@ class ChestContextd(MapTransform):
             lung_share = F.adaptive_avg_pool3d(lung[None, None].float(), out_size)[0]
             laa_share = F.adaptive_avg_pool3d(laa[None, None].float(), out_size)[0]
             d[self.laa_key] = torch.where(lung_share > 0, laa_share / lung_share.clamp_min(1e-6), 0.0)
+            if self.point_key is not None:
+                d[self.position_key] = self._position(lung, ras_to_voxel(d[key].affine, np.asarray(d[self.point_key])))
         return d
+
+    @staticmethod
+    def _position(lung: torch.Tensor, vox: np.ndarray) -> torch.Tensor:
+        idx = torch.nonzero(lung)  # (n, 3)
+        if idx.numel() == 0:  # no lung found (not a chest CT?): say "middle" rather than fail
+            return torch.full((3,), 0.5)
+        lo, hi = idx.min(0).values.numpy(), idx.max(0).values.numpy()
+        frac = (vox - lo) / np.maximum(hi - lo, 1)
+        return torch.as_tensor(np.clip(frac, -0.5, 1.5), dtype=torch.float32)  # (3,)
 
     @staticmethod
     def _lung_mask(hu: torch.Tensor) -> torch.Tensor:
@@ -171,7 +188,7 @@ class ChestContextd(MapTransform):
 
 
 def ct_pipeline(config: PreprocessConfig) -> Compose:
-    """MONAI Compose: {"image": series folder, "nodule_ras": (3,) mm} -> {"ct_patch", "ct_context", "meta"}."""
+    """MONAI Compose: {"image": series folder, "nodule_ras": (3,) mm} -> {"ct_patch", "ct_context", "ct_position"}."""
     roi_mm = config.patch_size * config.patch_spacing_mm * 1.25
     return Compose(
         [
@@ -180,10 +197,10 @@ def ct_pipeline(config: PreprocessConfig) -> Compose:
             Spacingd(keys="ct_roi", pixdim=(config.patch_spacing_mm,) * 3, mode="bilinear", padding_mode="border"),
             PointCropd(keys="ct_roi", point_key="nodule_ras", size=config.patch_size, out_key="ct_patch"),
             ChestContextd(keys="image", size=config.context_size, laa_threshold_hu=config.laa_threshold_hu,
-                          hu_key="ct_context_hu", laa_key="ct_laa"),
+                          hu_key="ct_context_hu", laa_key="ct_laa", point_key="nodule_ras"),
             ScaleIntensityRanged(keys=["ct_patch", "ct_context_hu"], a_min=config.hu_min, a_max=config.hu_max,
                                  b_min=0.0, b_max=1.0, clip=True),
-            EnsureTyped(keys=["ct_patch", "ct_context_hu", "ct_laa"], data_type="tensor", track_meta=False),
+            EnsureTyped(keys=["ct_patch", "ct_context_hu", "ct_laa", "ct_position"], data_type="tensor", track_meta=False),
             ConcatItemsd(keys=["ct_context_hu", "ct_laa"], name="ct_context", dim=0),
             DeleteItemsd(keys=["ct_roi", "ct_context_hu", "ct_laa"]),
         ]

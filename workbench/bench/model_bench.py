@@ -1,0 +1,242 @@
+"""``workbench bench model``: the fused model against its ablations and the truth's ceilings, on ``test``.
+
+Four models trained by the same trainer on the same pooled ``train`` split (early stopping on ``val``,
+temperature on ``val``): ``fused`` (the modality-gated model), ``ct_only``, ``notes_only`` and ``late_fusion``
+(concatenated modality summaries, no gate, no bias). Reference points from the truth on the same test cases:
+``bayes`` (the true risk), ``brock_oracle`` (Brock on the true variables), and the ceilings of each modality.
+
+Resumable (DESIGN §10): the encoded splits, each trained model and its predictions are kept in a work folder
+(``$WORKBENCH_CACHE/bench/model-<preset>-seed<seed>``); a killed run starts again from its finished parts.
+``--device cuda`` measures training speed and one-case latency on that device only (random inputs of the real
+shapes: speed does not depend on content), for machines without the DICOM stack.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from workbench.bench.common import cached_cohort, cohort_cache_root, envelope
+from workbench.cohort.ceilings import ceilings
+from workbench.cohort.generate import read_truth
+from workbench.cohort.risk import brock_probability
+from workbench.data.cache import PreprocessCache, default_cache_dir
+from workbench.data.case import load_cases
+from workbench.models.fusion import FusionConfig
+from workbench.models.model import ModelConfig, build_model, load_model, save_model, trainable_parameters
+from workbench.train.calibration import apply_temperature, fit_temperature
+from workbench.train.dataset import EncodedCases, drop_modality, encode_cases
+from workbench.train.metrics import auroc, ece, paired_bootstrap_auroc_diff
+from workbench.train.run import cases_of, write_json
+from workbench.train.trainer import TrainConfig, predict_logits, train_model
+
+VARIANTS: dict[str, ModelConfig] = {
+    "fused": ModelConfig(),
+    "ct_only": ModelConfig(modalities=("ct",)),
+    "notes_only": ModelConfig(modalities=("notes",)),
+    "late_fusion": ModelConfig(fusion=FusionConfig(mode="late")),
+}
+
+
+def _encoded(work: Path, cohort: Path, split: str, tokenizer: Any, progress: bool) -> EncodedCases:
+    f = work / f"encoded_{split}.pt"
+    if f.exists():
+        return EncodedCases.load(f)
+    data = encode_cases(cases_of([cohort], [split]), tokenizer, cache=PreprocessCache(default_cache_dir()),
+                        progress=progress, desc=f"encode {split}")
+    data.save(f)
+    return data
+
+
+def _variant(name: str, work: Path, data: dict[str, EncodedCases], train_config: TrainConfig) -> dict[str, Any]:
+    """Train (or reload) one variant; its val/test logits and training figures, kept on disk."""
+    d = work / name
+    preds = d / "predictions.json"
+    if preds.exists():
+        return json.loads(preds.read_text())
+    model = build_model(VARIANTS[name])
+    result = train_model(model, data["train"], data["val"], train_config, d / ".checkpoint")
+    save_model(model, d / "model")
+    val = predict_logits(model, data["val"])
+    test = predict_logits(model, data["test"])
+    out = {
+        "temperature": fit_temperature(val["logits"], data["val"].labels),
+        "test_logits": test["logits"].tolist(),
+        "test_gate": test["gate"].tolist(),
+        "trainable_params": trainable_parameters(model),
+        "train_samples_per_s": result.samples_per_s,
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "best_val_auroc": result.best_val_auroc,
+        "train_seconds": result.seconds,
+    }
+    if len(model.modalities) == 2:
+        for removed in model.modalities:
+            sub = drop_modality(data["test"], removed)
+            p = predict_logits(model, sub)
+            out[f"without_{removed}"] = {"case_ids": sub.case_ids, "logits": p["logits"].tolist(),
+                                         "gate": p["gate"].tolist()}
+    write_json(preds, out)
+    return out
+
+
+def _latency_ms(model_dir: Path, cases: list[Any], temperature: float, n: int = 25) -> dict[str, float]:
+    """Median one-case ``workbench.predict`` (preprocessing cache warm, notes de-identified and tokenized)."""
+    from workbench.prediction import predict
+
+    model = load_model(model_dir)
+    cache = PreprocessCache(default_cache_dir())
+    torch.set_num_threads(torch.get_num_threads())
+    times, forward = [], []
+    for case in cases[: n + 3]:
+        t0 = time.perf_counter()
+        pred = predict(model, case, temperature=temperature, cache=cache)
+        times.append((time.perf_counter() - t0) * 1000)
+        t1 = time.perf_counter()
+        with torch.no_grad():
+            model.forward_batch(pred.inputs)
+        forward.append((time.perf_counter() - t1) * 1000)
+    return {"latency_ms_cpu": statistics.median(times[3:]), "latency_ms_cpu_forward_only": statistics.median(forward[3:])}
+
+
+def run_model_bench(*, quick: bool = False, cohort: str | Path | None = None, seed: int = 0, progress: bool = True,
+                    epochs: int | None = None) -> dict[str, Any]:
+    start = time.perf_counter()
+    preset = "small" if quick else "full"
+    cohort_dir = Path(cohort) if cohort else cached_cohort(preset, seed, progress=progress)
+    work = cohort_cache_root().parent / "bench" / f"model-{cohort_dir.name if cohort else f'{preset}-seed{seed}'}"
+    work.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_model(VARIANTS["notes_only"]).tokenizer
+    data = {s: _encoded(work, cohort_dir, s, tokenizer, progress) for s in ("train", "val", "test")}
+    train_config = TrainConfig(epochs=epochs or (20 if quick else 30), patience=8, progress=progress, seed=seed)
+    runs = {name: _variant(name, work, data, train_config) for name in VARIANTS}
+
+    test = data["test"]
+    y = test.labels
+    logits = {k: np.asarray(v["test_logits"]) for k, v in runs.items()}
+    truth = {t.case_id: t for t in read_truth(cohort_dir)}
+    test_truth = [truth[c] for c in test.case_ids]
+    ref = ceilings([t for t in truth.values() if t.split == "train"] + test_truth)
+    gain, ci = paired_bootstrap_auroc_diff(y, logits["fused"], logits["ct_only"], seed=seed)
+    fused = runs["fused"]
+    p_fused = apply_temperature(logits["fused"], fused["temperature"])
+    result: dict[str, Any] = {
+        "auroc": {
+            "fused": auroc(y, logits["fused"]),
+            "ct_only": auroc(y, logits["ct_only"]),
+            "notes_only": auroc(y, logits["notes_only"]),
+            "late_fusion": auroc(y, logits["late_fusion"]),
+            "brock_oracle": auroc(y, np.array([brock_probability(t) for t in test_truth])),
+            "bayes": auroc(y, np.array([t.risk for t in test_truth])),
+            "ct_only_ceiling": ref["ct_only_ceiling"],
+            "notes_only_ceiling": ref["notes_only_ceiling"],
+        },
+        "fusion_gain": {"value": gain, "ci95": list(ci)},
+        "ece": ece(y, p_fused),
+        "ece_uncalibrated": ece(y, apply_temperature(logits["fused"], 1.0)),
+        "temperature": fused["temperature"],
+        "n_test": len(test),
+        "n_train": len(data["train"]),
+        "trainable_params": fused["trainable_params"],
+        "train_samples_per_s": fused["train_samples_per_s"],
+    }
+    result.update(_missing_modality(fused, test))
+    result["gate_by_evidence"] = _gate_by_evidence(np.asarray(fused["test_gate"]), test, test_truth)
+    result["variants"] = {k: {kk: v[kk] for kk in ("trainable_params", "train_samples_per_s", "best_epoch", "epochs_run",
+                                                    "best_val_auroc", "train_seconds", "temperature")}
+                          for k, v in runs.items()}
+    cases = {c.case_id: c for site in sorted({s for s in test.sites}) for c in load_cases(cohort_dir / site)}
+    result.update(_latency_ms(work / "fused" / "model", [cases[c] for c in test.case_ids], fused["temperature"]))
+    result["work_dir"] = str(work)
+    result.update(envelope(preset if not cohort else str(cohort), time.perf_counter() - start))
+    return result
+
+
+def _missing_modality(fused: dict[str, Any], test: EncodedCases) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    labels = dict(zip(test.case_ids, test.labels.tolist(), strict=True))
+    for removed in ("notes", "ct"):
+        r = fused[f"without_{removed}"]
+        y = np.array([labels[c] for c in r["case_ids"]])
+        gate = np.asarray(r["gate"])
+        col = 0 if removed == "ct" else 1
+        out[f"auroc_without_{removed}"] = auroc(y, np.asarray(r["logits"]))
+        out[f"gate_{removed}_max_when_removed"] = float(gate[:, col].max())
+    return out
+
+
+def _gate_by_evidence(gate: np.ndarray, test: EncodedCases, truths: list[Any]) -> dict[str, Any]:
+    """Mean gate weights where the truth puts the signal in the note vs in the CT (cases with both)."""
+    both = test.tensors["modality_mask"].all(1).numpy()
+    note_heavy = np.array([(t.prior_ct in ("stable_2y", "growing") or t.prior_cancer) and t.diameter_mm < 10
+                           and not t.spiculated for t in truths]) & both
+    ct_heavy = np.array([t.diameter_mm >= 15 and t.spiculated and t.prior_ct not in ("stable_2y", "growing")
+                         and not t.prior_cancer for t in truths]) & both
+    out = {}
+    for name, sel in (("note_heavy", note_heavy), ("ct_heavy", ct_heavy)):
+        out[name] = {"n": int(sel.sum()), "ct": float(gate[sel, 0].mean()) if sel.any() else None,
+                     "notes": float(gate[sel, 1].mean()) if sel.any() else None}
+    return out
+
+
+def run_model_speed(*, device: str, batch_size: int = 64, steps: int = 30) -> dict[str, Any]:
+    """Training samples/s and one-case latency of the fused model on ``device``, random inputs of the real shapes."""
+    start = time.perf_counter()
+    model = build_model(ModelConfig()).to(device)
+    n, length = batch_size, 256
+    g = torch.Generator().manual_seed(0)
+    batch = {
+        "ct_patch": torch.rand(n, 1, 32, 32, 32, generator=g), "ct_context": torch.rand(n, 2, 32, 32, 32, generator=g),
+        "ct_position": torch.rand(n, 3, generator=g), "note_ids": torch.randint(5, 2000, (n, length), generator=g),
+        "note_mask": torch.ones(n, length, dtype=torch.long), "note_values": torch.zeros(n, length),
+        "modality_mask": torch.ones(n, 2, dtype=torch.bool), "label": (torch.rand(n, generator=g) < 0.3).float(),
+    }
+    batch = {k: v.to(device) for k, v in batch.items()}
+    from workbench.train.trainer import loss_fn
+
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    use_amp = device.startswith("cuda")
+
+    def step() -> None:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+            loss = loss_fn(model.forward_batch(batch), batch, 2.0, 0.3)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    model.train()
+    for _ in range(5):
+        step()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    samples_per_s = steps * n / (time.perf_counter() - t0)
+    model.eval()
+    one = {k: v[:1] for k, v in batch.items()}
+    times = []
+    with torch.no_grad():
+        for i in range(60):
+            sync()
+            t1 = time.perf_counter()
+            model.forward_batch(one)
+            sync()
+            if i >= 10:
+                times.append((time.perf_counter() - t1) * 1000)
+    return {"device": device, "train_samples_per_s": samples_per_s, "batch_size": n, "note_tokens": length,
+            "amp": "bfloat16" if use_amp else "none", "latency_ms_one_case_forward": statistics.median(times),
+            "trainable_params": trainable_parameters(model), **envelope("random inputs", time.perf_counter() - start)}
+
+
+__all__ = ["run_model_bench", "run_model_speed"]

@@ -1,0 +1,82 @@
+"""CT encoder: MONAI 3D convolutions over the nodule patch and a coarse chest view, turned into tokens.
+
+Three inputs, three kinds of token:
+- the nodule patch (1, 32, 32, 32) at 1.25 mm: a strided MONAI ``Convolution`` stack down to a 4^3 feature map,
+  each cell one token (64 tokens) with a learned position embedding; size, solidity and margin live here;
+- the chest context (2, 32, 32, 32) at about 1 cm (windowed HU, LAA-950 share): a lighter stack down to 2^3
+  cells (8 tokens); emphysema lives here, outside the patch;
+- the nodule's position in the lung box (3,): one token; lobe is a matter of position.
+
+GroupNorm, not BatchNorm, and no in-place activation, so that Opacus computes per-sample gradients (DESIGN §6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from monai.networks.blocks import Convolution
+from torch import nn
+
+
+@dataclass
+class CTEncoderConfig:
+    patch_size: int = 32  # voxels per side of the nodule patch (PreprocessConfig.patch_size)
+    context_size: int = 32  # voxels per side of the chest context
+    patch_channels: tuple[int, ...] = (16, 32, 64)  # one stride-2 stage each: 32 -> 16 -> 8 -> 4
+    context_channels: tuple[int, ...] = (8, 16, 32)  # 32 -> 16 -> 8 -> 4, then pooled to 2^3
+    context_grid: int = 2  # context tokens per side
+    groups: int = 8  # GroupNorm groups (must divide every channel count)
+    dropout: float = 0.0  # 3-D feature dropout; 0 by default: its masks cost as much as a convolution on CPU
+
+
+def _block(cin: int, cout: int, stride: int, groups: int, dropout: float) -> Convolution:
+    return Convolution(3, cin, cout, strides=stride, kernel_size=3, act=("relu", {"inplace": False}),
+                       norm=("group", {"num_groups": min(groups, cout)}), dropout=dropout or None)
+
+
+class CTEncoder(nn.Module):
+    """(patch, context, position) -> CT tokens (B, T, d_model); T = (P/8)^3 + context_grid^3 + 1.
+
+    Example:
+        >>> enc = CTEncoder(CTEncoderConfig(), d_model=64)
+        >>> enc(torch.zeros(2, 1, 32, 32, 32), torch.zeros(2, 2, 32, 32, 32), torch.zeros(2, 3)).shape
+        torch.Size([2, 73, 64])
+    """
+
+    def __init__(self, config: CTEncoderConfig, d_model: int) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        stages: list[nn.Module] = []
+        cin = 1
+        for cout in c.patch_channels:
+            stages.append(_block(cin, cout, 2, c.groups, c.dropout))
+            cin = cout
+        self.patch_net = nn.Sequential(*stages)
+        ctx: list[nn.Module] = []
+        cin = 2
+        for cout in c.context_channels:
+            ctx.append(_block(cin, cout, 2, c.groups, c.dropout))
+            cin = cout
+        ctx.append(nn.AdaptiveAvgPool3d(c.context_grid))
+        self.context_net = nn.Sequential(*ctx)
+        grid = c.patch_size // 2 ** len(c.patch_channels)
+        self.n_patch_tokens = grid**3
+        self.n_context_tokens = c.context_grid**3
+        self.n_tokens = self.n_patch_tokens + self.n_context_tokens + 1
+        self.patch_proj = nn.Linear(c.patch_channels[-1], d_model)
+        self.context_proj = nn.Linear(c.context_channels[-1], d_model)
+        self.position_proj = nn.Linear(3, d_model)
+        self.token_pos = nn.Embedding(self.n_tokens, d_model)  # where each token comes from
+
+    def forward(self, ct_patch: torch.Tensor, ct_context: torch.Tensor, ct_position: torch.Tensor) -> torch.Tensor:
+        b = ct_patch.shape[0]
+        p = self.patch_net(ct_patch)  # (B, C, g, g, g)
+        p = self.patch_proj(p.flatten(2).transpose(1, 2))  # (B, g^3, D)
+        x = self.context_net(ct_context)  # (B, Cc, 2, 2, 2)
+        x = self.context_proj(x.flatten(2).transpose(1, 2))  # (B, 8, D)
+        pos = self.position_proj(ct_position - 0.5)[:, None]  # (B, 1, D)
+        tokens = torch.cat([p, x, pos], dim=1)  # (B, T, D)
+        idx = torch.arange(self.n_tokens, device=tokens.device).expand(b, -1)  # (B, T): per-sample, for Opacus
+        return tokens + self.token_pos(idx)

@@ -1,0 +1,167 @@
+"""The whole model: CT encoder + note encoder + gated fusion, its config, and its directory on disk.
+
+A saved model is a directory that needs nothing else: ``model.safetensors`` (weights), ``config.json`` (the
+dataclass configs), the tokenizer files, the note encoder's own ``text_encoder/config.json`` (so an encoder that
+came from a local pretrained directory is rebuilt without it), and ``MODEL_CARD.md``. Written to a temporary
+sibling and renamed: a killed save leaves the previous model intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoConfig, PreTrainedTokenizerFast
+
+from workbench.errors import WorkbenchError
+from workbench.models.ct_encoder import CTEncoder, CTEncoderConfig
+from workbench.models.fusion import MODALITIES, FusionConfig, FusionOutput, FusionTransformer
+from workbench.models.text_encoder import TextEncoder, TextEncoderConfig
+from workbench.models.tokenizer import TOKENIZER_DIR, load_tokenizer, numeric_table
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+
+
+@dataclass
+class ModelConfig:
+    modalities: tuple[str, ...] = MODALITIES  # which encoders exist: ("ct",), ("notes",) or both
+    ct: CTEncoderConfig = field(default_factory=CTEncoderConfig)
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    tokenizer_path: str = str(TOKENIZER_DIR)  # where build_model reads the tokenizer
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        ct = dict(d.get("ct", {}))
+        for k in ("patch_channels", "context_channels"):
+            if k in ct:
+                ct[k] = tuple(ct[k])
+        return cls(modalities=tuple(d.get("modalities", MODALITIES)), ct=CTEncoderConfig(**ct),
+                   text=TextEncoderConfig(**d.get("text", {})), fusion=FusionConfig(**d.get("fusion", {})),
+                   tokenizer_path=d.get("tokenizer_path", str(TOKENIZER_DIR)))
+
+
+class NoduleRiskModel(nn.Module):
+    """Batch tensors in (explicit arguments, so Captum can attribute each), ``FusionOutput`` out.
+
+    ``modality_mask`` (B, 2) bool, columns in ``MODALITIES`` order, says which modalities each case has; an
+    encoder the model lacks ignores its inputs (they may be None).
+    """
+
+    def __init__(self, config: ModelConfig, tokenizer: PreTrainedTokenizerFast | None = None,
+                 hf_text_config: Any = None) -> None:
+        super().__init__()
+        unknown = set(config.modalities) - set(MODALITIES)
+        if unknown or not config.modalities:
+            raise WorkbenchError(f"modalities {list(config.modalities)}: expected a subset of {list(MODALITIES)}")
+        self.config = config
+        self.modalities = tuple(m for m in MODALITIES if m in config.modalities)
+        self.tokenizer = tokenizer
+        d = config.fusion.d_model
+        self.ct_encoder = CTEncoder(config.ct, d) if "ct" in self.modalities else None
+        self.text_encoder = TextEncoder(config.text, d, hf_text_config) if "notes" in self.modalities else None
+        self.fusion = FusionTransformer(config.fusion, self.modalities)
+        if tokenizer is not None:
+            self.register_buffer("number_table", numeric_table(tokenizer), persistent=False)
+
+    def forward(self, ct_patch: torch.Tensor | None, ct_context: torch.Tensor | None, ct_position: torch.Tensor | None,
+                note_ids: torch.Tensor | None, note_mask: torch.Tensor | None, note_values: torch.Tensor | None,
+                modality_mask: torch.Tensor, return_attention: bool = False) -> FusionOutput:
+        tokens, valid = {}, {}
+        if self.ct_encoder is not None:
+            assert ct_patch is not None and ct_context is not None and ct_position is not None
+            t = self.ct_encoder(ct_patch, ct_context, ct_position)  # (B, Tc, D)
+            tokens["ct"] = t
+            valid["ct"] = modality_mask[:, 0:1].expand(-1, t.shape[1])  # (B, Tc)
+        if self.text_encoder is not None:
+            assert note_ids is not None and note_mask is not None and note_values is not None
+            tokens["notes"] = self.text_encoder(note_ids, note_mask, note_values)  # (B, Tn, D)
+            valid["notes"] = note_mask.bool() & modality_mask[:, 1:2]  # real padding and presence
+        return self.fusion(tokens, valid, return_attention)
+
+    def forward_batch(self, batch: dict[str, torch.Tensor], return_attention: bool = False) -> FusionOutput:
+        """The thin adapter from a keyed batch to ``forward``."""
+        return self(batch.get("ct_patch"), batch.get("ct_context"), batch.get("ct_position"), batch.get("note_ids"),
+                    batch.get("note_mask"), batch.get("note_values"), batch["modality_mask"], return_attention)
+
+
+def build_model(config: ModelConfig | None = None) -> NoduleRiskModel:
+    """A fresh model from dataclass configs, with the tokenizer it reads notes with.
+
+    Example:
+        >>> model = build_model(ModelConfig(modalities=("ct",)))
+        >>> model.modalities
+        ('ct',)
+    """
+    config = config or ModelConfig()
+    tokenizer = load_tokenizer(config.tokenizer_path)
+    if config.text.path is None:
+        config.text.vocab_size = len(tokenizer)
+    return NoduleRiskModel(config, tokenizer)
+
+
+def trainable_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def save_model(model: NoduleRiskModel, out_dir: str | Path, card: str | None = None) -> Path:
+    """Write the model directory atomically (temporary sibling, then rename)."""
+    out = Path(out_dir)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
+    (tmp / CONFIG).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n", encoding="utf-8")
+    if model.tokenizer is not None:
+        model.tokenizer.save_pretrained(str(tmp))
+    if model.text_encoder is not None:
+        model.text_encoder.encoder.config.save_pretrained(str(tmp / "text_encoder"))
+    (tmp / "MODEL_CARD.md").write_text(card or _card_stub(model), encoding="utf-8")
+    old = out.with_name(f".{out.name}.old")
+    if out.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+def load_model(model_dir: str | Path, map_location: str = "cpu") -> NoduleRiskModel:
+    """A model directory -> the model in eval mode. Raises WorkbenchError naming what is missing."""
+    d = Path(model_dir)
+    for name in (CONFIG, WEIGHTS):
+        if not (d / name).is_file():
+            raise WorkbenchError(f"{d}: not a model directory ({name} is missing)")
+    config = ModelConfig.from_dict(json.loads((d / CONFIG).read_text(encoding="utf-8")))
+    config.tokenizer_path = str(d)
+    hf_config = None
+    if "notes" in config.modalities:
+        hf_config = AutoConfig.from_pretrained(str(d / "text_encoder"), local_files_only=True)
+        config.text.path = None
+    model = NoduleRiskModel(config, load_tokenizer(d), hf_config)
+    state = load_file(str(d / WEIGHTS), device=map_location)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise WorkbenchError(f"{d / WEIGHTS}: weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.eval()
+
+
+def _card_stub(model: NoduleRiskModel) -> str:
+    return (
+        "# Model card (stub)\n\n"
+        f"Pulmonary nodule malignancy risk from {' + '.join(model.modalities)}; {trainable_parameters(model):,} "
+        "trainable parameters. Decision support for research, not a diagnosis. Trained on the synthetic cohort "
+        "unless the run says otherwise; see the run's metrics.json and data_cards/model_card.md.\n"
+    )

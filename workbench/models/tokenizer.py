@@ -1,0 +1,128 @@
+"""The note tokenizer shipped with the package, and the text clean-up every note gets before it.
+
+The tokenizer is a lower-cased WordPiece vocabulary learned only from non-patient text: the string templates of
+the note generator's source (``workbench/cohort/notes.py``, read as Python literals, never a generated note), a
+hand-written list of pulmonary and oncology words, the de-identifier's placeholders and the numbers 0-300.
+``python -m workbench.models.tokenizer`` rebuilds it into ``workbench/models/tokenizer/`` deterministically.
+
+Before tokenizing, :func:`normalize_note` spells numbers the way the encoder reads them: dictated notes say
+"sixty-five year old", structured ones "65 y/o"; both become ``65``, and :func:`numeric_values` gives every
+whole-number token its value, which the text encoder adds to the token's embedding (age is a Brock term and a
+few hundred labelled notes cannot teach eighty separate number tokens an order).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+TOKENIZER_DIR = Path(__file__).with_name("tokenizer")
+NOTES_SOURCE = Path(__file__).parents[1] / "cohort" / "notes.py"
+VOCAB_SIZE = 3000
+NUMBER_SCALE = 100.0  # token "65" -> value 0.65
+
+MEDICAL_WORDS = ["nodule", "nodules", "pulmonary", "lung", "lungs", "lobe", "lobes", "upper", "lower", "middle", "right", "left", "lingula", "apical", "apex", "basal", "solid", "subsolid", "part-solid", "ground-glass", "ground", "glass", "opacity", "opacities", "spiculated", "spiculation", "lobulated", "smooth", "margin", "margins", "calcified", "calcification", "cavitary", "cavitation", "emphysema", "emphysematous", "centrilobular", "paraseptal", "bullae", "bullous", "copd", "chronic", "obstructive", "disease", "fibrosis", "scarring", "atelectasis", "consolidation", "effusion", "adenopathy", "lymphadenopathy", "mediastinal", "hilar", "nodes", "node", "carcinoma", "adenocarcinoma", "squamous", "malignancy", "malignant", "benign", "metastasis", "metastatic", "metastases", "cancer", "neoplasm", "tumor", "tumour", "mass", "lesion", "lesions", "granuloma", "hamartoma", "biopsy", "bronchoscopy", "navigational", "ebus", "pet", "pet-ct", "fdg", "avid", "suv", "ct", "chest", "scan", "imaging", "radiograph", "x-ray", "cxr", "ldct", "screening", "low-dose", "contrast", "noncontrast", "comparison", "prior", "previous", "interval", "stable", "unchanged", "growth", "grown", "growing", "enlarged", "enlarging", "increased", "decreased", "new", "resolved", "persistent", "follow-up", "surveillance", "fleischner", "lung-rads", "brock", "mayo", "risk", "probability", "guideline", "guidelines", "recommend", "recommended", "recommendation", "smoker", "smoking", "smokes", "nonsmoker", "non-smoker", "never", "former", "current", "active", "quit", "tobacco", "cigarettes", "cigarette", "pack", "pack-year", "pack-years", "packs", "ppd", "vaping", "cessation", "counseling", "nicotine", "replacement", "varenicline", "family", "history", "mother", "father", "brother", "sister", "son", "daughter", "sibling", "parent", "relative", "maternal", "paternal", "denies", "denied", "no", "not", "without", "negative", "positive", "significant", "unremarkable", "noncontributory", "absent", "hypertension", "diabetes", "hyperlipidemia", "depression", "anxiety", "asthma", "bronchitis", "pneumonia", "tuberculosis", "chemotherapy", "radiation", "radiotherapy", "resection", "lobectomy", "wedge", "surgery", "surgical", "treated", "remission", "breast", "prostate", "colon", "colorectal", "melanoma", "renal", "bladder", "thyroid", "ovarian", "cervical", "esophageal", "head", "neck", "year", "years", "old", "month", "months", "week", "weeks", "day", "days", "ago", "since", "age", "aged", "male", "female", "man", "woman", "gentleman", "lady", "mr", "mrs", "ms", "dr", "patient", "pt", "hx", "h/o", "s/p", "w/o", "y/o", "yo", "m", "f", "mm", "cm", "millimeter", "millimeters", "centimeter", "size", "diameter", "measuring", "measures", "measured", "approximately", "about", "dimension", "axial"]
+
+PLACEHOLDER_WORDS = ["[NAME]", "[DATE]", "[MRN]", "[ID]", "[PHONE]", "[EMAIL]", "[ADDRESS]", "[ZIP]", "[SSN]",
+                     "[URL]", "[IP]", "[INSTITUTION]"]
+
+_ONES = {w: i for i, w in enumerate(
+    ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"])}
+_TENS = {w: 10 * i for i, w in enumerate(["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]) if i >= 2}
+_NUM_WORD = "|".join(sorted([*_ONES, *_TENS], key=len, reverse=True))
+# "one hundred fifty-three", "sixty-five", "sixty five", "twenty": one match per spelled number.
+_SPELLED = re.compile(
+    rf"\b(?:(?P<h>{_NUM_WORD})[ -]hundred(?:[ -](?:and[ -])?)?)?"
+    rf"(?:(?P<t>{'|'.join(_TENS)})(?:[ -](?P<u>{'|'.join(k for k in _ONES if _ONES[k] < 10 and k != 'zero')}))?"
+    rf"|(?P<o>{_NUM_WORD}))?\b",
+    re.IGNORECASE,
+)
+
+
+def _spelled_value(m: re.Match[str]) -> str:
+    if not m.group(0).strip():
+        return m.group(0)
+    g = {k: (v.lower() if v else None) for k, v in m.groupdict().items()}
+    value = 0
+    if g["h"]:
+        value += 100 * _ONES.get(g["h"], 0)
+    if g["t"]:
+        value += _TENS[g["t"]] + (_ONES[g["u"]] if g["u"] else 0)
+    elif g["o"]:
+        value += _ONES.get(g["o"], _TENS.get(g["o"], 0))
+    if g["h"] is None and g["t"] is None and g["o"] is None:
+        return m.group(0)
+    tail = m.group(0)[len(m.group(0).rstrip()):]
+    return f"{value}{tail}"
+
+
+def normalize_note(text: str) -> str:
+    """Spelled numbers to digits ("sixty-five" -> "65"); everything else unchanged.
+
+    >>> normalize_note("a sixty-five year old, BP one hundred fifty-three over eighty-one")
+    'a 65 year old, BP 153 over 81'
+    """
+    return _SPELLED.sub(_spelled_value, text)
+
+
+def numeric_values(tokenizer: PreTrainedTokenizerFast, ids: torch.Tensor) -> torch.Tensor:
+    """(B, L) token ids -> (B, L) float: the number a whole-number token spells, over NUMBER_SCALE; else 0."""
+    table = numeric_table(tokenizer)
+    return table[ids.clamp(0, len(table) - 1)]
+
+
+def numeric_table(tokenizer: PreTrainedTokenizerFast) -> torch.Tensor:
+    vocab = tokenizer.get_vocab()
+    table = torch.zeros(max(vocab.values()) + 1)
+    for token, idx in vocab.items():
+        if token.isdigit() and len(token) <= 3:
+            table[idx] = int(token) / NUMBER_SCALE
+    return table
+
+
+def _template_corpus() -> list[str]:
+    """Every string literal of the note generator's source: templates and word lists, no generated note."""
+    tree = ast.parse(NOTES_SOURCE.read_text(encoding="utf-8"))
+    docstrings = set()
+    for node in ast.walk(tree):  # docstrings explain code with examples ("her husband, Carlos"): not templates
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                docstrings.add(id(first.value))
+    return [node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+def build_tokenizer(out_dir: str | Path = TOKENIZER_DIR) -> PreTrainedTokenizerFast:
+    """Learn the WordPiece vocabulary from non-patient text and save it with ``save_pretrained``."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    corpus = _template_corpus() + [" ".join(MEDICAL_WORDS)] * 3 + [" ".join(str(i) for i in range(301))] * 5
+    corpus = [normalize_note(t) for t in corpus]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True, clean_text=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    trainer = trainers.WordPieceTrainer(vocab_size=VOCAB_SIZE, min_frequency=1, special_tokens=specials,
+                                        initial_alphabet=list("abcdefghijklmnopqrstuvwxyz0123456789"))
+    tok.train_from_iterator(sorted(set(corpus)), trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=512)
+    fast.add_tokens([t.lower() for t in PLACEHOLDER_WORDS], special_tokens=False)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(str(out_dir))
+    return fast
+
+
+def load_tokenizer(path: str | Path = TOKENIZER_DIR) -> PreTrainedTokenizerFast:
+    """A tokenizer from a local directory (never the Hub)."""
+    return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+
+
+if __name__ == "__main__":
+    t = build_tokenizer()
+    print(f"{len(t)} tokens -> {TOKENIZER_DIR}")

@@ -1,0 +1,57 @@
+"""``workbench.predict(model, case)``: one case in, one ``Prediction`` out (DESIGN §2).
+
+The case's CT goes through the same preprocessing (and cache) as training, its note is de-identified and
+tokenized by the model's own tokenizer; a modality the case lacks, or one that is refused, is left out and the
+prediction says so (the gate gives it weight 0). A case with no usable modality is refused with its reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from workbench.data.cache import PreprocessCache
+from workbench.data.case import Case
+from workbench.errors import CaseError
+from workbench.models.model import NoduleRiskModel
+from workbench.train.calibration import apply_temperature
+from workbench.train.dataset import encode_cases
+
+
+@dataclass
+class Prediction:
+    case_id: str
+    probability: float  # calibrated when a temperature was given, else sigmoid(logit)
+    logit: float
+    gate: dict[str, float]  # modality -> weight in the fused representation (0 for an absent one)
+    present: dict[str, bool]  # modality -> did the model read it
+    notes: list[str] = field(default_factory=list)  # why a modality was left out
+    inputs: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # the batch of one, for explainers
+
+
+def predict(model: NoduleRiskModel, case: Case, *, temperature: float = 1.0,
+            cache: PreprocessCache | None = None) -> Prediction:
+    """Risk of malignancy for one case. Raises CaseError when neither CT nor note can be used."""
+    if model.tokenizer is None:
+        raise CaseError("the model has no tokenizer; load it with workbench.models.load_model")
+    data = encode_cases([case], model.tokenizer, cache=cache, modalities=model.modalities, progress=False,
+                        max_length=model.config.text.max_length)
+    if len(data) == 0:
+        raise CaseError(f"case {case.case_id}: {data.refused[0][1]}")
+    batch = data.batch(torch.arange(1))
+    model.eval()
+    with torch.no_grad():
+        out = model.forward_batch(batch)
+    logit = float(out.logits[0])
+    present = {m: bool(batch["modality_mask"][0, i]) for i, m in enumerate(("ct", "notes")) if m in model.modalities}
+    return Prediction(
+        case_id=case.case_id,
+        probability=float(apply_temperature(np.array([logit]), temperature)[0]),
+        logit=logit,
+        gate={m: float(out.gate[0, i]) for i, m in enumerate(model.modalities)},
+        present=present,
+        notes=[f"{case.case_id}: {r}" for _, r in data.refused],
+        inputs=batch,
+    )

@@ -1,0 +1,175 @@
+"""Cases -> the keyed tensors the model reads (the data boundary), and batches of them.
+
+Batch keys, defined once: ``ct_patch`` (N, 1, P, P, P), ``ct_context`` (N, 2, C, C, C), ``ct_position`` (N, 3),
+``note_ids`` / ``note_mask`` / ``note_values`` (N, L), ``modality_mask`` (N, 2) bool in ``MODALITIES`` order,
+``label`` (N,) float (-1 when unknown). A case whose CT is refused keeps its note (and the reverse): the mask
+says what is there, the arrays hold zeros. A case with neither is listed in ``refused`` and left out.
+Notes are de-identified before tokenizing: the model never reads an identifier.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+from transformers import PreTrainedTokenizerFast
+
+from workbench.data.cache import PreprocessCache
+from workbench.data.case import Case
+from workbench.data.deid import deidentify
+from workbench.data.ingest import check_note
+from workbench.data.preprocess import preprocess_ct
+from workbench.data.transforms import PreprocessConfig
+from workbench.errors import WorkbenchError
+from workbench.models.tokenizer import normalize_note, numeric_values
+
+KEYS = ("ct_patch", "ct_context", "ct_position", "note_ids", "note_mask", "note_values", "modality_mask", "label")
+
+
+@dataclass
+class EncodedCases:
+    """The tensors of a list of cases, row i = ``case_ids[i]``."""
+
+    case_ids: list[str]
+    sites: list[str]
+    tensors: dict[str, torch.Tensor]
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (case_id, reason)
+
+    def __len__(self) -> int:
+        return len(self.case_ids)
+
+    def subset(self, idx: Sequence[int] | np.ndarray) -> EncodedCases:
+        i = torch.as_tensor(np.asarray(idx, dtype=np.int64))
+        return EncodedCases([self.case_ids[j] for j in i.tolist()], [self.sites[j] for j in i.tolist()],
+                            {k: v[i] for k, v in self.tensors.items()}, list(self.refused))
+
+    def batches(self, batch_size: int, *, shuffle: bool = False,
+                generator: torch.Generator | None = None) -> Iterator[dict[str, torch.Tensor]]:
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        for s in range(0, n, batch_size):
+            yield self.batch(order[s:s + batch_size])
+
+    def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = {k: v[idx] for k, v in self.tensors.items()}
+        width = int(out["note_mask"].sum(1).max().item()) if len(idx) else 1  # trim padding no row uses
+        for k in ("note_ids", "note_mask", "note_values"):
+            out[k] = out[k][:, :max(width, 1)]
+        out["ct_patch"] = out["ct_patch"].float()
+        out["ct_context"] = out["ct_context"].float()
+        return out
+
+    def save(self, path: str | Path) -> None:
+        """Atomic write (torch format): encoding a full cohort reads gigabytes of DICOM; do it once."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save({"case_ids": self.case_ids, "sites": self.sites, "tensors": self.tensors, "refused": self.refused}, tmp)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> EncodedCases:
+        d = torch.load(path, weights_only=False)
+        return cls(d["case_ids"], d["sites"], d["tensors"], d["refused"])
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.tensors["label"].numpy()
+
+
+def encode_note(text: str, tokenizer: PreTrainedTokenizerFast, max_length: int) -> tuple[list[int], str]:
+    """De-identify, spell numbers as digits, tokenize; returns (ids, the text the model read)."""
+    clean = normalize_note(deidentify(text))
+    ids = tokenizer(clean, truncation=True, max_length=max_length, add_special_tokens=False)["input_ids"]
+    return ids, clean
+
+
+def encode_cases(
+    cases: Sequence[Case],
+    tokenizer: PreTrainedTokenizerFast,
+    *,
+    max_length: int = 320,
+    preprocess: PreprocessConfig | None = None,
+    cache: PreprocessCache | None = None,
+    modalities: Sequence[str] = ("ct", "notes"),
+    progress: bool = True,
+    desc: str = "encode",
+) -> EncodedCases:
+    """Preprocess CT (through the cache) and tokenize notes of ``cases``; refusals are listed, not raised."""
+    config = preprocess or PreprocessConfig()
+    p, c = config.patch_size, config.context_size
+    rows: list[dict[str, np.ndarray]] = []
+    ids_out, sites, refused = [], [], []
+    for case in tqdm(cases, desc=desc, unit="case", disable=not progress, leave=False):
+        row: dict[str, np.ndarray] = {}
+        reasons = []
+        has_ct = has_note = False
+        if "ct" in modalities and case.has_ct:
+            try:
+                inputs = preprocess_ct(case, config, cache)
+                row.update(ct_patch=inputs.ct_patch, ct_context=inputs.ct_context, ct_position=inputs.ct_position)
+                has_ct = True
+            except WorkbenchError as exc:
+                reasons.append(f"ct: {exc}")
+        if "notes" in modalities and case.has_note:
+            reason = check_note(case)
+            if reason:
+                reasons.append(f"note: {reason}")
+            else:
+                row["note_ids"] = np.asarray(encode_note(case.note or "", tokenizer, max_length)[0], dtype=np.int64)
+                has_note = True
+        if not (has_ct or has_note):
+            refused.append((case.case_id, "; ".join(reasons) or "no usable modality"))
+            continue
+        row["modality_mask"] = np.array([has_ct, has_note])
+        row["label"] = np.array(-1.0 if case.label is None else float(case.label), dtype=np.float32)
+        rows.append(row)
+        ids_out.append(case.case_id)
+        sites.append(case.site)
+    n = len(rows)
+    width = max([len(r["note_ids"]) for r in rows if "note_ids" in r] or [1])
+    t = {
+        "ct_patch": torch.zeros(n, 1, p, p, p, dtype=torch.float16),  # half in memory: [0, 1] windowed HU
+        "ct_context": torch.zeros(n, 2, c, c, c, dtype=torch.float16),
+        "ct_position": torch.full((n, 3), 0.5),
+        "note_ids": torch.zeros(n, width, dtype=torch.long),
+        "note_mask": torch.zeros(n, width, dtype=torch.long),
+        "modality_mask": torch.zeros(n, 2, dtype=torch.bool),
+        "label": torch.zeros(n),
+    }
+    for i, r in enumerate(rows):
+        if "ct_patch" in r:
+            t["ct_patch"][i] = torch.from_numpy(r["ct_patch"])
+            t["ct_context"][i] = torch.from_numpy(r["ct_context"])
+            t["ct_position"][i] = torch.from_numpy(r["ct_position"])
+        if "note_ids" in r:
+            k = len(r["note_ids"])
+            t["note_ids"][i, :k] = torch.from_numpy(r["note_ids"])
+            t["note_mask"][i, :k] = 1
+        t["modality_mask"][i] = torch.from_numpy(r["modality_mask"])
+        t["label"][i] = float(r["label"])
+    t["note_values"] = numeric_values(tokenizer, t["note_ids"]) * t["note_mask"]
+    return EncodedCases(ids_out, sites, t, refused)
+
+
+def drop_modality(data: EncodedCases, modality: str) -> EncodedCases:
+    """The same cases with one modality removed (mask off, inputs zeroed): the missing-modality ablation."""
+    t = {k: v.clone() for k, v in data.tensors.items()}
+    if modality == "ct":
+        t["modality_mask"][:, 0] = False
+        for k in ("ct_patch", "ct_context"):
+            t[k].zero_()
+    elif modality == "notes":
+        t["modality_mask"][:, 1] = False
+        t["note_mask"].zero_()
+        t["note_ids"].zero_()
+        t["note_values"].zero_()
+    else:
+        raise WorkbenchError(f"modality {modality!r}: expected 'ct' or 'notes'")
+    keep = t["modality_mask"].any(1)
+    sub = EncodedCases(data.case_ids, data.sites, t, list(data.refused))
+    return sub.subset(np.flatnonzero(keep.numpy()))

@@ -1,0 +1,124 @@
+"""The trainer's private mode: Opacus DP-SGD with Poisson sampling and a fixed number of steps.
+
+Record-level differential privacy at a node (DESIGN §7): each step draws every case independently with chance
+``sample_rate`` (Poisson), clips each case's gradient to ``max_grad_norm`` and adds Gaussian noise of
+``noise_multiplier x max_grad_norm``; the privacy spent follows from (noise, rate, steps, delta) alone, which is
+what the node's ledger keeps. No early stopping and no validation inside (either would look at private data
+outside the accounting); class weights stay in the loss. The MoE load-balancing loss couples the cases of a batch
+and is left out here.
+
+``ModalityBias`` owns a parameter that no stock layer holds, so its per-sample gradient rule is registered
+below: dL/dM[h, a, c] for case n = sum over token pairs (i in modality a, j in modality c) of dL/dbias[n, h, i, j].
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from opacus import PrivacyEngine
+from opacus.grad_sample import register_grad_sampler
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm import tqdm
+
+from workbench.models.fusion import ModalityBias
+from workbench.models.model import NoduleRiskModel
+from workbench.train.dataset import EncodedCases
+from workbench.train.trainer import TrainConfig, loss_fn, pos_weight_of
+
+POSITIONAL = ("ct_patch", "ct_context", "ct_position", "note_ids", "note_mask", "note_values", "modality_mask")
+
+
+@register_grad_sampler(ModalityBias)
+def _modality_bias_grad_sample(layer: ModalityBias, activations: list[torch.Tensor],
+                               backprops: torch.Tensor) -> dict[torch.nn.Parameter, torch.Tensor]:
+    onehot = activations[0].to(backprops.dtype)  # (B, L, M)
+    return {layer.M: torch.einsum("bia,bhij,bjc->bhac", onehot, backprops, onehot)}  # (B, H, M, M)
+
+
+@dataclass
+class PrivacyConfig:
+    noise_multiplier: float = 1.0  # Gaussian noise std / max_grad_norm
+    max_grad_norm: float = 1.0  # per-case gradient clip
+    sample_rate: float = 0.05  # Poisson: chance of each case joining a step
+    steps: int = 100  # optimizer steps in this call (fixed, whatever the data say)
+    delta: float = 1e-5
+    lr: float = 1e-3
+
+
+@dataclass
+class PrivateResult:
+    steps: int
+    noise_multiplier: float
+    sample_rate: float
+    delta: float
+    epsilon: float  # spent by these steps alone (RDP accountant); a ledger composes across rounds
+    mean_batch: float
+    samples_per_s: float
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def tensor_dataset(data: EncodedCases) -> TensorDataset:
+    t = data.tensors
+    return TensorDataset(*(t[k].float() if k in ("ct_patch", "ct_context") else t[k] for k in POSITIONAL), t["label"])
+
+
+def as_batch(row: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+    return {**dict(zip(POSITIONAL, row[:-1], strict=True)), "label": row[-1]}
+
+
+def make_private(model: NoduleRiskModel, data: EncodedCases, privacy: PrivacyConfig,
+                 optimizer: torch.optim.Optimizer | None = None) -> tuple[Any, Any, DataLoader, PrivacyEngine]:
+    """Opacus' make_private over the model, with a Poisson loader whose expected batch is rate x N."""
+    batch = max(1, round(privacy.sample_rate * len(data)))
+    loader = DataLoader(tensor_dataset(data), batch_size=batch)
+    optimizer = optimizer or torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=privacy.lr)
+    engine = PrivacyEngine(accountant="rdp")
+    module, dp_optimizer, dp_loader = engine.make_private(
+        module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=privacy.noise_multiplier,
+        max_grad_norm=privacy.max_grad_norm, poisson_sampling=True,
+    )
+    return module, dp_optimizer, dp_loader, engine
+
+
+def train_private(model: NoduleRiskModel, train: EncodedCases, privacy: PrivacyConfig,
+                  config: TrainConfig | None = None) -> PrivateResult:
+    """``privacy.steps`` DP-SGD steps on ``train``; the model's weights are updated in place."""
+    config = config or TrainConfig()
+    torch.manual_seed(config.seed)
+    model.train()
+    pos_weight = pos_weight_of(train.labels) if config.class_weights else 1.0
+    module, optimizer, loader, engine = make_private(model, train, privacy)
+    steps, seen = 0, 0
+    t0 = time.perf_counter()
+    bar = tqdm(total=privacy.steps, desc="dp-sgd", unit="step", disable=not config.progress)
+    while steps < privacy.steps:
+        for row in loader:
+            batch = as_batch(row)
+            optimizer.zero_grad(set_to_none=True)
+            if len(batch["label"]) == 0:  # an empty Poisson draw still releases a noised (all-noise) step
+                for p in model.parameters():
+                    if p.requires_grad:
+                        p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype)
+            else:
+                out = module(*(batch[k] for k in POSITIONAL))
+                loss_fn(out, batch, pos_weight, config.aux_weight, reduction="none").mean().backward()
+            optimizer.step()
+            steps += 1
+            seen += len(batch["label"])
+            bar.update(1)
+            if steps >= privacy.steps:
+                break
+    bar.close()
+    seconds = time.perf_counter() - t0
+    epsilon = engine.accountant.get_epsilon(privacy.delta)
+    model.eval()
+    return PrivateResult(steps, privacy.noise_multiplier, loader.sample_rate if hasattr(loader, "sample_rate")
+                         else privacy.sample_rate, privacy.delta, float(epsilon), seen / max(steps, 1),
+                         seen / seconds if seconds else math.nan, seconds)

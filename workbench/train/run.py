@@ -1,0 +1,209 @@
+"""A RUN folder: train on sites' ``train`` split, stop on ``val``, calibrate on ``val``, evaluate on ``test``.
+
+RUN/
+  model/              weights, config, tokenizer, MODEL_CARD.md (``workbench.models.save_model``)
+  calibration.json    temperature fitted on val
+  train_log.json      per-epoch history, throughput, sites and case counts
+  metrics_val.json    val metrics after calibration
+  training_curve.png  loss and val AUROC per epoch
+  .checkpoint/        the trainer's resumable checkpoint (removed when training finishes)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workbench.data.cache import PreprocessCache, default_cache_dir
+from workbench.data.case import Case, load_cases
+from workbench.errors import WorkbenchError
+from workbench.models.model import (
+    ModelConfig,
+    NoduleRiskModel,
+    build_model,
+    load_model,
+    save_model,
+    trainable_parameters,
+)
+from workbench.train.calibration import apply_temperature, fit_temperature
+from workbench.train.dataset import EncodedCases, drop_modality, encode_cases
+from workbench.train.metrics import risk_metrics
+from workbench.train.trainer import TrainConfig, TrainResult, predict_logits, train_model
+
+
+def jsonable(obj: Any) -> Any:
+    """NaN and infinities become None (strict JSON readers refuse NaN); numpy scalars become Python ones."""
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(jsonable(obj), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def site_dirs_of(target: str | Path) -> list[Path]:
+    """A site folder (has manifest.csv) -> [it]; a cohort folder -> its site folders, sorted."""
+    p = Path(target)
+    if (p / "manifest.csv").is_file():
+        return [p]
+    sites = sorted(d for d in p.iterdir() if d.is_dir() and (d / "manifest.csv").is_file()) if p.is_dir() else []
+    if not sites:
+        raise WorkbenchError(f"{p}: neither a site folder (manifest.csv) nor a cohort folder of sites")
+    return sites
+
+
+def cases_of(targets: Sequence[str | Path], splits: Sequence[str]) -> list[Case]:
+    out: list[Case] = []
+    for t in targets:
+        for site in site_dirs_of(t):
+            out += [c for c in load_cases(site) if c.split in splits]
+    return out
+
+
+def save_training_curve(history: list[dict[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
+    ep = [h["epoch"] for h in history]
+    ax.plot(ep, [h["loss"] for h in history], label="train loss", color="tab:blue")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    if any("val_auroc" in h for h in history):
+        ax2 = ax.twinx()
+        ax2.plot(ep, [h.get("val_auroc", np.nan) for h in history], label="val AUROC", color="tab:orange")
+        ax2.set_ylabel("val AUROC")
+    ax.set_title("training")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def train_run(
+    site_dirs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train a model on ``site_dirs`` into the RUN folder ``out``; returns the training log."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model_config = model_config or ModelConfig()
+    train_config = train_config or TrainConfig(progress=progress)
+    cache = PreprocessCache(cache_dir if cache_dir is not None else default_cache_dir())
+    model = build_model(model_config)
+    assert model.tokenizer is not None
+    kw = {"tokenizer": model.tokenizer, "cache": cache, "modalities": model.modalities, "progress": progress,
+          "max_length": model_config.text.max_length}
+    train = encode_cases(cases_of(site_dirs, ["train"]), desc="encode train", **kw)
+    val = encode_cases(cases_of(site_dirs, ["val"]), desc="encode val", **kw)
+    n_pos = int((train.labels == 1).sum())
+    n_neg = int((train.labels == 0).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise WorkbenchError(f"{', '.join(map(str, site_dirs))}: the train split needs labelled cases of both classes "
+                             f"(found {n_pos} malignant, {n_neg} benign among {len(train)} usable cases)")
+    result: TrainResult = train_model(model, train, val if len(val) else None, train_config, out / ".checkpoint")
+    pv = predict_logits(model, val, device=train_config.device) if len(val) else {"logits": np.zeros(0)}
+    temperature = fit_temperature(pv["logits"], val.labels) if len(val) else 1.0
+    model.cpu()
+    save_model(model, out / "model")
+    write_json(out / "calibration.json", {"temperature": temperature, "fitted_on": "val", "n": len(val)})
+    log = {
+        "modalities": list(model.modalities),
+        "sites": sorted(set(train.sites)),
+        "n_train": len(train),
+        "n_val": len(val),
+        "refused": train.refused + val.refused,
+        "trainable_params": trainable_parameters(model),
+        "train_config": train_config.__dict__,
+        "model_config": model_config.to_dict(),
+        **result.to_dict(),
+    }
+    write_json(out / "train_log.json", log)
+    if len(val):
+        write_json(out / "metrics_val.json", risk_metrics(val.labels, apply_temperature(pv["logits"], temperature)))
+    save_training_curve(result.history, out / "training_curve.png")
+    shutil.rmtree(out / ".checkpoint", ignore_errors=True)
+    return log
+
+
+def load_run(run: str | Path) -> tuple[NoduleRiskModel, float]:
+    """The RUN's model and its temperature."""
+    run = Path(run)
+    model = load_model(run / "model")
+    cal = run / "calibration.json"
+    temperature = json.loads(cal.read_text())["temperature"] if cal.exists() else 1.0
+    return model, float(temperature)
+
+
+def _rounded(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
+
+
+def evaluate_encoded(model: NoduleRiskModel, data: EncodedCases, temperature: float, *,
+                     ablations: bool = False) -> dict[str, Any]:
+    """Metrics of calibrated probabilities on ``data``, per site, and (with ``ablations``) each modality alone."""
+    pred = predict_logits(model, data)
+    p = apply_temperature(pred["logits"], temperature)
+    y = data.labels
+    sites = np.array(data.sites)
+    out: dict[str, Any] = {
+        "overall": _rounded(risk_metrics(y, p)),
+        "per_site": {s: _rounded(risk_metrics(y[sites == s], p[sites == s])) for s in sorted(set(data.sites))},
+        "gate_mean": {m: round(float(pred["gate"][:, i].mean()), 4) for i, m in enumerate(model.modalities)},
+        "temperature": temperature,
+    }
+    if ablations:
+        abl = {}
+        for removed in model.modalities:
+            if len(model.modalities) < 2:
+                break
+            sub = drop_modality(data, removed)
+            ps = predict_logits(model, sub)
+            kept = [m for m in model.modalities if m != removed][0]
+            abl[f"without_{removed}"] = {
+                **_rounded(risk_metrics(sub.labels, apply_temperature(ps["logits"], temperature))),
+                f"gate_{removed}_max": round(float(ps["gate"][:, model.modalities.index(removed)].max()), 6),
+                f"gate_{kept}_mean": round(float(ps["gate"][:, model.modalities.index(kept)].mean()), 4),
+            }
+        out["ablations"] = abl
+    return out
+
+
+def evaluate_run(run: str | Path, target: str | Path, *, ablations: bool = False, split: str = "test",
+                 cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Evaluate the RUN on ``target``'s ``split`` (a cohort or a site folder)."""
+    model, temperature = load_run(run)
+    assert model.tokenizer is not None
+    cache = PreprocessCache(cache_dir if cache_dir is not None else default_cache_dir())
+    data = encode_cases(cases_of([target], [split]), model.tokenizer, cache=cache, modalities=model.modalities,
+                        progress=progress, desc=f"encode {split}", max_length=model.config.text.max_length)
+    if len(data) == 0:
+        raise WorkbenchError(f"{target}: no usable case in the {split!r} split")
+    res = evaluate_encoded(model, data, temperature, ablations=ablations)
+    return {"run": str(run), "target": str(target), "split": split, "modalities": list(model.modalities),
+            "refused": data.refused, **res}

@@ -1,0 +1,216 @@
+"""The one local trainer: ``workbench train`` calls it, and (later) each federated node does.
+
+AdamW with linear warm-up and cosine decay, class weights in the loss (no resampling, so the same code runs
+under DP), modality dropout (a case sometimes loses its CT or its note in training, so the model answers
+without either), early stopping on the ``val`` split's AUROC, atomic per-epoch checkpoints a killed run
+resumes from, and bfloat16 autocast on a GPU. Seeded: the same data and config give the same weights on the
+same machine.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from workbench.models.fusion import FusionOutput
+from workbench.models.model import NoduleRiskModel
+from workbench.train.dataset import EncodedCases
+from workbench.train.metrics import auroc
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_frac: float = 0.05  # share of all steps spent warming up linearly from 0
+    class_weights: bool = True  # weigh malignant cases by n_benign / n_malignant in the loss
+    modality_dropout: float = 0.2  # per case with both modalities: chance to hide one of them (either, 50/50)
+    aux_weight: float = 0.3  # loss on each modality summary read alone (keeps each summary meaningful)
+    patience: int = 8  # epochs without a better val AUROC before stopping (0: never stop early)
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = True  # bfloat16 autocast when the device is a GPU
+    grad_clip: float = 1.0  # global norm clip (the non-private path)
+    progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_val_auroc: float = float("nan")
+    stopped_early: bool = False
+    samples_per_s: float = float("nan")  # training throughput (forward + backward + step), val excluded
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def loss_fn(out: FusionOutput, batch: dict[str, torch.Tensor], pos_weight: float, aux_weight: float,
+            reduction: str = "mean") -> torch.Tensor:
+    """Class-weighted BCE on the fused logit, plus each present modality's own head, plus the MoE loss."""
+    y = batch["label"].float()
+    w = torch.where(y > 0.5, torch.as_tensor(pos_weight, dtype=y.dtype, device=y.device), torch.ones_like(y))
+    loss = F.binary_cross_entropy_with_logits(out.logits.float(), y, weight=w, reduction="none")  # (B,)
+    if aux_weight > 0:
+        mod_mask = batch["modality_mask"][:, out.columns].float()  # (B, M)
+        aux = F.binary_cross_entropy_with_logits(out.modality_logits.float(), y[:, None].expand_as(mod_mask),
+                                                 reduction="none") * mod_mask * w[:, None]
+        loss = loss + aux_weight * aux.sum(1) / mod_mask.sum(1).clamp_min(1)
+    if reduction == "none":
+        return loss
+    return loss.mean() + out.aux_loss
+
+
+def pos_weight_of(labels: np.ndarray) -> float:
+    pos = float((labels > 0.5).sum())
+    neg = float((labels <= 0.5).sum())
+    return neg / pos if pos > 0 else 1.0
+
+
+def with_modality_dropout(batch: dict[str, torch.Tensor], p: float, g: torch.Generator) -> dict[str, torch.Tensor]:
+    """Hide one modality of a case with both, with chance ``p``; the inputs stay, the mask hides them."""
+    if p <= 0:
+        return batch
+    mask = batch["modality_mask"].clone()
+    both = mask.all(1)
+    drop = (torch.rand(len(mask), generator=g) < p) & both
+    which = torch.rand(len(mask), generator=g) < 0.5
+    mask[drop & which, 0] = False
+    mask[drop & ~which, 1] = False
+    return {**batch, "modality_mask": mask}
+
+
+def to_device(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def lr_lambda(total_steps: int, warmup_frac: float):  # noqa: ANN201 - a LambdaLR function
+    warmup = max(1, int(total_steps * warmup_frac))
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
+
+    return f
+
+
+@torch.no_grad()
+def predict_logits(model: NoduleRiskModel, data: EncodedCases, batch_size: int = 64,
+                   device: str = "cpu") -> dict[str, np.ndarray]:
+    """Logits, gate weights and per-modality logits of every row of ``data`` (eval mode, no dropout)."""
+    was_training = model.training
+    model.eval()
+    logits, gates, mods = [], [], []
+    for batch in data.batches(batch_size):
+        out = model.forward_batch(to_device(batch, device))
+        logits.append(out.logits.float().cpu())
+        gates.append(out.gate.float().cpu())
+        mods.append(out.modality_logits.float().cpu())
+    model.train(was_training)
+    if not logits:
+        return {"logits": np.zeros(0), "gate": np.zeros((0, len(model.modalities))), "modality_logits": np.zeros((0, 0))}
+    return {"logits": torch.cat(logits).numpy(), "gate": torch.cat(gates).numpy(),
+            "modality_logits": torch.cat(mods).numpy()}
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train_model(model: NoduleRiskModel, train: EncodedCases, val: EncodedCases | None, config: TrainConfig,
+                checkpoint_dir: str | Path | None = None) -> TrainResult:
+    """Train in place; on return the model holds the best-on-val weights (the last ones without ``val``)."""
+    torch.manual_seed(config.seed)
+    g = torch.Generator().manual_seed(config.seed)
+    device = config.device
+    model.to(device).train()
+    labels = train.labels
+    pos_weight = pos_weight_of(labels) if config.class_weights else 1.0
+    steps_per_epoch = max(1, math.ceil(len(train) / config.batch_size))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config.epochs * steps_per_epoch, config.warmup_frac))
+    result = TrainResult()
+    best_state = copy.deepcopy(model.state_dict())
+    start_epoch, since_best = 0, 0
+    ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
+    if ckpt is not None:
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+    if ckpt is not None and ckpt.exists():  # resume a killed run where it stopped
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        g.set_state(state["generator"])
+        best_state, start_epoch, since_best = state["best_state"], state["epoch"] + 1, state["since_best"]
+        result = TrainResult(**state["result"])
+    use_amp = config.amp and device.startswith("cuda")
+    train_seconds, train_samples = 0.0, 0
+    t_start = time.perf_counter()
+    bar = tqdm(range(start_epoch, config.epochs), desc="train", unit="epoch", disable=not config.progress,
+               initial=start_epoch, total=config.epochs)
+    for epoch in bar:
+        model.train()
+        t0 = time.perf_counter()
+        total, n = 0.0, 0
+        for batch in train.batches(config.batch_size, shuffle=True, generator=g):
+            batch = to_device(with_modality_dropout(batch, config.modality_dropout, g), device)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                out = model.forward_batch(batch)
+                loss = loss_fn(out, batch, pos_weight, config.aux_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            total += loss.item() * len(batch["label"])
+            n += len(batch["label"])
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        train_seconds += time.perf_counter() - t0
+        train_samples += n
+        row = {"epoch": epoch, "loss": total / max(n, 1), "lr": scheduler.get_last_lr()[0]}
+        if val is not None and len(val):
+            pv = predict_logits(model, val, device=device)
+            row["val_auroc"] = auroc(val.labels, pv["logits"])
+            if not (row["val_auroc"] <= result.best_val_auroc):  # first epoch (nan) or better
+                result.best_val_auroc, result.best_epoch, since_best = row["val_auroc"], epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                since_best += 1
+        else:
+            result.best_epoch, best_state = epoch, copy.deepcopy(model.state_dict())
+        result.history.append(row)
+        bar.set_postfix({k: round(v, 4) for k, v in row.items() if k != "epoch"})
+        if ckpt is not None:
+            _save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                    "scheduler": scheduler.state_dict(), "generator": g.get_state(),
+                                    "best_state": best_state, "epoch": epoch, "since_best": since_best,
+                                    "result": result.to_dict()})
+        if config.patience and since_best >= config.patience:
+            result.stopped_early = True
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    result.samples_per_s = train_samples / train_seconds if train_seconds else float("nan")
+    result.seconds = time.perf_counter() - t_start
+    return result

@@ -52,7 +52,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
 
         result = run_deid_bench(quick=a.quick, seed=a.seed)
     elif a.name == "model" and a.device != "cpu":
-        from workbench.bench.model_bench import run_model_speed
+        from workbench.bench.model_speed import run_model_speed
 
         result = run_model_speed(device=a.device)
     elif a.name == "model":
@@ -63,7 +63,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
         from workbench.bench.ingest_bench import run_ingest_bench
 
         result = run_ingest_bench(quick=a.quick, cohort=a.cohort, seed=a.seed)
-    from workbench.train.run import jsonable
+    from workbench.jsonout import jsonable
 
     result = jsonable(result)
     text = json.dumps(result, indent=None if a.json else 2)
@@ -79,8 +79,9 @@ def _cmd_bench(a: argparse.Namespace) -> int:
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
+    from workbench.jsonout import jsonable
     from workbench.models.model import ModelConfig
-    from workbench.train.run import jsonable, train_run
+    from workbench.train.run import train_run
     from workbench.train.trainer import TrainConfig
 
     modalities = tuple(m.strip() for m in a.modalities.split(",") if m.strip())
@@ -89,7 +90,12 @@ def _cmd_train(a: argparse.Namespace) -> int:
         raise WorkbenchError(f"--modalities {a.modalities!r}: expected ct, notes or ct,notes")
     tc = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device,
                      patience=a.patience, progress=not a.quiet)
-    log = train_run(a.site_dirs, a.out, model_config=ModelConfig(modalities=modalities), train_config=tc,
+    from workbench.models.text_encoder import TextEncoderConfig
+
+    if a.text_encoder and not Path(a.text_encoder, "config.json").is_file():
+        raise WorkbenchError(f"{a.text_encoder}: not a saved encoder directory (config.json is missing)")
+    text = TextEncoderConfig(path=a.text_encoder, freeze=not a.finetune_text) if a.text_encoder else TextEncoderConfig()
+    log = train_run(a.site_dirs, a.out, model_config=ModelConfig(modalities=modalities, text=text), train_config=tc,
                     cache_dir=a.cache, progress=not a.quiet)
     keys = ("modalities", "sites", "n_train", "n_val", "trainable_params", "best_epoch", "best_val_auroc",
             "stopped_early", "samples_per_s", "seconds")
@@ -97,8 +103,28 @@ def _cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pretrain_notes(a: argparse.Namespace) -> int:
+    from workbench.cohort.note_corpus import CLASSES, CORPUS_SEED, note_corpus
+    from workbench.models.model import ModelConfig, build_model
+    from workbench.train.pretrain_text import (
+        ReaderConfig,
+        pretrain_note_reader,
+        reader_card,
+        save_note_reader,
+    )
+
+    config = ReaderConfig(n_notes=a.notes, epochs=a.epochs, progress=not a.quiet)
+    corpus = note_corpus(a.notes)
+    model = build_model(ModelConfig(modalities=("notes",)))
+    losses = pretrain_note_reader(model, corpus.texts, corpus.facts, CLASSES, config)
+    out = save_note_reader(model, a.out, reader_card(config, CORPUS_SEED, losses))
+    print(json.dumps({"out": str(out), "notes": a.notes, "epochs": a.epochs, "losses": losses}, indent=2))
+    return 0
+
+
 def _cmd_evaluate(a: argparse.Namespace) -> int:
-    from workbench.train.run import evaluate_run, jsonable
+    from workbench.jsonout import jsonable
+    from workbench.train.run import evaluate_run
 
     res = evaluate_run(a.run, a.target, ablations=a.ablations, split=a.split, cache_dir=a.cache, progress=not a.quiet)
     print(json.dumps(jsonable(res), indent=None if a.json else 2))
@@ -144,8 +170,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu", help="cpu or cuda")
     t.add_argument("--cache", help="preprocessing cache folder")
+    t.add_argument("--text-encoder", metavar="DIR",
+                   help="a local pretrained note encoder (save_pretrained directory, e.g. from `workbench pretrain-notes`)")
+    t.add_argument("--finetune-text", action="store_true", help="train the pretrained note encoder too (default: frozen)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_cmd_train)
+
+    pn = sub.add_parser("pretrain-notes", help="pretrain the note reader on a separate synthetic note corpus (no labels)")
+    pn.add_argument("--out", required=True, help="encoder directory (save_pretrained + tokenizer + card)")
+    pn.add_argument("--notes", type=int, default=6000, help="corpus size (default 6000)")
+    pn.add_argument("--epochs", type=int, default=3)
+    pn.add_argument("--quiet", action="store_true")
+    pn.set_defaults(func=_cmd_pretrain_notes)
 
     e = sub.add_parser("evaluate", help="metrics of a RUN on a cohort's or site's test split")
     e.add_argument("run")

@@ -43,7 +43,7 @@ def test_missing_modality_is_masked_out_of_gate_and_attention(model_and_batch) -
         assert attn[2][..., notes].abs().max() < 1e-6
     # whatever the absent note holds, case 2's answer does not move
     other = {k: v.clone() for k, v in batch.items()}
-    other["note_ids"][2] = torch.randint(10, 2000, other["note_ids"][2].shape)
+    other["note_ids"][2] = torch.randint(10, 1900, other["note_ids"][2].shape)
     other["note_mask"][2] = 1
     with torch.no_grad():
         again = model.forward_batch(other)

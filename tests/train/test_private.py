@@ -6,8 +6,8 @@ import torch
 
 from workbench.models import CTEncoderConfig, FusionConfig, ModelConfig, TextEncoderConfig, build_model
 from workbench.train.dataset import EncodedCases
+from workbench.train.loss import loss_fn
 from workbench.train.private import POSITIONAL, PrivacyConfig, as_batch, make_private, train_private
-from workbench.train.trainer import loss_fn
 
 
 def tiny_config(moe: bool = False) -> ModelConfig:
@@ -27,7 +27,7 @@ def random_cases(n: int, seed: int = 0) -> EncodedCases:
     modality = torch.ones(n, 2, dtype=torch.bool)
     modality[2, 1] = False  # a case without its note
     modality[3, 0] = False  # a case without its CT
-    ids = torch.randint(10, 2000, (n, length), generator=g) * mask
+    ids = torch.randint(10, 1900, (n, length), generator=g) * mask
     values = torch.where(ids % 7 == 0, torch.rand(n, length, generator=g), torch.zeros(n, length)) * mask
     t = {
         "ct_patch": torch.rand(n, 1, 16, 16, 16, generator=g),

@@ -25,6 +25,8 @@ def machine() -> str:
 
 
 def git_sha() -> str:
+    if os.environ.get("WORKBENCH_GIT_SHA"):  # a copy of the tree without .git (the GPU machine)
+        return os.environ["WORKBENCH_GIT_SHA"]
     try:
         return subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True,
                               cwd=Path(__file__).resolve().parent).stdout.strip()

@@ -7,8 +7,7 @@ temperature on ``val``): ``fused`` (the modality-gated model), ``ct_only``, ``no
 
 Resumable (DESIGN §10): the encoded splits, each trained model and its predictions are kept in a work folder
 (``$WORKBENCH_CACHE/bench/model-<preset>-seed<seed>``); a killed run starts again from its finished parts.
-``--device cuda`` measures training speed and one-case latency on that device only (random inputs of the real
-shapes: speed does not depend on content), for machines without the DICOM stack.
+``--device cuda`` runs ``model_speed`` instead: training speed and one-case latency on that device only.
 """
 
 from __future__ import annotations
@@ -30,18 +29,46 @@ from workbench.data.cache import PreprocessCache, default_cache_dir
 from workbench.data.case import load_cases
 from workbench.models.fusion import FusionConfig
 from workbench.models.model import ModelConfig, build_model, load_model, save_model, trainable_parameters
+from workbench.models.text_encoder import TextEncoderConfig
 from workbench.train.calibration import apply_temperature, fit_temperature
 from workbench.train.dataset import EncodedCases, drop_modality, encode_cases
 from workbench.train.metrics import auroc, ece, paired_bootstrap_auroc_diff
 from workbench.train.run import cases_of, write_json
 from workbench.train.trainer import TrainConfig, predict_logits, train_model
 
-VARIANTS: dict[str, ModelConfig] = {
-    "fused": ModelConfig(),
-    "ct_only": ModelConfig(modalities=("ct",)),
-    "notes_only": ModelConfig(modalities=("notes",)),
-    "late_fusion": ModelConfig(fusion=FusionConfig(mode="late")),
-}
+
+def variants(reader: Path | None) -> dict[str, ModelConfig]:
+    """The four models; those that read notes start from the pretrained note reader (frozen) when given."""
+    def text() -> TextEncoderConfig:
+        return TextEncoderConfig(path=str(reader), freeze=True) if reader else TextEncoderConfig()
+
+    return {
+        "fused": ModelConfig(text=text()),
+        "ct_only": ModelConfig(modalities=("ct",)),
+        "notes_only": ModelConfig(modalities=("notes",), text=text()),
+        "late_fusion": ModelConfig(text=text(), fusion=FusionConfig(mode="late")),
+    }
+
+
+def _reader(work: Path, n_notes: int, progress: bool) -> Path:
+    """The note reader, pretrained once on the separate synthetic note corpus (no cohort note, no label)."""
+    from workbench.cohort.note_corpus import CLASSES, CORPUS_SEED, note_corpus
+    from workbench.train.pretrain_text import (
+        ReaderConfig,
+        pretrain_note_reader,
+        reader_card,
+        save_note_reader,
+    )
+
+    out = work / "note_reader"
+    if (out / "config.json").exists():
+        return out
+    corpus = note_corpus(n_notes)
+    model = build_model(ModelConfig(modalities=("notes",)))
+    config = ReaderConfig(n_notes=n_notes, progress=progress)
+    losses = pretrain_note_reader(model, corpus.texts, corpus.facts, CLASSES, config)
+    save_note_reader(model, out, reader_card(config, CORPUS_SEED, losses))
+    return out
 
 
 def _encoded(work: Path, cohort: Path, split: str, tokenizer: Any, progress: bool) -> EncodedCases:
@@ -54,13 +81,14 @@ def _encoded(work: Path, cohort: Path, split: str, tokenizer: Any, progress: boo
     return data
 
 
-def _variant(name: str, work: Path, data: dict[str, EncodedCases], train_config: TrainConfig) -> dict[str, Any]:
+def _variant(name: str, config: ModelConfig, work: Path, data: dict[str, EncodedCases],
+             train_config: TrainConfig) -> dict[str, Any]:
     """Train (or reload) one variant; its val/test logits and training figures, kept on disk."""
     d = work / name
     preds = d / "predictions.json"
     if preds.exists():
         return json.loads(preds.read_text())
-    model = build_model(VARIANTS[name])
+    model = build_model(config)
     result = train_model(model, data["train"], data["val"], train_config, d / ".checkpoint")
     save_model(model, d / "model")
     val = predict_logits(model, data["val"])
@@ -112,10 +140,11 @@ def run_model_bench(*, quick: bool = False, cohort: str | Path | None = None, se
     cohort_dir = Path(cohort) if cohort else cached_cohort(preset, seed, progress=progress)
     work = cohort_cache_root().parent / "bench" / f"model-{cohort_dir.name if cohort else f'{preset}-seed{seed}'}"
     work.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_model(VARIANTS["notes_only"]).tokenizer
+    tokenizer = build_model(ModelConfig(modalities=("notes",))).tokenizer
     data = {s: _encoded(work, cohort_dir, s, tokenizer, progress) for s in ("train", "val", "test")}
-    train_config = TrainConfig(epochs=epochs or (20 if quick else 30), patience=8, progress=progress, seed=seed)
-    runs = {name: _variant(name, work, data, train_config) for name in VARIANTS}
+    reader = _reader(work, 2000 if quick else 6000, progress)
+    train_config = TrainConfig(epochs=epochs or (20 if quick else 25), patience=6, progress=progress, seed=seed)
+    runs = {name: _variant(name, cfg, work, data, train_config) for name, cfg in variants(reader).items()}
 
     test = data["test"]
     y = test.labels
@@ -185,58 +214,4 @@ def _gate_by_evidence(gate: np.ndarray, test: EncodedCases, truths: list[Any]) -
     return out
 
 
-def run_model_speed(*, device: str, batch_size: int = 64, steps: int = 30) -> dict[str, Any]:
-    """Training samples/s and one-case latency of the fused model on ``device``, random inputs of the real shapes."""
-    start = time.perf_counter()
-    model = build_model(ModelConfig()).to(device)
-    n, length = batch_size, 256
-    g = torch.Generator().manual_seed(0)
-    batch = {
-        "ct_patch": torch.rand(n, 1, 32, 32, 32, generator=g), "ct_context": torch.rand(n, 2, 32, 32, 32, generator=g),
-        "ct_position": torch.rand(n, 3, generator=g), "note_ids": torch.randint(5, 2000, (n, length), generator=g),
-        "note_mask": torch.ones(n, length, dtype=torch.long), "note_values": torch.zeros(n, length),
-        "modality_mask": torch.ones(n, 2, dtype=torch.bool), "label": (torch.rand(n, generator=g) < 0.3).float(),
-    }
-    batch = {k: v.to(device) for k, v in batch.items()}
-    from workbench.train.trainer import loss_fn
-
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    use_amp = device.startswith("cuda")
-
-    def step() -> None:
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-            loss = loss_fn(model.forward_batch(batch), batch, 2.0, 0.3)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    def sync() -> None:
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-
-    model.train()
-    for _ in range(5):
-        step()
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync()
-    samples_per_s = steps * n / (time.perf_counter() - t0)
-    model.eval()
-    one = {k: v[:1] for k, v in batch.items()}
-    times = []
-    with torch.no_grad():
-        for i in range(60):
-            sync()
-            t1 = time.perf_counter()
-            model.forward_batch(one)
-            sync()
-            if i >= 10:
-                times.append((time.perf_counter() - t1) * 1000)
-    return {"device": device, "train_samples_per_s": samples_per_s, "batch_size": n, "note_tokens": length,
-            "amp": "bfloat16" if use_amp else "none", "latency_ms_one_case_forward": statistics.median(times),
-            "trainable_params": trainable_parameters(model), **envelope("random inputs", time.perf_counter() - start)}
-
-
-__all__ = ["run_model_bench", "run_model_speed"]
+__all__ = ["run_model_bench"]

@@ -105,6 +105,8 @@ def build_model(config: ModelConfig | None = None) -> NoduleRiskModel:
         ('ct',)
     """
     config = config or ModelConfig()
+    if config.text.path and (Path(config.text.path) / "tokenizer.json").is_file():
+        config.tokenizer_path = config.text.path  # a pretrained encoder comes with the tokenizer it was trained with
     tokenizer = load_tokenizer(config.tokenizer_path)
     if config.text.path is None:
         config.text.vocab_size = len(tokenizer)

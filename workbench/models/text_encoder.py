@@ -12,7 +12,10 @@ Opacus' per-sample gradients (DESIGN §6).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,6 +36,21 @@ class TextEncoderConfig:
     freeze: bool = False  # keep the encoder's weights fixed (a pretrained encoder under DP, say)
 
 
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """transformers prints a load report and progress bars; a node's log wants one line per event."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        hf_logging.enable_progress_bar()
+
+
 class TextEncoder(nn.Module):
     """(note_ids, note_mask, note_values) -> note tokens (B, L, d_model).
 
@@ -51,9 +69,13 @@ class TextEncoder(nn.Module):
             if hasattr(self.encoder, "pooler"):
                 self.encoder.pooler = None
         elif config.path:
-            self.encoder = AutoModel.from_pretrained(config.path, local_files_only=True)
-            if hasattr(self.encoder, "pooler"):
-                self.encoder.pooler = None  # unused, and an unused parameter breaks Opacus
+            with _quiet_transformers():
+                try:  # BERT-like models can skip the pooler (unused, and an unused parameter breaks Opacus)
+                    self.encoder = AutoModel.from_pretrained(config.path, local_files_only=True, add_pooling_layer=False)
+                except TypeError:
+                    self.encoder = AutoModel.from_pretrained(config.path, local_files_only=True)
+            if getattr(self.encoder, "pooler", None) is not None:
+                self.encoder.pooler = None
         else:
             bert_config = BertConfig(
                 vocab_size=config.vocab_size, hidden_size=config.hidden_size, num_hidden_layers=config.num_layers,
@@ -67,11 +89,20 @@ class TextEncoder(nn.Module):
         nn.init.normal_(self.value_proj.weight, std=0.5)
         nn.init.zeros_(self.value_proj.bias)
         self.out_proj = nn.Linear(hidden, d_model)
-        if config.freeze:
-            for p in self.encoder.parameters():
+        numeric = Path(config.path) / "numeric_proj.safetensors" if config.path and hf_config is None else None
+        if numeric is not None and numeric.is_file():  # a note reader pretrained by this project
+            from safetensors.torch import load_file
+
+            self.value_proj.load_state_dict(load_file(str(numeric)))
+        if config.freeze:  # the pretrained reader stays as it is: encoder and numeric projection
+            for p in [*self.encoder.parameters(), *self.value_proj.parameters()]:
                 p.requires_grad_(False)
 
     def forward(self, note_ids: torch.Tensor, note_mask: torch.Tensor, note_values: torch.Tensor) -> torch.Tensor:
+        return self.out_proj(self.hidden_states(note_ids, note_mask, note_values))  # (B, L, D)
+
+    def hidden_states(self, note_ids: torch.Tensor, note_mask: torch.Tensor, note_values: torch.Tensor) -> torch.Tensor:
+        """The encoder's last hidden states (B, L, H), before the projection to the fusion width."""
         b, length = note_ids.shape
         words = self.encoder.get_input_embeddings()(note_ids)  # (B, L, H)
         is_number = (note_values > 0).unsqueeze(-1).to(words.dtype)
@@ -79,4 +110,4 @@ class TextEncoder(nn.Module):
         idx = torch.arange(length, device=note_ids.device).expand(b, -1)  # (B, L), per sample
         out = self.encoder(inputs_embeds=embeds, attention_mask=note_mask, position_ids=idx,
                            token_type_ids=torch.zeros_like(note_ids))
-        return self.out_proj(out.last_hidden_state)  # (B, L, D)
+        return out.last_hidden_state

@@ -27,7 +27,8 @@ from tqdm import tqdm
 from workbench.models.fusion import ModalityBias
 from workbench.models.model import NoduleRiskModel
 from workbench.train.dataset import EncodedCases
-from workbench.train.trainer import TrainConfig, loss_fn, pos_weight_of
+from workbench.train.loss import loss_fn
+from workbench.train.trainer import TrainConfig, pos_weight_of
 
 POSITIONAL = ("ct_patch", "ct_context", "ct_position", "note_ids", "note_mask", "note_values", "modality_mask")
 

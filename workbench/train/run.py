@@ -23,6 +23,7 @@ import numpy as np
 from workbench.data.cache import PreprocessCache, default_cache_dir
 from workbench.data.case import Case, load_cases
 from workbench.errors import WorkbenchError
+from workbench.jsonout import write_json
 from workbench.models.model import (
     ModelConfig,
     NoduleRiskModel,
@@ -35,27 +36,6 @@ from workbench.train.calibration import apply_temperature, fit_temperature
 from workbench.train.dataset import EncodedCases, drop_modality, encode_cases
 from workbench.train.metrics import risk_metrics
 from workbench.train.trainer import TrainConfig, TrainResult, predict_logits, train_model
-
-
-def jsonable(obj: Any) -> Any:
-    """NaN and infinities become None (strict JSON readers refuse NaN); numpy scalars become Python ones."""
-    if isinstance(obj, dict):
-        return {k: jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if np.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-def write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(jsonable(obj), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def site_dirs_of(target: str | Path) -> list[Path]:

@@ -19,12 +19,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
-from workbench.models.fusion import FusionOutput
 from workbench.models.model import NoduleRiskModel
 from workbench.train.dataset import EncodedCases
+from workbench.train.loss import loss_fn
 from workbench.train.metrics import auroc
 
 
@@ -38,6 +37,8 @@ class TrainConfig:
     class_weights: bool = True  # weigh malignant cases by n_benign / n_malignant in the loss
     modality_dropout: float = 0.2  # per case with both modalities: chance to hide one of them (either, 50/50)
     aux_weight: float = 0.3  # loss on each modality summary read alone (keeps each summary meaningful)
+    gate_weight: float = 0.0  # pull the gate towards each modality's evidence strength (see evidence_gate_target)
+    gate_tau: float = 1.0  # temperature of that target, in logits
     patience: int = 8  # epochs without a better val AUROC before stopping (0: never stop early)
     seed: int = 0
     device: str = "cpu"
@@ -57,22 +58,6 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def loss_fn(out: FusionOutput, batch: dict[str, torch.Tensor], pos_weight: float, aux_weight: float,
-            reduction: str = "mean") -> torch.Tensor:
-    """Class-weighted BCE on the fused logit, plus each present modality's own head, plus the MoE loss."""
-    y = batch["label"].float()
-    w = torch.where(y > 0.5, torch.as_tensor(pos_weight, dtype=y.dtype, device=y.device), torch.ones_like(y))
-    loss = F.binary_cross_entropy_with_logits(out.logits.float(), y, weight=w, reduction="none")  # (B,)
-    if aux_weight > 0:
-        mod_mask = batch["modality_mask"][:, out.columns].float()  # (B, M)
-        aux = F.binary_cross_entropy_with_logits(out.modality_logits.float(), y[:, None].expand_as(mod_mask),
-                                                 reduction="none") * mod_mask * w[:, None]
-        loss = loss + aux_weight * aux.sum(1) / mod_mask.sum(1).clamp_min(1)
-    if reduction == "none":
-        return loss
-    return loss.mean() + out.aux_loss
 
 
 def pos_weight_of(labels: np.ndarray) -> float:
@@ -175,7 +160,8 @@ def train_model(model: NoduleRiskModel, train: EncodedCases, val: EncodedCases |
             batch = to_device(with_modality_dropout(batch, config.modality_dropout, g), device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
                 out = model.forward_batch(batch)
-                loss = loss_fn(out, batch, pos_weight, config.aux_weight)
+                loss = loss_fn(out, batch, pos_weight, config.aux_weight, gate_weight=config.gate_weight,
+                               gate_tau=config.gate_tau)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip:

@@ -1,0 +1,62 @@
+"""Metrics against scikit-learn and closed forms; temperature scaling recovers a known temperature."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+from workbench.train.calibration import apply_temperature, fit_temperature
+from workbench.train.metrics import (
+    auprc,
+    auroc,
+    brier,
+    ece,
+    paired_bootstrap_auroc_diff,
+    sensitivity_at_specificity,
+)
+
+
+@pytest.fixture
+def scores() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    y = rng.random(500) < 0.3
+    p = np.clip(0.3 + 0.3 * (y - 0.3) + rng.normal(0, 0.2, 500), 0.001, 0.999)
+    return y.astype(float), p
+
+
+def test_discrimination_metrics_match_sklearn(scores) -> None:
+    y, p = scores
+    assert auroc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert auprc(y, p) == pytest.approx(average_precision_score(y, p), abs=1e-12)
+    assert brier(y, p) == pytest.approx(brier_score_loss(y, p), abs=1e-12)
+
+
+def test_sensitivity_at_specificity_on_a_known_split() -> None:
+    y = np.array([0] * 10 + [1] * 4)
+    p = np.array([0.1] * 9 + [0.5] + [0.4, 0.6, 0.7, 0.8])  # 90% of benign at or below 0.1; threshold is 0.5
+    assert sensitivity_at_specificity(y, p, 0.9) == pytest.approx(0.75)
+
+
+def test_ece_is_zero_for_perfect_calibration_and_known_for_a_constant() -> None:
+    rng = np.random.default_rng(1)
+    p = rng.random(200_000)
+    y = (rng.random(200_000) < p).astype(float)
+    assert ece(y, p) < 0.01
+    assert ece(np.array([0, 0, 0, 1.0]), np.full(4, 0.75)) == pytest.approx(0.5)
+
+
+def test_temperature_scaling_recovers_the_true_temperature() -> None:
+    rng = np.random.default_rng(2)
+    true_logit = rng.normal(0, 2, 40_000)
+    y = (rng.random(40_000) < 1 / (1 + np.exp(-true_logit))).astype(float)
+    t = fit_temperature(3.0 * true_logit, y)  # an over-confident model: logits 3x too large
+    assert t == pytest.approx(3.0, rel=0.05)
+    assert ece(y, apply_temperature(3.0 * true_logit, t)) < ece(y, apply_temperature(3.0 * true_logit, 1.0))
+
+
+def test_paired_bootstrap_interval_contains_the_difference(scores) -> None:
+    y, p = scores
+    noisy = p + np.random.default_rng(3).normal(0, 0.3, len(p))
+    diff, (lo, hi) = paired_bootstrap_auroc_diff(y, p, noisy, n_boot=300)
+    assert lo < diff < hi and diff > 0

@@ -1,0 +1,108 @@
+"""Train / evaluate / predict on the tiny cohort, through the library and the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import workbench
+from workbench.data import load_cases
+from workbench.errors import CaseError
+from workbench.models import build_model
+from workbench.train.dataset import EncodedCases, encode_cases
+from workbench.train.run import load_run
+from workbench.train.trainer import TrainConfig, train_model
+
+
+def test_a_run_folder_holds_model_calibration_log_and_curve(tiny_run: Path) -> None:
+    for name in ("model/model.safetensors", "model/config.json", "model/tokenizer.json", "calibration.json",
+                 "train_log.json", "training_curve.png"):
+        assert (tiny_run / name).is_file(), name
+    assert not (tiny_run / ".checkpoint").exists()
+    log = json.loads((tiny_run / "train_log.json").read_text())
+    assert log["n_train"] > 0 and len(log["history"]) == 2 and log["trainable_params"] > 100_000
+    assert json.loads((tiny_run / "calibration.json").read_text())["temperature"] > 0
+
+
+def test_evaluate_cli_prints_metrics_with_ablations(tiny_run: Path, tiny_cohort: Path, tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "workbench.cli", "evaluate", str(tiny_run), str(tiny_cohort), "--json",
+                          "--ablations", "--split", "train", "--quiet", "--cache", str(tmp_path / "cache")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    assert res["overall"]["n"] > 0 and 0 <= res["overall"]["auroc"] <= 1
+    assert res["ablations"]["without_notes"]["gate_notes_max"] == 0.0
+    assert res["ablations"]["without_ct"]["gate_ct_max"] == 0.0
+    assert set(res["per_site"]) == {p.name for p in tiny_cohort.iterdir() if (p / "manifest.csv").exists()}
+
+
+def test_train_cli_refuses_a_bad_modality_with_one_line(tiny_cohort: Path, tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "workbench.cli", "train", str(tiny_cohort), "--out", str(tmp_path / "r"),
+                          "--modalities", "ct,xray"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "xray" in out.stderr
+
+
+def test_predict_one_case_with_and_without_a_note(tiny_run: Path, tiny_cohort: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    model, temperature = load_run(tiny_run)
+    site = sorted(p for p in tiny_cohort.iterdir() if (p / "manifest.csv").exists())[0]
+    case = next(c for c in load_cases(site) if c.has_ct and c.has_note)
+    pred = workbench.predict(model, case, temperature=temperature)
+    assert 0 < pred.probability < 1 and pred.present == {"ct": True, "notes": True}
+    assert sum(pred.gate.values()) == pytest.approx(1.0)
+    no_note = workbench.predict(model, replace(case, note=None))
+    assert no_note.gate["notes"] == 0.0 and no_note.present["notes"] is False
+    no_ct = workbench.predict(model, replace(case, series_dir=None, nodule_lps_mm=None))
+    assert no_ct.gate["ct"] == 0.0
+    with pytest.raises(CaseError, match=case.case_id):
+        workbench.predict(model, replace(case, note=None, series_dir=Path(tmp_path / "missing")))
+
+
+def test_training_is_seeded_and_resumes_from_its_checkpoint(tiny_cohort: Path, tmp_path: Path) -> None:
+    from tests.train.test_private import tiny_config
+    from workbench.data.cache import PreprocessCache
+
+    model = build_model(tiny_config())
+    cases = [c for site in sorted(tiny_cohort.iterdir()) if (site / "manifest.csv").exists() for c in load_cases(site)]
+    cache = PreprocessCache(tmp_path / "cache")
+    from workbench.data.transforms import PreprocessConfig
+
+    pre = PreprocessConfig(patch_size=16, context_size=16)
+    data = encode_cases([c for c in cases if c.split == "train"], model.tokenizer, cache=cache, preprocess=pre,
+                        progress=False, max_length=24)
+
+    class Killed(Exception):
+        pass
+
+    class KilledAtEpoch(EncodedCases):
+        """The same cases; iterating epoch ``kill_at`` raises, like a killed process."""
+
+        kill_at = 2
+        calls = 0
+
+        def batches(self, *a, **kw):  # type: ignore[override]
+            type(self).calls += 1
+            if type(self).calls == self.kill_at + 1:
+                raise Killed
+            return super().batches(*a, **kw)
+
+    def weights(data: EncodedCases, ckpt: Path | None) -> dict[str, torch.Tensor]:
+        m = build_model(tiny_config())
+        m.load_state_dict(model.state_dict())
+        train_model(m, data, None, TrainConfig(epochs=3, batch_size=4, progress=False, modality_dropout=0.3), ckpt)
+        return m.state_dict()
+
+    a, b = weights(data, None), weights(data, None)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # seeded: the same weights twice
+    flaky = KilledAtEpoch(data.case_ids, data.sites, data.tensors)
+    with pytest.raises(Killed):
+        weights(flaky, tmp_path / "ck")
+    assert (tmp_path / "ck" / "checkpoint.pt").is_file()
+    resumed = weights(data, tmp_path / "ck")  # picks up after epoch 2
+    assert all(torch.allclose(resumed[k].float(), a[k].float(), atol=1e-6) for k in a)

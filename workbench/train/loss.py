@@ -1,0 +1,38 @@
+"""The training loss, shared by the plain and the private trainer (torch and the model's output type only)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from workbench.models.fusion import FusionOutput
+
+
+def evidence_gate_target(modality_logits: torch.Tensor, present: torch.Tensor, tau: float) -> torch.Tensor:
+    """softmax over present modalities of |own-head logit| / tau: the modality whose evidence moves the risk
+    furthest from even odds (class weights balance the loss, so even odds is the prior) gets the most weight."""
+    strength = modality_logits.detach().abs() / tau  # (B, M)
+    return strength.masked_fill(~present, -1e9).softmax(-1) * present
+
+
+def loss_fn(out: FusionOutput, batch: dict[str, torch.Tensor], pos_weight: float, aux_weight: float,
+            reduction: str = "mean", gate_weight: float = 0.0, gate_tau: float = 1.0) -> torch.Tensor:
+    """Class-weighted BCE on the fused logit, plus each present modality's own head, plus the MoE loss, plus
+    (``gate_weight`` > 0) a cross-entropy pulling the gate towards ``evidence_gate_target`` on cases with both."""
+    y = batch["label"].float()
+    w = torch.where(y > 0.5, torch.as_tensor(pos_weight, dtype=y.dtype, device=y.device), torch.ones_like(y))
+    loss = F.binary_cross_entropy_with_logits(out.logits.float(), y, weight=w, reduction="none")  # (B,)
+    if aux_weight > 0:
+        mod_mask = batch["modality_mask"][:, out.columns].float()  # (B, M)
+        aux = F.binary_cross_entropy_with_logits(out.modality_logits.float(), y[:, None].expand_as(mod_mask),
+                                                 reduction="none") * mod_mask * w[:, None]
+        loss = loss + aux_weight * aux.sum(1) / mod_mask.sum(1).clamp_min(1)
+    if gate_weight > 0 and out.gate.shape[1] > 1:
+        present = batch["modality_mask"][:, out.columns]
+        target = evidence_gate_target(out.modality_logits, present, gate_tau)  # (B, M)
+        both = present.all(1).to(loss.dtype)
+        ce = -(target * out.gate.clamp_min(1e-6).log()).sum(1)  # (B,)
+        loss = loss + gate_weight * ce * both
+    if reduction == "none":
+        return loss
+    return loss.mean() + out.aux_loss

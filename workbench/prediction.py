@@ -16,14 +16,14 @@ from workbench.data.cache import PreprocessCache
 from workbench.data.case import Case
 from workbench.errors import CaseError
 from workbench.models.model import NoduleRiskModel
-from workbench.train.calibration import apply_temperature
+from workbench.train.calibration import Calibration
 from workbench.train.dataset import encode_cases
 
 
 @dataclass
 class Prediction:
     case_id: str
-    probability: float  # calibrated when a temperature was given, else sigmoid(logit)
+    probability: float  # calibrated when a Calibration was given, else sigmoid(logit)
     logit: float
     gate: dict[str, float]  # modality -> weight in the fused representation (0 for an absent one)
     present: dict[str, bool]  # modality -> did the model read it
@@ -31,7 +31,7 @@ class Prediction:
     inputs: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # the batch of one, for explainers
 
 
-def predict(model: NoduleRiskModel, case: Case, *, temperature: float = 1.0,
+def predict(model: NoduleRiskModel, case: Case, *, calibration: Calibration | None = None,
             cache: PreprocessCache | None = None) -> Prediction:
     """Risk of malignancy for one case. Raises CaseError when neither CT nor note can be used."""
     if model.tokenizer is None:
@@ -48,7 +48,7 @@ def predict(model: NoduleRiskModel, case: Case, *, temperature: float = 1.0,
     present = {m: bool(batch["modality_mask"][0, i]) for i, m in enumerate(("ct", "notes")) if m in model.modalities}
     return Prediction(
         case_id=case.case_id,
-        probability=float(apply_temperature(np.array([logit]), temperature)[0]),
+        probability=float((calibration or Calibration()).apply(np.array([logit]))[0]),
         logit=logit,
         gate={m: float(out.gate[0, i]) for i, m in enumerate(model.modalities)},
         present=present,

@@ -108,3 +108,20 @@ def test_ingest_outputs_carry_no_phi(tiny_cohort: Path, tiny_site_copy: Path, tm
     for blob in blobs:
         leaked = [p for p in phi if p in blob]
         assert not leaked, leaked[:3]
+
+
+def test_cache_key_is_the_content_digest_remembered_per_file_stats(tmp_path) -> None:
+    from workbench.data.cache import PreprocessCache, content_digest
+
+    files = []
+    for i in range(3):
+        f = tmp_path / f"s{i}.dcm"
+        f.write_bytes(bytes([i]) * 1000)
+        files.append(f)
+    cache = PreprocessCache(tmp_path / "cache")
+    key = cache.key_for(files, {"a": 1})
+    assert key == content_digest(files, {"a": 1})
+    assert len(list((tmp_path / "cache" / "stat").rglob("*.key"))) == 1
+    assert cache.key_for(files, {"a": 1}) == key
+    files[1].write_bytes(b"\x07" * 1001)  # a rewritten slice: new size and mtime, new key
+    assert cache.key_for(files, {"a": 1}) == content_digest(files, {"a": 1}) != key

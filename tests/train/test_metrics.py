@@ -60,3 +60,17 @@ def test_paired_bootstrap_interval_contains_the_difference(scores) -> None:
     noisy = p + np.random.default_rng(3).normal(0, 0.3, len(p))
     diff, (lo, hi) = paired_bootstrap_auroc_diff(y, p, noisy, n_boot=300)
     assert lo < diff < hi and diff > 0
+
+
+def test_evidence_gate_target_favours_the_modality_that_moves_the_case() -> None:
+    import torch
+
+    from workbench.train.loss import evidence_gate_target
+
+    # columns (ct, notes); case 0: typical CT, striking note; case 1: striking CT, typical note; case 2: no note
+    z = torch.tensor([[-1.0, 3.0], [4.0, 0.0], [-1.0, 0.0], [-2.0, -3.0]])
+    present = torch.tensor([[True, True], [True, True], [True, False], [True, True]])
+    g = evidence_gate_target(z, present, tau=1.0)
+    assert g[0, 1] > g[0, 0] and g[1, 0] > g[1, 1]
+    assert g[2, 1] == 0 and g[2, 0] == 1
+    assert torch.allclose(g.sum(1), torch.ones(4))

@@ -50,10 +50,10 @@ def test_train_cli_refuses_a_bad_modality_with_one_line(tiny_cohort: Path, tmp_p
 def test_predict_one_case_with_and_without_a_note(tiny_run: Path, tiny_cohort: Path, tmp_path: Path) -> None:
     from dataclasses import replace
 
-    model, temperature = load_run(tiny_run)
+    model, calibration = load_run(tiny_run)
     site = sorted(p for p in tiny_cohort.iterdir() if (p / "manifest.csv").exists())[0]
     case = next(c for c in load_cases(site) if c.has_ct and c.has_note)
-    pred = workbench.predict(model, case, temperature=temperature)
+    pred = workbench.predict(model, case, calibration=calibration)
     assert 0 < pred.probability < 1 and pred.present == {"ct": True, "notes": True}
     assert sum(pred.gate.values()) == pytest.approx(1.0)
     no_note = workbench.predict(model, replace(case, note=None))
@@ -106,3 +106,41 @@ def test_training_is_seeded_and_resumes_from_its_checkpoint(tiny_cohort: Path, t
     assert (tmp_path / "ck" / "checkpoint.pt").is_file()
     resumed = weights(data, tmp_path / "ck")  # picks up after epoch 2
     assert all(torch.allclose(resumed[k].float(), a[k].float(), atol=1e-6) for k in a)
+
+
+def test_note_reader_pretrained_on_the_corpus_reads_sex_and_loads_as_a_local_encoder(tmp_path: Path) -> None:
+    from workbench.cohort.note_corpus import CLASSES, note_corpus
+    from workbench.models import ModelConfig, TextEncoderConfig, trainable_parameters
+    from workbench.train.dataset import encode_note
+    from workbench.train.pretrain_text import ReaderConfig, pretrain_note_reader, save_note_reader
+
+    corpus = note_corpus(500)
+    model = build_model(ModelConfig(modalities=("notes",)))
+    torch.manual_seed(0)
+    pretrain_note_reader(model, corpus.texts, corpus.facts, CLASSES, ReaderConfig(n_notes=500, epochs=2, progress=False))
+    out = save_note_reader(model, tmp_path / "reader", "test reader")
+    # held-out notes (another seed): sex is stated in nearly every note; a mean-pooled linear probe reads it
+    held = note_corpus(200, seed=12345)
+    enc = model.text_encoder
+
+    def pooled(texts: list[str]) -> torch.Tensor:
+        rows = []
+        with torch.no_grad():
+            for t in texts:
+                ids = torch.tensor([encode_note(t, model.tokenizer, 320)[0]])
+                from workbench.models.tokenizer import numeric_values
+
+                h = enc.hidden_states(ids, torch.ones_like(ids), numeric_values(model.tokenizer, ids))
+                rows.append(h.mean(1)[0])
+        return torch.stack(rows)
+
+    from workbench.metrics import fit_logistic, predict_logistic
+
+    w = fit_logistic(pooled(corpus.texts[:300]).numpy(), corpus.facts["female"][:300])
+    acc = ((predict_logistic(w, pooled(held.texts).numpy()) > 0.5) == (held.facts["female"] > 0.5)).mean()
+    assert acc > 0.85, acc
+    fused = build_model(ModelConfig(text=TextEncoderConfig(path=str(out), freeze=True)))
+    assert fused.text_encoder.value_proj.weight.requires_grad is False
+    assert trainable_parameters(fused) < trainable_parameters(build_model(ModelConfig()))
+    assert torch.equal(fused.text_encoder.encoder.get_input_embeddings().weight,
+                       enc.encoder.get_input_embeddings().weight)

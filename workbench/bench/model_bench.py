@@ -30,11 +30,11 @@ from workbench.data.case import load_cases
 from workbench.models.fusion import FusionConfig
 from workbench.models.model import ModelConfig, build_model, load_model, save_model, trainable_parameters
 from workbench.models.text_encoder import TextEncoderConfig
-from workbench.train.calibration import apply_temperature, fit_temperature
+from workbench.train.calibration import Calibration, apply_temperature, fit_calibration
 from workbench.train.dataset import EncodedCases, drop_modality, encode_cases
 from workbench.train.metrics import auroc, ece, paired_bootstrap_auroc_diff
 from workbench.train.run import cases_of, write_json
-from workbench.train.trainer import TrainConfig, predict_logits, train_model
+from workbench.train.trainer import TrainConfig, pos_weight_of, predict_logits, train_model
 
 
 def variants(reader: Path | None) -> dict[str, ModelConfig]:
@@ -94,7 +94,8 @@ def _variant(name: str, config: ModelConfig, work: Path, data: dict[str, Encoded
     val = predict_logits(model, data["val"])
     test = predict_logits(model, data["test"])
     out = {
-        "temperature": fit_temperature(val["logits"], data["val"].labels),
+        "calibration": fit_calibration(val["logits"], data["val"].labels,
+                                       pos_weight_of(data["train"].labels)).to_dict(),
         "test_logits": test["logits"].tolist(),
         "test_gate": test["gate"].tolist(),
         "trainable_params": trainable_parameters(model),
@@ -114,7 +115,7 @@ def _variant(name: str, config: ModelConfig, work: Path, data: dict[str, Encoded
     return out
 
 
-def _latency_ms(model_dir: Path, cases: list[Any], temperature: float, n: int = 25) -> dict[str, float]:
+def _latency_ms(model_dir: Path, cases: list[Any], calibration: Calibration, n: int = 25) -> dict[str, float]:
     """Median one-case ``workbench.predict`` (preprocessing cache warm, notes de-identified and tokenized)."""
     from workbench.prediction import predict
 
@@ -124,7 +125,7 @@ def _latency_ms(model_dir: Path, cases: list[Any], temperature: float, n: int = 
     times, forward = [], []
     for case in cases[: n + 3]:
         t0 = time.perf_counter()
-        pred = predict(model, case, temperature=temperature, cache=cache)
+        pred = predict(model, case, calibration=calibration, cache=cache)
         times.append((time.perf_counter() - t0) * 1000)
         t1 = time.perf_counter()
         with torch.no_grad():
@@ -154,7 +155,8 @@ def run_model_bench(*, quick: bool = False, cohort: str | Path | None = None, se
     ref = ceilings([t for t in truth.values() if t.split == "train"] + test_truth)
     gain, ci = paired_bootstrap_auroc_diff(y, logits["fused"], logits["ct_only"], seed=seed)
     fused = runs["fused"]
-    p_fused = apply_temperature(logits["fused"], fused["temperature"])
+    calibration = Calibration.from_dict(fused["calibration"])
+    p_fused = calibration.apply(logits["fused"])
     result: dict[str, Any] = {
         "auroc": {
             "fused": auroc(y, logits["fused"]),
@@ -169,7 +171,7 @@ def run_model_bench(*, quick: bool = False, cohort: str | Path | None = None, se
         "fusion_gain": {"value": gain, "ci95": list(ci)},
         "ece": ece(y, p_fused),
         "ece_uncalibrated": ece(y, apply_temperature(logits["fused"], 1.0)),
-        "temperature": fused["temperature"],
+        "calibration": calibration.to_dict(),
         "n_test": len(test),
         "n_train": len(data["train"]),
         "trainable_params": fused["trainable_params"],
@@ -178,10 +180,10 @@ def run_model_bench(*, quick: bool = False, cohort: str | Path | None = None, se
     result.update(_missing_modality(fused, test))
     result["gate_by_evidence"] = _gate_by_evidence(np.asarray(fused["test_gate"]), test, test_truth)
     result["variants"] = {k: {kk: v[kk] for kk in ("trainable_params", "train_samples_per_s", "best_epoch", "epochs_run",
-                                                    "best_val_auroc", "train_seconds", "temperature")}
+                                                    "best_val_auroc", "train_seconds")}
                           for k, v in runs.items()}
     cases = {c.case_id: c for site in sorted({s for s in test.sites}) for c in load_cases(cohort_dir / site)}
-    result.update(_latency_ms(work / "fused" / "model", [cases[c] for c in test.case_ids], fused["temperature"]))
+    result.update(_latency_ms(work / "fused" / "model", [cases[c] for c in test.case_ids], calibration))
     result["work_dir"] = str(work)
     result.update(envelope(preset if not cohort else str(cohort), time.perf_counter() - start))
     return result

@@ -47,6 +47,31 @@ class PreprocessCache:
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.npz"
 
+    def key_for(self, files: list[Path], extra: dict) -> str:
+        """``content_digest(files, extra)``, remembered per file-stat signature (names, sizes, mtimes).
+
+        Hashing a series' bytes costs 20-400 ms (tens of MB); a one-case prediction should not pay it each time.
+        The content key is computed once and found again through the stat signature; any rewrite of a file
+        changes its mtime or size and so its signature, and the bytes are hashed again.
+        """
+        h = hashlib.blake2b(digest_size=20)
+        h.update(json.dumps(extra, sort_keys=True).encode())
+        for f in files:
+            st = f.stat()
+            h.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+        sig = h.hexdigest()
+        memo = self.root / "stat" / sig[:2] / f"{sig}.key"
+        try:
+            return memo.read_text().strip()
+        except OSError:
+            pass
+        key = content_digest(files, extra)
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
+        tmp.write_text(key)
+        os.replace(tmp, memo)
+        return key
+
     def get(self, key: str) -> tuple[dict[str, np.ndarray], dict] | None:
         path = self._path(key)
         if not path.exists():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.data.cache import PreprocessCache, content_digest, series_files
+from workbench.data.cache import PreprocessCache, series_files
 from workbench.data.case import Case
 from workbench.data.transforms import PreprocessConfig, ct_pipeline, lps_to_ras
 from workbench.errors import CaseError, WorkbenchError
@@ -36,7 +36,7 @@ def preprocess_ct(case: Case, config: PreprocessConfig | None = None, cache: Pre
     key = None
     if cache is not None:
         files = series_files(series_dir)
-        key = content_digest(files, {"config": config.to_dict(), "nodule_lps_mm": list(case.nodule_lps_mm)})
+        key = cache.key_for(files, {"config": config.to_dict(), "nodule_lps_mm": list(case.nodule_lps_mm)})
         hit = cache.get(key)
         if hit is not None:
             arrays, meta = hit

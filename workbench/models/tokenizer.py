@@ -120,7 +120,7 @@ def build_tokenizer(out_dir: str | Path = TOKENIZER_DIR) -> PreTrainedTokenizerF
 
 def load_tokenizer(path: str | Path = TOKENIZER_DIR) -> PreTrainedTokenizerFast:
     """A tokenizer from a local directory (never the Hub)."""
-    return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    return AutoTokenizer.from_pretrained(str(path), local_files_only=True)  # type: ignore[return-value]
 
 
 if __name__ == "__main__":

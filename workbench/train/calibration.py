@@ -1,11 +1,42 @@
-"""Temperature scaling (Guo et al., 2017): one scalar T fitted on the ``val`` split, p = sigmoid(logit / T).
+"""Calibration: prior correction for the class weights, then temperature scaling fitted on ``val``.
 
-It changes confidence, never the ranking, so AUROC is untouched and ECE is what it buys.
+p = sigmoid((logit - logit_shift) / T). Training weighs malignant cases by w = n_benign / n_malignant, which
+moves every logit up by log w (the model learns balanced odds); ``logit_shift`` = log w takes that back, exactly,
+from numbers known at training time. Temperature scaling (Guo et al., 2017) then fits the one scalar T on the
+``val`` split. Neither changes the ranking: AUROC is untouched, ECE is what they buy.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+from typing import Any
+
 import numpy as np
+
+
+@dataclass
+class Calibration:
+    temperature: float = 1.0
+    logit_shift: float = 0.0  # log of the malignant-class weight used in training
+    fitted_on: str = "val"
+    n: int = 0
+
+    def apply(self, logits: np.ndarray) -> np.ndarray:
+        return apply_temperature(np.asarray(logits, dtype=float) - self.logit_shift, self.temperature)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Calibration:
+        return cls(**{k: d[k] for k in ("temperature", "logit_shift", "fitted_on", "n") if k in d})
+
+
+def fit_calibration(logits: np.ndarray, y: np.ndarray, pos_weight: float = 1.0) -> Calibration:
+    """Prior correction by log(pos_weight), then the temperature that fits (logits, y) best."""
+    shift = float(np.log(pos_weight)) if pos_weight > 0 else 0.0
+    t = fit_temperature(np.asarray(logits, dtype=float) - shift, y)
+    return Calibration(temperature=t, logit_shift=shift, n=int(len(y)))
 
 
 def _nll(logits: np.ndarray, y: np.ndarray, t: float) -> float:

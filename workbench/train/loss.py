@@ -9,9 +9,16 @@ from workbench.models.fusion import FusionOutput
 
 
 def evidence_gate_target(modality_logits: torch.Tensor, present: torch.Tensor, tau: float) -> torch.Tensor:
-    """softmax over present modalities of |own-head logit| / tau: the modality whose evidence moves the risk
-    furthest from even odds (class weights balance the loss, so even odds is the prior) gets the most weight."""
-    strength = modality_logits.detach().abs() / tau  # (B, M)
+    """softmax over present modalities of |own-head logit - that head's batch mean| / tau.
+
+    Evidence is how far a modality moves this case away from what that modality says about a typical case: a
+    small plain nodule is the typical CT (little evidence, though its risk is low), a note reporting growth on a
+    prior CT is not. Detached: the target teaches the gate, never the heads.
+    """
+    z = modality_logits.detach()  # (B, M)
+    w = present.to(z.dtype)
+    mean = (z * w).sum(0) / w.sum(0).clamp_min(1)  # (M,)
+    strength = (z - mean).abs() / tau
     return strength.masked_fill(~present, -1e9).softmax(-1) * present
 
 

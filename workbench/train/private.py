@@ -106,7 +106,7 @@ def train_private(model: NoduleRiskModel, train: EncodedCases, privacy: PrivacyC
             if len(batch["label"]) == 0:  # an empty Poisson draw still releases a noised (all-noise) step
                 for p in model.parameters():
                     if p.requires_grad:
-                        p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype)
+                        p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype)  # type: ignore[attr-defined]
             else:
                 out = module(*(batch[k] for k in POSITIONAL))
                 loss_fn(out, batch, pos_weight, config.aux_weight, reduction="none").mean().backward()

@@ -2,7 +2,7 @@
 
 RUN/
   model/              weights, config, tokenizer, MODEL_CARD.md (``workbench.models.save_model``)
-  calibration.json    temperature fitted on val
+  calibration.json    prior correction for the class weights + temperature fitted on val
   train_log.json      per-epoch history, throughput, sites and case counts
   metrics_val.json    val metrics after calibration
   training_curve.png  loss and val AUROC per epoch
@@ -32,10 +32,10 @@ from workbench.models.model import (
     save_model,
     trainable_parameters,
 )
-from workbench.train.calibration import apply_temperature, fit_temperature
+from workbench.train.calibration import Calibration, fit_calibration
 from workbench.train.dataset import EncodedCases, drop_modality, encode_cases
 from workbench.train.metrics import risk_metrics
-from workbench.train.trainer import TrainConfig, TrainResult, predict_logits, train_model
+from workbench.train.trainer import TrainConfig, TrainResult, pos_weight_of, predict_logits, train_model
 
 
 def site_dirs_of(target: str | Path) -> list[Path]:
@@ -97,10 +97,12 @@ def train_run(
     cache = PreprocessCache(cache_dir if cache_dir is not None else default_cache_dir())
     model = build_model(model_config)
     assert model.tokenizer is not None
-    kw = {"tokenizer": model.tokenizer, "cache": cache, "modalities": model.modalities, "progress": progress,
-          "max_length": model_config.text.max_length}
-    train = encode_cases(cases_of(site_dirs, ["train"]), desc="encode train", **kw)
-    val = encode_cases(cases_of(site_dirs, ["val"]), desc="encode val", **kw)
+    def encode(split: str) -> EncodedCases:
+        assert model.tokenizer is not None
+        return encode_cases(cases_of(site_dirs, [split]), model.tokenizer, cache=cache, modalities=model.modalities,
+                            progress=progress, max_length=model_config.text.max_length, desc=f"encode {split}")
+
+    train, val = encode("train"), encode("val")
     n_pos = int((train.labels == 1).sum())
     n_neg = int((train.labels == 0).sum())
     if n_pos == 0 or n_neg == 0:
@@ -108,10 +110,12 @@ def train_run(
                              f"(found {n_pos} malignant, {n_neg} benign among {len(train)} usable cases)")
     result: TrainResult = train_model(model, train, val if len(val) else None, train_config, out / ".checkpoint")
     pv = predict_logits(model, val, device=train_config.device) if len(val) else {"logits": np.zeros(0)}
-    temperature = fit_temperature(pv["logits"], val.labels) if len(val) else 1.0
+    pos_weight = pos_weight_of(train.labels) if train_config.class_weights else 1.0
+    calibration = fit_calibration(pv["logits"], val.labels, pos_weight) if len(val) else Calibration(
+        logit_shift=float(np.log(pos_weight)))
     model.cpu()
     save_model(model, out / "model")
-    write_json(out / "calibration.json", {"temperature": temperature, "fitted_on": "val", "n": len(val)})
+    write_json(out / "calibration.json", calibration.to_dict())
     log = {
         "modalities": list(model.modalities),
         "sites": sorted(set(train.sites)),
@@ -125,37 +129,36 @@ def train_run(
     }
     write_json(out / "train_log.json", log)
     if len(val):
-        write_json(out / "metrics_val.json", risk_metrics(val.labels, apply_temperature(pv["logits"], temperature)))
+        write_json(out / "metrics_val.json", risk_metrics(val.labels, calibration.apply(pv["logits"])))
     save_training_curve(result.history, out / "training_curve.png")
     shutil.rmtree(out / ".checkpoint", ignore_errors=True)
     return log
 
 
-def load_run(run: str | Path) -> tuple[NoduleRiskModel, float]:
-    """The RUN's model and its temperature."""
+def load_run(run: str | Path) -> tuple[NoduleRiskModel, Calibration]:
+    """The RUN's model and its calibration."""
     run = Path(run)
     model = load_model(run / "model")
     cal = run / "calibration.json"
-    temperature = json.loads(cal.read_text())["temperature"] if cal.exists() else 1.0
-    return model, float(temperature)
+    return model, Calibration.from_dict(json.loads(cal.read_text())) if cal.exists() else Calibration()
 
 
 def _rounded(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
 
 
-def evaluate_encoded(model: NoduleRiskModel, data: EncodedCases, temperature: float, *,
+def evaluate_encoded(model: NoduleRiskModel, data: EncodedCases, calibration: Calibration, *,
                      ablations: bool = False) -> dict[str, Any]:
     """Metrics of calibrated probabilities on ``data``, per site, and (with ``ablations``) each modality alone."""
     pred = predict_logits(model, data)
-    p = apply_temperature(pred["logits"], temperature)
+    p = calibration.apply(pred["logits"])
     y = data.labels
     sites = np.array(data.sites)
     out: dict[str, Any] = {
         "overall": _rounded(risk_metrics(y, p)),
         "per_site": {s: _rounded(risk_metrics(y[sites == s], p[sites == s])) for s in sorted(set(data.sites))},
         "gate_mean": {m: round(float(pred["gate"][:, i].mean()), 4) for i, m in enumerate(model.modalities)},
-        "temperature": temperature,
+        "calibration": calibration.to_dict(),
     }
     if ablations:
         abl = {}
@@ -166,7 +169,7 @@ def evaluate_encoded(model: NoduleRiskModel, data: EncodedCases, temperature: fl
             ps = predict_logits(model, sub)
             kept = [m for m in model.modalities if m != removed][0]
             abl[f"without_{removed}"] = {
-                **_rounded(risk_metrics(sub.labels, apply_temperature(ps["logits"], temperature))),
+                **_rounded(risk_metrics(sub.labels, calibration.apply(ps["logits"]))),
                 f"gate_{removed}_max": round(float(ps["gate"][:, model.modalities.index(removed)].max()), 6),
                 f"gate_{kept}_mean": round(float(ps["gate"][:, model.modalities.index(kept)].mean()), 4),
             }
@@ -177,13 +180,13 @@ def evaluate_encoded(model: NoduleRiskModel, data: EncodedCases, temperature: fl
 def evaluate_run(run: str | Path, target: str | Path, *, ablations: bool = False, split: str = "test",
                  cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Evaluate the RUN on ``target``'s ``split`` (a cohort or a site folder)."""
-    model, temperature = load_run(run)
+    model, calibration = load_run(run)
     assert model.tokenizer is not None
     cache = PreprocessCache(cache_dir if cache_dir is not None else default_cache_dir())
     data = encode_cases(cases_of([target], [split]), model.tokenizer, cache=cache, modalities=model.modalities,
                         progress=progress, desc=f"encode {split}", max_length=model.config.text.max_length)
     if len(data) == 0:
         raise WorkbenchError(f"{target}: no usable case in the {split!r} split")
-    res = evaluate_encoded(model, data, temperature, ablations=ablations)
+    res = evaluate_encoded(model, data, calibration, ablations=ablations)
     return {"run": str(run), "target": str(target), "split": split, "modalities": list(model.modalities),
             "refused": data.refused, **res}

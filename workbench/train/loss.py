@@ -9,16 +9,19 @@ from workbench.models.fusion import FusionOutput
 
 
 def evidence_gate_target(modality_logits: torch.Tensor, present: torch.Tensor, tau: float) -> torch.Tensor:
-    """softmax over present modalities of |own-head logit - that head's batch mean| / tau.
+    """softmax over present modalities of |z-score of the own-head logit within the batch| / tau.
 
-    Evidence is how far a modality moves this case away from what that modality says about a typical case: a
-    small plain nodule is the typical CT (little evidence, though its risk is low), a note reporting growth on a
-    prior CT is not. Detached: the target teaches the gate, never the heads.
+    Evidence is how unusual a modality makes this case, in that modality's own spread: a small plain nodule is
+    the typical CT (little evidence, though its risk is low), a note reporting growth on a prior CT is not.
+    Standardising per modality keeps the stronger head from winning every case. Detached: the target teaches
+    the gate, never the heads.
     """
     z = modality_logits.detach()  # (B, M)
     w = present.to(z.dtype)
-    mean = (z * w).sum(0) / w.sum(0).clamp_min(1)  # (M,)
-    strength = (z - mean).abs() / tau
+    n = w.sum(0).clamp_min(1)
+    mean = (z * w).sum(0) / n  # (M,)
+    std = (((z - mean) ** 2 * w).sum(0) / n).sqrt().clamp_min(1e-3)  # (M,)
+    strength = (z - mean).abs() / std / tau
     return strength.masked_fill(~present, -1e9).softmax(-1) * present
 
 

@@ -34,8 +34,10 @@ def render_model_card(r: dict[str, Any], gpu: dict[str, Any] | None = None) -> s
         "- CT encoder: MONAI 3-D convolutions (GroupNorm, no in-place activations) over a 32^3 patch at 1.25 mm, "
         "a coarse 32^3 chest view (mean HU + LAA-950 emphysema share) and the nodule's position in the lung box; "
         "73 tokens.",
-        "- Note encoder: a 2-layer BERT-style `transformers` model (hidden 64) built from a config, with a WordPiece "
-        "tokenizer learned only from the generator's templates and a medical word list; numbers carry their value.",
+        "- Note encoder: the note reader, a 2-layer BERT-style `transformers` model (hidden 64) pretrained to state "
+        "the facts of 6,000 separate synthetic notes (no malignancy label; `data_cards/note_corpus.md`) and kept "
+        "frozen; WordPiece tokenizer learned only from the generator's templates and a medical word list; notes "
+        "de-identified first; numbers carry their value.",
         "- Fusion: 2 transformer layers with a learned modality bias M[head, q_mod, k_mod] (cross-modality pairs "
         "start at -2), a softmax routing gate over the present modalities, and a linear head; prior correction and "
         "temperature scaling on the validation split.",
@@ -72,8 +74,8 @@ def render_model_card(r: dict[str, Any], gpu: dict[str, Any] | None = None) -> s
     if ge:
         nh, ch = ge.get("note_heavy", {}), ge.get("ct_heavy", {})
         lines.append(f"- Gate: where the truth puts the signal in the note ({nh.get('n')} cases) the mean weight is "
-                     f"CT {_f(nh.get('ct'), 2)} / notes {_f(nh.get('notes'), 2)}; for large spiculated nodules with a "
-                     f"bland history ({ch.get('n')} cases) CT {_f(ch.get('ct'), 2)} / notes {_f(ch.get('notes'), 2)}.")
+                     f"CT {_f(nh.get('ct'))} / notes {_f(nh.get('notes'))}; for large spiculated nodules with a "
+                     f"bland history ({ch.get('n')} cases) CT {_f(ch.get('ct'))} / notes {_f(ch.get('notes'))}.")
     lines += [
         f"- One-case prediction on {r.get('machine')}: {_f(r.get('latency_ms_cpu'), 1)} ms median (warm preprocessing "
         f"cache, de-identification and tokenization included; forward pass alone {_f(r.get('latency_ms_cpu_forward_only'), 1)} ms)."
@@ -88,7 +90,9 @@ def render_model_card(r: dict[str, Any], gpu: dict[str, Any] | None = None) -> s
         "- Known gaps: nodule count and any CT finding outside the patch and the 1 cm context are not seen; "
         "notes longer than 320 tokens are truncated; sites outside the four archetypes are out of distribution.",
         "",
-        f"Measured by `workbench bench model` (git {r.get('git_sha')}, {r.get('wall_s')} s wall). "
+        f"Measured by `workbench bench model` (git {r.get('git_sha')}; the run is resumable and this invocation took "
+        f"{r.get('wall_s')} s; training of the four variants {sum(x.get('train_seconds', 0) for x in v.values()):.0f} s "
+        "in all). "
         + ("Per-variant training: " + "; ".join(f"{k} best epoch {x.get('best_epoch')} of {x.get('epochs_run')}"
                                                   for k, x in v.items()) + "." if v else ""),
         "",

@@ -37,8 +37,8 @@ class TrainConfig:
     class_weights: bool = True  # weigh malignant cases by n_benign / n_malignant in the loss
     modality_dropout: float = 0.2  # per case with both modalities: chance to hide one of them (either, 50/50)
     aux_weight: float = 0.3  # loss on each modality summary read alone (keeps each summary meaningful)
-    gate_weight: float = 0.5  # pull the gate towards each modality's evidence strength (see evidence_gate_target)
-    gate_tau: float = 1.0  # temperature of that target, in logits
+    gate_weight: float = 1.0  # pull the gate towards each modality's evidence strength (see evidence_gate_target)
+    gate_tau: float = 0.3  # temperature of that target (in standard deviations of each head)
     patience: int = 8  # epochs without a better val AUROC before stopping (0: never stop early)
     seed: int = 0
     device: str = "cpu"

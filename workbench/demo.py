@@ -65,7 +65,7 @@ def _train_and_evaluate(out: Path, cohort: Path) -> None:
     run = out / "run"
     print(f"\n[4/4] train the modality-gated model on the pooled train split -> {run}")
     config = ModelConfig(text=TextEncoderConfig(path=str(reader), freeze=True))
-    log = train_run([cohort], run, model_config=config, train_config=TrainConfig(epochs=12, patience=6),
+    log = train_run([cohort], run, model_config=config, train_config=TrainConfig(epochs=20, patience=0),
                     cache_dir=out / "cache")
     print(f"      {log['n_train']} training cases, {log['trainable_params']:,} parameters, best epoch "
           f"{log['best_epoch']} (val AUROC {log['best_val_auroc']:.3f}), {log['samples_per_s']:.0f} samples/s")

@@ -15,6 +15,7 @@ import torch
 from workbench.data.cache import PreprocessCache
 from workbench.data.case import Case
 from workbench.errors import CaseError
+from workbench.models.fusion import MODALITIES
 from workbench.models.model import NoduleRiskModel
 from workbench.train.calibration import Calibration
 from workbench.train.dataset import encode_cases
@@ -45,7 +46,7 @@ def predict(model: NoduleRiskModel, case: Case, *, calibration: Calibration | No
     with torch.no_grad():
         out = model.forward_batch(batch)
     logit = float(out.logits[0])
-    present = {m: bool(batch["modality_mask"][0, i]) for i, m in enumerate(("ct", "notes")) if m in model.modalities}
+    present = {m: bool(batch["modality_mask"][0, i]) for i, m in enumerate(MODALITIES) if m in model.modalities}
     return Prediction(
         case_id=case.case_id,
         probability=float((calibration or Calibration()).apply(np.array([logit]))[0]),

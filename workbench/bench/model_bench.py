@@ -122,7 +122,6 @@ def _latency_ms(model_dir: Path, cases: list[Any], calibration: Calibration, n: 
 
     model = load_model(model_dir)
     cache = PreprocessCache(default_cache_dir())
-    torch.set_num_threads(torch.get_num_threads())
     times, forward = [], []
     for case in cases[: n + 3]:
         predict(model, case, calibration=calibration, cache=cache)  # ingestion's pass

@@ -96,6 +96,7 @@ def _variant(name: str, config: ModelConfig, work: Path, data: dict[str, Encoded
     out = {
         "calibration": fit_calibration(val["logits"], data["val"].labels,
                                        pos_weight_of(data["train"].labels)).to_dict(),
+        "val_logits": val["logits"].tolist(),
         "test_logits": test["logits"].tolist(),
         "test_gate": test["gate"].tolist(),
         "trainable_params": trainable_parameters(model),
@@ -146,7 +147,8 @@ def run_model_bench(*, quick: bool = False, cohort: str | Path | None = None, se
     tokenizer = build_model(ModelConfig(modalities=("notes",))).tokenizer
     data = {s: _encoded(work, cohort_dir, s, tokenizer, progress) for s in ("train", "val", "test")}
     reader = _reader(work, 2000 if quick else 6000, progress)
-    train_config = TrainConfig(epochs=epochs or (20 if quick else 25), patience=6, progress=progress, seed=seed)
+    train_config = TrainConfig(epochs=epochs or (20 if quick else 40), patience=6 if quick else 10, progress=progress,
+                               seed=seed)
     runs = {name: _variant(name, cfg, work, data, train_config) for name, cfg in variants(reader).items()}
 
     test = data["test"]

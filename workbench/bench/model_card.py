@@ -40,7 +40,7 @@ def render_model_card(r: dict[str, Any], gpu: dict[str, Any] | None = None) -> s
         "de-identified first; numbers carry their value.",
         "- Fusion: 2 transformer layers with a learned modality bias M[head, q_mod, k_mod] (cross-modality pairs "
         "start at -2), a softmax routing gate over the present modalities, and a linear head; prior correction and "
-        "temperature scaling on the validation split.",
+        "temperature and bias (Platt scaling) on the validation split.",
         f"- Trainable parameters: {r.get('trainable_params', 'n/a'):,}" if isinstance(r.get("trainable_params"), int)
         else "- Trainable parameters: n/a",
         "",
@@ -66,8 +66,8 @@ def render_model_card(r: dict[str, Any], gpu: dict[str, Any] | None = None) -> s
         "",
         f"- Fusion gain over CT alone: {_f(g['value'])} (95% paired bootstrap CI {_f(g['ci95'][0])} to {_f(g['ci95'][1])}).",
         f"- Calibration: ECE {_f(r.get('ece'))} after prior correction for the class weights (logit shift "
-        f"{_f(r.get('calibration', {}).get('logit_shift'), 2)}) and temperature scaling on `val` "
-        f"(T = {_f(r.get('calibration', {}).get('temperature'), 2)}); {_f(r.get('ece_uncalibrated'))} on raw logits.",
+        f"{_f(r.get('calibration', {}).get('logit_shift'), 2)}) and Platt scaling on `val` "
+        f"(T = {_f(r.get('calibration', {}).get('temperature'), 2)}, bias {_f(r.get('calibration', {}).get('bias'), 2)}); {_f(r.get('ece_uncalibrated'))} on raw logits.",
         f"- Missing modality: notes removed, AUROC {_f(r.get('auroc_without_notes'))} (gate on notes at most "
         f"{_f(r.get('gate_notes_max_when_removed'), 1)}); CT removed, AUROC {_f(r.get('auroc_without_ct'))}.",
     ]

@@ -77,7 +77,10 @@ class NoduleRiskModel(nn.Module):
 
     def forward(self, ct_patch: torch.Tensor | None, ct_context: torch.Tensor | None, ct_position: torch.Tensor | None,
                 note_ids: torch.Tensor | None, note_mask: torch.Tensor | None, note_values: torch.Tensor | None,
-                modality_mask: torch.Tensor, return_attention: bool = False) -> FusionOutput:
+                modality_mask: torch.Tensor, return_attention: bool = False,
+                note_states: torch.Tensor | None = None) -> FusionOutput:
+        """``note_states``: the frozen note encoder's hidden states when precomputed (``with_note_states``);
+        then the encoder is skipped and only its projection runs."""
         tokens, valid = {}, {}
         if self.ct_encoder is not None:
             assert ct_patch is not None and ct_context is not None and ct_position is not None
@@ -85,15 +88,20 @@ class NoduleRiskModel(nn.Module):
             tokens["ct"] = t
             valid["ct"] = modality_mask[:, 0:1].expand(-1, t.shape[1])  # (B, Tc)
         if self.text_encoder is not None:
-            assert note_ids is not None and note_mask is not None and note_values is not None
-            tokens["notes"] = self.text_encoder(note_ids, note_mask, note_values)  # (B, Tn, D)
+            assert note_mask is not None
+            if note_states is not None:
+                tokens["notes"] = self.text_encoder.out_proj(note_states)  # (B, Tn, D)
+            else:
+                assert note_ids is not None and note_values is not None
+                tokens["notes"] = self.text_encoder(note_ids, note_mask, note_values)  # (B, Tn, D)
             valid["notes"] = note_mask.bool() & modality_mask[:, 1:2]  # real padding and presence
         return self.fusion(tokens, valid, return_attention)
 
     def forward_batch(self, batch: dict[str, torch.Tensor], return_attention: bool = False) -> FusionOutput:
         """The thin adapter from a keyed batch to ``forward``."""
         return self(batch.get("ct_patch"), batch.get("ct_context"), batch.get("ct_position"), batch.get("note_ids"),
-                    batch.get("note_mask"), batch.get("note_values"), batch["modality_mask"], return_attention)
+                    batch.get("note_mask"), batch.get("note_values"), batch["modality_mask"], return_attention,
+                    note_states=batch.get("note_states"))
 
 
 def build_model(config: ModelConfig | None = None) -> NoduleRiskModel:

@@ -58,8 +58,9 @@ class EncodedCases:
     def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {k: v[idx] for k, v in self.tensors.items()}
         width = int(out["note_mask"].sum(1).max().item()) if len(idx) else 1  # trim padding no row uses
-        for k in ("note_ids", "note_mask", "note_values"):
-            out[k] = out[k][:, :max(width, 1)]
+        for k in ("note_ids", "note_mask", "note_values", "note_states"):
+            if k in out:
+                out[k] = out[k][:, :max(width, 1)]
         out["ct_patch"] = out["ct_patch"].float()
         out["ct_context"] = out["ct_context"].float()
         return out
@@ -154,6 +155,32 @@ def encode_cases(
         t["label"][i] = float(r["label"])
     t["note_values"] = numeric_values(tokenizer, t["note_ids"]) * t["note_mask"]
     return EncodedCases(ids_out, sites, t, refused)
+
+
+@torch.no_grad()
+def with_note_states(model: torch.nn.Module, data: EncodedCases, batch_size: int = 64) -> EncodedCases:
+    """The same cases plus ``note_states`` (N, L, H): the frozen note encoder's hidden states, computed once.
+
+    A frozen encoder gives every note the same states in every epoch, so training needs them once; the model
+    then skips the encoder (``forward(note_states=...)``). It is where fused training spends most of its time on
+    a CPU. Only for a frozen encoder: a trainable one must see the tokens every step.
+    """
+    enc = getattr(model, "text_encoder", None)
+    if enc is None or "note_states" in data.tensors or len(data) == 0:
+        return data
+    if any(p.requires_grad for p in [*enc.encoder.parameters(), *enc.value_proj.parameters()]):
+        raise WorkbenchError("note states are only cached for a frozen note encoder")
+    was_training = enc.training
+    enc.eval()
+    t = data.tensors
+    device = next(enc.parameters()).device
+    parts = []
+    for s in range(0, len(data), batch_size):
+        sl = slice(s, s + batch_size)
+        parts.append(enc.hidden_states(t["note_ids"][sl].to(device), t["note_mask"][sl].to(device),
+                                       t["note_values"][sl].to(device)).float().cpu())
+    enc.train(was_training)
+    return EncodedCases(data.case_ids, data.sites, {**t, "note_states": torch.cat(parts)}, list(data.refused))
 
 
 def drop_modality(data: EncodedCases, modality: str) -> EncodedCases:

@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from workbench.models.model import NoduleRiskModel
-from workbench.train.dataset import EncodedCases
+from workbench.train.dataset import EncodedCases, with_note_states
 from workbench.train.loss import loss_fn
 from workbench.train.metrics import auroc
 
@@ -44,6 +44,8 @@ class TrainConfig:
     device: str = "cpu"
     amp: bool = True  # bfloat16 autocast when the device is a GPU
     grad_clip: float = 1.0  # global norm clip (the non-private path)
+    cache_note_states: bool = True  # a frozen note encoder runs once per case, not once per epoch (with_note_states)
+    augment: bool = True  # random flips of the nodule patch along each axis (nodule shape has no handedness)
     progress: bool = True
 
 
@@ -77,6 +79,19 @@ def with_modality_dropout(batch: dict[str, torch.Tensor], p: float, g: torch.Gen
     mask[drop & which, 0] = False
     mask[drop & ~which, 1] = False
     return {**batch, "modality_mask": mask}
+
+
+def with_flips(batch: dict[str, torch.Tensor], g: torch.Generator) -> dict[str, torch.Tensor]:
+    """Flip each case's nodule patch along each spatial axis with chance 1/2 (the radial profile is unchanged;
+    the convolutions stop memorising where vessels happen to leave a nodule)."""
+    patch = batch["ct_patch"]
+    flips = torch.rand(len(patch), 3, generator=g) < 0.5
+    out = patch.clone()
+    for axis in range(3):
+        sel = flips[:, axis]
+        if sel.any():
+            out[sel] = out[sel].flip(axis + 2)
+    return {**batch, "ct_patch": out}
 
 
 def to_device(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
@@ -114,6 +129,11 @@ def predict_logits(model: NoduleRiskModel, data: EncodedCases, batch_size: int =
             "modality_logits": torch.cat(mods).numpy()}
 
 
+def _text_frozen(model: NoduleRiskModel) -> bool:
+    enc = model.text_encoder
+    return enc is not None and not any(p.requires_grad for p in [*enc.encoder.parameters(), *enc.value_proj.parameters()])
+
+
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(state, tmp)
@@ -127,6 +147,9 @@ def train_model(model: NoduleRiskModel, train: EncodedCases, val: EncodedCases |
     g = torch.Generator().manual_seed(config.seed)
     device = config.device
     model.to(device).train()
+    if config.cache_note_states and _text_frozen(model):
+        train = with_note_states(model, train)
+        val = with_note_states(model, val) if val is not None else None
     labels = train.labels
     pos_weight = pos_weight_of(labels) if config.class_weights else 1.0
     steps_per_epoch = max(1, math.ceil(len(train) / config.batch_size))
@@ -157,7 +180,10 @@ def train_model(model: NoduleRiskModel, train: EncodedCases, val: EncodedCases |
         t0 = time.perf_counter()
         total, n = 0.0, 0
         for batch in train.batches(config.batch_size, shuffle=True, generator=g):
-            batch = to_device(with_modality_dropout(batch, config.modality_dropout, g), device)
+            batch = with_modality_dropout(batch, config.modality_dropout, g)
+            if config.augment:
+                batch = with_flips(batch, g)
+            batch = to_device(batch, device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
                 out = model.forward_batch(batch)
                 loss = loss_fn(out, batch, pos_weight, config.aux_weight, gate_weight=config.gate_weight,

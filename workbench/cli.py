@@ -103,6 +103,28 @@ def _cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_federate(a: argparse.Namespace) -> int:
+    from federated.config import FedConfig
+    from workbench.federate import run_federated
+
+    over: dict[str, object] = {"cohort": a.cohort}
+    for key in ("rounds", "strategy", "local_epochs", "text_encoder", "federate", "state_dir", "seed"):
+        v = getattr(a, key)
+        if v is not None:
+            over["num-server-rounds" if key == "rounds" else key] = v
+    if a.dp_epsilon is not None:
+        over.update({"dp": True, "dp-epsilon": a.dp_epsilon})
+    if a.dp_budget is not None:
+        over["dp-budget"] = a.dp_budget
+    for item in a.config or []:
+        k, _, v = item.partition("=")
+        over[k.strip()] = v.strip()
+    fed = FedConfig.from_run_config(over, FedConfig(progress=not a.quiet))
+    summary = run_federated(fed, a.out)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def _cmd_pretrain_notes(a: argparse.Namespace) -> int:
     from workbench.cohort.note_corpus import CLASSES, CORPUS_SEED, note_corpus
     from workbench.models.model import ModelConfig, build_model
@@ -175,6 +197,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--finetune-text", action="store_true", help="train the pretrained note encoder too (default: frozen)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_cmd_train)
+
+    f = sub.add_parser("federate", help="federated training across the cohort's sites (Flower simulation, optional DP)")
+    f.add_argument("cohort", help="cohort folder: one simulated hospital node per site folder")
+    f.add_argument("--out", required=True, help="RUN folder: model/, rounds.json + rounds.png, federation.json")
+    f.add_argument("--rounds", type=int, help="server rounds (default 3, [tool.flwr.app.config])")
+    f.add_argument("--strategy", choices=["fedavg", "fedprox", "fedadam", "fedtrimmedavg", "krum"])
+    f.add_argument("--dp-epsilon", type=float, help="record-level DP at each node with this run target epsilon")
+    f.add_argument("--dp-budget", type=float, help="each node's lifetime epsilon budget (default 8)")
+    f.add_argument("--local-epochs", type=int, help="plain training: local passes per round")
+    f.add_argument("--text-encoder", help="a pretrained note reader folder (frozen)")
+    f.add_argument("--federate", choices=["all", "trainable", "fusion"], help="which parameters travel")
+    f.add_argument("--state-dir", help="where the nodes keep their ledgers and audit logs")
+    f.add_argument("--seed", type=int)
+    f.add_argument("--config", action="append", metavar="KEY=VALUE",
+                   help="any [tool.flwr.app.config] key, e.g. --config dp-sample-rate=0.05 (repeatable)")
+    f.add_argument("--quiet", action="store_true")
+    f.set_defaults(func=_cmd_federate)
 
     pn = sub.add_parser("pretrain-notes", help="pretrain the note reader on a separate synthetic note corpus (no labels)")
     pn.add_argument("--out", required=True, help="encoder directory (save_pretrained + tokenizer + card)")

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from workbench.models.fusion import ModalityBias
 from workbench.models.model import NoduleRiskModel
-from workbench.train.dataset import EncodedCases
+from workbench.train.dataset import EncodedCases, with_note_states
 from workbench.train.loss import loss_fn
 from workbench.train.trainer import TrainConfig, pos_weight_of
 
@@ -65,13 +65,39 @@ class PrivateResult:
         return asdict(self)
 
 
+def _keys(data: EncodedCases) -> tuple[str, ...]:
+    return (*POSITIONAL, "note_states") if "note_states" in data.tensors else POSITIONAL
+
+
 def tensor_dataset(data: EncodedCases) -> TensorDataset:
     t = data.tensors
-    return TensorDataset(*(t[k].float() if k in ("ct_patch", "ct_context") else t[k] for k in POSITIONAL), t["label"])
+    return TensorDataset(*(t[k].float() if k in ("ct_patch", "ct_context") else t[k] for k in _keys(data)),
+                         t["label"])
 
 
 def as_batch(row: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
-    return {**dict(zip(POSITIONAL, row[:-1], strict=True)), "label": row[-1]}
+    """A loader row -> keyed batch, note padding that no case of the draw uses trimmed (attention is quadratic)."""
+    keys = (*POSITIONAL, "note_states") if len(row) == len(POSITIONAL) + 2 else POSITIONAL
+    batch = {**dict(zip(keys, row[:-1], strict=True)), "label": row[-1]}
+    if len(batch["label"]):
+        width = max(int(batch["note_mask"].sum(1).max().item()), 1)
+        for k in ("note_ids", "note_mask", "note_values", "note_states"):
+            if k in batch:
+                batch[k] = batch[k][:, :width]
+    return batch
+
+
+def forward_private(module: Any, batch: dict[str, torch.Tensor]) -> Any:
+    return module(*(batch[k] for k in POSITIONAL), note_states=batch.get("note_states"))
+
+
+def effective_sample_rate(n: int, sample_rate: float) -> float:
+    """The Poisson rate Opacus really uses for ``n`` cases: 1 / (batches per epoch) of a loader of
+    round(rate x n) cases per batch. Plan and account with this one, not the requested rate."""
+    if n <= 0:
+        return sample_rate
+    batch = max(1, round(sample_rate * n))
+    return 1.0 / math.ceil(n / batch)
 
 
 def make_private(model: NoduleRiskModel, data: EncodedCases, privacy: PrivacyConfig,
@@ -95,6 +121,9 @@ def train_private(model: NoduleRiskModel, train: EncodedCases, privacy: PrivacyC
     torch.manual_seed(config.seed)
     model.train()
     pos_weight = pos_weight_of(train.labels) if config.class_weights else 1.0
+    enc = model.text_encoder
+    if enc is not None and not any(p.requires_grad for p in [*enc.encoder.parameters(), *enc.value_proj.parameters()]):
+        train = with_note_states(model, train)  # a frozen encoder: its states once, not once per step
     module, optimizer, loader, engine = make_private(model, train, privacy)
     steps, seen = 0, 0
     t0 = time.perf_counter()
@@ -108,7 +137,7 @@ def train_private(model: NoduleRiskModel, train: EncodedCases, privacy: PrivacyC
                     if p.requires_grad:
                         p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype)  # type: ignore[attr-defined]
             else:
-                out = module(*(batch[k] for k in POSITIONAL))
+                out = forward_private(module, batch)
                 loss_fn(out, batch, pos_weight, config.aux_weight, reduction="none").mean().backward()
             optimizer.step()
             steps += 1

@@ -45,6 +45,7 @@ class TrainConfig:
     amp: bool = True  # bfloat16 autocast when the device is a GPU
     grad_clip: float = 1.0  # global norm clip (the non-private path)
     cache_note_states: bool = True  # a frozen note encoder runs once per case, not once per epoch (with_note_states)
+    proximal_mu: float = 0.0  # FedProx: mu/2 ||w - w_start||^2 keeps a node's update near the global model
     augment: bool = True  # random flips of the nodule patch along each axis (nodule shape has no handedness)
     progress: bool = True
 
@@ -171,6 +172,7 @@ def train_model(model: NoduleRiskModel, train: EncodedCases, val: EncodedCases |
         best_state, start_epoch, since_best = state["best_state"], state["epoch"] + 1, state["since_best"]
         result = TrainResult(**state["result"])
     use_amp = config.amp and device.startswith("cuda")
+    anchor = [p.detach().clone() for p in params] if config.proximal_mu > 0 else None
     train_seconds, train_samples = 0.0, 0
     t_start = time.perf_counter()
     bar = tqdm(range(start_epoch, config.epochs), desc="train", unit="epoch", disable=not config.progress,
@@ -188,6 +190,9 @@ def train_model(model: NoduleRiskModel, train: EncodedCases, val: EncodedCases |
                 out = model.forward_batch(batch)
                 loss = loss_fn(out, batch, pos_weight, config.aux_weight, gate_weight=config.gate_weight,
                                gate_tau=config.gate_tau)
+                if anchor is not None:
+                    loss = loss + 0.5 * config.proximal_mu * sum(((p - a) ** 2).sum() for p, a in zip(params, anchor,
+                                                                                                      strict=True))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip:

@@ -1,0 +1,46 @@
+"""A node's hash-chained audit log: one JSON line per round, each carrying the hash of the line before.
+
+What a hospital's IT team checks after the fact (DESIGN §7): the digest of the model it received, the digest and
+norm of the update it sent, the epsilon spent, or the refusal. Editing or dropping a line breaks the chain,
+which ``verify`` reports. Site names, digests and numbers only: nothing about a patient.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+GENESIS = "0" * 64
+
+
+def _hash(prev: str, body: dict[str, Any]) -> str:
+    return hashlib.sha256((prev + json.dumps(body, sort_keys=True)).encode()).hexdigest()
+
+
+def append(path: str | Path, body: dict[str, Any]) -> str:
+    """Append ``body`` chained to the last line; returns its hash. Whole-file rewrite via rename: atomic."""
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    prev = json.loads(lines[-1])["hash"] if lines else GENESIS
+    h = _hash(prev, body)
+    lines.append(json.dumps({"prev": prev, "hash": h, "body": body}, sort_keys=True))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return h
+
+
+def verify(path: str | Path) -> int:
+    """Number of lines whose chain holds; raises ValueError at the first broken link."""
+    prev = GENESIS
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines, 1):
+        row = json.loads(line)
+        if row["prev"] != prev or row["hash"] != _hash(prev, row["body"]):
+            raise ValueError(f"{path}: audit chain broken at line {i}")
+        prev = row["hash"]
+    return len(lines)

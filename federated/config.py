@@ -1,0 +1,102 @@
+"""Every federated hyperparameter, parsed once from ``[tool.flwr.app.config]`` (or the CLI) into a dataclass.
+
+Flower hands apps a flat dict with dashed keys (``context.run_config``); ``FedConfig.from_run_config`` maps each
+key to its field (``local-epochs`` -> ``local_epochs``), checks types and refuses unknown keys and values with
+one line, so a typo in ``pyproject.toml`` or ``--run-config`` fails before any node trains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from workbench.errors import WorkbenchError
+
+STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedtrimmedavg", "krum")
+FEDERATE = ("all", "trainable", "fusion")
+
+
+@dataclass
+class FedConfig:
+    cohort: str = ""  # a cohort folder (one SuperNode per site folder); "" = the node's own ``site-dir``
+    num_server_rounds: int = 3
+    local_epochs: int = 1  # plain training: passes over the node's train split per round
+    batch_size: int = 32
+    lr: float = 1e-3
+    strategy: str = "fedavg"
+    proximal_mu: float = 0.01  # FedProx only (plain path; DP-SGD leaves the proximal term out)
+    server_lr: float = 0.1  # FedAdam's eta
+    trim_beta: float = 0.2  # FedTrimmedAvg: share trimmed at each end
+    federate: str = "all"  # which parameters travel: all | trainable | fusion (fusion + heads; encoders stay)
+    text_encoder: str = ""  # a pretrained note reader (local folder), frozen; "" = a small encoder from scratch
+    modalities: str = "ct,notes"
+    init_model: str = ""  # start from this model folder instead of a fresh model
+    # record-level DP at each node (Opacus DP-SGD, Poisson sampling, fixed steps)
+    dp: bool = False
+    dp_epsilon: float = 1.0  # this run's target per node
+    dp_budget: float = 8.0  # the node's lifetime budget, across runs
+    dp_delta: float = 1e-5
+    dp_max_grad_norm: float = 1.0
+    dp_sample_rate: float = 0.1  # Poisson: each case joins a step with this chance
+    dp_epochs: float = 1.0  # steps per round = dp_epochs / dp_sample_rate (expected passes over the data)
+    dp_lr: float = 2e-3
+    dp_train: str = "all"  # all trainable parameters | fusion (encoders frozen under DP)
+    # site-level central DP (Flower's server-side fixed clipping wrapper)
+    central_dp: bool = False
+    central_dp_noise: float = 0.5
+    central_dp_clip: float = 10.0
+    # where things go
+    state_dir: str = ""  # node state (privacy ledger, audit log, encoded cases); "" = ~/.cache/workbench/nodes
+    out_dir: str = ""  # the server's RUN folder; "" = no files
+    encoded_dir: str = ""  # benchmarks: pooled pre-encoded splits to take each site's rows from
+    run_tag: str = ""  # the ledger's name for this run; "" = Flower's run id
+    seed: int = 0
+    progress: bool = True
+
+    @classmethod
+    def from_run_config(cls, run_config: dict[str, Any], base: FedConfig | None = None) -> FedConfig:
+        base = base or cls()
+        known = {f.name: f for f in fields(cls)}
+        values = asdict(base)
+        for key, value in run_config.items():
+            name = key.replace("-", "_")
+            if name not in known:
+                raise WorkbenchError(f"federated config: unknown key {key!r} (known: "
+                                     f"{', '.join(sorted(k.replace('_', '-') for k in known))})")
+            default = values[name]
+            try:
+                if isinstance(default, bool):
+                    value = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+                elif isinstance(default, int):
+                    value = int(value)
+                elif isinstance(default, float):
+                    value = float(value)
+                else:
+                    value = str(value)
+            except (TypeError, ValueError) as e:
+                raise WorkbenchError(f"federated config: {key} = {value!r} is not a {type(default).__name__}") from e
+            values[name] = value
+        cfg = cls(**values)
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise WorkbenchError(f"federated config: strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        if self.federate not in FEDERATE:
+            raise WorkbenchError(f"federated config: federate {self.federate!r}; choose one of {', '.join(FEDERATE)}")
+        if self.dp_train not in ("all", "fusion"):
+            raise WorkbenchError(f"federated config: dp-train {self.dp_train!r}; choose all or fusion")
+        if self.num_server_rounds < 1:
+            raise WorkbenchError("federated config: num-server-rounds must be at least 1")
+        if self.dp and not (0 < self.dp_sample_rate <= 1):
+            raise WorkbenchError("federated config: dp-sample-rate must lie in (0, 1]")
+        if self.dp and (self.dp_epsilon <= 0 or self.dp_budget <= 0):
+            raise WorkbenchError("federated config: dp-epsilon and dp-budget must be positive")
+
+    def to_run_config(self) -> dict[str, Any]:
+        return {k.replace("_", "-"): v for k, v in asdict(self).items()}
+
+    @property
+    def dp_steps(self) -> int:
+        return max(1, round(self.dp_epochs / self.dp_sample_rate))

@@ -1,0 +1,175 @@
+"""What a hospital node does, in plain torch (no flwr import): build the model, load its own cases, train, evaluate.
+
+The Flower apps (``client_app``, ``server_app``) are thin wrappers over these functions, so the same code is
+tested without a federation and runs unchanged under ``flwr run .``, ``workbench federate`` and a real
+SuperNode. Training is the one local trainer of ``workbench.train`` (plain) or its private mode (DP-SGD).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from federated.config import FedConfig
+from federated.ledger import PrivacyLedger
+from workbench.data.cache import PreprocessCache, default_cache_dir
+from workbench.errors import WorkbenchError
+from workbench.models.model import ModelConfig, NoduleRiskModel, build_model, load_model, trainable_parameters
+from workbench.models.text_encoder import TextEncoderConfig
+from workbench.train.dataset import EncodedCases, encode_cases
+from workbench.train.metrics import auroc
+from workbench.train.run import cases_of, site_dirs_of
+
+FUSION_PREFIXES = ("fusion.",)  # the fusion transformer, its gate and heads
+
+
+def model_config(fed: FedConfig) -> ModelConfig:
+    text = TextEncoderConfig(path=fed.text_encoder, freeze=True) if fed.text_encoder else TextEncoderConfig()
+    return ModelConfig(modalities=tuple(m.strip() for m in fed.modalities.split(",") if m.strip()), text=text)
+
+
+def build(fed: FedConfig) -> NoduleRiskModel:
+    """The node's (and the server's) model: the same seed gives every participant the same starting weights."""
+    torch.manual_seed(fed.seed)
+    if fed.init_model:
+        model = load_model(fed.init_model)
+        if fed.text_encoder and model.text_encoder is not None:
+            for p in [*model.text_encoder.encoder.parameters(), *model.text_encoder.value_proj.parameters()]:
+                p.requires_grad_(False)
+        return model
+    return build_model(model_config(fed))
+
+
+def exchanged_names(model: NoduleRiskModel, mode: str) -> list[str]:
+    """State-dict keys that travel between server and nodes in ``mode`` (all | trainable | fusion)."""
+    params = dict(model.named_parameters())
+    names = list(model.state_dict().keys())
+    if mode == "all":
+        return names
+    if mode == "trainable":
+        return [n for n in names if n in params and params[n].requires_grad]
+    if mode == "fusion":
+        return [n for n in names if n.startswith(FUSION_PREFIXES)]
+    raise WorkbenchError(f"federate mode {mode!r}: expected all, trainable or fusion")
+
+
+def state_of(model: NoduleRiskModel, names: list[str]) -> OrderedDict[str, torch.Tensor]:
+    sd = model.state_dict()
+    return OrderedDict((n, sd[n].detach().cpu().clone()) for n in names)
+
+
+def load_state(model: NoduleRiskModel, state: dict[str, torch.Tensor]) -> None:
+    missing = set(state) - set(model.state_dict())
+    if missing:
+        raise WorkbenchError(f"received weights the model does not have: {sorted(missing)[:3]}...")
+    model.load_state_dict(state, strict=False)
+
+
+def state_bytes(state: dict[str, torch.Tensor]) -> int:
+    return int(sum(t.numel() * t.element_size() for t in state.values()))
+
+
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def node_site(fed: FedConfig, node_config: dict[str, Any]) -> Path:
+    """A node's site folder: ``site-dir`` in its node config (a hospital's SuperNode), else the cohort's
+    ``partition-id``-th site (simulation: one SuperNode per site)."""
+    if node_config.get("site-dir"):
+        return Path(str(node_config["site-dir"]))
+    if not fed.cohort:
+        raise WorkbenchError("federated config: no cohort and no site-dir in the node config; a node needs its data")
+    sites = site_dirs_of(fed.cohort)
+    pid = int(node_config.get("partition-id", 0))
+    if pid >= len(sites):
+        raise WorkbenchError(f"node partition {pid}: the cohort {fed.cohort} has only {len(sites)} sites")
+    return sites[pid]
+
+
+def state_dir(fed: FedConfig, node_config: dict[str, Any], site: Path) -> Path:
+    root = node_config.get("state-dir") or fed.state_dir or str(Path(default_cache_dir()).parent / "nodes")
+    return Path(str(root)) / site.name
+
+
+_DATA: dict[tuple[str, str, str], EncodedCases] = {}
+
+
+def node_data(fed: FedConfig, site: Path, model: NoduleRiskModel, split: str) -> EncodedCases:
+    """The node's own cases of ``split``, encoded once per process (and, with ``encoded-dir``, taken from the
+    benchmark's pooled encoding instead of reading DICOM again)."""
+    key = (str(site), split, f"{fed.encoded_dir}|{','.join(model.modalities)}|{fed.text_encoder}")
+    if key in _DATA:
+        return _DATA[key]
+    if fed.encoded_dir:
+        pooled = EncodedCases.load(Path(fed.encoded_dir) / f"encoded_{split}.pt")
+        data = pooled.subset(np.flatnonzero(np.array(pooled.sites) == site.name))
+    else:
+        assert model.tokenizer is not None
+        data = encode_cases(cases_of([site], [split]), model.tokenizer, cache=PreprocessCache(default_cache_dir()),
+                            modalities=model.modalities, progress=False, max_length=model.config.text.max_length)
+    _DATA[key] = data
+    return data
+
+
+def train_plain(model: NoduleRiskModel, data: EncodedCases, fed: FedConfig, server_round: int,
+                proximal_mu: float = 0.0) -> dict[str, float]:
+    """``local-epochs`` passes of the shared trainer (no early stopping: the server owns the rounds)."""
+    from workbench.train.trainer import TrainConfig, train_model
+
+    cfg = TrainConfig(epochs=fed.local_epochs, batch_size=fed.batch_size, lr=fed.lr, patience=0,
+                      seed=fed.seed * 1000 + server_round, progress=False, proximal_mu=proximal_mu)
+    result = train_model(model, data, None, cfg)
+    return {"train_loss": float(result.history[-1]["loss"]) if result.history else float("nan"),
+            "samples_per_s": float(result.samples_per_s)}
+
+
+def dp_trainable(model: NoduleRiskModel, fed: FedConfig) -> int:
+    """Freeze what DP-SGD leaves alone (``dp-train = fusion``: both encoders); the count of what it trains."""
+    if fed.dp_train == "fusion":
+        for n, p in model.named_parameters():
+            if not n.startswith(FUSION_PREFIXES):
+                p.requires_grad_(False)
+    return trainable_parameters(model)
+
+
+def train_dp(model: NoduleRiskModel, data: EncodedCases, fed: FedConfig, ledger: PrivacyLedger, run_id: str,
+             server_round: int) -> dict[str, float]:
+    """One round of DP-SGD whose noise the ledger plans; the release is recorded before anything is sent."""
+    from workbench.train.private import PrivacyConfig, effective_sample_rate, train_private
+    from workbench.train.trainer import TrainConfig
+
+    rounds_left = fed.num_server_rounds - server_round + 1
+    rate = effective_sample_rate(len(data), fed.dp_sample_rate)
+    sigma = ledger.plan_noise(run_id, fed.dp_epsilon, rounds_left, rate, fed.dp_steps)
+    n_params = dp_trainable(model, fed)
+    privacy = PrivacyConfig(noise_multiplier=sigma, max_grad_norm=fed.dp_max_grad_norm,
+                            sample_rate=fed.dp_sample_rate, steps=fed.dp_steps, delta=fed.dp_delta, lr=fed.dp_lr)
+    result = train_private(model, data, privacy, TrainConfig(seed=fed.seed * 1000 + server_round, progress=False))
+    if abs(result.sample_rate - rate) > 1e-12:
+        raise RuntimeError(f"sampling rate {result.sample_rate} differs from the planned {rate}")
+    ledger.record(run_id, server_round, sigma, result.sample_rate, result.steps, fed.dp_max_grad_norm)
+    return {"noise_multiplier": sigma, "steps": float(result.steps), "epsilon_run": ledger.epsilon(run_id),
+            "epsilon_total": ledger.epsilon(), "dp_trainable_params": float(n_params),
+            "samples_per_s": float(result.samples_per_s)}
+
+
+def evaluate(model: NoduleRiskModel, data: EncodedCases) -> dict[str, float]:
+    """AUROC and mean BCE of the current model on ``data`` (raw logits: calibration is the server's job)."""
+    from workbench.train.trainer import predict_logits
+
+    if len(data) == 0:
+        return {"auroc": float("nan"), "loss": float("nan")}
+    logits = predict_logits(model, data)["logits"]
+    y = data.labels
+    loss = float(np.mean(np.logaddexp(0.0, logits) - y * logits))
+    return {"auroc": auroc(y, logits) if 0 < y.mean() < 1 else float("nan"), "loss": loss}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from workbench.errors import WorkbenchError
 
-BENCHES = ("cohort", "deid", "ingest", "model")
+BENCHES = ("cohort", "deid", "ingest", "model", "federated")
 
 
 def _cmd_cohort(a: argparse.Namespace) -> int:
@@ -55,6 +55,14 @@ def _cmd_bench(a: argparse.Namespace) -> int:
         from workbench.bench.model_speed import run_model_speed
 
         result = run_model_speed(device=a.device)
+    elif a.name == "federated" and a.device != "cpu":
+        from workbench.train.dp_speed import run_dp_speed
+
+        result = run_dp_speed(device=a.device)
+    elif a.name == "federated":
+        from workbench.bench.federated_bench import run_federated_bench
+
+        result = run_federated_bench(quick=a.quick, cohort=a.cohort, seed=a.seed)
     elif a.name == "model":
         from workbench.bench.model_bench import run_model_bench
 

@@ -48,7 +48,7 @@ class ModelConfig:
             if k in ct:
                 ct[k] = tuple(ct[k])
         return cls(modalities=tuple(d.get("modalities", MODALITIES)), ct=CTEncoderConfig(**ct),
-                   text=TextEncoderConfig(**d.get("text", {})), fusion=FusionConfig(**d.get("fusion", {})),
+                   text=TextEncoderConfig(**d.get("text", {})), fusion=FusionConfig(**{"gate_sum": False, **d.get("fusion", {})}),
                    tokenizer_path=d.get("tokenizer_path", str(TOKENIZER_DIR)))
 
 

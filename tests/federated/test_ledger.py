@@ -1,0 +1,64 @@
+"""The privacy ledger: planned noise keeps run target and lifetime budget, refusal, restart, independent accounting."""
+
+from __future__ import annotations
+
+import dp_accounting
+import pytest
+
+from federated.ledger import BudgetExhausted, PrivacyLedger, epsilon_of
+
+
+def independent_epsilon(entries: list[tuple[float, float, int]], delta: float) -> float:
+    """Google's dp-accounting RDP accountant over the same releases (a second implementation)."""
+    acc = dp_accounting.rdp.RdpAccountant()
+    for sigma, q, steps in entries:
+        acc.compose(dp_accounting.SelfComposedDpEvent(
+            dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(sigma)), steps))
+    return float(acc.get_epsilon(delta))
+
+
+def test_planned_noise_spends_the_run_target_and_never_more(tmp_path) -> None:
+    led = PrivacyLedger.open(tmp_path / "l.json", "hospital_a", budget_epsilon=8.0, delta=1e-5)
+    rounds = 3
+    for r in range(1, rounds + 1):
+        sigma = led.plan_noise("run1", 1.0, rounds - r + 1, 0.1, 10)
+        led.record("run1", r, sigma, 0.1, 10, 1.0)
+    assert led.epsilon("run1") <= 1.0 + 1e-9
+    assert led.epsilon("run1") > 0.97  # the target is used, not wasted
+    assert led.epsilon("run1") == pytest.approx(independent_epsilon(led.releases(), 1e-5), rel=0.01)
+
+
+def test_lifetime_budget_caps_a_second_run_and_then_refuses(tmp_path) -> None:
+    path = tmp_path / "l.json"
+    led = PrivacyLedger.open(path, "hospital_b", budget_epsilon=2.0, delta=1e-5)
+    for r in (1, 2):
+        led.record("run1", r, led.plan_noise("run1", 1.5, 3 - r, 0.2, 20), 0.2, 20, 1.0)
+    # a restart: the ledger is read back from disk and keeps accumulating
+    led2 = PrivacyLedger.open(path, "hospital_b", budget_epsilon=2.0, delta=1e-5)
+    assert [e.release() for e in led2.entries] == led.releases()
+    before = led2.epsilon()
+    sigma = led2.plan_noise("run2", 1.5, 1, 0.2, 20)  # the budget, not the run target, binds
+    led2.record("run2", 1, sigma, 0.2, 20, 1.0)
+    assert before < led2.epsilon() <= 2.0 + 1e-9
+    assert led2.epsilon("run2") < 1.5
+    led2.record("run2", 2, 0.5, 0.5, 200, 1.0)  # an outside spend that exhausts it
+    with pytest.raises(BudgetExhausted, match="hospital_b: privacy budget epsilon 2"):
+        led2.plan_noise("run3", 1.0, 1, 0.2, 20)
+
+
+def test_ledger_refuses_a_different_delta_and_a_corrupt_file(tmp_path) -> None:
+    path = tmp_path / "l.json"
+    led = PrivacyLedger.open(path, "hospital_c", 8.0, 1e-5)
+    led.record("r", 1, 1.0, 0.1, 10, 1.0)
+    from workbench.errors import WorkbenchError
+
+    with pytest.raises(WorkbenchError, match="delta"):
+        PrivacyLedger.open(path, "hospital_c", 8.0, 1e-6)
+    path.write_text("{not json")
+    with pytest.raises(WorkbenchError, match="unreadable"):
+        PrivacyLedger.open(path, "hospital_c", 8.0, 1e-5)
+
+
+def test_epsilon_matches_the_independent_accountant_over_mixed_histories() -> None:
+    hist = [(1.3, 0.05, 100), (2.0, 0.1, 40), (0.9, 0.02, 500)]
+    assert epsilon_of(hist, 1e-5) == pytest.approx(independent_epsilon(hist, 1e-5), rel=0.01)

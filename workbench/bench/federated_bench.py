@@ -1,0 +1,173 @@
+"""``workbench bench federated``: what federation and privacy cost in accuracy, time and bytes, on ``test``.
+
+Every variant trains the same model (the model benchmark's pretrained note reader, frozen; everything else
+trainable) from the same start, with the same trainer, on the same cases, and is scored on the pooled ``test``
+split with raw logits (AUROC needs no calibration):
+- ``centralized``: the pooled train split, rounds x local epochs passes (the federation's budget of passes);
+- ``fedavg``: Flower FedAvg across the 4 sites (one simulated SuperNode per site), the same passes;
+- ``fedavg_dp`` and ``dp_curve``: the same federation with DP-SGD at every node, at epsilon 1, 3 and 8 (delta
+  1e-5; each variant starts fresh ledgers whose budget is its epsilon);
+- ``fusion_only``: one more round from the fedavg model in which only the fusion transformer and heads travel,
+  for ``bytes_per_round_fusion_only``.
+``dp_step_ratio`` times a DP step against a plain step on the fedavg_dp configuration, side by side.
+
+Resumable (DESIGN §10): the work folder keeps each finished variant's result; a killed run redoes only what is
+missing (a killed DP variant restarts with fresh ledgers: benchmark data, not a hospital's).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from federated.config import FedConfig
+from workbench.bench.common import cached_cohort, cohort_cache_root, envelope
+from workbench.jsonout import write_json
+from workbench.train.dataset import EncodedCases
+from workbench.train.metrics import auroc
+
+EPSILONS = (1.0, 3.0, 8.0)
+
+
+def _plan(quick: bool) -> dict[str, Any]:
+    return {"rounds": 3 if quick else 8, "local_epochs": 1 if quick else 2, "dp_sample_rate": 0.25,
+            "dp_epochs": 2.0, "dp_lr": 2e-3}
+
+
+def _scores(model: Any, test: EncodedCases) -> dict[str, Any]:
+    from workbench.train.trainer import predict_logits
+
+    logits = predict_logits(model, test)["logits"]
+    y, sites = test.labels, np.array(test.sites)
+    return {"auroc": auroc(y, logits),
+            "per_site_auroc": {s: auroc(y[sites == s], logits[sites == s]) for s in sorted(set(test.sites))}}
+
+
+def _centralized(work: Path, model_work: Path, base: FedConfig, data: dict[str, EncodedCases],
+                 plan: dict[str, Any]) -> dict[str, Any]:
+    from federated import task
+    from workbench.train.trainer import TrainConfig, train_model
+
+    model = task.build(base)
+    cfg = TrainConfig(epochs=plan["rounds"] * plan["local_epochs"], batch_size=base.batch_size, lr=base.lr,
+                      patience=0, seed=base.seed, progress=base.progress)
+    t0 = time.perf_counter()
+    result = train_model(model, data["train"], None, cfg, work / "centralized" / ".checkpoint")
+    return {**_scores(model, data["test"]), "seconds": time.perf_counter() - t0,
+            "train_samples_per_s": result.samples_per_s}
+
+
+def _federated(name: str, work: Path, fed: FedConfig, test: EncodedCases) -> dict[str, Any]:
+    from workbench.federate import run_federated
+    from workbench.models.model import load_model
+
+    run = work / name
+    shutil.rmtree(run, ignore_errors=True)  # a killed federation restarts whole (fresh ledgers too)
+    fed = FedConfig(**{**asdict(fed), "state_dir": str(run / "nodes"), "run_tag": name})
+    summary = run_federated(fed, run / "run", calibrate=False)
+    rounds = json.loads((run / "run" / "rounds.json").read_text())["rounds"]
+    nodes = [n for r in rounds for n in r["nodes"] if "bytes_up" in n]
+    out = {**_scores(load_model(run / "run" / "model"), test), "seconds": summary["seconds"],
+           "bytes_per_round": float(np.mean([n["bytes_down"] + n["bytes_up"] for n in nodes])) if nodes else None,
+           "refused": summary["refused"]}
+    if fed.dp:
+        out["epsilon"] = {s: v["lifetime"] for s, v in summary.get("epsilon", {}).items()}
+        out["noise_multiplier"] = {n["site"]: n["noise_multiplier"] for n in rounds[-1]["nodes"] if "noise_multiplier" in n}
+        out["dp_trainable_params"] = int(max((n.get("dp_trainable_params", 0) for n in nodes), default=0))
+    return out
+
+
+def _dp_ratio(base: FedConfig, data: dict[str, EncodedCases], plan: dict[str, Any]) -> dict[str, Any]:
+    """DP step vs plain step, fedavg_dp's trainable set, a batch of its expected size (rate x cases per site)."""
+    from federated import task
+    from workbench.train.dataset import with_note_states
+    from workbench.train.dp_speed import dp_step_ratio, freeze_for_dp
+
+    model = task.build(base)
+    freeze_for_dp(model, base.dp_train)
+    per_site = len(data["train"]) / max(1, len(set(data["train"].sites)))
+    n = max(2, round(plan["dp_sample_rate"] * per_site))
+    sub = with_note_states(model, data["train"].subset(np.arange(min(n, len(data["train"])))))
+    batch = sub.batch(torch.arange(len(sub)))
+    return dp_step_ratio(model, batch, steps=5, warmup=2)
+
+
+def run_federated_bench(*, quick: bool = False, cohort: str | Path | None = None, seed: int = 0,
+                        progress: bool = True) -> dict[str, Any]:
+    from workbench.bench.model_bench import _encoded, _reader
+    from workbench.models.model import ModelConfig, build_model
+
+    start = time.perf_counter()
+    preset = "small" if quick else "full"
+    cohort_dir = Path(cohort) if cohort else cached_cohort(preset, seed, progress=progress)
+    tag = cohort_dir.name if cohort else f"{preset}-seed{seed}"
+    model_work = cohort_cache_root().parent / "bench" / f"model-{tag}"  # shared with the model benchmark
+    work = cohort_cache_root().parent / "bench" / f"federated-{tag}"
+    model_work.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_model(ModelConfig(modalities=("notes",))).tokenizer
+    data = {s: _encoded(model_work, cohort_dir, s, tokenizer, progress) for s in ("train", "val", "test")}
+    reader = _reader(model_work, 2000 if quick else 6000, progress)
+    plan = _plan(quick)
+    base = FedConfig(cohort=str(cohort_dir), text_encoder=str(reader), encoded_dir=str(model_work),
+                     num_server_rounds=plan["rounds"], local_epochs=plan["local_epochs"], seed=seed,
+                     dp_sample_rate=plan["dp_sample_rate"], dp_epochs=plan["dp_epochs"], dp_lr=plan["dp_lr"],
+                     progress=progress)
+
+    def cached(name: str, make) -> dict[str, Any]:  # noqa: ANN001 - a no-argument callable
+        f = work / f"{name}.json"
+        if f.exists():
+            return json.loads(f.read_text())
+        res = make()
+        write_json(f, res)
+        return res
+
+    runs: dict[str, dict[str, Any]] = {}
+    runs["centralized"] = cached("centralized", lambda: _centralized(work, model_work, base, data, plan))
+    runs["fedavg"] = cached("fedavg", lambda: _federated("fedavg", work, base, data["test"]))
+    for eps in EPSILONS:
+        fed = FedConfig(**{**asdict(base), "dp": True, "dp_epsilon": eps, "dp_budget": eps})
+        runs[f"dp_eps{eps:g}"] = cached(f"dp_eps{eps:g}", lambda fed=fed, eps=eps: _federated(f"dp_eps{eps:g}", work, fed,
+                                                                                            data["test"]))
+    fusion = FedConfig(**{**asdict(base), "federate": "fusion", "num_server_rounds": 1,
+                          "init_model": str(work / "fedavg" / "run" / "model")})
+    runs["fusion_only"] = cached("fusion_only", lambda: _federated("fusion_only", work, fusion, data["test"]))
+    ratio = cached("dp_step_ratio", lambda: _dp_ratio(FedConfig(**{**asdict(base), "dp": True}), data, plan))
+
+    dp1 = runs["dp_eps1"]
+    result: dict[str, Any] = {
+        "auroc": {"centralized": runs["centralized"]["auroc"], "fedavg": runs["fedavg"]["auroc"],
+                  "fedavg_dp": dp1["auroc"]},
+        "dp_curve": {f"{e:g}": runs[f"dp_eps{e:g}"]["auroc"] for e in EPSILONS},
+        "per_site_auroc": runs["fedavg"]["per_site_auroc"],
+        "target_epsilon": 1.0,
+        "delta": base.dp_delta,
+        "epsilon": dp1["epsilon"],
+        "dp_trainable_params": dp1["dp_trainable_params"],
+        "dp_step_ratio": ratio["dp_step_ratio"],
+        "dp_step": ratio,
+        "bytes_per_round": runs["fedavg"]["bytes_per_round"],
+        "bytes_per_round_fusion_only": runs["fusion_only"]["bytes_per_round"],
+        "bytes_reduction_fusion_only": runs["fedavg"]["bytes_per_round"] / runs["fusion_only"]["bytes_per_round"],
+        "auroc_fusion_only_round": runs["fusion_only"]["auroc"],
+        "epsilon_by_run": {k: v["epsilon"] for k, v in runs.items() if "epsilon" in v},
+        "noise_multiplier_by_run": {k: v["noise_multiplier"] for k, v in runs.items() if "noise_multiplier" in v},
+        "refused": {k: v["refused"] for k, v in runs.items() if v.get("refused")},
+        "seconds_by_run": {k: v["seconds"] for k, v in runs.items()},
+        "plan": {**plan, "strategy": base.strategy, "dp_max_grad_norm": base.dp_max_grad_norm,
+                 "dp_train": base.dp_train, "sites": sorted(set(data["train"].sites)),
+                 "n_train": len(data["train"]), "n_test": len(data["test"])},
+        "work_dir": str(work),
+    }
+    result.update(envelope(preset if not cohort else str(cohort), time.perf_counter() - start))
+    return result
+
+
+__all__ = ["run_federated_bench"]

@@ -3,8 +3,9 @@
 Both steps train the same parameters on the same batch (the frozen note reader's states precomputed for both),
 so the ratio is the price of per-sample gradients, clipping and noise alone. The DP step is Opacus'
 (``GradSampleModule`` + ``DPOptimizer``: what ``make_private`` assembles; Poisson sampling and accounting do not
-change a step's cost). Variants: which parameters DP trains (``all`` trainable, or ``fusion`` with both encoders
-frozen) and Opacus' per-sample gradient engine (``hooks``, or ``functorch``: vectorised ``torch.func``).
+change a step's cost) or the workbench's ``vmap`` engine (``dp_vmap``). Variants: which parameters DP trains
+(``all`` trainable, or ``fusion`` with both encoders frozen) and the per-sample gradient engine (``vmap``;
+Opacus ``hooks``; Opacus ``functorch``, its per-layer ``torch.func``).
 Imports torch, opacus and the model only, so it runs on the GPU machine (random inputs of the real shapes).
 """
 
@@ -83,6 +84,20 @@ def dp_step_ratio(model: NoduleRiskModel, batch: dict[str, torch.Tensor], *, dev
         loss.backward()
         opt.step()
 
+    if engine == "vmap":
+        from workbench.train.dp_vmap import make_vmap_step
+
+        vmap_step = make_vmap_step(copy.deepcopy(model).to(device).train(), lr, noise_multiplier=noise_multiplier,
+                                   max_grad_norm=max_grad_norm, expected_batch_size=n, pos_weight=2.0)
+
+        def private() -> None:
+            vmap_step(batch)
+
+        t_plain = _timed(plain, device, steps, warmup)
+        t_dp = _timed(private, device, steps, warmup)
+        return {"engine": engine, "batch_size": n, "trainable_params": sum(p.numel() for p in params),
+                "plain_step_ms": t_plain * 1000, "dp_step_ms": t_dp * 1000, "dp_step_ratio": t_dp / t_plain}
+
     dp_model = GradSampleModule(copy.deepcopy(model).to(device).train(), force_functorch=engine == "functorch")
     dp_params = [p for p in dp_model.parameters() if p.requires_grad]
     dp_opt = DPOptimizer(torch.optim.AdamW(dp_params, lr=lr), noise_multiplier=noise_multiplier,
@@ -104,7 +119,7 @@ def dp_step_ratio(model: NoduleRiskModel, batch: dict[str, torch.Tensor], *, dev
 def run_dp_speed(*, device: str, batch_size: int = 64, note_tokens: int = 256, steps: int = 20) -> dict[str, Any]:
     """``workbench bench federated --device cuda``: the DP/plain step ratio on ``device`` for each trainable set
     and per-sample gradient engine; ``dp_step_ratio`` is the federated benchmark's configuration (``all``,
-    hooks). Random inputs of the real shapes, note reader frozen (its states precomputed, as in training)."""
+    vmap). Random inputs of the real shapes, note reader frozen (its states precomputed, as in training)."""
     from workbench.bench.common import envelope
     from workbench.models.model import ModelConfig, build_model
     from workbench.models.text_encoder import TextEncoderConfig
@@ -112,7 +127,7 @@ def run_dp_speed(*, device: str, batch_size: int = 64, note_tokens: int = 256, s
     start = time.perf_counter()
     rows = []
     for train in ("all", "fusion"):
-        for engine in ("hooks", "functorch"):
+        for engine in ("vmap", "hooks", "functorch"):
             model = build_model(ModelConfig(text=TextEncoderConfig(freeze=True)))
             freeze_for_dp(model, train)
             try:
@@ -121,7 +136,7 @@ def run_dp_speed(*, device: str, batch_size: int = 64, note_tokens: int = 256, s
             except Exception as e:  # noqa: BLE001 - one engine failing must not hide the others
                 r = {"engine": engine, "error": f"{type(e).__name__}: {e}"[:300]}
             rows.append({"dp_train": train, **r})
-    main = next(r for r in rows if r["dp_train"] == "all" and r["engine"] == "hooks")
+    main = next(r for r in rows if r["dp_train"] == "all" and r["engine"] == "vmap")
     return {"device": device, "dp_step_ratio": main.get("dp_step_ratio"), "variants": rows,
             "batch_size": batch_size, "note_tokens": note_tokens,
             **envelope("random inputs", time.perf_counter() - start)}

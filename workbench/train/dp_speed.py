@@ -64,7 +64,7 @@ def _timed(step, device: str, steps: int, warmup: int) -> float:  # noqa: ANN001
 
 def dp_step_ratio(model: NoduleRiskModel, batch: dict[str, torch.Tensor], *, device: str = "cpu",
                   engine: str = "hooks", steps: int = 10, warmup: int = 3, noise_multiplier: float = 1.0,
-                  max_grad_norm: float = 1.0, lr: float = 1e-3) -> dict[str, Any]:
+                  max_grad_norm: float = 1.0, lr: float = 1e-3, amp: bool = False) -> dict[str, Any]:
     """Median seconds of a plain and a DP step on ``batch``; the model's trainable set is what both train."""
     from opacus import GradSampleModule
     from opacus.optimizers import DPOptimizer
@@ -77,9 +77,12 @@ def dp_step_ratio(model: NoduleRiskModel, batch: dict[str, torch.Tensor], *, dev
     params = [p for p in plain_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr)
 
+    use_amp = amp and device.startswith("cuda")
+
     def plain() -> None:
-        out = plain_model(*(batch[k] for k in positional), note_states=batch["note_states"])
-        loss = loss_fn(out, batch, 2.0, 0.3, reduction="none").mean()
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+            out = plain_model(*(batch[k] for k in positional), note_states=batch["note_states"])
+            loss = loss_fn(out, batch, 2.0, 0.3, reduction="none").mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -91,11 +94,13 @@ def dp_step_ratio(model: NoduleRiskModel, batch: dict[str, torch.Tensor], *, dev
                                    max_grad_norm=max_grad_norm, expected_batch_size=n, pos_weight=2.0)
 
         def private() -> None:
-            vmap_step(batch)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                vmap_step(batch)
 
         t_plain = _timed(plain, device, steps, warmup)
         t_dp = _timed(private, device, steps, warmup)
-        return {"engine": engine, "batch_size": n, "trainable_params": sum(p.numel() for p in params),
+        return {"engine": engine, "amp": "bfloat16" if use_amp else "none", "batch_size": n,
+                "trainable_params": sum(p.numel() for p in params),
                 "plain_step_ms": t_plain * 1000, "dp_step_ms": t_dp * 1000, "dp_step_ratio": t_dp / t_plain}
 
     dp_model = GradSampleModule(copy.deepcopy(model).to(device).train(), force_functorch=engine == "functorch")
@@ -112,31 +117,32 @@ def dp_step_ratio(model: NoduleRiskModel, batch: dict[str, torch.Tensor], *, dev
 
     t_plain = _timed(plain, device, steps, warmup)
     t_dp = _timed(private, device, steps, warmup)
-    return {"engine": engine, "batch_size": n, "trainable_params": sum(p.numel() for p in params),
+    return {"engine": engine, "amp": "none", "batch_size": n, "trainable_params": sum(p.numel() for p in params),
             "plain_step_ms": t_plain * 1000, "dp_step_ms": t_dp * 1000, "dp_step_ratio": t_dp / t_plain}
 
 
 def run_dp_speed(*, device: str, batch_size: int = 64, note_tokens: int = 256, steps: int = 20) -> dict[str, Any]:
     """``workbench bench federated --device cuda``: the DP/plain step ratio on ``device`` for each trainable set
-    and per-sample gradient engine; ``dp_step_ratio`` is the federated benchmark's configuration (``all``,
-    vmap). Random inputs of the real shapes, note reader frozen (its states precomputed, as in training)."""
+    and per-sample gradient engine; ``dp_step_ratio`` is the configuration a GPU node trains with (``all``,
+    vmap, bfloat16 autocast as the plain trainer uses on a GPU). Random inputs of the real shapes, note reader
+    frozen (its states precomputed, as in training)."""
     from workbench.bench.common import envelope
     from workbench.models.model import ModelConfig, build_model
     from workbench.models.text_encoder import TextEncoderConfig
 
     start = time.perf_counter()
     rows = []
-    for train in ("all", "fusion"):
-        for engine in ("vmap", "hooks", "functorch"):
-            model = build_model(ModelConfig(text=TextEncoderConfig(freeze=True)))
-            freeze_for_dp(model, train)
-            try:
-                r = dp_step_ratio(model, random_batch(model, batch_size, note_tokens), device=device, engine=engine,
-                                  steps=steps, warmup=5)
-            except Exception as e:  # noqa: BLE001 - one engine failing must not hide the others
-                r = {"engine": engine, "error": f"{type(e).__name__}: {e}"[:300]}
-            rows.append({"dp_train": train, **r})
-    main = next(r for r in rows if r["dp_train"] == "all" and r["engine"] == "vmap")
+    for train, engine, amp in (("all", "vmap", True), ("all", "vmap", False), ("all", "hooks", False),
+                               ("all", "functorch", False), ("fusion", "vmap", True), ("fusion", "hooks", False)):
+        model = build_model(ModelConfig(text=TextEncoderConfig(freeze=True)))
+        freeze_for_dp(model, train)
+        try:
+            r = dp_step_ratio(model, random_batch(model, batch_size, note_tokens), device=device, engine=engine,
+                              steps=steps, warmup=5, amp=amp)
+        except Exception as e:  # noqa: BLE001 - one engine failing must not hide the others
+            r = {"engine": engine, "error": f"{type(e).__name__}: {e}"[:300]}
+        rows.append({"dp_train": train, **r})
+    main = rows[0]
     return {"device": device, "dp_step_ratio": main.get("dp_step_ratio"), "variants": rows,
             "batch_size": batch_size, "note_tokens": note_tokens,
             **envelope("random inputs", time.perf_counter() - start)}

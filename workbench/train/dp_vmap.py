@@ -7,7 +7,9 @@ from one ``vmap(grad(loss of one case))``, the per-case norms from one (B, P) ma
 The algorithm is Opacus' exactly (DP-SGD of Abadi et al.): clip each case's gradient to ``max_grad_norm``,
 sum, add N(0, (noise_multiplier x max_grad_norm)^2) per coordinate, divide by the expected batch size; so the
 accounting (noise multiplier, Poisson rate, steps) is unchanged. ``tests/train/test_private.py`` checks its
-per-sample gradients against a loop over batches of one and against Opacus.
+per-sample gradients against a loop over batches of one and its step against the formula. It needs the note
+reader frozen (its states precomputed): the transformers encoder's attention masking branches on data, which
+vmap cannot trace; a trainable note encoder trains through Opacus instead (``train_private`` picks).
 """
 
 from __future__ import annotations

@@ -48,6 +48,7 @@ class PrivacyConfig:
     steps: int = 100  # optimizer steps in this call (fixed, whatever the data say)
     delta: float = 1e-5
     lr: float = 1e-3
+    engine: str = "vmap"  # per-sample gradients: "vmap" (dp_vmap, whole-model torch.func) or "opacus" (hooks)
 
 
 @dataclass
@@ -60,6 +61,7 @@ class PrivateResult:
     mean_batch: float
     samples_per_s: float
     seconds: float
+    engine: str = "opacus"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,6 +126,14 @@ def train_private(model: NoduleRiskModel, train: EncodedCases, privacy: PrivacyC
     enc = model.text_encoder
     if enc is not None and not any(p.requires_grad for p in [*enc.encoder.parameters(), *enc.value_proj.parameters()]):
         train = with_note_states(model, train)  # a frozen encoder: its states once, not once per step
+    # vmap needs no data-dependent control flow; the transformers encoder's masking has some, so a trainable
+    # note encoder (no precomputed states) goes through Opacus' hooks
+    if privacy.engine == "vmap" and (model.text_encoder is None or "note_states" in train.tensors):
+        return _train_private_vmap(model, train, privacy, config, pos_weight)
+    if privacy.engine == "vmap":
+        privacy = PrivacyConfig(**{**privacy.__dict__, "engine": "opacus"})
+    if privacy.engine != "opacus":
+        raise ValueError(f"DP engine {privacy.engine!r}: expected vmap or opacus")
     module, optimizer, loader, engine = make_private(model, train, privacy)
     steps, seen = 0, 0
     t0 = time.perf_counter()
@@ -152,3 +162,36 @@ def train_private(model: NoduleRiskModel, train: EncodedCases, privacy: PrivacyC
     return PrivateResult(steps, privacy.noise_multiplier, loader.sample_rate if hasattr(loader, "sample_rate")
                          else privacy.sample_rate, privacy.delta, float(epsilon), seen / max(steps, 1),
                          seen / seconds if seconds else math.nan, seconds)
+
+
+def _train_private_vmap(model: NoduleRiskModel, train: EncodedCases, privacy: PrivacyConfig, config: TrainConfig,
+                        pos_weight: float) -> PrivateResult:
+    """The same DP-SGD with the vmap engine: Poisson draws at the effective rate Opacus would use, clipped and
+    noised per step by ``VmapDPOptimizer``, epsilon from Opacus' RDP accountant over (noise, rate, steps)."""
+    from opacus.accountants import RDPAccountant
+
+    from workbench.train.dp_vmap import VmapDPOptimizer
+
+    n = len(train)
+    rate = effective_sample_rate(n, privacy.sample_rate)
+    g = torch.Generator().manual_seed(config.seed)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=privacy.lr)
+    dp = VmapDPOptimizer(model, opt, noise_multiplier=privacy.noise_multiplier, max_grad_norm=privacy.max_grad_norm,
+                         expected_batch_size=max(1, int(n * rate)), pos_weight=pos_weight,
+                         aux_weight=config.aux_weight, generator=g)
+    seen = 0
+    t0 = time.perf_counter()
+    for _ in tqdm(range(privacy.steps), desc="dp-sgd", unit="step", disable=not config.progress):
+        idx = torch.nonzero(torch.rand(n, generator=g) < rate).flatten()
+        batch = train.batch(idx)
+        if "note_states" in batch:
+            batch["note_states"] = batch["note_states"].float()
+        dp.step(batch)
+        seen += len(idx)
+    seconds = time.perf_counter() - t0
+    acc = RDPAccountant()
+    acc.history = [(privacy.noise_multiplier, rate, privacy.steps)]
+    model.eval()
+    return PrivateResult(privacy.steps, privacy.noise_multiplier, rate, privacy.delta,
+                         float(acc.get_epsilon(privacy.delta)), seen / max(privacy.steps, 1),
+                         seen / seconds if seconds else math.nan, seconds, "vmap")

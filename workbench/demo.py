@@ -1,25 +1,29 @@
 """``make demo``: the main job on the embedded synthetic cohort, end to end as far as it is built:
-cohort -> ingestion -> training of the fused model -> evaluation with each modality removed in turn."""
+cohort -> ingestion -> federated training with DP across the sites (Flower simulation, one node per site) ->
+evaluation with each modality removed in turn."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from workbench.cohort.config import CohortConfig
 from workbench.cohort.generate import generate_cohort
+from workbench.data.cache import default_cache_dir
 from workbench.data.ingest import ingest_site
 
 
 def run_demo(out: Path, *, preset: str = "small") -> int:
     cohort = out / "cohort"
+    os.environ["WORKBENCH_CACHE"] = str((out / "workbench_cache").resolve())  # nodes (Ray workers) inherit it
     print(f"[1/4] synthetic cohort ({preset}) -> {cohort}")
     s = generate_cohort(cohort, CohortConfig(preset=preset))
     print(f"      {s.n_cases} cases at {len(s.sites)} sites, {s.bytes_on_disk / 2**20:.0f} MB, {s.seconds:.0f} s")
     print("[2/4] ingestion of each site (check, preprocess, cache)")
     summaries = []
     for site in s.sites:
-        rep = ingest_site(cohort / site, cache_dir=out / "cache")
+        rep = ingest_site(cohort / site, cache_dir=default_cache_dir())
         summaries.append(rep.summary())
     (out / "ingest_summary.json").write_text(json.dumps(summaries, indent=2))
     print(f"\n{'site':<12} {'cases':>5} {'usable':>6} {'ct+note':>7} {'ct':>4} {'note':>4} {'refused':>7} {'slice mm':>8}")
@@ -55,21 +59,27 @@ def _note_reader(out: Path) -> Path:
 
 
 def _train_and_evaluate(out: Path, cohort: Path) -> None:
+    from federated.config import FedConfig
+    from workbench.federate import run_federated
     from workbench.jsonout import jsonable
-    from workbench.models.model import ModelConfig
-    from workbench.models.text_encoder import TextEncoderConfig
-    from workbench.train.run import evaluate_run, train_run
-    from workbench.train.trainer import TrainConfig
+    from workbench.train.run import evaluate_run
 
     reader = _note_reader(out / "note_reader")
     run = out / "run"
-    print(f"\n[4/4] train the modality-gated model on the pooled train split -> {run}")
-    config = ModelConfig(text=TextEncoderConfig(path=str(reader), freeze=True))
-    log = train_run([cohort], run, model_config=config, train_config=TrainConfig(epochs=20, patience=0),
-                    cache_dir=out / "cache")
-    print(f"      {log['n_train']} training cases, {log['trainable_params']:,} parameters, best epoch "
-          f"{log['best_epoch']} (val AUROC {log['best_val_auroc']:.3f}), {log['samples_per_s']:.0f} samples/s")
-    res = jsonable(evaluate_run(run, cohort, ablations=True, cache_dir=out / "cache", progress=False))
+    fed = FedConfig(cohort=str(cohort), text_encoder=str(reader), num_server_rounds=5, dp=True, dp_epsilon=3.0,
+                    dp_budget=8.0, dp_sample_rate=0.5, dp_epochs=2.0, dp_lr=3e-3, state_dir=str(out / "nodes"))
+    print(f"\n[4/4] federated training with DP: {fed.num_server_rounds} Flower rounds, one node per site, DP-SGD at "
+          f"each node (target epsilon {fed.dp_epsilon:g} per run, lifetime budget {fed.dp_budget:g}, "
+          f"delta {fed.dp_delta:g}) -> {run}")
+    summary = run_federated(fed, run)
+    print(f"\n{'node':<12} {'epsilon (run)':>13} {'epsilon (lifetime)':>18} {'budget':>6}")
+    for site, e in summary.get("epsilon", {}).items():
+        print(f"{site:<12} {e['run']:>13.3f} {e['lifetime']:>18.3f} {e['budget']:>6g}")
+    for site, why in summary.get("refused", {}).items():
+        print(f"refused: {site}: {why}")
+    print(f"      {summary['seconds']:.0f} s; rounds: {run / 'rounds.json'}, plot: {run / 'rounds.png'}; "
+          f"ledgers and audit logs: {out / 'nodes'}/<site>/")
+    res = jsonable(evaluate_run(run, cohort, ablations=True, cache_dir=default_cache_dir(), progress=False))
     (out / "evaluation.json").write_text(json.dumps(res, indent=2))
 
     def fmt(v: float | None) -> str:
@@ -84,6 +94,7 @@ def _train_and_evaluate(out: Path, cohort: Path) -> None:
         label = name.replace("_", " ")
         print(f"{label:<22} {a['n']:>4} {fmt(a['auroc']):>6} {fmt(a['auprc']):>6} {fmt(a['ece']):>6}  "
               f"{kept} gate {a[f'gate_{kept}_mean']:.2f}")
-    print(f"\nrun: {run} (model/, calibration.json, train_log.json, training_curve.png); evaluation: {out / 'evaluation.json'}")
-    print("The small demo cohort trains on ~90 cases: expect modest, noisy AUROC; `workbench bench model` (full "
-          "preset) is the real measure (bench/results/model.json, data_cards/model_card.md).")
+    print(f"\nrun: {run} (model/, calibration.json, rounds.json, rounds.png, federation.json); evaluation: "
+          f"{out / 'evaluation.json'}")
+    print("The small demo cohort trains on ~90 cases under DP: expect noisy AUROC near chance; `workbench bench "
+          "model` and `workbench bench federated` (full preset) are the real measures (bench/results/).")

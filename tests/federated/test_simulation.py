@@ -41,8 +41,14 @@ def test_three_nodes_two_rounds_dp_refusal_ledger_restart_and_accounting(tiny_co
     state = tmp_path / "nodes"
     spent = sites[2].name  # this hospital spent its budget in an earlier study
     PrivacyLedger.open(state / spent / "privacy_ledger.json", spent, 3.0, 1e-5).record("earlier", 1, 0.6, 0.5, 100, 1.0)
+    from workbench.models.model import ModelConfig, build_model
+    from workbench.train.pretrain_text import save_note_reader
+
+    reader = tmp_path / "reader"  # a frozen note reader (untrained here): DP trains the rest, the vmap engine
+    save_note_reader(build_model(ModelConfig(modalities=("notes",))), reader, "test reader, not pretrained")
     fed = FedConfig(cohort=str(tiny_cohort), num_server_rounds=2, dp=True, dp_epsilon=1.0, dp_budget=3.0,
-                    dp_sample_rate=0.25, dp_epochs=1.0, state_dir=str(state), progress=False, run_tag="study1")
+                    dp_sample_rate=0.25, dp_epochs=1.0, state_dir=str(state), progress=False, run_tag="study1",
+                    text_encoder=str(reader))
     summary = run_federated(fed, tmp_path / "run1")
 
     rounds = json.loads((tmp_path / "run1" / "rounds.json").read_text())["rounds"]

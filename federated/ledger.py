@@ -14,7 +14,9 @@ previous ledger intact, never a half-written one.
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -47,6 +49,12 @@ class LedgerEntry:
         return self.noise_multiplier, self.sample_rate, self.steps
 
 
+@functools.lru_cache(maxsize=4096)
+def _rdp_one_step(sigma: float, q: float) -> tuple[float, ...]:
+    """RDP of one subsampled-Gaussian step at every order; k steps compose to k times it (exactly)."""
+    return tuple(rdp_analysis.compute_rdp(q=q, noise_multiplier=sigma, steps=1, orders=ORDERS))
+
+
 def epsilon_of(releases: list[tuple[float, float, int]], delta: float) -> float:
     """RDP epsilon of a composition of subsampled-Gaussian releases (noise multiplier, sampling rate, steps)."""
     if not releases:
@@ -55,8 +63,8 @@ def epsilon_of(releases: list[tuple[float, float, int]], delta: float) -> float:
     for sigma, q, steps in releases:
         if steps <= 0:
             continue
-        r = rdp_analysis.compute_rdp(q=q, noise_multiplier=sigma, steps=steps, orders=ORDERS)
-        total = [a + b for a, b in zip(total, r, strict=True)]
+        r = _rdp_one_step(float(sigma), float(q))
+        total = [a + steps * b for a, b in zip(total, r, strict=True)]
     eps, _ = rdp_analysis.get_privacy_spent(orders=ORDERS, rdp=total, delta=delta)
     return float(eps)
 
@@ -132,13 +140,14 @@ class PrivacyLedger:
         lo, hi = 0.3, max_noise
         if fits(lo):
             return lo
-        for _ in range(40):  # bisection on a monotone predicate: more noise, less epsilon
+        lo, hi = math.log(lo), math.log(hi)
+        for _ in range(24):  # bisection on a monotone predicate: more noise, less epsilon (1e-6 relative)
             mid = (lo + hi) / 2
-            if fits(mid):
+            if fits(math.exp(mid)):
                 hi = mid
             else:
                 lo = mid
-        return hi
+        return math.exp(hi)
 
     def summary(self) -> dict[str, Any]:
         return {"node": self.node, "epsilon": self.epsilon(), "budget_epsilon": self.budget_epsilon,

@@ -126,7 +126,7 @@ def train_plain(model: NoduleRiskModel, data: EncodedCases, fed: FedConfig, serv
     """``local-epochs`` passes of the shared trainer (no early stopping: the server owns the rounds)."""
     from workbench.train.trainer import TrainConfig, train_model
 
-    cfg = TrainConfig(epochs=fed.local_epochs, batch_size=fed.batch_size, lr=fed.lr, patience=0,
+    cfg = TrainConfig(epochs=fed.local_epochs, batch_size=fed.batch_size, lr=fed.lr, patience=0, schedule="constant",
                       seed=fed.seed * 1000 + server_round, progress=False, proximal_mu=proximal_mu)
     result = train_model(model, data, None, cfg)
     return {"train_loss": float(result.history[-1]["loss"]) if result.history else float("nan"),

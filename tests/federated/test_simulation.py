@@ -84,7 +84,8 @@ def test_three_nodes_two_rounds_dp_refusal_ledger_restart_and_accounting(tiny_co
 
 @pytest.mark.slow
 def test_flwr_run_from_a_fresh_checkout(tiny_cohort: Path, tmp_path: Path) -> None:
-    """``flwr run .`` with a temporary FLWR_HOME; the local SuperLink it starts is stopped by its process id."""
+    """``flwr run .`` with a temporary FLWR_HOME; the local SuperLink it starts is stopped by its process id.
+    FedProx (the proximal term in the nodes' trainer) inside Flower's server-side DP clipping wrapper."""
     if not (REPO / ".git").exists() or shutil.which("git") is None:
         pytest.skip("needs the git checkout")
     checkout = tmp_path / "checkout"
@@ -98,7 +99,7 @@ def test_flwr_run_from_a_fresh_checkout(tiny_cohort: Path, tmp_path: Path) -> No
            "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1", "WORKBENCH_CACHE": str(tmp_path / "cache")}
     out = tmp_path / "run"
     run_config = (f"cohort='{tiny_cohort}' num-server-rounds=2 out-dir='{out}' "
-                  f"state-dir='{tmp_path / 'nodes'}'")
+                  f"state-dir='{tmp_path / 'nodes'}' strategy='fedprox' central-dp=true")
     try:
         proc = subprocess.run([str(bindir / "flwr"), "run", ".", "--stream", "--federation-config",
                                "num-supernodes=3", "--run-config", run_config], cwd=checkout, env=env,

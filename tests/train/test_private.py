@@ -96,9 +96,8 @@ def test_private_training_runs_a_fixed_number_of_poisson_steps_and_reports_epsil
 
 def test_vmap_engine_per_sample_gradients_match_a_loop_and_its_step_matches_the_dp_sgd_formula() -> None:
     """The workbench's DP engine (one vmap over the whole model) against batches of one."""
-    from workbench.train.dp_vmap import VmapDPOptimizer, per_sample_grads
-
     from workbench.train.dataset import with_note_states
+    from workbench.train.dp_vmap import VmapDPOptimizer, per_sample_grads
 
     torch.manual_seed(0)
     config = tiny_config()

@@ -34,6 +34,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_frac: float = 0.05  # share of all steps spent warming up linearly from 0
+    schedule: str = "cosine"  # "cosine" (warm-up then cosine decay) or "constant" (a federated round's local steps)
     class_weights: bool = True  # weigh malignant cases by n_benign / n_malignant in the loss
     modality_dropout: float = 0.2  # per case with both modalities: chance to hide one of them (either, 50/50)
     aux_weight: float = 0.3  # loss on each modality summary read alone (keeps each summary meaningful)
@@ -156,7 +157,9 @@ def train_model(model: NoduleRiskModel, train: EncodedCases, val: EncodedCases |
     steps_per_epoch = max(1, math.ceil(len(train) / config.batch_size))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config.epochs * steps_per_epoch, config.warmup_frac))
+    schedule = lr_lambda(config.epochs * steps_per_epoch, config.warmup_frac) if config.schedule == "cosine" \
+        else (lambda step: 1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     result = TrainResult()
     best_state = copy.deepcopy(model.state_dict())
     start_epoch, since_best = 0, 0

@@ -1,0 +1,39 @@
+"""The federated configuration: pyproject's [tool.flwr.app.config] parses into FedConfig; bad keys refused."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from federated.config import FedConfig
+from federated.server_app import make_strategy
+from workbench.errors import WorkbenchError
+
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+
+
+def test_every_app_config_key_is_a_fedconfig_field_and_parses() -> None:
+    app = tomllib.loads(PYPROJECT.read_text())["tool"]["flwr"]["app"]
+    assert app["components"] == {"serverapp": "federated.server_app:app", "clientapp": "federated.client_app:app"}
+    cfg = FedConfig.from_run_config(app["config"])
+    assert cfg == FedConfig(progress=False)  # the file documents the defaults, nothing else
+    assert set(app["config"]) == set(FedConfig().to_run_config())
+
+
+def test_bad_values_are_refused_with_one_line() -> None:
+    with pytest.raises(WorkbenchError, match="unknown key 'rounds'"):
+        FedConfig.from_run_config({"rounds": 3})
+    with pytest.raises(WorkbenchError, match="strategy 'fedsgd'"):
+        FedConfig.from_run_config({"strategy": "fedsgd"})
+    with pytest.raises(WorkbenchError, match="dp-epsilon = 'lots'"):
+        FedConfig.from_run_config({"dp-epsilon": "lots"})
+
+
+@pytest.mark.parametrize("name, cls", [("fedavg", "FedAvg"), ("fedprox", "FedProx"), ("fedadam", "FedAdam"),
+                                       ("fedtrimmedavg", "FedTrimmedAvg"), ("krum", "Krum")])
+def test_each_strategy_is_flowers_own(name: str, cls: str) -> None:
+    assert type(make_strategy(FedConfig(strategy=name), 4)).__name__ == cls
+    wrapped = make_strategy(FedConfig(strategy=name, central_dp=True), 4)
+    assert type(wrapped).__name__ == "DifferentialPrivacyServerSideFixedClipping"

@@ -49,7 +49,7 @@ def run_federated(fed: FedConfig, out: str | Path, *, calibrate: bool = True) ->
     fed.check()
     t0 = time.perf_counter()
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    logging.getLogger("flwr").setLevel(logging.WARNING)
+    logging.getLogger("flwr").setLevel(logging.ERROR)  # node errors are kept in rounds.json and the summary
     run_simulation(
         server_app=make_server_app(fed, n_nodes=len(sites)),
         client_app=make_client_app(fed),
@@ -66,7 +66,9 @@ def run_federated(fed: FedConfig, out: str | Path, *, calibrate: bool = True) ->
     rounds = json.loads((out / "rounds.json").read_text())["rounds"]
     summary: dict[str, Any] = {"config": fed.to_run_config(), "sites": [s.name for s in sites],
                                "rounds": len(rounds), "seconds": seconds,
-                               "refused": {n["site"]: n["refused"] for r in rounds for n in r["nodes"] if "refused" in n}}
+                               "refused": {n["site"]: n["refused"] for r in rounds for n in r["nodes"] if "refused" in n},
+                               "errors": [f"round {r['round']}, node {n['node_id']}: {n['error']}" for r in rounds
+                                          for n in r["nodes"] if "error" in n]}
     if fed.dp:
         root = Path(fed.state_dir) if fed.state_dir else None
         eps = {}

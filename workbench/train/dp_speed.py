@@ -64,7 +64,8 @@ def _timed(step, device: str, steps: int, warmup: int) -> float:  # noqa: ANN001
 
 def dp_step_ratio(model: NoduleRiskModel, batch: dict[str, torch.Tensor], *, device: str = "cpu",
                   engine: str = "hooks", steps: int = 10, warmup: int = 3, noise_multiplier: float = 1.0,
-                  max_grad_norm: float = 1.0, lr: float = 1e-3, amp: bool = False) -> dict[str, Any]:
+                  max_grad_norm: float = 1.0, lr: float = 1e-3, amp: bool = False,
+                  compiled: bool = False) -> dict[str, Any]:
     """Median seconds of a plain and a DP step on ``batch``; the model's trainable set is what both train."""
     from opacus import GradSampleModule
     from opacus.optimizers import DPOptimizer
@@ -75,13 +76,14 @@ def dp_step_ratio(model: NoduleRiskModel, batch: dict[str, torch.Tensor], *, dev
 
     plain_model = copy.deepcopy(model).to(device).train()
     params = [p for p in plain_model.parameters() if p.requires_grad]
+    plain_forward = torch.compile(plain_model) if compiled else plain_model
     opt = torch.optim.AdamW(params, lr=lr)
 
     use_amp = amp and device.startswith("cuda")
 
     def plain() -> None:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-            out = plain_model(*(batch[k] for k in positional), note_states=batch["note_states"])
+            out = plain_forward(*(batch[k] for k in positional), note_states=batch["note_states"])
             loss = loss_fn(out, batch, 2.0, 0.3, reduction="none").mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -91,7 +93,8 @@ def dp_step_ratio(model: NoduleRiskModel, batch: dict[str, torch.Tensor], *, dev
         from workbench.train.dp_vmap import make_vmap_step
 
         vmap_step = make_vmap_step(copy.deepcopy(model).to(device).train(), lr, noise_multiplier=noise_multiplier,
-                                   max_grad_norm=max_grad_norm, expected_batch_size=n, pos_weight=2.0)
+                                   max_grad_norm=max_grad_norm, expected_batch_size=n, pos_weight=2.0,
+                                   compiled=compiled)
 
         def private() -> None:
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
@@ -99,7 +102,7 @@ def dp_step_ratio(model: NoduleRiskModel, batch: dict[str, torch.Tensor], *, dev
 
         t_plain = _timed(plain, device, steps, warmup)
         t_dp = _timed(private, device, steps, warmup)
-        return {"engine": engine, "amp": "bfloat16" if use_amp else "none", "batch_size": n,
+        return {"engine": engine, "amp": "bfloat16" if use_amp else "none", "compiled": compiled, "batch_size": n,
                 "trainable_params": sum(p.numel() for p in params),
                 "plain_step_ms": t_plain * 1000, "dp_step_ms": t_dp * 1000, "dp_step_ratio": t_dp / t_plain}
 
@@ -124,8 +127,8 @@ def dp_step_ratio(model: NoduleRiskModel, batch: dict[str, torch.Tensor], *, dev
 def run_dp_speed(*, device: str, batch_size: int = 64, note_tokens: int = 256, steps: int = 20) -> dict[str, Any]:
     """``workbench bench federated --device cuda``: the DP/plain step ratio on ``device`` for each trainable set
     and per-sample gradient engine; ``dp_step_ratio`` is the configuration the nodes train with (``all``
-    trainable, vmap engine), with the better of the two cuDNN settings (the same setting for both steps). Random inputs of the real shapes, note reader
-    frozen (its states precomputed, as in training)."""
+    trainable, vmap engine), compiled or not, whichever is better (the same setting for both steps). Random
+    inputs of the real shapes, note reader frozen (its states precomputed, as in training)."""
     from workbench.bench.common import envelope
     from workbench.models.model import ModelConfig, build_model
     from workbench.models.text_encoder import TextEncoderConfig
@@ -133,19 +136,18 @@ def run_dp_speed(*, device: str, batch_size: int = 64, note_tokens: int = 256, s
     start = time.perf_counter()
     rows = []
     # bfloat16 autocast inside vmap(grad) fails in a convolution backward (input/grad dtypes), so fp32 throughout;
-    # cuDNN autotuning is tried for both steps alike (the per-sample conv weight gradients are grouped convs)
-    for train, engine, bench in (("all", "vmap", False), ("all", "vmap", True), ("all", "hooks", False),
-                                 ("all", "hooks", True), ("fusion", "vmap", True), ("fusion", "hooks", True)):
-        if device.startswith("cuda"):
-            torch.backends.cudnn.benchmark = bench
+    # cuDNN autotuning changed nothing (measured); torch.compile is tried for both steps alike (vmap engine
+    # only: Opacus' hooks do not compile)
+    for train, engine, compiled in (("all", "vmap", False), ("all", "vmap", True), ("all", "hooks", False),
+                                    ("fusion", "vmap", False), ("fusion", "vmap", True), ("fusion", "hooks", False)):
         model = build_model(ModelConfig(text=TextEncoderConfig(freeze=True)))
         freeze_for_dp(model, train)
         try:
             r = dp_step_ratio(model, random_batch(model, batch_size, note_tokens), device=device, engine=engine,
-                              steps=steps, warmup=5)
+                              steps=steps, warmup=5, compiled=compiled)
         except Exception as e:  # noqa: BLE001 - one engine failing must not hide the others
             r = {"engine": engine, "error": f"{type(e).__name__}: {e}"[:300]}
-        rows.append({"dp_train": train, "cudnn_benchmark": bench, **r})
+        rows.append({"dp_train": train, **r})
     main = min((r for r in rows if r["dp_train"] == "all" and r["engine"] == "vmap" and "dp_step_ratio" in r),
                key=lambda r: r["dp_step_ratio"], default={})
     return {"device": device, "dp_step_ratio": main.get("dp_step_ratio"), "variants": rows,

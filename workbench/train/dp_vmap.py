@@ -49,8 +49,9 @@ class VmapDPOptimizer:
 
     def __init__(self, model: NoduleRiskModel, optimizer: torch.optim.Optimizer, *, noise_multiplier: float,
                  max_grad_norm: float, expected_batch_size: int, pos_weight: float = 1.0, aux_weight: float = 0.3,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, compiled: bool = False) -> None:
         self.model, self.optimizer = model, optimizer
+        self._grads = torch.compile(per_sample_grads) if compiled else per_sample_grads
         self.noise_multiplier, self.max_grad_norm = noise_multiplier, max_grad_norm
         self.expected_batch_size = max(1, expected_batch_size)
         self.pos_weight, self.aux_weight = pos_weight, aux_weight
@@ -63,7 +64,7 @@ class VmapDPOptimizer:
         p_total = sum(p.numel() for _, p in self.named)
         device = self.named[0][1].device
         if len(batch["label"]):
-            g = per_sample_grads(self.model, batch, self.pos_weight, self.aux_weight)
+            g = self._grads(self.model, batch, self.pos_weight, self.aux_weight)
             flat = torch.cat([g[n].reshape(len(batch["label"]), -1) for n, _ in self.named], dim=1)  # (B, P)
             scale = (self.max_grad_norm / (flat.norm(dim=1) + 1e-6)).clamp(max=1.0)  # (B,)
             summed = scale @ flat  # (P,)

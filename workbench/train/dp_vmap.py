@@ -3,7 +3,9 @@
 Opacus computes per-sample gradients layer by layer in hooks and clips and noises parameter by parameter: at
 the 20-25 ms steps of this model on an H100 its per-layer work cost 2.5-3x the plain step (measured,
 ``bench/results/federated_cuda_opacus.json``). Here the per-sample gradient of every trainable parameter comes
-from one ``vmap(grad(loss of one case))``, the per-case norms from one (B, P) matrix, the noise from one draw.
+from one ``vmap(grad(loss of one case))``, the per-case norms from one (B, P) matrix, the noise from one draw;
+on a GPU the per-sample gradient function is compiled (``torch.compile``): on an H100 the DP step then took
+10.6 ms against 14.4 ms for the compiled plain step and 20.4 ms for the eager one (``federated_cuda.json``).
 The algorithm is Opacus' exactly (DP-SGD of Abadi et al.): clip each case's gradient to ``max_grad_norm``,
 sum, add N(0, (noise_multiplier x max_grad_norm)^2) per coordinate, divide by the expected batch size; so the
 accounting (noise multiplier, Poisson rate, steps) is unchanged. ``tests/train/test_private.py`` checks its

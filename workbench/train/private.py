@@ -178,7 +178,8 @@ def _train_private_vmap(model: NoduleRiskModel, train: EncodedCases, privacy: Pr
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=privacy.lr)
     dp = VmapDPOptimizer(model, opt, noise_multiplier=privacy.noise_multiplier, max_grad_norm=privacy.max_grad_norm,
                          expected_batch_size=max(1, int(n * rate)), pos_weight=pos_weight,
-                         aux_weight=config.aux_weight, generator=g)
+                         aux_weight=config.aux_weight, generator=g,
+                         compiled=next(model.parameters()).is_cuda)  # compiled on a GPU: 0.74x a compiled plain step
     seen = 0
     t0 = time.perf_counter()
     for _ in tqdm(range(privacy.steps), desc="dp-sgd", unit="step", disable=not config.progress):

@@ -145,3 +145,18 @@ def test_both_engines_train_privately_with_the_same_accounting() -> None:
         assert res.engine == engine
         eps[engine] = (pytest.approx(res.epsilon, rel=1e-9), res.sample_rate, res.steps)
     assert eps["vmap"] == eps["opacus"]
+
+
+def test_compiled_per_sample_gradients_equal_the_eager_ones() -> None:
+    """The GPU nodes compile the vmap engine (torch.compile); compiled and eager must agree."""
+    from workbench.train.dataset import with_note_states
+    from workbench.train.dp_vmap import per_sample_grads
+
+    torch.manual_seed(0)
+    config = tiny_config()
+    config.text.freeze = True
+    model = build_model(config).train()
+    batch = with_note_states(model, random_cases(6)).batch(torch.arange(6))
+    eager = per_sample_grads(model, batch, 2.0, 0.3)
+    compiled = torch.compile(per_sample_grads)(model, batch, 2.0, 0.3)
+    assert max(float((eager[k] - compiled[k]).abs().max()) for k in eager) < 1e-5

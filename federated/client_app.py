@@ -9,6 +9,8 @@ no pixel.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
@@ -35,13 +37,14 @@ def make_client_app(base: FedConfig | None = None) -> ClientApp:
         torch.set_num_threads(1)
         site = task.node_site(fed, dict(context.node_config))
         state = task.state_dir(fed, dict(context.node_config), site)
-        server_round = int(msg.content["config"]["server-round"])
-        received = msg.content["arrays"].to_torch_state_dict()
+        train_cfg = msg.content.config_records["config"]
+        server_round = int(cast(int, train_cfg["server-round"]))
+        received = msg.content.array_records["arrays"].to_torch_state_dict()
         model = task.build(fed)
         task.load_state(model, received)
         data = task.node_data(fed, site, model, "train")
-        info = {"site": site.name, "refusal": ""}
-        metrics = dict.fromkeys(METRIC_KEYS, 0.0)
+        info: dict[str, Any] = {"site": site.name, "refusal": ""}
+        metrics: dict[str, Any] = dict.fromkeys(METRIC_KEYS, 0.0)
         metrics["num-examples"] = len(data)
         if fed.dp:
             ledger = PrivacyLedger.open(state / "privacy_ledger.json", site.name, fed.dp_budget, fed.dp_delta)
@@ -55,9 +58,9 @@ def make_client_app(base: FedConfig | None = None) -> ClientApp:
                 return Message(RecordDict({"info": ConfigRecord(info)}), reply_to=msg)
         else:
             metrics.update(task.train_plain(model, data, fed, server_round,
-                                            float(msg.content["config"].get("proximal-mu", 0.0))))
+                                            float(cast(float, train_cfg.get("proximal-mu", 0.0)))))
         sent = task.state_of(model, list(received.keys()))
-        norm = float(torch.sqrt(sum(((sent[k].float() - received[k].float()) ** 2).sum() for k in sent)))
+        norm = float(torch.stack([((sent[k].float() - received[k].float()) ** 2).sum() for k in sent]).sum().sqrt())
         metrics["update_norm"] = norm
         audit.append(state / "audit.jsonl", {
             "round": server_round, "site": site.name, "received": task.state_digest(received),
@@ -71,12 +74,12 @@ def make_client_app(base: FedConfig | None = None) -> ClientApp:
         fed = _config(base, context)
         torch.set_num_threads(1)
         site = task.node_site(fed, dict(context.node_config))
-        split = str(msg.content["config"].get("split", "val"))
+        split = str(msg.content.config_records["config"].get("split", "val"))
         model = task.build(fed)
-        task.load_state(model, msg.content["arrays"].to_torch_state_dict())
+        task.load_state(model, msg.content.array_records["arrays"].to_torch_state_dict())
         data = task.node_data(fed, site, model, split)
         res = task.evaluate(model, data)
-        metrics = {"num-examples": len(data), "auroc": res["auroc"], "loss": res["loss"]}
+        metrics: dict[str, Any] = {"num-examples": len(data), "auroc": res["auroc"], "loss": res["loss"]}
         return Message(RecordDict({"metrics": MetricRecord(metrics),
                                    "info": ConfigRecord({"site": site.name, "split": split})}), reply_to=msg)
 

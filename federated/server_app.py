@@ -14,7 +14,7 @@ import math
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord
 from flwr.serverapp import Grid, ServerApp
@@ -71,9 +71,9 @@ class RecordingStrategy(Strategy):
             if info.get("refusal"):
                 row["refused"] = info["refusal"]
             else:
-                row.update({k: float(v) for k, v in m.content["metrics"].items()})  # type: ignore[union-attr]
+                row.update({k: float(cast(float, v)) for k, v in m.content.metric_records["metrics"].items()})
                 row["bytes_down"] = self._down
-                row["bytes_up"] = array_bytes(m.content["arrays"])  # type: ignore[arg-type]
+                row["bytes_up"] = array_bytes(m.content.array_records["arrays"])
                 kept.append(m)
             nodes.append(row)
         arrays, metrics = self.inner.aggregate_train(server_round, kept) if kept else (None, None)
@@ -90,7 +90,7 @@ class RecordingStrategy(Strategy):
         per_site = {}
         for m in replies:
             site = dict(m.content.config_records["info"]).get("site", str(m.metadata.src_node_id))
-            per_site[str(site)] = {k: float(v) for k, v in m.content["metrics"].items()}  # type: ignore[union-attr]
+            per_site[str(site)] = {k: float(cast(float, v)) for k, v in m.content.metric_records["metrics"].items()}
         metrics = self.inner.aggregate_evaluate(server_round, replies) if replies else None
         if self.rounds and self.rounds[-1]["round"] == server_round:
             self.rounds[-1]["evaluate"] = per_site
@@ -117,7 +117,7 @@ class RecordingStrategy(Strategy):
 
 def make_strategy(fed: FedConfig, n_nodes: int) -> Strategy:
     """The configured strategy; every node trains and evaluates each round; weights by ``num-examples`` (cases)."""
-    common = {"fraction_train": 1.0, "fraction_evaluate": 1.0, "min_train_nodes": 1, "min_evaluate_nodes": 1,
+    common: dict[str, Any] = {"fraction_train": 1.0, "fraction_evaluate": 1.0, "min_train_nodes": 1, "min_evaluate_nodes": 1,
               "min_available_nodes": n_nodes}
     strategy: Strategy
     if fed.strategy == "fedavg":

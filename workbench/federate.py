@@ -70,12 +70,11 @@ def run_federated(fed: FedConfig, out: str | Path, *, calibrate: bool = True) ->
                                "errors": [f"round {r['round']}, node {n['node_id']}: {n['error']}" for r in rounds
                                           for n in r["nodes"] if "error" in n]}
     if fed.dp:
-        root = Path(fed.state_dir) if fed.state_dir else None
+        from federated.task import state_dir
+
         eps = {}
         for s in sites:
-            from federated.task import state_dir
-
-            path = (root / s.name if root else state_dir(fed, {}, s)) / "privacy_ledger.json"
+            path = state_dir(fed, {}, s) / "privacy_ledger.json"
             if path.exists():
                 led = PrivacyLedger.open(path, s.name, fed.dp_budget, fed.dp_delta)
                 eps[s.name] = {"run": led.epsilon(fed.run_tag), "lifetime": led.epsilon(),

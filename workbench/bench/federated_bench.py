@@ -53,7 +53,7 @@ def _scores(model: Any, test: EncodedCases) -> dict[str, Any]:
             "per_site_auroc": {s: auroc(y[sites == s], logits[sites == s]) for s in sorted(set(test.sites))}}
 
 
-def _centralized(work: Path, model_work: Path, base: FedConfig, data: dict[str, EncodedCases],
+def _centralized(work: Path, base: FedConfig, data: dict[str, EncodedCases],
                  plan: dict[str, Any]) -> dict[str, Any]:
     from federated import task
     from workbench.train.trainer import TrainConfig, train_model
@@ -134,7 +134,7 @@ def run_federated_bench(*, quick: bool = False, cohort: str | Path | None = None
         return res
 
     runs: dict[str, dict[str, Any]] = {}
-    runs["centralized"] = cached("centralized", lambda: _centralized(work, model_work, base, data, plan))
+    runs["centralized"] = cached("centralized", lambda: _centralized(work, base, data, plan))
     runs["fedavg"] = cached("fedavg", lambda: _federated("fedavg", work, base, data["test"]))
     if (work / "fedavg_batch32.json").exists():  # the first plan's FedAvg, kept for comparison
         runs["fedavg_batch32"] = json.loads((work / "fedavg_batch32.json").read_text())

@@ -96,12 +96,12 @@ def dp_step_ratio(model: NoduleRiskModel, batch: dict[str, torch.Tensor], *, dev
                                    max_grad_norm=max_grad_norm, expected_batch_size=n, pos_weight=2.0,
                                    compiled=compiled)
 
-        def private() -> None:
+        def private_vmap() -> None:
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
                 vmap_step(batch)
 
         t_plain = _timed(plain, device, steps, warmup)
-        t_dp = _timed(private, device, steps, warmup)
+        t_dp = _timed(private_vmap, device, steps, warmup)
         return {"engine": engine, "amp": "bfloat16" if use_amp else "none", "compiled": compiled, "batch_size": n,
                 "trainable_params": sum(p.numel() for p in params),
                 "plain_step_ms": t_plain * 1000, "dp_step_ms": t_dp * 1000, "dp_step_ratio": t_dp / t_plain}

@@ -22,10 +22,9 @@ from workbench.errors import WorkbenchError
 from workbench.models.model import ModelConfig, NoduleRiskModel, build_model, load_model, trainable_parameters
 from workbench.models.text_encoder import TextEncoderConfig
 from workbench.train.dataset import EncodedCases, encode_cases
+from workbench.train.dp_speed import FUSION_PREFIXES, freeze_for_dp
 from workbench.train.metrics import auroc
 from workbench.train.run import cases_of, site_dirs_of
-
-FUSION_PREFIXES = ("fusion.",)  # the fusion transformer, its gate and heads
 
 
 def model_config(fed: FedConfig) -> ModelConfig:
@@ -135,10 +134,7 @@ def train_plain(model: NoduleRiskModel, data: EncodedCases, fed: FedConfig, serv
 
 def dp_trainable(model: NoduleRiskModel, fed: FedConfig) -> int:
     """Freeze what DP-SGD leaves alone (``dp-train = fusion``: both encoders); the count of what it trains."""
-    if fed.dp_train == "fusion":
-        for n, p in model.named_parameters():
-            if not n.startswith(FUSION_PREFIXES):
-                p.requires_grad_(False)
+    freeze_for_dp(model, fed.dp_train)
     return trainable_parameters(model)
 
 

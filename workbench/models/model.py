@@ -30,6 +30,10 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 
 
+POSITIONAL = ("ct_patch", "ct_context", "ct_position", "note_ids", "note_mask", "note_values", "modality_mask")
+"""The positional inputs of ``NoduleRiskModel.forward``, in order (what Opacus and vmap call the model with)."""
+
+
 @dataclass
 class ModelConfig:
     modalities: tuple[str, ...] = MODALITIES  # which encoders exist: ("ct",), ("notes",) or both

@@ -157,6 +157,13 @@ def encode_cases(
     return EncodedCases(ids_out, sites, t, refused)
 
 
+def note_reader_frozen(model: torch.nn.Module) -> bool:
+    """True when the model reads notes with a frozen encoder (its projection to the fusion width may train)."""
+    enc = getattr(model, "text_encoder", None)
+    return enc is not None and not any(p.requires_grad for p in [*enc.encoder.parameters(),
+                                                                  *enc.value_proj.parameters()])
+
+
 @torch.no_grad()
 def with_note_states(model: torch.nn.Module, data: EncodedCases, batch_size: int = 64) -> EncodedCases:
     """The same cases plus ``note_states`` (N, L, H): the frozen note encoder's hidden states, computed once.
@@ -168,7 +175,7 @@ def with_note_states(model: torch.nn.Module, data: EncodedCases, batch_size: int
     enc = getattr(model, "text_encoder", None)
     if enc is None or "note_states" in data.tensors or len(data) == 0:
         return data
-    if any(p.requires_grad for p in [*enc.encoder.parameters(), *enc.value_proj.parameters()]):
+    if not note_reader_frozen(model):
         raise WorkbenchError("note states are only cached for a frozen note encoder")
     was_training = enc.training
     enc.eval()

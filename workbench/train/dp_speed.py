@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from workbench.models.model import NoduleRiskModel
+from workbench.models.model import POSITIONAL, NoduleRiskModel
 from workbench.train.loss import loss_fn
 
 
@@ -36,12 +36,15 @@ def random_batch(model: NoduleRiskModel, n: int, note_tokens: int = 256, seed: i
     }
 
 
+FUSION_PREFIXES = ("fusion.",)  # the fusion transformer, its gate and heads
+
+
 def freeze_for_dp(model: NoduleRiskModel, train: str) -> None:
     """``all``: every parameter that is trainable stays so (the note reader is frozen already);
     ``fusion``: only the fusion transformer, its gate and heads."""
     if train == "fusion":
         for name, p in model.named_parameters():
-            if not name.startswith("fusion."):
+            if not name.startswith(FUSION_PREFIXES):
                 p.requires_grad_(False)
 
 
@@ -64,27 +67,22 @@ def _timed(step, device: str, steps: int, warmup: int) -> float:  # noqa: ANN001
 
 def dp_step_ratio(model: NoduleRiskModel, batch: dict[str, torch.Tensor], *, device: str = "cpu",
                   engine: str = "hooks", steps: int = 10, warmup: int = 3, noise_multiplier: float = 1.0,
-                  max_grad_norm: float = 1.0, lr: float = 1e-3, amp: bool = False,
-                  compiled: bool = False) -> dict[str, Any]:
+                  max_grad_norm: float = 1.0, lr: float = 1e-3, compiled: bool = False) -> dict[str, Any]:
     """Median seconds of a plain and a DP step on ``batch``; the model's trainable set is what both train."""
     from opacus import GradSampleModule
     from opacus.optimizers import DPOptimizer
 
     batch = {k: v.to(device) for k, v in batch.items()}
     n = len(batch["label"])
-    positional = ("ct_patch", "ct_context", "ct_position", "note_ids", "note_mask", "note_values", "modality_mask")
 
     plain_model = copy.deepcopy(model).to(device).train()
     params = [p for p in plain_model.parameters() if p.requires_grad]
     plain_forward = torch.compile(plain_model) if compiled else plain_model
     opt = torch.optim.AdamW(params, lr=lr)
 
-    use_amp = amp and device.startswith("cuda")
-
     def plain() -> None:
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-            out = plain_forward(*(batch[k] for k in positional), note_states=batch["note_states"])
-            loss = loss_fn(out, batch, 2.0, 0.3, reduction="none").mean()
+        out = plain_forward(*(batch[k] for k in POSITIONAL), note_states=batch["note_states"])
+        loss = loss_fn(out, batch, 2.0, 0.3, reduction="none").mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -96,13 +94,9 @@ def dp_step_ratio(model: NoduleRiskModel, batch: dict[str, torch.Tensor], *, dev
                                    max_grad_norm=max_grad_norm, expected_batch_size=n, pos_weight=2.0,
                                    compiled=compiled)
 
-        def private_vmap() -> None:
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-                vmap_step(batch)
-
         t_plain = _timed(plain, device, steps, warmup)
-        t_dp = _timed(private_vmap, device, steps, warmup)
-        return {"engine": engine, "amp": "bfloat16" if use_amp else "none", "compiled": compiled, "batch_size": n,
+        t_dp = _timed(lambda: vmap_step(batch), device, steps, warmup)
+        return {"engine": engine, "amp": "none", "compiled": compiled, "batch_size": n,
                 "trainable_params": sum(p.numel() for p in params),
                 "plain_step_ms": t_plain * 1000, "dp_step_ms": t_dp * 1000, "dp_step_ratio": t_dp / t_plain}
 
@@ -112,7 +106,7 @@ def dp_step_ratio(model: NoduleRiskModel, batch: dict[str, torch.Tensor], *, dev
                          max_grad_norm=max_grad_norm, expected_batch_size=n)
 
     def private() -> None:
-        out = dp_model(*(batch[k] for k in positional), note_states=batch["note_states"])
+        out = dp_model(*(batch[k] for k in POSITIONAL), note_states=batch["note_states"])
         loss = loss_fn(out, batch, 2.0, 0.3, reduction="none").mean()
         dp_opt.zero_grad(set_to_none=True)
         loss.backward()

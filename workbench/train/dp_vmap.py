@@ -22,10 +22,8 @@ from typing import Any
 import torch
 from torch.func import functional_call, grad, vmap
 
-from workbench.models.model import NoduleRiskModel
+from workbench.models.model import POSITIONAL, NoduleRiskModel
 from workbench.train.loss import loss_fn
-
-POSITIONAL = ("ct_patch", "ct_context", "ct_position", "note_ids", "note_mask", "note_values", "modality_mask")
 
 
 def per_sample_grads(model: NoduleRiskModel, batch: dict[str, torch.Tensor], pos_weight: float,

@@ -25,12 +25,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
 from workbench.models.fusion import ModalityBias
-from workbench.models.model import NoduleRiskModel
-from workbench.train.dataset import EncodedCases, with_note_states
+from workbench.models.model import POSITIONAL, NoduleRiskModel
+from workbench.train.dataset import EncodedCases, note_reader_frozen, with_note_states
 from workbench.train.loss import loss_fn
 from workbench.train.trainer import TrainConfig, pos_weight_of
-
-POSITIONAL = ("ct_patch", "ct_context", "ct_position", "note_ids", "note_mask", "note_values", "modality_mask")
 
 
 @register_grad_sampler(ModalityBias)
@@ -123,8 +121,7 @@ def train_private(model: NoduleRiskModel, train: EncodedCases, privacy: PrivacyC
     torch.manual_seed(config.seed)
     model.train()
     pos_weight = pos_weight_of(train.labels) if config.class_weights else 1.0
-    enc = model.text_encoder
-    if enc is not None and not any(p.requires_grad for p in [*enc.encoder.parameters(), *enc.value_proj.parameters()]):
+    if note_reader_frozen(model):
         train = with_note_states(model, train)  # a frozen encoder: its states once, not once per step
     # vmap needs no data-dependent control flow; the transformers encoder's masking has some, so a trainable
     # note encoder (no precomputed states) goes through Opacus' hooks

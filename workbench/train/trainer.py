@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from workbench.models.model import NoduleRiskModel
-from workbench.train.dataset import EncodedCases, with_note_states
+from workbench.train.dataset import EncodedCases, note_reader_frozen, with_note_states
 from workbench.train.loss import loss_fn
 from workbench.train.metrics import auroc
 
@@ -131,11 +131,6 @@ def predict_logits(model: NoduleRiskModel, data: EncodedCases, batch_size: int =
             "modality_logits": torch.cat(mods).numpy()}
 
 
-def _text_frozen(model: NoduleRiskModel) -> bool:
-    enc = model.text_encoder
-    return enc is not None and not any(p.requires_grad for p in [*enc.encoder.parameters(), *enc.value_proj.parameters()])
-
-
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(state, tmp)
@@ -149,7 +144,7 @@ def train_model(model: NoduleRiskModel, train: EncodedCases, val: EncodedCases |
     g = torch.Generator().manual_seed(config.seed)
     device = config.device
     model.to(device).train()
-    if config.cache_note_states and _text_frozen(model):
+    if config.cache_note_states and note_reader_frozen(model):
         train = with_note_states(model, train)
         val = with_note_states(model, val) if val is not None else None
     labels = train.labels

@@ -14,6 +14,7 @@ from workbench.errors import WorkbenchError
 
 STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedtrimmedavg", "krum")
 FEDERATE = ("all", "trainable", "fusion")
+DP_TRAIN = ("all", "fusion", "heads")
 
 
 @dataclass
@@ -29,6 +30,7 @@ class FedConfig:
     trim_beta: float = 0.2  # FedTrimmedAvg: share trimmed at each end
     federate: str = "all"  # which parameters travel: all | trainable | fusion (fusion + heads; encoders stay)
     text_encoder: str = ""  # a pretrained note reader (local folder), frozen; "" = a small encoder from scratch
+    ct_encoder: str = ""  # a pretrained CT reader (local folder), convolutions frozen; "" = a CT encoder from scratch
     modalities: str = "ct,notes"
     init_model: str = ""  # start from this model folder instead of a fresh model
     # record-level DP at each node (Opacus DP-SGD, Poisson sampling, fixed steps)
@@ -40,7 +42,7 @@ class FedConfig:
     dp_sample_rate: float = 0.1  # Poisson: each case joins a step with this chance
     dp_epochs: float = 1.0  # steps per round = dp_epochs / dp_sample_rate (expected passes over the data)
     dp_lr: float = 2e-3
-    dp_train: str = "all"  # all trainable parameters | fusion (encoders frozen under DP)
+    dp_train: str = "all"  # all trainable parameters | fusion (encoders frozen) | heads (gate and heads only)
     # site-level central DP (Flower's server-side fixed clipping wrapper)
     central_dp: bool = False
     central_dp_noise: float = 0.5
@@ -85,8 +87,8 @@ class FedConfig:
             raise WorkbenchError(f"federated config: strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
         if self.federate not in FEDERATE:
             raise WorkbenchError(f"federated config: federate {self.federate!r}; choose one of {', '.join(FEDERATE)}")
-        if self.dp_train not in ("all", "fusion"):
-            raise WorkbenchError(f"federated config: dp-train {self.dp_train!r}; choose all or fusion")
+        if self.dp_train not in DP_TRAIN:
+            raise WorkbenchError(f"federated config: dp-train {self.dp_train!r}; choose one of {', '.join(DP_TRAIN)}")
         if self.num_server_rounds < 1:
             raise WorkbenchError("federated config: num-server-rounds must be at least 1")
         if self.dp and not (0 < self.dp_sample_rate <= 1):

@@ -19,6 +19,7 @@ from federated.config import FedConfig
 from federated.ledger import PrivacyLedger
 from workbench.data.cache import PreprocessCache, default_cache_dir
 from workbench.errors import WorkbenchError
+from workbench.models.ct_encoder import CTEncoderConfig
 from workbench.models.model import ModelConfig, NoduleRiskModel, build_model, load_model, trainable_parameters
 from workbench.models.text_encoder import TextEncoderConfig
 from workbench.train.dataset import EncodedCases, encode_cases
@@ -29,7 +30,8 @@ from workbench.train.run import cases_of, site_dirs_of
 
 def model_config(fed: FedConfig) -> ModelConfig:
     text = TextEncoderConfig(path=fed.text_encoder, freeze=True) if fed.text_encoder else TextEncoderConfig()
-    return ModelConfig(modalities=tuple(m.strip() for m in fed.modalities.split(",") if m.strip()), text=text)
+    ct = CTEncoderConfig(path=fed.ct_encoder, freeze=True) if fed.ct_encoder else CTEncoderConfig()
+    return ModelConfig(modalities=tuple(m.strip() for m in fed.modalities.split(",") if m.strip()), ct=ct, text=text)
 
 
 def build(fed: FedConfig) -> NoduleRiskModel:

@@ -103,7 +103,12 @@ def _cmd_train(a: argparse.Namespace) -> int:
     if a.text_encoder and not Path(a.text_encoder, "config.json").is_file():
         raise WorkbenchError(f"{a.text_encoder}: not a saved encoder directory (config.json is missing)")
     text = TextEncoderConfig(path=a.text_encoder, freeze=not a.finetune_text) if a.text_encoder else TextEncoderConfig()
-    log = train_run(a.site_dirs, a.out, model_config=ModelConfig(modalities=modalities, text=text), train_config=tc,
+    from workbench.models.ct_encoder import CT_READER_WEIGHTS, CTEncoderConfig
+
+    if a.ct_encoder and not Path(a.ct_encoder, CT_READER_WEIGHTS).is_file():
+        raise WorkbenchError(f"{a.ct_encoder}: not a CT reader directory ({CT_READER_WEIGHTS} is missing)")
+    ct = CTEncoderConfig(path=a.ct_encoder, freeze=not a.finetune_ct) if a.ct_encoder else CTEncoderConfig()
+    log = train_run(a.site_dirs, a.out, model_config=ModelConfig(modalities=modalities, ct=ct, text=text), train_config=tc,
                     cache_dir=a.cache, progress=not a.quiet)
     keys = ("modalities", "sites", "n_train", "n_val", "trainable_params", "best_epoch", "best_val_auroc",
             "stopped_early", "samples_per_s", "seconds")
@@ -116,7 +121,7 @@ def _cmd_federate(a: argparse.Namespace) -> int:
     from workbench.federate import run_federated
 
     over: dict[str, object] = {"cohort": a.cohort}
-    for key in ("rounds", "strategy", "local_epochs", "text_encoder", "federate", "state_dir", "seed"):
+    for key in ("rounds", "strategy", "local_epochs", "text_encoder", "ct_encoder", "federate", "state_dir", "seed"):
         v = getattr(a, key)
         if v is not None:
             over["num-server-rounds" if key == "rounds" else key] = v
@@ -149,6 +154,21 @@ def _cmd_pretrain_notes(a: argparse.Namespace) -> int:
     losses = pretrain_note_reader(model, corpus.texts, corpus.facts, CLASSES, config)
     out = save_note_reader(model, a.out, reader_card(config, CORPUS_SEED, losses))
     print(json.dumps({"out": str(out), "notes": a.notes, "epochs": a.epochs, "losses": losses}, indent=2))
+    return 0
+
+
+def _cmd_pretrain_ct(a: argparse.Namespace) -> int:
+    from workbench.train.pretrain_ct import CTReaderConfig, build_ct_reader
+
+    out = Path(a.out)
+    if out.exists() and any(out.iterdir()):
+        raise WorkbenchError(f"{out}: exists and is not empty; choose a new folder for the CT reader")
+    config = CTReaderConfig(n_cases=a.cases, epochs=a.epochs, progress=not a.quiet)
+    corpus = Path(a.corpus) if a.corpus else out.with_name(f".{out.name}.corpus")
+    build_ct_reader(out, corpus, config, workers=a.workers)
+    meta = json.loads((out / "ct_reader.json").read_text())
+    print(json.dumps({"out": str(out), "cases": a.cases, "epochs": a.epochs, "corpus": str(corpus),
+                      "report": meta["report"]}, indent=2))
     return 0
 
 
@@ -203,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--text-encoder", metavar="DIR",
                    help="a local pretrained note encoder (save_pretrained directory, e.g. from `workbench pretrain-notes`)")
     t.add_argument("--finetune-text", action="store_true", help="train the pretrained note encoder too (default: frozen)")
+    t.add_argument("--ct-encoder", metavar="DIR", help="a pretrained CT reader directory (from `workbench pretrain-ct`)")
+    t.add_argument("--finetune-ct", action="store_true",
+                   help="train the pretrained CT reader's convolutions too (default: frozen)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_cmd_train)
 
@@ -215,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--dp-budget", type=float, help="each node's lifetime epsilon budget (default 8)")
     f.add_argument("--local-epochs", type=int, help="plain training: local passes per round")
     f.add_argument("--text-encoder", help="a pretrained note reader folder (frozen)")
+    f.add_argument("--ct-encoder", help="a pretrained CT reader folder (convolutions frozen)")
     f.add_argument("--federate", choices=["all", "trainable", "fusion"], help="which parameters travel")
     f.add_argument("--state-dir", help="where the nodes keep their ledgers and audit logs")
     f.add_argument("--seed", type=int)
@@ -229,6 +253,15 @@ def build_parser() -> argparse.ArgumentParser:
     pn.add_argument("--epochs", type=int, default=3)
     pn.add_argument("--quiet", action="store_true")
     pn.set_defaults(func=_cmd_pretrain_notes)
+
+    pc = sub.add_parser("pretrain-ct", help="pretrain the CT reader on a separate annotated phantom corpus (no labels)")
+    pc.add_argument("--out", required=True, help="CT reader directory (ct_reader.safetensors + ct_reader.json + card)")
+    pc.add_argument("--cases", type=int, default=1500, help="corpus size (default 1500; about 1 s per case per core)")
+    pc.add_argument("--epochs", type=int, default=12)
+    pc.add_argument("--corpus", help="where the corpus chunks are kept (default: a hidden sibling of --out); resumable")
+    pc.add_argument("--workers", type=int, default=2, help="processes rendering the corpus")
+    pc.add_argument("--quiet", action="store_true")
+    pc.set_defaults(func=_cmd_pretrain_ct)
 
     e = sub.add_parser("evaluate", help="metrics of a RUN on a cohort's or site's test split")
     e.add_argument("run")

@@ -27,6 +27,7 @@ from workbench.cohort.generate import read_truth
 from workbench.cohort.risk import brock_probability
 from workbench.data.cache import PreprocessCache, default_cache_dir
 from workbench.data.case import load_cases
+from workbench.models.ct_encoder import CTEncoderConfig
 from workbench.models.fusion import FusionConfig
 from workbench.models.model import ModelConfig, build_model, load_model, save_model, trainable_parameters
 from workbench.models.text_encoder import TextEncoderConfig
@@ -37,17 +38,30 @@ from workbench.train.run import cases_of, write_json
 from workbench.train.trainer import TrainConfig, pos_weight_of, predict_logits, train_model
 
 
-def variants(reader: Path | None) -> dict[str, ModelConfig]:
-    """The four models; those that read notes start from the pretrained note reader (frozen) when given."""
+def variants(reader: Path | None, ct_reader: Path | None = None) -> dict[str, ModelConfig]:
+    """The four models; those that read notes start from the pretrained note reader (frozen) when given, those
+    that read CT from the pretrained CT reader (convolutions frozen) when given."""
     def text() -> TextEncoderConfig:
         return TextEncoderConfig(path=str(reader), freeze=True) if reader else TextEncoderConfig()
 
+    def ct() -> CTEncoderConfig:
+        return CTEncoderConfig(path=str(ct_reader), freeze=True) if ct_reader else CTEncoderConfig()
+
     return {
-        "fused": ModelConfig(text=text()),
-        "ct_only": ModelConfig(modalities=("ct",)),
+        "fused": ModelConfig(ct=ct(), text=text()),
+        "ct_only": ModelConfig(modalities=("ct",), ct=ct()),
         "notes_only": ModelConfig(modalities=("notes",), text=text()),
-        "late_fusion": ModelConfig(text=text(), fusion=FusionConfig(mode="late")),
+        "late_fusion": ModelConfig(ct=ct(), text=text(), fusion=FusionConfig(mode="late")),
     }
+
+
+def shared_ct_reader(n_cases: int, progress: bool) -> Path:
+    """The CT reader pretrained on ``n_cases`` corpus phantoms, built once per cache and shared by benchmarks."""
+    from workbench.train.pretrain_ct import CTReaderConfig, build_ct_reader
+
+    root = cohort_cache_root().parent
+    return build_ct_reader(root / "ct_reader" / f"n{n_cases}", root / "ct_corpus",
+                           CTReaderConfig(n_cases=n_cases, progress=progress))
 
 
 def _reader(work: Path, n_notes: int, progress: bool) -> Path:
@@ -147,9 +161,10 @@ def run_model_bench(*, quick: bool = False, cohort: str | Path | None = None, se
     tokenizer = build_model(ModelConfig(modalities=("notes",))).tokenizer
     data = {s: _encoded(work, cohort_dir, s, tokenizer, progress) for s in ("train", "val", "test")}
     reader = _reader(work, 2000 if quick else 6000, progress)
+    ct_reader = shared_ct_reader(400 if quick else 1500, progress)
     train_config = TrainConfig(epochs=epochs or (20 if quick else 40), patience=6 if quick else 10, progress=progress,
                                seed=seed)
-    runs = {name: _variant(name, cfg, work, data, train_config) for name, cfg in variants(reader).items()}
+    runs = {name: _variant(name, cfg, work, data, train_config) for name, cfg in variants(reader, ct_reader).items()}
 
     test = data["test"]
     y = test.labels
@@ -188,6 +203,7 @@ def run_model_bench(*, quick: bool = False, cohort: str | Path | None = None, se
                           for k, v in runs.items()}
     cases = {c.case_id: c for site in sorted({s for s in test.sites}) for c in load_cases(cohort_dir / site)}
     result.update(_latency_ms(work / "fused" / "model", [cases[c] for c in test.case_ids], calibration))
+    result["ct_reader"] = json.loads((ct_reader / "ct_reader.json").read_text())["report"]
     result["work_dir"] = str(work)
     result.update(envelope(preset if not cohort else str(cohort), time.perf_counter() - start))
     return result

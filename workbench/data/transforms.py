@@ -187,12 +187,14 @@ class ChestContextd(MapTransform):
         return torch.from_numpy(full)
 
 
-def ct_pipeline(config: PreprocessConfig) -> Compose:
-    """MONAI Compose: {"image": series folder, "nodule_ras": (3,) mm} -> {"ct_patch", "ct_context", "ct_position"}."""
+def ct_pipeline(config: PreprocessConfig, *, load: bool = True) -> Compose:
+    """MONAI Compose: {"image": series folder, "nodule_ras": (3,) mm} -> {"ct_patch", "ct_context", "ct_position"}.
+
+    ``load=False``: "image" is already the HU ``MetaTensor`` (a phantom rendered in memory, say)."""
     roi_mm = config.patch_size * config.patch_spacing_mm * 1.25
     return Compose(
         [
-            LoadCTd(keys="image"),
+            *([LoadCTd(keys="image")] if load else []),
             NoduleROId(keys="image", point_key="nodule_ras", roi_mm=roi_mm, out_key="ct_roi"),
             Spacingd(keys="ct_roi", pixdim=(config.patch_spacing_mm,) * 3, mode="bilinear", padding_mode="border"),
             PointCropd(keys="ct_roi", point_key="nodule_ras", size=config.patch_size, out_key="ct_patch"),

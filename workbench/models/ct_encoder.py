@@ -8,11 +8,16 @@ Three inputs, three kinds of token:
 - the nodule's position in the lung box (3,): one token; lobe is a matter of position.
 
 GroupNorm, not BatchNorm, and no in-place activation, so that Opacus computes per-sample gradients (DESIGN §6).
+
+``CTEncoderConfig(path=DIR, freeze=True)`` starts from a CT reader pretrained without malignancy labels
+(``workbench pretrain-ct``, ``workbench.train.pretrain_ct``) and keeps its convolution stacks fixed; the
+projections to the fusion width still train, as the note reader's projection does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from monai.networks.blocks import Convolution
@@ -28,6 +33,11 @@ class CTEncoderConfig:
     context_grid: int = 2  # context tokens per side
     groups: int = 8  # GroupNorm groups (must divide every channel count)
     dropout: float = 0.0  # 3-D feature dropout; 0 by default: its masks cost as much as a convolution on CPU
+    path: str | None = None  # a pretrained CT reader directory (ct_reader.safetensors); None: random start
+    freeze: bool = False  # keep the convolution stacks fixed (a pretrained reader under DP, say)
+
+
+CT_READER_WEIGHTS = "ct_reader.safetensors"
 
 
 def _block(cin: int, cout: int, stride: int, groups: int, dropout: float) -> Convolution:
@@ -69,6 +79,29 @@ class CTEncoder(nn.Module):
         self.context_proj = nn.Linear(c.context_channels[-1], d_model)
         self.position_proj = nn.Linear(3, d_model)
         self.token_pos = nn.Embedding(self.n_tokens, d_model)  # where each token comes from
+        if c.path:
+            self.load_reader(c.path)
+        if c.freeze:
+            for p in [*self.patch_net.parameters(), *self.context_net.parameters()]:
+                p.requires_grad_(False)
+
+    def load_reader(self, path: str | Path) -> None:
+        """Load a pretrained CT reader's convolution stacks (and its projections when the width matches)."""
+        from safetensors.torch import load_file
+
+        from workbench.errors import WorkbenchError
+
+        f = Path(path) / CT_READER_WEIGHTS
+        if not f.is_file():
+            raise WorkbenchError(f"{path}: not a CT reader directory ({CT_READER_WEIGHTS} is missing)")
+        state = load_file(str(f))
+        own = self.state_dict()
+        convs = {k: v for k, v in state.items() if k.startswith(("patch_net.", "context_net."))}
+        bad = [k for k, v in convs.items() if k not in own or own[k].shape != v.shape]
+        if bad or not convs:
+            raise WorkbenchError(f"{f}: does not fit this CT encoder's config ({bad[:3] or 'no convolution weights'})")
+        rest = {k: v for k, v in state.items() if k not in convs and k in own and own[k].shape == v.shape}
+        self.load_state_dict({**own, **convs, **rest})
 
     def forward(self, ct_patch: torch.Tensor, ct_context: torch.Tensor, ct_position: torch.Tensor) -> torch.Tensor:
         b = ct_patch.shape[0]

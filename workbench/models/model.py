@@ -160,6 +160,7 @@ def load_model(model_dir: str | Path, map_location: str = "cpu") -> NoduleRiskMo
             raise WorkbenchError(f"{d}: not a model directory ({name} is missing)")
     config = ModelConfig.from_dict(json.loads((d / CONFIG).read_text(encoding="utf-8")))
     config.tokenizer_path = str(d)
+    config.ct.path = None  # every weight, a pretrained CT reader's included, is in the model file
     hf_config = None
     if "notes" in config.modalities:
         hf_config = AutoConfig.from_pretrained(str(d / "text_encoder"), local_files_only=True)

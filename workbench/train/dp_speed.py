@@ -37,14 +37,17 @@ def random_batch(model: NoduleRiskModel, n: int, note_tokens: int = 256, seed: i
 
 
 FUSION_PREFIXES = ("fusion.",)  # the fusion transformer, its gate and heads
+HEAD_PREFIXES = ("fusion.head.", "fusion.modality_head.", "fusion.gate_mlp.")  # the gate and the heads alone
 
 
 def freeze_for_dp(model: NoduleRiskModel, train: str) -> None:
-    """``all``: every parameter that is trainable stays so (the note reader is frozen already);
-    ``fusion``: only the fusion transformer, its gate and heads."""
-    if train == "fusion":
+    """``all``: every parameter that is trainable stays so (pretrained readers are frozen already);
+    ``fusion``: only the fusion transformer, its gate and heads; ``heads``: only the gate and the heads (the
+    encoders and the fusion layers stay as the starting model has them)."""
+    keep = {"fusion": FUSION_PREFIXES, "heads": HEAD_PREFIXES}.get(train)
+    if keep is not None:
         for name, p in model.named_parameters():
-            if not name.startswith(FUSION_PREFIXES):
+            if not name.startswith(keep):
                 p.requires_grad_(False)
 
 

@@ -1,0 +1,81 @@
+"""The CT reader: pretrained on the annotated corpus, saved, loaded frozen into the model, and kept frozen."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from workbench.cohort.ct_corpus import CLASSES, CTCorpus, ct_corpus
+from workbench.errors import WorkbenchError
+from workbench.models.ct_encoder import CTEncoderConfig
+from workbench.models.model import ModelConfig, build_model, load_model, save_model
+from workbench.train.pretrain_ct import CTReaderConfig, pretrain_ct_reader, save_ct_reader
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> CTCorpus:
+    return ct_corpus(4, tmp_path_factory.mktemp("ct_corpus"), workers=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def reader(corpus: CTCorpus, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    config = CTReaderConfig(n_cases=len(corpus), epochs=2, batch_size=2, val_share=0.25, progress=False)
+    enc, report = pretrain_ct_reader(corpus, CLASSES, config)
+    assert report["n_val"] == 1 and set(report["val_loss"]) == set(corpus.facts)
+    return save_ct_reader(enc, tmp_path_factory.mktemp("readers") / "ct_reader", config, 77_077, report)
+
+
+def test_pretraining_lowers_the_annotation_loss(corpus: CTCorpus) -> None:
+    """On its own training cases (4 of them), 60 epochs must fit the annotations much better than 1."""
+    def train_loss(epochs: int) -> float:
+        enc, report = pretrain_ct_reader(corpus, CLASSES, CTReaderConfig(epochs=epochs, batch_size=4, val_share=0.0,
+                                                                        lr=3e-3, progress=False))
+        return sum(report["val_loss"].values())  # val_share 0: reported on the training cases
+
+    assert train_loss(60) < 0.6 * train_loss(1)
+
+
+def test_reader_loads_frozen_into_the_model_and_stays_frozen(reader: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    state = load_file(str(reader / "ct_reader.safetensors"))
+    model = build_model(ModelConfig(modalities=("ct",), ct=CTEncoderConfig(path=str(reader), freeze=True)))
+    enc = model.ct_encoder
+    assert enc is not None
+    for k, v in enc.state_dict().items():  # the convolutions and (same width) the projections come from the reader
+        assert torch.equal(v, state[k]), k
+    assert not any(p.requires_grad for p in [*enc.patch_net.parameters(), *enc.context_net.parameters()])
+    assert all(p.requires_grad for p in enc.patch_proj.parameters())
+    before = {k: v.clone() for k, v in enc.patch_net.state_dict().items()}
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    out = model(torch.rand(2, 1, 32, 32, 32), torch.rand(2, 2, 32, 32, 32), torch.rand(2, 3), None, None, None,
+                torch.tensor([[True, False], [True, False]]))
+    out.logits.sum().backward()
+    opt.step()
+    assert all(torch.equal(v, before[k]) for k, v in enc.patch_net.state_dict().items())
+    loaded = load_model(save_model(model, tmp_path / "model"))  # a saved model needs no reader folder
+    assert loaded.config.ct.freeze and loaded.config.ct.path is None
+    assert not any(p.requires_grad for p in loaded.ct_encoder.patch_net.parameters())  # type: ignore[union-attr]
+    assert torch.equal(loaded.ct_encoder.patch_net[0].conv.weight, enc.patch_net[0].conv.weight)  # type: ignore[union-attr,index]
+
+
+def test_a_folder_that_is_no_reader_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(WorkbenchError, match="not a CT reader directory"):
+        build_model(ModelConfig(modalities=("ct",), ct=CTEncoderConfig(path=str(tmp_path))))
+
+
+def test_pretrain_ct_command(tmp_path: Path) -> None:
+    out = tmp_path / "reader"
+    res = subprocess.run([sys.executable, "-m", "workbench.cli", "pretrain-ct", "--out", str(out), "--cases", "2",
+                          "--epochs", "1", "--workers", "1", "--quiet"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["cases"] == 2 and (out / "ct_reader.safetensors").is_file() and (out / "README.md").is_file()
+    again = subprocess.run([sys.executable, "-m", "workbench.cli", "pretrain-ct", "--out", str(out), "--quiet"],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode != 0 and "not empty" in again.stderr

@@ -79,3 +79,35 @@ def test_pretrain_ct_command(tmp_path: Path) -> None:
     again = subprocess.run([sys.executable, "-m", "workbench.cli", "pretrain-ct", "--out", str(out), "--quiet"],
                            capture_output=True, text=True, timeout=120)
     assert again.returncode != 0 and "not empty" in again.stderr
+
+
+def test_cached_ct_states_give_the_same_model_and_private_step(reader: Path) -> None:
+    """A frozen reader's convolution cells, computed once, must change nothing but the speed: the same logits,
+    and (vmap DP engine) the same per-sample gradients as a loop over batches of one."""
+    from workbench.train.dataset import EncodedCases, with_ct_states
+    from workbench.train.dp_vmap import per_sample_grads
+    from workbench.train.loss import loss_fn
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(modalities=("ct",), ct=CTEncoderConfig(path=str(reader), freeze=True))).eval()
+    n = 5
+    t = {"ct_patch": torch.rand(n, 1, 32, 32, 32).half(), "ct_context": torch.rand(n, 2, 32, 32, 32).half(),
+         "ct_position": torch.rand(n, 3), "note_ids": torch.zeros(n, 1, dtype=torch.long),
+         "note_mask": torch.zeros(n, 1, dtype=torch.long), "note_values": torch.zeros(n, 1),
+         "modality_mask": torch.tensor([[True, False]] * n), "label": torch.tensor([1.0, 0, 0, 1, 0])}
+    data = EncodedCases([f"c{i}" for i in range(n)], ["s"] * n, t)
+    cached = with_ct_states(model, data)
+    plain, fast = data.batch(torch.arange(n)), cached.batch(torch.arange(n))
+    assert torch.allclose(model.forward_batch(plain).logits, model.forward_batch(fast).logits, atol=1e-5)
+    fast_no_images = {k: v for k, v in fast.items() if k not in ("ct_patch", "ct_context")}  # states suffice
+    assert torch.allclose(model.forward_batch(fast_no_images).logits, model.forward_batch(plain).logits, atol=1e-5)
+    grads = per_sample_grads(model, fast, pos_weight=2.0, aux_weight=0.3)
+    assert "ct_encoder.patch_net.0.conv.weight" not in grads and "ct_encoder.patch_proj.weight" in grads
+    for i in range(n):
+        model.zero_grad()
+        one = {k: v[i:i + 1] for k, v in plain.items()}
+        loss_fn(model.forward_batch(one), one, 2.0, 0.3, reduction="none").sum().backward()
+        for name, g in grads.items():
+            p = dict(model.named_parameters())[name]
+            ref = p.grad if p.grad is not None else torch.zeros_like(p)
+            assert torch.allclose(g[i], ref, atol=1e-5), name

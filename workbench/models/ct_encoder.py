@@ -103,12 +103,22 @@ class CTEncoder(nn.Module):
         rest = {k: v for k, v in state.items() if k not in convs and k in own and own[k].shape == v.shape}
         self.load_state_dict({**own, **convs, **rest})
 
-    def forward(self, ct_patch: torch.Tensor, ct_context: torch.Tensor, ct_position: torch.Tensor) -> torch.Tensor:
-        b = ct_patch.shape[0]
+    def features(self, ct_patch: torch.Tensor, ct_context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The convolution stacks' cells: (B, g^3, C_patch) and (B, grid^3, C_context); a frozen reader's are
+        computed once per case (``workbench.train.dataset.with_ct_states``)."""
         p = self.patch_net(ct_patch)  # (B, C, g, g, g)
-        p = self.patch_proj(p.flatten(2).transpose(1, 2))  # (B, g^3, D)
         x = self.context_net(ct_context)  # (B, Cc, 2, 2, 2)
-        x = self.context_proj(x.flatten(2).transpose(1, 2))  # (B, 8, D)
+        return p.flatten(2).transpose(1, 2), x.flatten(2).transpose(1, 2)
+
+    def forward(self, ct_patch: torch.Tensor | None, ct_context: torch.Tensor | None, ct_position: torch.Tensor,
+                patch_states: torch.Tensor | None = None, context_states: torch.Tensor | None = None) -> torch.Tensor:
+        """Tokens from the images, or from their precomputed ``features`` (``patch_states``, ``context_states``)."""
+        if patch_states is None or context_states is None:
+            assert ct_patch is not None and ct_context is not None
+            patch_states, context_states = self.features(ct_patch, ct_context)
+        b = patch_states.shape[0]
+        p = self.patch_proj(patch_states)  # (B, g^3, D)
+        x = self.context_proj(context_states)  # (B, 8, D)
         pos = self.position_proj(ct_position - 0.5)[:, None]  # (B, 1, D)
         tokens = torch.cat([p, x, pos], dim=1)  # (B, T, D)
         idx = torch.arange(self.n_tokens, device=tokens.device).expand(b, -1)  # (B, T): per-sample, for Opacus

@@ -32,6 +32,9 @@ CONFIG = "config.json"
 
 POSITIONAL = ("ct_patch", "ct_context", "ct_position", "note_ids", "note_mask", "note_values", "modality_mask")
 """The positional inputs of ``NoduleRiskModel.forward``, in order (what Opacus and vmap call the model with)."""
+STATE_KEYS = ("note_states", "ct_patch_states", "ct_context_states")
+"""Optional keyword inputs: a frozen reader's outputs, precomputed once per case (``with_note_states``,
+``with_ct_states``); the model then skips that reader."""
 
 
 @dataclass
@@ -82,13 +85,15 @@ class NoduleRiskModel(nn.Module):
     def forward(self, ct_patch: torch.Tensor | None, ct_context: torch.Tensor | None, ct_position: torch.Tensor | None,
                 note_ids: torch.Tensor | None, note_mask: torch.Tensor | None, note_values: torch.Tensor | None,
                 modality_mask: torch.Tensor, return_attention: bool = False,
-                note_states: torch.Tensor | None = None) -> FusionOutput:
+                note_states: torch.Tensor | None = None, ct_patch_states: torch.Tensor | None = None,
+                ct_context_states: torch.Tensor | None = None) -> FusionOutput:
         """``note_states``: the frozen note encoder's hidden states when precomputed (``with_note_states``);
-        then the encoder is skipped and only its projection runs."""
+        ``ct_patch_states`` / ``ct_context_states``: the frozen CT reader's convolution cells (``with_ct_states``);
+        then that encoder is skipped and only its projections run."""
         tokens, valid = {}, {}
         if self.ct_encoder is not None:
-            assert ct_patch is not None and ct_context is not None and ct_position is not None
-            t = self.ct_encoder(ct_patch, ct_context, ct_position)  # (B, Tc, D)
+            assert ct_position is not None
+            t = self.ct_encoder(ct_patch, ct_context, ct_position, ct_patch_states, ct_context_states)  # (B, Tc, D)
             tokens["ct"] = t
             valid["ct"] = modality_mask[:, 0:1].expand(-1, t.shape[1])  # (B, Tc)
         if self.text_encoder is not None:
@@ -105,7 +110,7 @@ class NoduleRiskModel(nn.Module):
         """The thin adapter from a keyed batch to ``forward``."""
         return self(batch.get("ct_patch"), batch.get("ct_context"), batch.get("ct_position"), batch.get("note_ids"),
                     batch.get("note_mask"), batch.get("note_values"), batch["modality_mask"], return_attention,
-                    note_states=batch.get("note_states"))
+                    **{k: batch.get(k) for k in STATE_KEYS})
 
 
 def build_model(config: ModelConfig | None = None) -> NoduleRiskModel:

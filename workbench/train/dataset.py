@@ -190,18 +190,50 @@ def with_note_states(model: torch.nn.Module, data: EncodedCases, batch_size: int
     return EncodedCases(data.case_ids, data.sites, {**t, "note_states": torch.cat(parts)}, list(data.refused))
 
 
+def ct_reader_frozen(model: torch.nn.Module) -> bool:
+    """True when the model reads CT with frozen convolution stacks (its projections may train)."""
+    enc = getattr(model, "ct_encoder", None)
+    return enc is not None and not any(p.requires_grad for p in [*enc.patch_net.parameters(),
+                                                                  *enc.context_net.parameters()])
+
+
+@torch.no_grad()
+def with_ct_states(model: torch.nn.Module, data: EncodedCases, batch_size: int = 64) -> EncodedCases:
+    """The same cases plus ``ct_patch_states`` (N, 64, C) and ``ct_context_states`` (N, 8, C'): the frozen CT
+    reader's convolution cells, computed once (as ``with_note_states`` does for the note reader). Training then
+    runs only the projections and the fusion; flip augmentation has nothing left to flip and is skipped."""
+    enc = getattr(model, "ct_encoder", None)
+    if enc is None or "ct_patch_states" in data.tensors or len(data) == 0:
+        return data
+    if not ct_reader_frozen(model):
+        raise WorkbenchError("CT states are only cached for a frozen CT reader")
+    t = data.tensors
+    device = next(enc.parameters()).device
+    patches, contexts = [], []
+    for s in range(0, len(data), batch_size):
+        sl = slice(s, s + batch_size)
+        p, c = enc.features(t["ct_patch"][sl].float().to(device), t["ct_context"][sl].float().to(device))
+        patches.append(p.float().cpu())
+        contexts.append(c.float().cpu())
+    extra = {"ct_patch_states": torch.cat(patches), "ct_context_states": torch.cat(contexts)}
+    return EncodedCases(data.case_ids, data.sites, {**t, **extra}, list(data.refused))
+
+
 def drop_modality(data: EncodedCases, modality: str) -> EncodedCases:
     """The same cases with one modality removed (mask off, inputs zeroed): the missing-modality ablation."""
     t = {k: v.clone() for k, v in data.tensors.items()}
     if modality == "ct":
         t["modality_mask"][:, 0] = False
-        for k in ("ct_patch", "ct_context"):
-            t[k].zero_()
+        for k in ("ct_patch", "ct_context", "ct_patch_states", "ct_context_states"):
+            if k in t:
+                t[k].zero_()
     elif modality == "notes":
         t["modality_mask"][:, 1] = False
         t["note_mask"].zero_()
         t["note_ids"].zero_()
         t["note_values"].zero_()
+        if "note_states" in t:
+            t["note_states"].zero_()
     else:
         raise WorkbenchError(f"modality {modality!r}: expected 'ct' or 'notes'")
     keep = t["modality_mask"].any(1)

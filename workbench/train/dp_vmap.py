@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch.func import functional_call, grad, vmap
 
-from workbench.models.model import POSITIONAL, NoduleRiskModel
+from workbench.models.model import POSITIONAL, STATE_KEYS, NoduleRiskModel
 from workbench.train.loss import loss_fn
 
 
@@ -32,12 +32,12 @@ def per_sample_grads(model: NoduleRiskModel, batch: dict[str, torch.Tensor], pos
     params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     frozen = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
     buffers = dict(model.named_buffers())
-    keys = [k for k in (*POSITIONAL, "note_states", "label") if batch.get(k) is not None]
+    keys = [k for k in (*POSITIONAL, *STATE_KEYS, "label") if batch.get(k) is not None]
 
     def loss_one(p: dict[str, torch.Tensor], *row: torch.Tensor) -> torch.Tensor:
         b = {k: v.unsqueeze(0) for k, v in zip(keys, row, strict=True)}
         out = functional_call(model, (p, frozen, buffers), args=tuple(b[k] for k in POSITIONAL),
-                              kwargs={"note_states": b.get("note_states")})
+                              kwargs={k: b.get(k) for k in STATE_KEYS})
         return loss_fn(out, b, pos_weight, aux_weight, reduction="none").sum()
 
     return vmap(grad(loss_one), in_dims=(None, *([0] * len(keys))), randomness="different")(

@@ -25,8 +25,14 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
 from workbench.models.fusion import ModalityBias
-from workbench.models.model import POSITIONAL, NoduleRiskModel
-from workbench.train.dataset import EncodedCases, note_reader_frozen, with_note_states
+from workbench.models.model import POSITIONAL, STATE_KEYS, NoduleRiskModel
+from workbench.train.dataset import (
+    EncodedCases,
+    ct_reader_frozen,
+    note_reader_frozen,
+    with_ct_states,
+    with_note_states,
+)
 from workbench.train.loss import loss_fn
 from workbench.train.trainer import TrainConfig, pos_weight_of
 
@@ -66,7 +72,7 @@ class PrivateResult:
 
 
 def _keys(data: EncodedCases) -> tuple[str, ...]:
-    return (*POSITIONAL, "note_states") if "note_states" in data.tensors else POSITIONAL
+    return (*POSITIONAL, *(k for k in STATE_KEYS if k in data.tensors))
 
 
 def tensor_dataset(data: EncodedCases) -> TensorDataset:
@@ -75,9 +81,10 @@ def tensor_dataset(data: EncodedCases) -> TensorDataset:
                          t["label"])
 
 
-def as_batch(row: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
-    """A loader row -> keyed batch, note padding that no case of the draw uses trimmed (attention is quadratic)."""
-    keys = (*POSITIONAL, "note_states") if len(row) == len(POSITIONAL) + 2 else POSITIONAL
+def as_batch(row: list[torch.Tensor] | tuple[torch.Tensor, ...],
+             keys: tuple[str, ...] = POSITIONAL) -> dict[str, torch.Tensor]:
+    """A loader row (``tensor_dataset`` of data whose ``_keys`` are ``keys``) -> keyed batch, note padding that
+    no case of the draw uses trimmed (attention is quadratic)."""
     batch = {**dict(zip(keys, row[:-1], strict=True)), "label": row[-1]}
     if len(batch["label"]):
         width = max(int(batch["note_mask"].sum(1).max().item()), 1)
@@ -88,7 +95,7 @@ def as_batch(row: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> dict[str, to
 
 
 def forward_private(module: Any, batch: dict[str, torch.Tensor]) -> Any:
-    return module(*(batch[k] for k in POSITIONAL), note_states=batch.get("note_states"))
+    return module(*(batch[k] for k in POSITIONAL), **{k: batch.get(k) for k in STATE_KEYS})
 
 
 def effective_sample_rate(n: int, sample_rate: float) -> float:
@@ -123,6 +130,8 @@ def train_private(model: NoduleRiskModel, train: EncodedCases, privacy: PrivacyC
     pos_weight = pos_weight_of(train.labels) if config.class_weights else 1.0
     if note_reader_frozen(model):
         train = with_note_states(model, train)  # a frozen encoder: its states once, not once per step
+    if ct_reader_frozen(model):
+        train = with_ct_states(model, train)
     # vmap needs no data-dependent control flow; the transformers encoder's masking has some, so a trainable
     # note encoder (no precomputed states) goes through Opacus' hooks
     if privacy.engine == "vmap" and (model.text_encoder is None or "note_states" in train.tensors):
@@ -137,7 +146,7 @@ def train_private(model: NoduleRiskModel, train: EncodedCases, privacy: PrivacyC
     bar = tqdm(total=privacy.steps, desc="dp-sgd", unit="step", disable=not config.progress)
     while steps < privacy.steps:
         for row in loader:
-            batch = as_batch(row)
+            batch = as_batch(row, _keys(train))
             optimizer.zero_grad(set_to_none=True)
             if len(batch["label"]) == 0:  # an empty Poisson draw still releases a noised (all-noise) step
                 for p in model.parameters():

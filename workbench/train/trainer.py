@@ -22,7 +22,13 @@ import torch
 from tqdm import tqdm
 
 from workbench.models.model import NoduleRiskModel
-from workbench.train.dataset import EncodedCases, note_reader_frozen, with_note_states
+from workbench.train.dataset import (
+    EncodedCases,
+    ct_reader_frozen,
+    note_reader_frozen,
+    with_ct_states,
+    with_note_states,
+)
 from workbench.train.loss import loss_fn
 from workbench.train.metrics import auroc
 
@@ -45,7 +51,7 @@ class TrainConfig:
     device: str = "cpu"
     amp: bool = True  # bfloat16 autocast when the device is a GPU
     grad_clip: float = 1.0  # global norm clip (the non-private path)
-    cache_note_states: bool = True  # a frozen note encoder runs once per case, not once per epoch (with_note_states)
+    cache_note_states: bool = True  # frozen readers run once per case, not once per epoch (with_note_states, _ct_)
     proximal_mu: float = 0.0  # FedProx: mu/2 ||w - w_start||^2 keeps a node's update near the global model
     augment: bool = True  # random flips of the nodule patch along each axis (nodule shape has no handedness)
     progress: bool = True
@@ -147,6 +153,9 @@ def train_model(model: NoduleRiskModel, train: EncodedCases, val: EncodedCases |
     if config.cache_note_states and note_reader_frozen(model):
         train = with_note_states(model, train)
         val = with_note_states(model, val) if val is not None else None
+    if config.cache_note_states and ct_reader_frozen(model):
+        train = with_ct_states(model, train)
+        val = with_ct_states(model, val) if val is not None else None
     labels = train.labels
     pos_weight = pos_weight_of(labels) if config.class_weights else 1.0
     steps_per_epoch = max(1, math.ceil(len(train) / config.batch_size))
@@ -181,7 +190,7 @@ def train_model(model: NoduleRiskModel, train: EncodedCases, val: EncodedCases |
         total, n = 0.0, 0
         for batch in train.batches(config.batch_size, shuffle=True, generator=g):
             batch = with_modality_dropout(batch, config.modality_dropout, g)
-            if config.augment:
+            if config.augment and "ct_patch_states" not in batch:
                 batch = with_flips(batch, g)
             batch = to_device(batch, device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):

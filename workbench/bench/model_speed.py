@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from workbench.bench.common import envelope
+from workbench.models.ct_encoder import CTEncoderConfig
 from workbench.models.model import ModelConfig, build_model, trainable_parameters
 from workbench.models.text_encoder import TextEncoderConfig
 from workbench.train.loss import loss_fn
@@ -21,19 +22,24 @@ from workbench.train.loss import loss_fn
 def run_model_speed(*, device: str, batch_size: int = 64, steps: int = 30) -> dict[str, Any]:
     """Training samples/s and one-case latency of the fused model on ``device``, random inputs of the real shapes.
 
-    ``train_samples_per_s`` is the benchmark's configuration (pretrained note reader frozen);
-    ``train_samples_per_s_text_trainable`` trains the note encoder too.
+    ``train_samples_per_s`` is the benchmark's configuration (pretrained note and CT readers frozen, their outputs
+    computed once per case as the trainer does); ``train_samples_per_s_ct_trainable`` trains the CT encoder too,
+    ``train_samples_per_s_text_trainable`` both encoders. The latency is one case from its images and tokens.
     """
     start = time.perf_counter()
-    frozen = _speed(device, batch_size, steps, freeze_text=True)
-    trainable = _speed(device, batch_size, steps, freeze_text=False)
-    return {"device": device, **frozen, "train_samples_per_s_text_trainable": trainable["train_samples_per_s"],
+    frozen = _speed(device, batch_size, steps, freeze_text=True, freeze_ct=True)
+    ct = _speed(device, batch_size, steps, freeze_text=True, freeze_ct=False)
+    trainable = _speed(device, batch_size, steps, freeze_text=False, freeze_ct=False)
+    return {"device": device, **frozen, "train_samples_per_s_ct_trainable": ct["train_samples_per_s"],
+            "trainable_params_ct_trainable": ct["trainable_params"],
+            "train_samples_per_s_text_trainable": trainable["train_samples_per_s"],
             "trainable_params_text_trainable": trainable["trainable_params"],
             **envelope("random inputs", time.perf_counter() - start)}
 
 
-def _speed(device: str, batch_size: int, steps: int, freeze_text: bool) -> dict[str, Any]:
-    model = build_model(ModelConfig(text=TextEncoderConfig(freeze=freeze_text))).to(device)
+def _speed(device: str, batch_size: int, steps: int, freeze_text: bool, freeze_ct: bool) -> dict[str, Any]:
+    model = build_model(ModelConfig(ct=CTEncoderConfig(freeze=freeze_ct), text=TextEncoderConfig(freeze=freeze_text)))
+    model = model.to(device)
     n, length = batch_size, 256
     g = torch.Generator().manual_seed(0)
     batch = {
@@ -44,6 +50,15 @@ def _speed(device: str, batch_size: int, steps: int, freeze_text: bool) -> dict[
         "modality_mask": torch.ones(n, 2, dtype=torch.bool), "label": (torch.rand(n, generator=g) < 0.3).float(),
     }
     batch = {k: v.to(device) for k, v in batch.items()}
+    full = batch
+    with torch.no_grad():  # what the trainer caches once per case for frozen readers
+        if freeze_text and model.text_encoder is not None:
+            batch = {**batch, "note_states": model.text_encoder.hidden_states(batch["note_ids"], batch["note_mask"],
+                                                                              batch["note_values"])}
+        if freeze_ct and model.ct_encoder is not None:
+            p, c = model.ct_encoder.features(batch["ct_patch"], batch["ct_context"])
+            batch = {**{k: v for k, v in batch.items() if k not in ("ct_patch", "ct_context")},
+                     "ct_patch_states": p, "ct_context_states": c}
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     use_amp = device.startswith("cuda")
 
@@ -68,7 +83,7 @@ def _speed(device: str, batch_size: int, steps: int, freeze_text: bool) -> dict[
     sync()
     samples_per_s = steps * n / (time.perf_counter() - t0)
     model.eval()
-    one = {k: v[:1] for k, v in batch.items()}
+    one = {k: v[:1] for k, v in full.items()}
     times = []
     with torch.no_grad():
         for i in range(60):

@@ -190,6 +190,7 @@ def run_model_bench(*, quick: bool = False, cohort: str | Path | None = None, se
         "fusion_gain": {"value": gain, "ci95": list(ci)},
         "ece": ece(y, p_fused),
         "ece_uncalibrated": ece(y, apply_temperature(logits["fused"], 1.0)),
+        "ece_true_risk": ece(y, np.array([t.risk for t in test_truth])),  # the floor a perfect model meets on n_test
         "calibration": calibration.to_dict(),
         "n_test": len(test),
         "n_train": len(data["train"]),

@@ -20,7 +20,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 CT_CORPUS_SEED = 77_077  # never a cohort seed (cohorts use small seeds) nor the note corpus' seed
 CHUNK = 50  # cases per chunk file
 FACTS = ("log_diameter", "nodule_type", "spiculated", "emphysema", "upper_lobe")
-CLASSES = {"nodule_type": NODULE_TYPES}  # the rest: log_diameter (regression) and binary facts
+CLASSES: dict[str, tuple[str, ...]] = {"nodule_type": NODULE_TYPES}  # the rest: log_diameter (regression) and binary facts
 
 
 @dataclass
@@ -67,7 +67,7 @@ def rendered_image(ct: RenderedCT) -> MetaTensor:
     return MetaTensor(torch.from_numpy(hu[None]), affine=torch.from_numpy(affine), meta=meta)
 
 
-def _one_case(index: int, seed: int) -> dict[str, np.ndarray]:
+def _one_case(index: int, seed: int) -> dict[str, Any]:
     from workbench.cohort.generate import nodules_for
     from workbench.cohort.phantom import render_chest
     from workbench.data.transforms import PreprocessConfig, ct_pipeline, lps_to_ras
@@ -97,7 +97,7 @@ def _chunk_task(args: tuple[int, int, int, str]) -> int:
     rows = [_one_case(i, seed) for i in range(start, stop)]
     arrays = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
     tmp = Path(path).with_name(f".{Path(path).stem}.tmp.npz")
-    np.savez(tmp, **arrays)
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]
     os.replace(tmp, path)
     return stop - start
 

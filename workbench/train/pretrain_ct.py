@@ -32,9 +32,9 @@ from workbench.models.ct_encoder import CT_READER_WEIGHTS, CTEncoder, CTEncoderC
 @dataclass
 class CTReaderConfig:
     n_cases: int = 1500  # corpus size (workbench.cohort.ct_corpus, a seed no cohort uses)
-    epochs: int = 12
+    epochs: int = 30
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float = 3e-3
     d_model: int = 64  # token width (the fusion's d_model: the projections are kept when it matches)
     val_share: float = 0.1  # corpus cases held out to report how well each fact is read (0: report on train)
     seed: int = 0

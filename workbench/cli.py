@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     pc = sub.add_parser("pretrain-ct", help="pretrain the CT reader on a separate annotated phantom corpus (no labels)")
     pc.add_argument("--out", required=True, help="CT reader directory (ct_reader.safetensors + ct_reader.json + card)")
     pc.add_argument("--cases", type=int, default=1500, help="corpus size (default 1500; about 1 s per case per core)")
-    pc.add_argument("--epochs", type=int, default=30)
+    pc.add_argument("--epochs", type=int, default=20)
     pc.add_argument("--corpus", help="where the corpus chunks are kept (default: a hidden sibling of --out); resumable")
     pc.add_argument("--workers", type=int, default=2, help="processes rendering the corpus")
     pc.add_argument("--quiet", action="store_true")

@@ -50,6 +50,8 @@ def test_reader_loads_frozen_into_the_model_and_stays_frozen(reader: Path, tmp_p
     for k, v in enc.state_dict().items():  # the convolutions and (same width) the projections come from the reader
         assert torch.equal(v, state[k]), k
     assert not any(p.requires_grad for p in [*enc.patch_net.parameters(), *enc.context_net.parameters()])
+    assert enc.finding is not None and not any(p.requires_grad for p in enc.finding.parameters())
+    assert model.ct_encoder.n_tokens == 74  # type: ignore[union-attr]  # 64 patch + 8 context + position + finding
     assert all(p.requires_grad for p in enc.patch_proj.parameters())
     before = {k: v.clone() for k, v in enc.patch_net.state_dict().items()}
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)

@@ -50,7 +50,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        ct = dict(d.get("ct", {}))
+        ct = {"finding_token": False, **d.get("ct", {})}  # saved before the finding token existed: without it
         for k in ("patch_channels", "context_channels"):
             if k in ct:
                 ct[k] = tuple(ct[k])

@@ -193,8 +193,7 @@ def with_note_states(model: torch.nn.Module, data: EncodedCases, batch_size: int
 def ct_reader_frozen(model: torch.nn.Module) -> bool:
     """True when the model reads CT with frozen convolution stacks (its projections may train)."""
     enc = getattr(model, "ct_encoder", None)
-    return enc is not None and not any(p.requires_grad for p in [*enc.patch_net.parameters(),
-                                                                  *enc.context_net.parameters()])
+    return enc is not None and not any(p.requires_grad for p in enc.frozen_parameters())
 
 
 @torch.no_grad()

@@ -8,8 +8,8 @@ malignancy label). The reader is then loaded with ``CTEncoderConfig(path=DIR, fr
 stacks stay fixed and only the projections, fusion and heads train, which is also the trainable subset that
 DP-SGD at a hospital can afford (DESIGN §7).
 
-The heads read the mean of the encoder's own tokens (patch, context and position tokens alike), so every
-annotated fact must be readable from the tokens the fusion's [CT] summary token attends to.
+The heads read the encoder's finding vector (an MLP over pooled cells and position, which becomes the finding
+token) linearly, so every annotated fact is readable from one token the fusion's [CT] summary attends to.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from workbench.models.ct_encoder import CT_READER_WEIGHTS, CTEncoder, CTEncoderC
 @dataclass
 class CTReaderConfig:
     n_cases: int = 1500  # corpus size (workbench.cohort.ct_corpus, a seed no cohort uses)
-    epochs: int = 30
+    epochs: int = 20
     batch_size: int = 32
     lr: float = 3e-3
     d_model: int = 64  # token width (the fusion's d_model: the projections are kept when it matches)
@@ -76,7 +76,7 @@ def pretrain_ct_reader(corpus: Any, classes: dict[str, tuple[str, ...]], config:
     torch.manual_seed(config.seed)
     g = torch.Generator().manual_seed(config.seed)
     enc = CTEncoder(encoder_config or CTEncoderConfig(), config.d_model)
-    heads = nn.ModuleDict({k: nn.Linear(config.d_model, len(classes[k]) if k in classes else 1)
+    heads = nn.ModuleDict({k: nn.Linear(enc.config.finding_size, len(classes[k]) if k in classes else 1)
                            for k in corpus.facts})
     n = len(corpus)
     order = torch.randperm(n, generator=g)
@@ -92,7 +92,8 @@ def pretrain_ct_reader(corpus: Any, classes: dict[str, tuple[str, ...]], config:
         patch = corpus.ct_patch[idx].float()
         if augment:
             patch = _flip(patch, g)
-        return enc(patch, corpus.ct_context[idx].float(), corpus.ct_position[idx]).mean(1)  # (B, D)
+        p, c = enc.features(patch, corpus.ct_context[idx].float())
+        return enc.finding_vector(p, c, corpus.ct_position[idx])  # (B, finding_size)
 
     bar = tqdm(range(config.epochs), desc="pretrain CT reader", unit="epoch", disable=not config.progress)
     for _ in bar:

@@ -61,8 +61,9 @@ class EncodedCases:
         for k in ("note_ids", "note_mask", "note_values", "note_states"):
             if k in out:
                 out[k] = out[k][:, :max(width, 1)]
-        out["ct_patch"] = out["ct_patch"].float()
-        out["ct_context"] = out["ct_context"].float()
+        for k in ("ct_patch", "ct_context"):  # absent when only a frozen reader's states are kept
+            if k in out:
+                out[k] = out[k].float()
         return out
 
     def save(self, path: str | Path) -> None:
@@ -79,7 +80,7 @@ class EncodedCases:
 
     @property
     def labels(self) -> np.ndarray:
-        return self.tensors["label"].numpy()
+        return self.tensors["label"].cpu().numpy()
 
 
 def encode_note(text: str, tokenizer: PreTrainedTokenizerFast, max_length: int) -> tuple[list[int], str]:

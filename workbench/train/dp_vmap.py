@@ -36,7 +36,7 @@ def per_sample_grads(model: NoduleRiskModel, batch: dict[str, torch.Tensor], pos
 
     def loss_one(p: dict[str, torch.Tensor], *row: torch.Tensor) -> torch.Tensor:
         b = {k: v.unsqueeze(0) for k, v in zip(keys, row, strict=True)}
-        out = functional_call(model, (p, frozen, buffers), args=tuple(b[k] for k in POSITIONAL),
+        out = functional_call(model, (p, frozen, buffers), args=tuple(b.get(k) for k in POSITIONAL),
                               kwargs={k: b.get(k) for k in STATE_KEYS})
         return loss_fn(out, b, pos_weight, aux_weight, reduction="none").sum()
 
@@ -70,8 +70,9 @@ class VmapDPOptimizer:
             summed = scale @ flat  # (P,)
         else:
             summed = torch.zeros(p_total, device=device)
-        noise = torch.randn(p_total, device=device, generator=self.generator) if self.generator is not None \
-            else torch.randn(p_total, device=device)
+        # drawn from the (CPU) generator the trainer seeds, then moved: a CPU generator cannot fill a GPU tensor
+        noise = (torch.randn(p_total, generator=self.generator) if self.generator is not None
+                 else torch.randn(p_total)).to(device)
         return (summed + noise * (self.noise_multiplier * self.max_grad_norm)) / self.expected_batch_size
 
     def step(self, batch: dict[str, torch.Tensor]) -> None:

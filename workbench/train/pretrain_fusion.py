@@ -1,0 +1,162 @@
+"""Label-free pretraining of the fusion layers on the two reader corpora, one modality at a time.
+
+Why: under DP a node can afford to train only a few hundred parameters (measured: DP-SGD over 14,722-89,187
+parameters stayed at test AUROC 0.56-0.60 at epsilon 1-8), but a linear head over fusion layers left at their
+random start reached only 0.636 even without DP: random attention and feed-forward layers bury the readers'
+findings. Here the projections and fusion layers learn, from the same separate corpora the readers came from (CT
+phantoms with their annotations, notes with their facts; no cohort case, no malignancy label), to make each
+modality's summary token state that modality's findings linearly: a CT-only case's [CT] summary predicts
+diameter, type, spiculation, emphysema and upper lobe; a note-only case's [NOTE] summary predicts age, sex,
+family history, smoking, prior cancer, prior CT. The gate's last layer is then zeroed (an even gate: the fused
+representation is s_ct + s_note, so log-odds add) and a hospital's private training needs only the heads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from workbench.models.model import NoduleRiskModel
+
+
+@dataclass
+class FusionPretrainConfig:
+    steps: int = 600
+    batch_size: int = 64
+    lr: float = 2e-3
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ModalityCorpus:
+    """One modality's corpus as model inputs (a frozen reader's states) and its facts."""
+
+    inputs: dict[str, torch.Tensor | None]  # keyword inputs of NoduleRiskModel.forward, first dim N
+    facts: dict[str, torch.Tensor]  # fact -> (N,) float (class index, 0/1, or a standardised number)
+    classes: dict[str, int]  # fact -> number of classes (1: regression, 2: binary)
+
+
+def _loss(z: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
+    if k > 2:
+        return F.cross_entropy(z, y.long())
+    if k == 2:
+        return F.binary_cross_entropy_with_logits(z.squeeze(-1), y)
+    return F.mse_loss(z.squeeze(-1), y)
+
+
+def pretrain_fusion(model: NoduleRiskModel, corpora: dict[str, ModalityCorpus],
+                    config: FusionPretrainConfig | None = None) -> dict[str, float]:
+    """Train ``model``'s trainable parameters (projections, fusion) in place so that each modality's summary
+    (``FusionOutput.fused`` of a one-modality case) states its corpus' facts linearly; then even the gate.
+    ``corpora`` maps "ct" / "notes" to its corpus. Returns the last 50 steps' mean loss per fact."""
+    config = config or FusionPretrainConfig()
+    torch.manual_seed(config.seed)
+    g = torch.Generator().manual_seed(config.seed)
+    d = model.config.fusion.d_model
+    heads = nn.ModuleDict({f"{m}:{k}": nn.Linear(d, n if n > 2 else 1)
+                           for m, c in corpora.items() for k, n in c.classes.items()}).to(config.device)
+    skip = ("fusion.head.", "fusion.modality_head.", "fusion.gate_mlp.")  # the private training's part
+    params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(skip)]
+    opt = torch.optim.AdamW([*params, *heads.parameters()], lr=config.lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.steps, pct_start=0.1)
+    model.train()
+    recent: dict[str, list[float]] = {k: [] for k in heads}
+    for _ in tqdm(range(config.steps), desc="pretrain fusion", unit="step", disable=not config.progress):
+        loss = torch.zeros((), device=config.device)
+        for m, c in corpora.items():
+            n = len(next(iter(c.facts.values())))
+            idx = torch.randint(0, n, (config.batch_size,), generator=g)
+            kw = {k: None if v is None else v[idx].to(config.device) for k, v in c.inputs.items()}
+            fused = model(**kw).fused  # (B, D): one modality present, so its summary
+            for k, classes in c.classes.items():
+                term = _loss(heads[f"{m}:{k}"](fused), c.facts[k][idx].to(config.device), classes)
+                recent[f"{m}:{k}"] = [*recent[f"{m}:{k}"][-49:], float(term)]
+                loss = loss + term
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    with torch.no_grad():  # an even gate: s_ct + s_note, the modalities' evidence adds
+        last = model.fusion.gate_mlp[-1]
+        last.weight.zero_()
+        last.bias.zero_()
+    model.eval()
+    return {k: sum(v) / max(1, len(v)) for k, v in recent.items()}
+
+
+def one_modality_inputs(n: int, modality: str, *, ct: dict[str, torch.Tensor] | None = None,
+                        notes: dict[str, torch.Tensor] | None = None, ct_cells: tuple[int, int, int, int] = (64, 64, 8, 32),
+                        note_width: int = 64) -> dict[str, torch.Tensor | None]:
+    """Keyword inputs for ``n`` cases that have only ``modality``: the other's inputs are empty and masked."""
+    mask = torch.zeros(n, 2, dtype=torch.bool)
+    mask[:, 0 if modality == "ct" else 1] = True
+    tp, cp, tc, cc = ct_cells
+    out: dict[str, torch.Tensor | None] = {"modality_mask": mask, "ct_patch": None, "ct_context": None}
+    if modality == "ct":
+        assert ct is not None
+        out.update(ct)
+        out.update(note_ids=torch.zeros(n, 1, dtype=torch.long), note_mask=torch.zeros(n, 1, dtype=torch.long),
+                   note_values=torch.zeros(n, 1), note_states=torch.zeros(n, 1, note_width))
+    else:
+        assert notes is not None
+        out.update(notes)
+        out.update(ct_position=torch.full((n, 3), 0.5), ct_patch_states=torch.zeros(n, tp, cp),
+                   ct_context_states=torch.zeros(n, tc, cc))
+    return out
+
+
+@torch.no_grad()
+def reader_corpora(model: NoduleRiskModel, ct: Any, notes: Any, batch_size: int = 64,
+                   device: str = "cpu") -> dict[str, ModalityCorpus]:
+    """The two corpora as frozen-reader states: ``ct`` a ``CTCorpus``, ``notes`` a ``NoteCorpus``."""
+    from workbench.cohort.ct_corpus import CLASSES as CT_CLASSES
+    from workbench.cohort.note_corpus import CLASSES as NOTE_CLASSES
+    from workbench.models.tokenizer import numeric_values
+    from workbench.train.dataset import encode_note
+
+    assert model.ct_encoder is not None and model.text_encoder is not None and model.tokenizer is not None
+    enc = model.ct_encoder.to(device).eval()
+    cells = [enc.features(ct.ct_patch[s:s + batch_size].float().to(device), ct.ct_context[s:s + batch_size].float().to(device))
+             for s in range(0, len(ct), batch_size)]
+    ct_in = {"ct_patch_states": torch.cat([c[0] for c in cells]).cpu(),
+             "ct_context_states": torch.cat([c[1] for c in cells]).cpu(), "ct_position": ct.ct_position.float()}
+    ct_facts = {k: torch.as_tensor(v) for k, v in ct.facts.items()}
+    ct_facts["log_diameter"] = (ct_facts["log_diameter"] - 2.0) / 0.5
+    ct_classes = {k: len(CT_CLASSES[k]) if k in CT_CLASSES else (1 if k == "log_diameter" else 2) for k in ct.facts}
+
+    rows = [encode_note(t, model.tokenizer, model.config.text.max_length)[0] for t in notes.texts]
+    width = max(len(r) for r in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r)
+    mask = (torch.arange(width)[None] < torch.tensor([len(r) for r in rows])[:, None]).long()
+    values = numeric_values(model.tokenizer, ids) * mask
+    te = model.text_encoder.to(device).eval()
+    states = torch.cat([te.hidden_states(ids[s:s + batch_size].to(device), mask[s:s + batch_size].to(device),
+                                         values[s:s + batch_size].to(device)).cpu()
+                        for s in range(0, len(rows), batch_size)])
+    note_in = {"note_ids": ids, "note_mask": mask, "note_values": values, "note_states": states}
+    note_facts = {k: torch.as_tensor(v) for k, v in notes.facts.items()}
+    note_facts["age"] = (note_facts["age"] - 65.0) / 10.0
+    note_classes = {k: len(NOTE_CLASSES[k]) if k in NOTE_CLASSES else (1 if k == "age" else 2) for k in notes.facts}
+    p_cells, c_cells = ct_in["ct_patch_states"].shape[1:], ct_in["ct_context_states"].shape[1:]
+    shape = (p_cells[0], p_cells[1], c_cells[0], c_cells[1])
+    return {
+        "ct": ModalityCorpus(one_modality_inputs(len(ct), "ct", ct=ct_in, note_width=states.shape[-1]), ct_facts,
+                             ct_classes),
+        "notes": ModalityCorpus(one_modality_inputs(len(rows), "notes", notes=note_in, ct_cells=shape), note_facts,
+                                note_classes),
+    }
+
+
+__all__ = ["FusionPretrainConfig", "ModalityCorpus", "one_modality_inputs", "pretrain_fusion", "reader_corpora"]

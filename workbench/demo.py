@@ -85,7 +85,7 @@ def _train_and_evaluate(out: Path, cohort: Path) -> None:
     run = out / "run"
     fed = FedConfig(cohort=str(cohort), text_encoder=str(reader), ct_encoder=str(ct_reader), num_server_rounds=5,
                     dp=True, dp_epsilon=3.0, dp_budget=8.0, dp_sample_rate=0.5, dp_epochs=2.0, dp_lr=DEMO_DP_LR,
-                    dp_train="heads", state_dir=str(out / "nodes"))
+                    state_dir=str(out / "nodes"))
     print(f"\n[4/4] federated training with DP: {fed.num_server_rounds} Flower rounds, one node per site, DP-SGD at "
           f"each node (target epsilon {fed.dp_epsilon:g} per run, lifetime budget {fed.dp_budget:g}, "
           f"delta {fed.dp_delta:g}) -> {run}")

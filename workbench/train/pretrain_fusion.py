@@ -80,7 +80,7 @@ def pretrain_fusion(model: NoduleRiskModel, corpora: dict[str, ModalityCorpus],
             fused = model(**kw).fused  # (B, D): one modality present, so its summary
             for k, classes in c.classes.items():
                 term = _loss(heads[f"{m}:{k}"](fused), c.facts[k][idx].to(config.device), classes)
-                recent[f"{m}:{k}"] = [*recent[f"{m}:{k}"][-49:], float(term)]
+                recent[f"{m}:{k}"] = [*recent[f"{m}:{k}"][-49:], float(term.detach())]
                 loss = loss + term
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -88,6 +88,7 @@ def pretrain_fusion(model: NoduleRiskModel, corpora: dict[str, ModalityCorpus],
         sched.step()
     with torch.no_grad():  # an even gate: s_ct + s_note, the modalities' evidence adds
         last = model.fusion.gate_mlp[-1]
+        assert isinstance(last, nn.Linear)
         last.weight.zero_()
         last.bias.zero_()
     model.eval()

@@ -27,6 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from workbench.models.ct_encoder import CT_READER_WEIGHTS, CTEncoder, CTEncoderConfig
+from workbench.train.trainer import flip_patches
 
 
 @dataclass
@@ -42,16 +43,6 @@ class CTReaderConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _flip(patch: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    flips = torch.rand(len(patch), 3, generator=g) < 0.5
-    out = patch.clone()
-    for axis in range(3):
-        sel = flips[:, axis]
-        if sel.any():
-            out[sel] = out[sel].flip(axis + 2)
-    return out
 
 
 def _losses(heads: nn.ModuleDict, pooled: torch.Tensor, y: dict[str, torch.Tensor],
@@ -91,7 +82,7 @@ def pretrain_ct_reader(corpus: Any, classes: dict[str, tuple[str, ...]], config:
     def pooled(idx: torch.Tensor, augment: bool) -> torch.Tensor:
         patch = corpus.ct_patch[idx].float()
         if augment:
-            patch = _flip(patch, g)
+            patch = flip_patches(patch, g)
         p, c = enc.features(patch, corpus.ct_context[idx].float())
         return enc.finding_vector(p, c, corpus.ct_position[idx])  # (B, finding_size)
 

@@ -92,14 +92,18 @@ def with_modality_dropout(batch: dict[str, torch.Tensor], p: float, g: torch.Gen
 def with_flips(batch: dict[str, torch.Tensor], g: torch.Generator) -> dict[str, torch.Tensor]:
     """Flip each case's nodule patch along each spatial axis with chance 1/2 (the radial profile is unchanged;
     the convolutions stop memorising where vessels happen to leave a nodule)."""
-    patch = batch["ct_patch"]
+    return {**batch, "ct_patch": flip_patches(batch["ct_patch"], g)}
+
+
+def flip_patches(patch: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """(B, C, P, P, P): each case flipped along each spatial axis with chance 1/2 (a copy)."""
     flips = torch.rand(len(patch), 3, generator=g) < 0.5
     out = patch.clone()
     for axis in range(3):
         sel = flips[:, axis]
         if sel.any():
             out[sel] = out[sel].flip(axis + 2)
-    return {**batch, "ct_patch": out}
+    return out
 
 
 def to_device(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:

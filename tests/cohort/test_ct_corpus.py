@@ -52,3 +52,18 @@ def test_corpus_is_annotated_from_its_own_truth_and_resumes(tmp_path: Path) -> N
     again = ct_corpus(3, tmp_path, workers=1, progress=False)  # resumed: nothing re-rendered
     assert files[0].stat().st_mtime_ns == stamp
     assert np.array_equal(again.ct_patch.numpy(), corpus.ct_patch.numpy())
+
+
+def test_parallel_corpus_after_torch_has_run(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001 - pytest fixture
+    """The demo renders the corpus after training the note reader: forked workers of a process whose OpenMP
+    threads are running deadlocked; spawned ones must finish and match the sequential result."""
+    import torch
+
+    import workbench.cohort.ct_corpus as cc
+
+    torch.ones(256, 256) @ torch.ones(256, 256)  # start torch's thread pool in this process
+    monkeypatch.setattr(cc, "CHUNK", 1)  # two chunks, so the pool is used
+    par = cc.ct_corpus(2, tmp_path / "par", workers=2, progress=False)
+    seq = cc.ct_corpus(2, tmp_path / "seq", workers=1, progress=False)
+    assert np.array_equal(par.ct_patch.numpy(), seq.ct_patch.numpy())
+    assert np.array_equal(par.facts["log_diameter"], seq.facts["log_diameter"])

@@ -16,6 +16,7 @@ Generated in parallel and kept in chunk files, so a killed run resumes.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -113,7 +114,8 @@ def ct_corpus(n: int, out_dir: str | Path, seed: int = CT_CORPUS_SEED, *, worker
     bar = tqdm(total=n, initial=n - sum(c[1] - c[0] for c in todo), desc="CT corpus", unit="case",
                disable=not progress)
     if workers > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # spawned, not forked: a process that already ran torch (OpenMP threads) can deadlock its forked children
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             for k in pool.map(_chunk_task, todo):
                 bar.update(k)
     else:

@@ -103,10 +103,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
     if a.text_encoder and not Path(a.text_encoder, "config.json").is_file():
         raise WorkbenchError(f"{a.text_encoder}: not a saved encoder directory (config.json is missing)")
     text = TextEncoderConfig(path=a.text_encoder, freeze=not a.finetune_text) if a.text_encoder else TextEncoderConfig()
-    from workbench.models.ct_encoder import CT_READER_WEIGHTS, CTEncoderConfig
+    from workbench.models.ct_encoder import CTEncoderConfig
 
-    if a.ct_encoder and not Path(a.ct_encoder, CT_READER_WEIGHTS).is_file():
-        raise WorkbenchError(f"{a.ct_encoder}: not a CT reader directory ({CT_READER_WEIGHTS} is missing)")
     ct = CTEncoderConfig(path=a.ct_encoder, freeze=not a.finetune_ct) if a.ct_encoder else CTEncoderConfig()
     log = train_run(a.site_dirs, a.out, model_config=ModelConfig(modalities=modalities, ct=ct, text=text), train_config=tc,
                     cache_dir=a.cache, progress=not a.quiet)

@@ -14,8 +14,6 @@ from workbench.cohort.generate import generate_cohort
 from workbench.data.cache import default_cache_dir
 from workbench.data.ingest import ingest_site
 
-DEMO_DP_LR = 3e-3
-
 
 def run_demo(out: Path, *, preset: str = "small") -> int:
     cohort = out / "cohort"
@@ -84,7 +82,7 @@ def _train_and_evaluate(out: Path, cohort: Path) -> None:
     ct_reader = _ct_reader(out / "ct_reader")
     run = out / "run"
     fed = FedConfig(cohort=str(cohort), text_encoder=str(reader), ct_encoder=str(ct_reader), num_server_rounds=5,
-                    dp=True, dp_epsilon=3.0, dp_budget=8.0, dp_sample_rate=0.5, dp_epochs=2.0, dp_lr=DEMO_DP_LR,
+                    dp=True, dp_epsilon=3.0, dp_budget=8.0, dp_sample_rate=0.5, dp_epochs=2.0, dp_lr=3e-3,
                     state_dir=str(out / "nodes"))
     print(f"\n[4/4] federated training with DP: {fed.num_server_rounds} Flower rounds, one node per site, DP-SGD at "
           f"each node (target epsilon {fed.dp_epsilon:g} per run, lifetime budget {fed.dp_budget:g}, "

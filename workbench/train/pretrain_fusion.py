@@ -22,6 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from workbench.models.model import NoduleRiskModel
+from workbench.train.dp_speed import HEAD_PREFIXES
 
 
 @dataclass
@@ -65,8 +66,8 @@ def pretrain_fusion(model: NoduleRiskModel, corpora: dict[str, ModalityCorpus],
     d = model.config.fusion.d_model
     heads = nn.ModuleDict({f"{m}:{k}": nn.Linear(d, n if n > 2 else 1)
                            for m, c in corpora.items() for k, n in c.classes.items()}).to(config.device)
-    skip = ("fusion.head.", "fusion.modality_head.", "fusion.gate_mlp.")  # the private training's part
-    params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(skip)]
+    # the gate and heads are what private training (dp-train heads) learns later
+    params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(HEAD_PREFIXES)]
     opt = torch.optim.AdamW([*params, *heads.parameters()], lr=config.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.steps, pct_start=0.1)
     model.train()
@@ -116,48 +117,4 @@ def one_modality_inputs(n: int, modality: str, *, ct: dict[str, torch.Tensor] | 
     return out
 
 
-@torch.no_grad()
-def reader_corpora(model: NoduleRiskModel, ct: Any, notes: Any, batch_size: int = 64,
-                   device: str = "cpu") -> dict[str, ModalityCorpus]:
-    """The two corpora as frozen-reader states: ``ct`` a ``CTCorpus``, ``notes`` a ``NoteCorpus``."""
-    from workbench.cohort.ct_corpus import CLASSES as CT_CLASSES
-    from workbench.cohort.note_corpus import CLASSES as NOTE_CLASSES
-    from workbench.models.tokenizer import numeric_values
-    from workbench.train.dataset import encode_note
-
-    assert model.ct_encoder is not None and model.text_encoder is not None and model.tokenizer is not None
-    enc = model.ct_encoder.to(device).eval()
-    cells = [enc.features(ct.ct_patch[s:s + batch_size].float().to(device), ct.ct_context[s:s + batch_size].float().to(device))
-             for s in range(0, len(ct), batch_size)]
-    ct_in = {"ct_patch_states": torch.cat([c[0] for c in cells]).cpu(),
-             "ct_context_states": torch.cat([c[1] for c in cells]).cpu(), "ct_position": ct.ct_position.float()}
-    ct_facts = {k: torch.as_tensor(v) for k, v in ct.facts.items()}
-    ct_facts["log_diameter"] = (ct_facts["log_diameter"] - 2.0) / 0.5
-    ct_classes = {k: len(CT_CLASSES[k]) if k in CT_CLASSES else (1 if k == "log_diameter" else 2) for k in ct.facts}
-
-    rows = [encode_note(t, model.tokenizer, model.config.text.max_length)[0] for t in notes.texts]
-    width = max(len(r) for r in rows)
-    ids = torch.zeros(len(rows), width, dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, :len(r)] = torch.tensor(r)
-    mask = (torch.arange(width)[None] < torch.tensor([len(r) for r in rows])[:, None]).long()
-    values = numeric_values(model.tokenizer, ids) * mask
-    te = model.text_encoder.to(device).eval()
-    states = torch.cat([te.hidden_states(ids[s:s + batch_size].to(device), mask[s:s + batch_size].to(device),
-                                         values[s:s + batch_size].to(device)).cpu()
-                        for s in range(0, len(rows), batch_size)])
-    note_in = {"note_ids": ids, "note_mask": mask, "note_values": values, "note_states": states}
-    note_facts = {k: torch.as_tensor(v) for k, v in notes.facts.items()}
-    note_facts["age"] = (note_facts["age"] - 65.0) / 10.0
-    note_classes = {k: len(NOTE_CLASSES[k]) if k in NOTE_CLASSES else (1 if k == "age" else 2) for k in notes.facts}
-    p_cells, c_cells = ct_in["ct_patch_states"].shape[1:], ct_in["ct_context_states"].shape[1:]
-    shape = (p_cells[0], p_cells[1], c_cells[0], c_cells[1])
-    return {
-        "ct": ModalityCorpus(one_modality_inputs(len(ct), "ct", ct=ct_in, note_width=states.shape[-1]), ct_facts,
-                             ct_classes),
-        "notes": ModalityCorpus(one_modality_inputs(len(rows), "notes", notes=note_in, ct_cells=shape), note_facts,
-                                note_classes),
-    }
-
-
-__all__ = ["FusionPretrainConfig", "ModalityCorpus", "one_modality_inputs", "pretrain_fusion", "reader_corpora"]
+__all__ = ["FusionPretrainConfig", "ModalityCorpus", "one_modality_inputs", "pretrain_fusion"]

@@ -14,7 +14,8 @@ from workbench.errors import WorkbenchError
 
 STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedtrimmedavg", "krum")
 FEDERATE = ("all", "trainable", "fusion")
-DP_TRAIN = ("all", "fusion", "heads")
+DP_TRAIN = ("all", "fusion", "heads", "head")
+DP_OPTIMIZERS = ("adamw", "sgd")
 
 
 @dataclass
@@ -42,7 +43,10 @@ class FedConfig:
     dp_sample_rate: float = 0.1  # Poisson: each case joins a step with this chance
     dp_epochs: float = 1.0  # steps per round = dp_epochs / dp_sample_rate (expected passes over the data)
     dp_lr: float = 2e-3
-    dp_train: str = "all"  # all trainable parameters | fusion (encoders frozen) | heads (gate and heads only)
+    dp_train: str = "all"  # all trainable | fusion (encoders frozen) | heads (gate and heads) | head (fused head)
+    dp_optimizer: str = "adamw"  # adamw | sgd (under DP, SGD lets successive steps' noise average out)
+    final_average: int = 1  # the final model: mean of the last k rounds' global weights (post-processing: free
+    # under DP; averages away the last rounds' noise)
     # site-level central DP (Flower's server-side fixed clipping wrapper)
     central_dp: bool = False
     central_dp_noise: float = 0.5
@@ -89,6 +93,10 @@ class FedConfig:
             raise WorkbenchError(f"federated config: federate {self.federate!r}; choose one of {', '.join(FEDERATE)}")
         if self.dp_train not in DP_TRAIN:
             raise WorkbenchError(f"federated config: dp-train {self.dp_train!r}; choose one of {', '.join(DP_TRAIN)}")
+        if self.dp_optimizer not in DP_OPTIMIZERS:
+            raise WorkbenchError(f"federated config: dp-optimizer {self.dp_optimizer!r}; choose one of {', '.join(DP_OPTIMIZERS)}")
+        if self.final_average < 1:
+            raise WorkbenchError("federated config: final-average must be at least 1")
         if self.num_server_rounds < 1:
             raise WorkbenchError("federated config: num-server-rounds must be at least 1")
         if self.dp and not (0 < self.dp_sample_rate <= 1):

@@ -151,7 +151,8 @@ def train_dp(model: NoduleRiskModel, data: EncodedCases, fed: FedConfig, ledger:
     sigma = ledger.plan_noise(run_id, fed.dp_epsilon, rounds_left, rate, fed.dp_steps)
     n_params = dp_trainable(model, fed)
     privacy = PrivacyConfig(noise_multiplier=sigma, max_grad_norm=fed.dp_max_grad_norm,
-                            sample_rate=fed.dp_sample_rate, steps=fed.dp_steps, delta=fed.dp_delta, lr=fed.dp_lr)
+                            sample_rate=fed.dp_sample_rate, steps=fed.dp_steps, delta=fed.dp_delta, lr=fed.dp_lr,
+                            optimizer=fed.dp_optimizer)
     result = train_private(model, data, privacy, TrainConfig(seed=fed.seed * 1000 + server_round, progress=False))
     if abs(result.sample_rate - rate) > 1e-12:
         raise RuntimeError(f"sampling rate {result.sample_rate} differs from the planned {rate}")

@@ -160,3 +160,51 @@ def test_compiled_per_sample_gradients_equal_the_eager_ones() -> None:
     eager = per_sample_grads(model, batch, 2.0, 0.3)
     compiled = torch.compile(per_sample_grads)(model, batch, 2.0, 0.3)
     assert max(float((eager[k] - compiled[k]).abs().max()) for k in eager) < 1e-5
+
+
+def test_head_only_dp_equals_the_whole_model_vmap_path_step_for_step() -> None:
+    """``dp-train = head``: fused vectors computed once, then clipped, noised head steps; the same weights as the
+    whole-model vmap engine with the same seed (same draws, same noise), SGD and AdamW alike."""
+    from workbench.train.dp_speed import freeze_for_dp
+    from workbench.train.private import _train_private_head, _train_private_vmap, head_only
+    from workbench.train.trainer import TrainConfig
+
+    for optimizer in ("sgd", "adamw"):
+        torch.manual_seed(1)
+        a = build_model(tiny_config())
+        b = build_model(tiny_config())
+        b.load_state_dict(a.state_dict())
+        for m in (a, b):
+            freeze_for_dp(m, "head")
+        assert head_only(a) and sum(p.numel() for p in a.parameters() if p.requires_grad) == 33
+        data = random_cases(6)
+        privacy = PrivacyConfig(noise_multiplier=0.7, max_grad_norm=0.5, sample_rate=0.5, steps=5, lr=0.3,
+                                optimizer=optimizer)
+        cfg = TrainConfig(seed=3, progress=False, aux_weight=0.3)
+        ra = _train_private_head(a, data, privacy, cfg, 2.0)
+        from workbench.train.dataset import with_ct_states, with_note_states
+
+        rb = _train_private_vmap(b, with_ct_states(b, with_note_states(b, data)), privacy, cfg, 2.0)
+        assert ra.epsilon == pytest.approx(rb.epsilon) and ra.mean_batch == rb.mean_batch
+        start = build_model(tiny_config()).fusion.head.weight
+        assert not torch.allclose(a.fusion.head.weight, start)
+        torch.testing.assert_close(a.fusion.head.weight, b.fusion.head.weight, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(a.fusion.head.bias, b.fusion.head.bias, atol=1e-5, rtol=1e-4)
+        frozen = {k: v for k, v in b.state_dict().items() if not k.startswith("fusion.head.")}
+        for k, v in a.state_dict().items():
+            if k in frozen:
+                torch.testing.assert_close(v, frozen[k])  # nothing else moved
+
+
+def test_frozen_modules_train_in_eval_mode_and_optimizer_is_checked() -> None:
+    from workbench.train.dp_speed import freeze_for_dp
+    from workbench.train.private import eval_frozen, make_optimizer
+
+    model = build_model(ModelConfig(fusion=FusionConfig(dropout=0.5)))
+    freeze_for_dp(model, "head")
+    eval_frozen(model)
+    assert model.fusion.training and not any(layer.training for layer in model.fusion.layers)
+    head = [model.fusion.head.weight]
+    assert isinstance(make_optimizer(head, PrivacyConfig(optimizer="sgd")), torch.optim.SGD)
+    with pytest.raises(ValueError, match="DP optimizer 'adam'"):
+        make_optimizer(head, PrivacyConfig(optimizer="adam"))

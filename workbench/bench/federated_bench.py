@@ -1,18 +1,23 @@
 """``workbench bench federated``: what federation and privacy cost in accuracy, time and bytes, on ``test``.
 
-Every variant trains the same model (the model benchmark's pretrained note reader, frozen; everything else
-trainable) from the same start, with the same trainer, on the same cases, and is scored on the pooled ``test``
-split with raw logits (AUROC needs no calibration):
-- ``centralized``: the pooled train split, rounds x local epochs passes (the federation's budget of passes);
-- ``fedavg``: Flower FedAvg across the 4 sites (one simulated SuperNode per site), the same passes;
-- ``fedavg_dp`` and ``dp_curve``: the same federation with DP-SGD at every node, at epsilon 1, 3 and 8 (delta
-  1e-5; each variant starts fresh ledgers whose budget is its epsilon);
+Every variant starts from the same model (both readers frozen, the fusion pretrained without labels on the
+readers' corpora: ``workbench pretrain-fusion``, cached), uses the same trainer on the same cases, and is scored
+on the pooled ``test`` split with raw logits (AUROC needs no calibration):
+- ``centralized``: the pooled train split, rounds x local epochs passes (the federation's budget of passes),
+  every trainable parameter;
+- ``centralized_head``: the same, the fused head alone (the DP subset without DP: its ceiling);
+- ``fedavg``: Flower FedAvg across the 4 sites (one simulated SuperNode per site), the same passes, every
+  trainable parameter;
+- ``fedavg_dp`` and ``dp_curve``: the same federation with DP-SGD at every node training the fused head (65
+  weights, ``dp-train = head``), at epsilon 1, 3 and 8 (delta 1e-5; each variant starts fresh ledgers whose
+  budget is its epsilon);
 - ``fusion_only``: one more round from the fedavg model in which only the fusion transformer and heads travel,
   for ``bytes_per_round_fusion_only``.
-``dp_step_ratio`` times a DP step against a plain step on the fedavg_dp configuration, side by side.
+Federated variants end on the mean of the last rounds' weights (``final-average``). ``dp_step_ratio`` times a
+DP step against a plain step on the fedavg_dp configuration, side by side.
 
-Resumable (DESIGN §10): the work folder keeps each finished variant's result; a killed run redoes only what is
-missing (a killed DP variant restarts with fresh ledgers: benchmark data, not a hospital's).
+Resumable (DESIGN §10): the work folder (named by the plan) keeps each finished variant's result; a killed run
+redoes only what is missing (a killed DP variant restarts with fresh ledgers: benchmark data, not a hospital's).
 """
 
 from __future__ import annotations
@@ -40,8 +45,33 @@ def _plan(quick: bool) -> dict[str, Any]:
     # FedAvg averages 4 nodes' steps: with the pooled batch of 32 a round moves the model about one node's 9
     # steps, a quarter of a pooled epoch's 35 (measured: 0.782 test AUROC after 10 rounds against 0.844 pooled).
     # Local batches of 8 give each round a pooled epoch's worth of steps for the same passes over the data.
+    # DP: every variant starts from the label-free pretrained fusion (``workbench pretrain-fusion``); under DP a
+    # node trains the fused head alone (65 weights) with SGD, 32 Poisson steps of rate 0.5 per round, and the
+    # final model is the mean of the last 5 rounds' weights (post-processing, no privacy cost). Chosen on a
+    # simulation of the same DP-SGD over the same cases' fused vectors (3 seeds each): AdamW from a fresh
+    # optimizer each round moved every weight by about lr whatever the noise (0.66-0.70 at epsilon 1); SGD
+    # with 32 steps and the 5-round mean 0.78 at epsilon 1, 0.83 at epsilon 8. Pretraining the fusion also on
+    # made-up two-modality pairs, with the Brock size term as a fact, raised the head's linear ceiling from 0.850
+    # to 0.879 and the simulated DP to 0.825 / 0.880 at epsilon 1 / 8 (lr 0.5; on an H200,
+    # bench/results/dp_fusion_pretraining_sweep_h200.jsonl).
     return {"rounds": 3 if quick else 10, "local_epochs": 1, "local_batch_size": 8, "central_batch_size": 32,
-            "dp_sample_rate": 0.25, "dp_epochs": 2.0, "dp_lr": 2e-3, "dp_train": "all"}
+            "dp_sample_rate": 0.5, "dp_epochs": 16.0, "dp_lr": 0.5, "dp_train": "head", "dp_optimizer": "sgd",
+            "final_average": 2 if quick else 5,
+            "fusion_init": {"ct_cases": 400 if quick else 1500, "notes": 1000 if quick else 3000,
+                            "steps": 150 if quick else 600, "pairs": True}}
+
+
+def shared_fusion_init(ct_reader: Path, note_reader: Path, init: dict[str, Any], progress: bool) -> Path:
+    """The label-free pretrained starting model for these readers, built once per cache."""
+    import hashlib
+
+    from workbench.train.fusion_init import FusionInitConfig, build_fusion_init
+
+    root = cohort_cache_root().parent
+    key = hashlib.sha256(json.dumps([str(ct_reader), str(note_reader), init], sort_keys=True).encode()).hexdigest()[:10]
+    return build_fusion_init(root / "fusion_init" / key, FusionInitConfig(
+        ct_encoder=str(ct_reader), text_encoder=str(note_reader), ct_cases=init["ct_cases"], notes=init["notes"],
+        steps=init["steps"], pairs=init["pairs"], corpus_dir=str(root / "ct_corpus"), progress=progress))
 
 
 def _scores(model: Any, test: EncodedCases) -> dict[str, Any]:
@@ -54,15 +84,21 @@ def _scores(model: Any, test: EncodedCases) -> dict[str, Any]:
 
 
 def _centralized(work: Path, base: FedConfig, data: dict[str, EncodedCases],
-                 plan: dict[str, Any]) -> dict[str, Any]:
+                 plan: dict[str, Any], head_only: bool = False) -> dict[str, Any]:
     from federated import task
+    from workbench.train.dp_speed import freeze_for_dp
     from workbench.train.trainer import TrainConfig, train_model
 
     model = task.build(base)
-    cfg = TrainConfig(epochs=plan["rounds"] * plan["local_epochs"], batch_size=plan["central_batch_size"], lr=base.lr,
+    lr = base.lr
+    name = "centralized"
+    if head_only:  # the DP subset's ceiling without DP: the same head, pooled, plain
+        freeze_for_dp(model, base.dp_train)
+        lr, name = 1e-2, "centralized_head"
+    cfg = TrainConfig(epochs=plan["rounds"] * plan["local_epochs"], batch_size=plan["central_batch_size"], lr=lr,
                       patience=0, seed=base.seed, progress=base.progress)
     t0 = time.perf_counter()
-    result = train_model(model, data["train"], None, cfg, work / "centralized" / ".checkpoint")
+    result = train_model(model, data["train"], None, cfg, work / name / ".checkpoint")
     return {**_scores(model, data["test"]), "seconds": time.perf_counter() - t0,
             "train_samples_per_s": result.samples_per_s}
 
@@ -112,16 +148,19 @@ def run_federated_bench(*, quick: bool = False, cohort: str | Path | None = None
     cohort_dir = Path(cohort) if cohort else cached_cohort(preset, seed, progress=progress)
     tag = cohort_dir.name if cohort else f"{preset}-seed{seed}"
     model_work = cohort_cache_root().parent / "bench" / f"model-{tag}"  # shared with the model benchmark
-    work = cohort_cache_root().parent / "bench" / f"federated-{tag}"
+    plan = _plan(quick)
+    plan_key = __import__("hashlib").sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:8]
+    work = cohort_cache_root().parent / "bench" / f"federated-{tag}-{plan_key}"  # a new plan: new results
     model_work.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     tokenizer = build_model(ModelConfig(modalities=("notes",))).tokenizer
     data = {s: _encoded(model_work, cohort_dir, s, tokenizer, progress) for s in ("train", "val", "test")}
     reader = _reader(model_work, 2000 if quick else 6000, progress)
     ct_reader = shared_ct_reader(400 if quick else 1500, progress)
-    plan = _plan(quick)
+    init = shared_fusion_init(ct_reader, reader, plan["fusion_init"], progress)
     base = FedConfig(cohort=str(cohort_dir), text_encoder=str(reader), ct_encoder=str(ct_reader),
-                     encoded_dir=str(model_work), dp_train=plan["dp_train"],
+                     init_model=str(init), encoded_dir=str(model_work), dp_train=plan["dp_train"],
+                     dp_optimizer=plan["dp_optimizer"], final_average=plan["final_average"],
                      num_server_rounds=plan["rounds"], local_epochs=plan["local_epochs"],
                      batch_size=plan["local_batch_size"], seed=seed,
                      dp_sample_rate=plan["dp_sample_rate"], dp_epochs=plan["dp_epochs"], dp_lr=plan["dp_lr"],
@@ -137,6 +176,7 @@ def run_federated_bench(*, quick: bool = False, cohort: str | Path | None = None
 
     runs: dict[str, dict[str, Any]] = {}
     runs["centralized"] = cached("centralized", lambda: _centralized(work, base, data, plan))
+    runs["centralized_head"] = cached("centralized_head", lambda: _centralized(work, base, data, plan, head_only=True))
     runs["fedavg"] = cached("fedavg", lambda: _federated("fedavg", work, base, data["test"]))
     if (work / "fedavg_batch32.json").exists():  # the first plan's FedAvg, kept for comparison
         runs["fedavg_batch32"] = json.loads((work / "fedavg_batch32.json").read_text())
@@ -165,12 +205,15 @@ def run_federated_bench(*, quick: bool = False, cohort: str | Path | None = None
         "bytes_per_round_fusion_only": runs["fusion_only"]["bytes_per_round"],
         "bytes_reduction_fusion_only": runs["fedavg"]["bytes_per_round"] / runs["fusion_only"]["bytes_per_round"],
         "auroc_fusion_only_round": runs["fusion_only"]["auroc"],
+        "auroc_centralized_dp_subset_no_dp": runs["centralized_head"]["auroc"],
+        "fusion_init": str(init),
         "auroc_fedavg_local_batch32": runs.get("fedavg_batch32", {}).get("auroc"),
         "epsilon_by_run": {k: v["epsilon"] for k, v in runs.items() if "epsilon" in v},
         "noise_multiplier_by_run": {k: v["noise_multiplier"] for k, v in runs.items() if "noise_multiplier" in v},
         "refused": {k: v["refused"] for k, v in runs.items() if v.get("refused")},
         "seconds_by_run": {k: v["seconds"] for k, v in runs.items()},
-        "plan": {**plan, "strategy": base.strategy, "dp_max_grad_norm": base.dp_max_grad_norm,
+        "plan": {**plan, "dp_steps_per_round": base.dp_steps, "strategy": base.strategy,
+                 "dp_max_grad_norm": base.dp_max_grad_norm,
                  "dp_train": base.dp_train, "sites": sorted(set(data["train"].sites)),
                  "n_train": len(data["train"]), "n_test": len(data["test"])},
         "work_dir": str(work),

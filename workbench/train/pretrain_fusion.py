@@ -7,7 +7,11 @@ findings. Here the projections and fusion layers learn, from the same separate c
 phantoms with their annotations, notes with their facts; no cohort case, no malignancy label), to make each
 modality's summary token state that modality's findings linearly: a CT-only case's [CT] summary predicts
 diameter, type, spiculation, emphysema and upper lobe; a note-only case's [NOTE] summary predicts age, sex,
-family history, smoking, prior cancer, prior CT. The gate's last layer is then zeroed (an even gate: the fused
+family history, smoking, prior cancer, prior CT. With ``pairs`` a third batch each step joins a phantom and a
+note into a made-up two-modality case whose fused representation must state both sets of facts through the same
+heads: without it, cross-modal attention (never trained) shifted each summary when both were present and a
+linear head's ceiling on the cohort was 0.850 test AUROC; with it, 0.877 (H200, 1,500 steps). The gate's last
+layer is then zeroed (an even gate: the fused
 representation is s_ct + s_note, so log-odds add) and a hospital's private training needs only the heads.
 """
 
@@ -33,6 +37,8 @@ class FusionPretrainConfig:
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
+    pairs: bool = False  # also cases with both modalities (a phantom beside a note): the same fact heads read
+    # the fused s_ct + s_note, so each summary learns to state its facts with the other modality present
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,6 +61,51 @@ def _loss(z: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
     return F.mse_loss(z.squeeze(-1), y)
 
 
+def _pair_loss(model: NoduleRiskModel, heads: nn.ModuleDict, corpora: dict[str, ModalityCorpus],
+               config: FusionPretrainConfig, g: torch.Generator, recent: dict[str, list[float]]) -> torch.Tensor:
+    """One batch of made-up two-modality cases (a phantom's CT inputs with a note's): every fact of both
+    (recorded in ``recent`` as ``pair:<modality>:<fact>``)."""
+    ct, notes = corpora["ct"], corpora["notes"]
+    i_ct = torch.randint(0, len(next(iter(ct.facts.values()))), (config.batch_size,), generator=g)
+    i_note = _draw(notes, config.batch_size, g)
+    kw: dict[str, torch.Tensor | None] = {}
+    for k in ct.inputs:
+        src, idx = (notes, i_note) if k.startswith("note_") else (ct, i_ct)
+        v = src.inputs[k]
+        kw[k] = None if v is None else v[idx].to(config.device)
+    kw["modality_mask"] = torch.ones(config.batch_size, 2, dtype=torch.bool, device=config.device)
+    fused = model(**_trimmed(kw)).fused
+    loss = torch.zeros((), device=config.device)
+    for m, c, idx in (("ct", ct, i_ct), ("notes", notes, i_note)):
+        for k, classes in c.classes.items():
+            term = _loss(heads[f"{m}:{k}"](fused), c.facts[k][idx].to(config.device), classes)
+            recent[f"pair:{m}:{k}"] = [*recent.get(f"pair:{m}:{k}", [])[-49:], float(term.detach())]
+            loss = loss + term
+    return loss
+
+
+def _draw(corpus: ModalityCorpus, batch_size: int, g: torch.Generator) -> torch.Tensor:
+    """A batch of cases of similar note length (random cases among the 4 x batch_size nearest in length to a
+    random one), so that trimming the padding pays; CT-only corpora draw uniformly."""
+    n = len(next(iter(corpus.facts.values())))
+    mask = corpus.inputs.get("note_mask")
+    if mask is None or mask.shape[1] <= 1 or n <= 4 * batch_size:
+        return torch.randint(0, n, (batch_size,), generator=g)
+    order = torch.argsort(mask.sum(1).cpu(), stable=True)
+    start = int(torch.randint(0, n - 4 * batch_size + 1, (1,), generator=g))
+    pick = torch.randperm(4 * batch_size, generator=g)[:batch_size]
+    return order[start + pick]
+
+
+def _trimmed(kw: dict[str, torch.Tensor | None]) -> dict[str, torch.Tensor | None]:
+    """Note padding that no case of the draw uses, cut: attention on this CPU costs the square of the width."""
+    mask = kw.get("note_mask")
+    if mask is None or mask.shape[1] <= 1:
+        return kw
+    width = max(1, int(mask.sum(1).max()))
+    return {k: v[:, :width] if v is not None and k.startswith("note_") else v for k, v in kw.items()}
+
+
 def pretrain_fusion(model: NoduleRiskModel, corpora: dict[str, ModalityCorpus],
                     config: FusionPretrainConfig | None = None) -> dict[str, float]:
     """Train ``model``'s trainable parameters (projections, fusion) in place so that each modality's summary
@@ -75,14 +126,15 @@ def pretrain_fusion(model: NoduleRiskModel, corpora: dict[str, ModalityCorpus],
     for _ in tqdm(range(config.steps), desc="pretrain fusion", unit="step", disable=not config.progress):
         loss = torch.zeros((), device=config.device)
         for m, c in corpora.items():
-            n = len(next(iter(c.facts.values())))
-            idx = torch.randint(0, n, (config.batch_size,), generator=g)
-            kw = {k: None if v is None else v[idx].to(config.device) for k, v in c.inputs.items()}
+            idx = _draw(c, config.batch_size, g)
+            kw = _trimmed({k: None if v is None else v[idx].to(config.device) for k, v in c.inputs.items()})
             fused = model(**kw).fused  # (B, D): one modality present, so its summary
             for k, classes in c.classes.items():
                 term = _loss(heads[f"{m}:{k}"](fused), c.facts[k][idx].to(config.device), classes)
                 recent[f"{m}:{k}"] = [*recent[f"{m}:{k}"][-49:], float(term.detach())]
                 loss = loss + term
+        if config.pairs and {"ct", "notes"} <= set(corpora):
+            loss = loss + _pair_loss(model, heads, corpora, config, g, recent)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

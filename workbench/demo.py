@@ -72,6 +72,17 @@ def _ct_reader(out: Path, n_cases: int = 160) -> Path:
     return path
 
 
+def _fusion_init(out: Path, ct_reader: Path, note_reader: Path) -> Path:
+    """The starting model: the fusion pretrained on the readers' corpora (``workbench pretrain-fusion``)."""
+    from workbench.train.fusion_init import FusionInitConfig, build_fusion_init
+
+    print("\n      and the fusion layers on those phantoms and 400 more notes, with made-up pairs (facts, no labels) "
+          f"-> {out}")
+    return build_fusion_init(out, FusionInitConfig(ct_encoder=str(ct_reader), text_encoder=str(note_reader),
+                                                   ct_cases=160, notes=400, steps=80,
+                                                   corpus_dir=str(out.with_name("ct_corpus"))))
+
+
 def _train_and_evaluate(out: Path, cohort: Path) -> None:
     from federated.config import FedConfig
     from workbench.federate import run_federated
@@ -80,13 +91,14 @@ def _train_and_evaluate(out: Path, cohort: Path) -> None:
 
     reader = _note_reader(out / "note_reader")
     ct_reader = _ct_reader(out / "ct_reader")
+    init = _fusion_init(out / "fusion_init", ct_reader, reader)
     run = out / "run"
-    fed = FedConfig(cohort=str(cohort), text_encoder=str(reader), ct_encoder=str(ct_reader), num_server_rounds=5,
-                    dp=True, dp_epsilon=3.0, dp_budget=8.0, dp_sample_rate=0.5, dp_epochs=2.0, dp_lr=3e-3,
-                    state_dir=str(out / "nodes"))
+    fed = FedConfig(cohort=str(cohort), text_encoder=str(reader), ct_encoder=str(ct_reader), init_model=str(init),
+                    num_server_rounds=5, dp=True, dp_epsilon=3.0, dp_budget=8.0, dp_sample_rate=0.5, dp_epochs=16.0,
+                    dp_lr=0.5, dp_train="head", dp_optimizer="sgd", final_average=2, state_dir=str(out / "nodes"))
     print(f"\n[4/4] federated training with DP: {fed.num_server_rounds} Flower rounds, one node per site, DP-SGD at "
-          f"each node (target epsilon {fed.dp_epsilon:g} per run, lifetime budget {fed.dp_budget:g}, "
-          f"delta {fed.dp_delta:g}) -> {run}")
+          f"each node on the fused head (65 weights; target epsilon {fed.dp_epsilon:g} per run, lifetime budget "
+          f"{fed.dp_budget:g}, delta {fed.dp_delta:g}) -> {run}")
     summary = run_federated(fed, run)
     print(f"\n{'node':<12} {'epsilon (run)':>13} {'epsilon (lifetime)':>18} {'budget':>6}")
     for site, e in summary.get("epsilon", {}).items():

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from federated import audit
 from federated.config import FedConfig
@@ -68,13 +69,22 @@ def test_three_nodes_two_rounds_dp_refusal_ledger_restart_and_accounting(tiny_co
         assert reported[-1] == pytest.approx(eps["lifetime"], rel=1e-9)
         assert audit.verify(state / s.name / "audit.jsonl") == 2
 
-    # a restart: a second study reads the same ledgers and keeps accumulating
-    fed2 = FedConfig(**{**fed.__dict__, "num_server_rounds": 1, "run_tag": "study2"})
+    # a restart: a second study reads the same ledgers and keeps accumulating; it trains the fused head alone
+    # with SGD and keeps the mean of its two rounds
+    fed2 = FedConfig(**{**fed.__dict__, "num_server_rounds": 2, "run_tag": "study2", "dp_train": "head",
+                        "dp_optimizer": "sgd", "dp_lr": 0.5, "final_average": 2})
     summary2 = run_federated(fed2, tmp_path / "run2", calibrate=False)
     for s in sites[:2]:
         led = PrivacyLedger.open(state / s.name / "privacy_ledger.json", s.name, 3.0, 1e-5)
-        assert [e.run_id for e in led.entries] == ["study1", "study1", "study2"]
+        assert [e.run_id for e in led.entries] == ["study1", "study1", "study2", "study2"]
         assert summary["epsilon"][s.name]["lifetime"] < summary2["epsilon"][s.name]["lifetime"] <= 3.0
+    rounds2 = json.loads((tmp_path / "run2" / "rounds.json").read_text())["rounds"]
+    assert {n["dp_trainable_params"] for r in rounds2 for n in r["nodes"] if "dp_trainable_params" in n} == {65.0}
+    from federated import task
+
+    start, trained = task.build(fed2).state_dict(), load_model(tmp_path / "run2" / "model").state_dict()
+    moved = {k for k in start if not torch.equal(start[k], trained[k])}
+    assert moved == {"fusion.head.weight", "fusion.head.bias"}  # DP touched the head and nothing else
 
     # nothing that left a node, and nothing the server wrote, carries a patient identifier
     phi = _phi(tiny_cohort)

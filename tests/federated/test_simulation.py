@@ -83,7 +83,8 @@ def test_three_nodes_two_rounds_dp_refusal_ledger_restart_and_accounting(tiny_co
     from federated import task
 
     start, trained = task.build(fed2).state_dict(), load_model(tmp_path / "run2" / "model").state_dict()
-    moved = {k for k in start if not torch.equal(start[k], trained[k])}
+    moved = {k for k in start if start[k].is_floating_point()
+             and not torch.allclose(start[k], trained[k], atol=1e-6, rtol=1e-5)}  # FedAvg's own rounding aside
     assert moved == {"fusion.head.weight", "fusion.head.bias"}  # DP touched the head and nothing else
 
     # nothing that left a node, and nothing the server wrote, carries a patient identifier

@@ -1,0 +1,1 @@
+"""Explanations and uncertainty: what a clinician checks before trusting a risk."""

@@ -1,0 +1,42 @@
+"""Attributions with known answers: a linear model's Integrated Gradients in closed form; a case without its note."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from workbench.explain.attributions import explain, integrated_gradients, merge_word_pieces
+from workbench.models import build_model
+
+
+def test_integrated_gradients_of_a_linear_model_are_weight_times_displacement() -> None:
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(12, 1)
+    x, base = torch.randn(1, 12), torch.full((1, 12), 0.25)
+    attr, gap = integrated_gradients(lambda t: lin(t).squeeze(-1), x, base, steps=8)
+    torch.testing.assert_close(attr, lin.weight.detach() * (x - base), atol=1e-5, rtol=1e-4)
+    assert gap < 1e-4  # completeness: the attributions sum to f(x) - f(baseline)
+
+
+def test_word_pieces_merge_into_words_and_their_scores_add() -> None:
+    words, s = merge_word_pieces(["spic", "##ulated", "nodule", "##s", "in"], np.array([1.0, 2.0, 0.5, 0.25, -1.0]))
+    assert words == ["spiculated", "nodules", "in"] and s.tolist() == [3.0, 0.75, -1.0]
+
+
+def test_a_case_without_its_note_is_explained_and_says_so() -> None:
+    from tests.train.test_private import random_cases, tiny_config
+
+    torch.manual_seed(0)
+    model = build_model(tiny_config())
+    data = random_cases(6)
+    both = explain(model, data.batch(torch.tensor([0])), "c0", steps=8)
+    assert both.ct_attribution is not None and both.ct_attribution.shape == (16, 16, 16)
+    assert both.word_attribution is not None and len(both.words) == len(both.word_attribution) > 0
+    assert both.ct_completeness_gap is not None and both.ct_completeness_gap < 0.05 * max(1.0, abs(both.logit))
+    assert abs(sum(both.rollout.values()) - 1) < 1e-6 and not both.notes
+    no_note = explain(model, data.batch(torch.tensor([2])), "c2", steps=8)  # case 2 has no note
+    assert no_note.word_attribution is None and no_note.gate["notes"] == 0.0 and no_note.present["notes"] is False
+    assert any("no note" in n for n in no_note.notes) and no_note.ct_attribution is not None
+    no_ct = explain(model, data.batch(torch.tensor([3])), "c3", steps=8)  # case 3 has no CT
+    assert no_ct.ct_attribution is None and no_ct.gate["ct"] == 0.0 and any("no CT" in n for n in no_ct.notes)
+    assert no_ct.summary()["top_words"]

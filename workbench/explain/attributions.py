@@ -1,0 +1,163 @@
+"""One case's explanation: where in the CT patch, which words of the note, and how much each modality counted.
+
+Captum does the attribution; this module fixes what it is computed against and how it is read:
+- CT: Integrated Gradients of the fused log-odds with respect to the nodule patch, against a named baseline
+  (``zeros``: the window's lower end, air), ``steps`` points on the path; Integrated Gradients' completeness
+  (attributions sum to f(x) - f(baseline)) is reported as ``ct_completeness_gap``, a check that the path was
+  fine enough.
+- Note: Layer Integrated Gradients on the note encoder's token embeddings against padding tokens, summed over
+  the embedding width, then merged from word pieces (``##`` continuations) to words.
+- Fusion: the gate weights, and attention rollout (Abnar & Zuidema 2020: per layer, heads averaged, identity
+  added, rows normalised, layers multiplied) read from the summary tokens: the share of each modality's tokens
+  in what the fused representation drew on.
+A missing modality is not attributed; the explanation says so in ``notes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from workbench.models.model import NoduleRiskModel
+
+
+@dataclass
+class Explanation:
+    case_id: str
+    logit: float  # fused log-odds, before calibration
+    gate: dict[str, float]  # modality -> weight (0 where absent)
+    present: dict[str, bool]
+    rollout: dict[str, float]  # modality -> share of the summaries' attention rollout
+    ct_attribution: np.ndarray | None = None  # (P, P, P) voxel attributions of the nodule patch
+    ct_baseline: str = "zeros"
+    ct_completeness_gap: float | None = None  # |sum(attr) - (f(x) - f(baseline))|
+    words: list[str] = field(default_factory=list)
+    word_attribution: np.ndarray | None = None  # (n_words,)
+    notes: list[str] = field(default_factory=list)  # what was not explained, and why
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-able part (arrays as their shapes and top words)."""
+        top = []
+        if self.word_attribution is not None and len(self.words):
+            order = np.argsort(-np.abs(self.word_attribution))[:10]
+            top = [[self.words[i], float(self.word_attribution[i])] for i in order]
+        return {"case_id": self.case_id, "logit": self.logit, "gate": self.gate, "present": self.present,
+                "rollout": self.rollout, "ct_baseline": self.ct_baseline,
+                "ct_completeness_gap": self.ct_completeness_gap,
+                "ct_shape": None if self.ct_attribution is None else list(self.ct_attribution.shape),
+                "top_words": top, "notes": self.notes}
+
+
+def integrated_gradients(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, baseline: torch.Tensor,
+                         steps: int = 32) -> tuple[torch.Tensor, float]:
+    """Captum's Integrated Gradients of ``forward`` (one output per row) at ``x``; returns (attributions, the
+    completeness gap |sum(attr) - (f(x) - f(baseline))|)."""
+    from captum.attr import IntegratedGradients
+
+    ig = IntegratedGradients(forward)
+    attr, delta = ig.attribute(x, baselines=baseline, n_steps=steps, method="gausslegendre",
+                               return_convergence_delta=True)
+    return attr.detach(), float(delta.abs().max())
+
+
+def merge_word_pieces(tokens: list[str], scores: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """WordPiece tokens -> words: a ``##`` piece joins the word before it and adds its score."""
+    words: list[str] = []
+    merged: list[float] = []
+    for t, s in zip(tokens, scores, strict=True):
+        if t.startswith("##") and words:
+            words[-1] += t[2:]
+            merged[-1] += float(s)
+        else:
+            words.append(t)
+            merged.append(float(s))
+    return words, np.asarray(merged)
+
+
+def attention_rollout(attentions: list[torch.Tensor], token_modality: torch.Tensor, starts: list[int],
+                      modalities: tuple[str, ...]) -> dict[str, float]:
+    """Share of each modality's tokens in the rolled-out attention of the summary tokens (one case)."""
+    n = attentions[0].shape[-1]
+    roll = torch.eye(n)
+    for a in attentions:
+        a = a[0].mean(0).float().cpu()  # (L, L), heads averaged
+        a = a + torch.eye(n)
+        roll = (a / a.sum(-1, keepdim=True)) @ roll
+    rows = roll[starts].sum(0)  # (L,) what the summaries drew on
+    total = float(rows.sum()) or 1.0
+    return {m: float(rows[token_modality.cpu() == i].sum()) / total for i, m in enumerate(modalities)}
+
+
+def explain(model: NoduleRiskModel, batch: dict[str, torch.Tensor], case_id: str = "", *, steps: int = 32,
+            ct_baseline: str = "zeros") -> Explanation:
+    """Explain one case (a keyed batch of one row, as ``EncodedCases.batch`` gives) with the model in eval mode."""
+    from workbench.models.fusion import MODALITIES
+
+    if ct_baseline != "zeros":
+        raise ValueError(f"CT baseline {ct_baseline!r}: only 'zeros' (air at the window's lower end) is defined")
+    model.eval()
+    b = {k: v for k, v in batch.items() if k != "label"}
+    mask = b["modality_mask"]
+    present = {m: bool(mask[0, MODALITIES.index(m)]) for m in model.modalities}
+    if "notes" in present and present["notes"] and int(b["note_mask"].sum()) == 0:
+        present["notes"] = False
+    with torch.no_grad():
+        out = model.forward_batch(b, return_attention=True)
+    gate = {m: float(out.gate[0, i]) for i, m in enumerate(model.modalities)}
+    starts, pos = [], 0  # each modality's summary token leads its block of tokens
+    for i in range(len(model.modalities)):
+        starts.append(pos)
+        pos += int((out.token_modality == i).sum())
+    rollout = attention_rollout(out.attentions or [], out.token_modality, starts, model.modalities)
+    exp = Explanation(case_id, float(out.logits[0]), gate, present, rollout, ct_baseline=ct_baseline)
+
+    if present.get("ct"):
+        patch = b["ct_patch"].float()
+
+        def f_ct(x: torch.Tensor) -> torch.Tensor:
+            n = x.shape[0]
+            rep = {k: (v.expand(n, *v.shape[1:]) if torch.is_tensor(v) and v.shape[0] == 1 else v) for k, v in b.items()}
+            rep.pop("ct_patch_states", None)  # the patch must flow through the CT encoder
+            rep.pop("ct_context_states", None)
+            return model.forward_batch({**rep, "ct_patch": x}).logits
+
+        attr, gap = integrated_gradients(f_ct, patch, torch.zeros_like(patch), steps)
+        exp.ct_attribution = attr[0, 0].cpu().numpy()
+        exp.ct_completeness_gap = gap
+    elif "ct" in present:
+        exp.notes.append("no CT for this case: the CT is not attributed and its gate is 0")
+    if present.get("notes"):
+        exp.words, exp.word_attribution = _note_words(model, b, steps)
+    elif "notes" in present:
+        exp.notes.append("no note for this case: no word is attributed and the note gate is 0")
+    return exp
+
+
+def _note_words(model: NoduleRiskModel, b: dict[str, torch.Tensor], steps: int) -> tuple[list[str], np.ndarray]:
+    from captum.attr import LayerIntegratedGradients
+
+    assert model.text_encoder is not None and model.tokenizer is not None
+    width = int(b["note_mask"].sum())
+    ids = b["note_ids"][:, :width]
+    rest = {k: v for k, v in b.items() if k not in ("note_ids", "note_mask", "note_values", "note_states")}
+    note_mask, note_values = b["note_mask"][:, :width], b["note_values"][:, :width]
+
+    def f(note_ids: torch.Tensor) -> torch.Tensor:
+        n = note_ids.shape[0]
+        rep = {k: (v.expand(n, *v.shape[1:]) if v.shape[0] == 1 else v) for k, v in rest.items()}
+        return model.forward_batch({**rep, "note_ids": note_ids, "note_mask": note_mask.expand(n, -1),
+                                    "note_values": note_values.expand(n, -1)}).logits
+
+    layer = model.text_encoder.encoder.get_input_embeddings()
+    lig = LayerIntegratedGradients(f, layer)
+    attr = lig.attribute(ids, baselines=torch.zeros_like(ids), n_steps=steps, method="gausslegendre")
+    scores = attr.sum(-1)[0].detach().cpu().numpy()
+    tokens = model.tokenizer.convert_ids_to_tokens(ids[0].tolist())
+    return merge_word_pieces(tokens, scores)
+
+
+__all__ = ["Explanation", "attention_rollout", "explain", "integrated_gradients", "merge_word_pieces"]

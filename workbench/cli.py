@@ -185,6 +185,14 @@ def _cmd_pretrain_fusion(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_explain(a: argparse.Namespace) -> int:
+    from workbench.explain.export import explain_case
+
+    summary = explain_case(a.run, a.case_id, a.site, a.out, steps=a.steps)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def _cmd_evaluate(a: argparse.Namespace) -> int:
     from workbench.jsonout import jsonable
     from workbench.train.run import evaluate_run
@@ -291,6 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--corpus", help="where the phantom chunks are kept (reuse the CT reader's to skip rendering)")
     pf.add_argument("--quiet", action="store_true")
     pf.set_defaults(func=_cmd_pretrain_fusion)
+
+    x = sub.add_parser("explain", help="explain one case: CT and note attributions, gate, files in --out")
+    x.add_argument("run", help="a RUN folder (workbench train / federate)")
+    x.add_argument("case_id")
+    x.add_argument("--site", required=True, help="the site folder that holds the case")
+    x.add_argument("--out", required=True, help="folder for explanation.json/.npz, ct_slices.png, note.png/.html, gate.png")
+    x.add_argument("--steps", type=int, default=32, help="Integrated Gradients steps (default 32)")
+    x.set_defaults(func=_cmd_explain)
 
     e = sub.add_parser("evaluate", help="metrics of a RUN on a cohort's or site's test split")
     e.add_argument("run")

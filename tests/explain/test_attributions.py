@@ -40,3 +40,36 @@ def test_a_case_without_its_note_is_explained_and_says_so() -> None:
     no_ct = explain(model, data.batch(torch.tensor([3])), "c3", steps=8)  # case 3 has no CT
     assert no_ct.ct_attribution is None and no_ct.gate["ct"] == 0.0 and any("no CT" in n for n in no_ct.notes)
     assert no_ct.summary()["top_words"]
+
+
+def test_explain_command_writes_files_readers_open_and_no_phi(tiny_run, tiny_cohort, tmp_path) -> None:  # noqa: ANN001
+    import json
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from workbench.data.case import load_cases
+
+    site = sorted(p for p in tiny_cohort.iterdir() if (p / "manifest.csv").exists())[0]
+    case = next(c for c in load_cases(site) if c.split == "test")
+    out = tmp_path / "exp"
+    cmd = [sys.executable, "-m", "workbench.cli", "explain", str(tiny_run), case.case_id, "--site", str(site),
+           "--out", str(out), "--steps", "8"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((out / "explanation.json").read_text())
+    assert summary["case_id"] == case.case_id and 0 <= summary["probability"] <= 1
+    assert abs(sum(summary["gate"].values()) - 1) < 1e-6
+    for png in out.glob("*.png"):
+        assert Image.open(png).size[0] > 100
+    arrays = np.load(out / "explanation.npz")
+    if summary["present"].get("ct"):
+        assert arrays["ct_attribution"].shape == arrays["ct_patch"].shape and (out / "ct_slices.png").exists()
+    phi = set()
+    for line in (tiny_cohort / "truth.jsonl").read_text().splitlines():
+        phi.update(s for s in json.loads(line).get("phi", []) if len(s) >= 5)
+    texts = [p.read_text(errors="ignore") for p in out.iterdir() if p.suffix in (".json", ".html")]
+    assert phi and not any(s in t for s in phi for t in texts)
+    bad = subprocess.run([*cmd[:5], "no-such-case", *cmd[6:]], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "no-such-case" in bad.stderr and "manifest.csv" in bad.stderr

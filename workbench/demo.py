@@ -35,7 +35,30 @@ def run_demo(out: Path, *, preset: str = "small") -> int:
               f"{m['note_only']:>4} {len(r['refused']):>7} {sl['median'] if sl else '-':>8}")
     print(f"\nsummary: {out / 'ingest_summary.json'}; cohort data cards: {cohort}/*/DATA_CARD.md")
     _train_and_evaluate(out, cohort)
+    _explain_one(out, cohort)
     return 0
+
+
+def _explain_one(out: Path, cohort: Path) -> None:
+    """One held-out case with both modalities, explained (``workbench explain``)."""
+    from workbench.data.case import load_cases
+    from workbench.explain.export import explain_case
+
+    for site in sorted(p for p in cohort.iterdir() if (p / "manifest.csv").is_file()):
+        case = next((c for c in load_cases(site) if c.split == "test" and c.note_id and c.series_dir), None)
+        if case is not None:
+            break
+    else:
+        print("\nno held-out case with both modalities to explain")
+        return
+    dest = out / "explained" / case.case_id
+    summary = explain_case(out / "run", case.case_id, site, dest)
+    words = ", ".join(f"{w} {v:+.2f}" for w, v in summary["top_words"][:5])
+    print(f"\nexplained {case.case_id} ({site.name}): risk {summary['probability']:.2f}, gate ct "
+          f"{summary['gate'].get('ct', 0):.2f} / notes {summary['gate'].get('notes', 0):.2f}, attention rollout ct "
+          f"{summary['rollout'].get('ct', 0):.2f} / notes {summary['rollout'].get('notes', 0):.2f}")
+    print(f"      top words: {words}")
+    print(f"      files: {dest}/ ({', '.join(summary['files'])})")
 
 
 def _note_reader(out: Path) -> Path:

@@ -23,7 +23,7 @@ from workbench.models.ct_encoder import CTEncoderConfig
 from workbench.models.model import ModelConfig, NoduleRiskModel, build_model, load_model, trainable_parameters
 from workbench.models.text_encoder import TextEncoderConfig
 from workbench.train.dataset import EncodedCases, encode_cases
-from workbench.train.dp_speed import FUSION_PREFIXES, freeze_for_dp
+from workbench.train.dp_subsets import FUSION_PREFIXES, freeze_for_dp
 from workbench.train.metrics import auroc
 from workbench.train.run import cases_of, site_dirs_of
 

@@ -165,7 +165,7 @@ def test_compiled_per_sample_gradients_equal_the_eager_ones() -> None:
 def test_head_only_dp_equals_the_whole_model_vmap_path_step_for_step() -> None:
     """``dp-train = head``: fused vectors computed once, then clipped, noised head steps; the same weights as the
     whole-model vmap engine with the same seed (same draws, same noise), SGD and AdamW alike."""
-    from workbench.train.dp_speed import freeze_for_dp
+    from workbench.train.dp_subsets import freeze_for_dp
     from workbench.train.private import _train_private_head, _train_private_vmap, head_only
     from workbench.train.trainer import TrainConfig
 
@@ -197,7 +197,7 @@ def test_head_only_dp_equals_the_whole_model_vmap_path_step_for_step() -> None:
 
 
 def test_frozen_modules_train_in_eval_mode_and_optimizer_is_checked() -> None:
-    from workbench.train.dp_speed import freeze_for_dp
+    from workbench.train.dp_subsets import freeze_for_dp
     from workbench.train.private import eval_frozen, make_optimizer
 
     model = build_model(ModelConfig(fusion=FusionConfig(dropout=0.5)))

@@ -22,6 +22,7 @@ redoes only what is missing (a killed DP variant restarts with fresh ledgers: be
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -61,15 +62,17 @@ def _plan(quick: bool) -> dict[str, Any]:
                             "steps": 150 if quick else 600, "pairs": True}}
 
 
+def _digest(obj: Any, n: int) -> str:
+    """A short stable name for a JSON-able value (cache folders keyed by what built them)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:n]
+
+
 def shared_fusion_init(ct_reader: Path, note_reader: Path, init: dict[str, Any], progress: bool) -> Path:
     """The label-free pretrained starting model for these readers, built once per cache."""
-    import hashlib
-
     from workbench.train.fusion_init import FusionInitConfig, build_fusion_init
 
     root = cohort_cache_root().parent
-    key = hashlib.sha256(json.dumps([str(ct_reader), str(note_reader), init], sort_keys=True).encode()).hexdigest()[:10]
-    return build_fusion_init(root / "fusion_init" / key, FusionInitConfig(
+    return build_fusion_init(root / "fusion_init" / _digest([str(ct_reader), str(note_reader), init], 10), FusionInitConfig(
         ct_encoder=str(ct_reader), text_encoder=str(note_reader), ct_cases=init["ct_cases"], notes=init["notes"],
         steps=init["steps"], pairs=init["pairs"], corpus_dir=str(root / "ct_corpus"), progress=progress))
 
@@ -86,7 +89,7 @@ def _scores(model: Any, test: EncodedCases) -> dict[str, Any]:
 def _centralized(work: Path, base: FedConfig, data: dict[str, EncodedCases],
                  plan: dict[str, Any], head_only: bool = False) -> dict[str, Any]:
     from federated import task
-    from workbench.train.dp_speed import freeze_for_dp
+    from workbench.train.dp_subsets import freeze_for_dp
     from workbench.train.trainer import TrainConfig, train_model
 
     model = task.build(base)
@@ -127,7 +130,8 @@ def _dp_ratio(base: FedConfig, data: dict[str, EncodedCases], plan: dict[str, An
     """DP step vs plain step, fedavg_dp's trainable set, a batch of its expected size (rate x cases per site)."""
     from federated import task
     from workbench.train.dataset import with_note_states
-    from workbench.train.dp_speed import dp_step_ratio, freeze_for_dp
+    from workbench.train.dp_speed import dp_step_ratio
+    from workbench.train.dp_subsets import freeze_for_dp
 
     model = task.build(base)
     freeze_for_dp(model, base.dp_train)
@@ -149,8 +153,7 @@ def run_federated_bench(*, quick: bool = False, cohort: str | Path | None = None
     tag = cohort_dir.name if cohort else f"{preset}-seed{seed}"
     model_work = cohort_cache_root().parent / "bench" / f"model-{tag}"  # shared with the model benchmark
     plan = _plan(quick)
-    plan_key = __import__("hashlib").sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:8]
-    work = cohort_cache_root().parent / "bench" / f"federated-{tag}-{plan_key}"  # a new plan: new results
+    work = cohort_cache_root().parent / "bench" / f"federated-{tag}-{_digest(plan, 8)}"  # a new plan: new results
     model_work.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     tokenizer = build_model(ModelConfig(modalities=("notes",))).tokenizer

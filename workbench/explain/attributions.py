@@ -118,12 +118,11 @@ def explain(model: NoduleRiskModel, batch: dict[str, torch.Tensor], case_id: str
     if present.get("ct"):
         patch = b["ct_patch"].float()
 
+        # the patch must flow through the CT encoder: any precomputed reader states are left out
+        rest = {k: v for k, v in b.items() if k not in ("ct_patch", "ct_patch_states", "ct_context_states")}
+
         def f_ct(x: torch.Tensor) -> torch.Tensor:
-            n = x.shape[0]
-            rep = {k: (v.expand(n, *v.shape[1:]) if torch.is_tensor(v) and v.shape[0] == 1 else v) for k, v in b.items()}
-            rep.pop("ct_patch_states", None)  # the patch must flow through the CT encoder
-            rep.pop("ct_context_states", None)
-            return model.forward_batch({**rep, "ct_patch": x}).logits
+            return model.forward_batch({**_repeat(rest, x.shape[0]), "ct_patch": x}).logits
 
         attr, gap = integrated_gradients(f_ct, patch, torch.zeros_like(patch), steps)
         exp.ct_attribution = attr[0, 0].cpu().numpy()
@@ -137,6 +136,11 @@ def explain(model: NoduleRiskModel, batch: dict[str, torch.Tensor], case_id: str
     return exp
 
 
+def _repeat(batch: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
+    """A batch of one case as ``n`` identical rows (views): Captum evaluates the path points as one batch."""
+    return {k: v.expand(n, *v.shape[1:]) for k, v in batch.items()}
+
+
 def _note_words(model: NoduleRiskModel, b: dict[str, torch.Tensor], steps: int) -> tuple[list[str], np.ndarray]:
     from captum.attr import LayerIntegratedGradients
 
@@ -144,13 +148,10 @@ def _note_words(model: NoduleRiskModel, b: dict[str, torch.Tensor], steps: int) 
     width = int(b["note_mask"].sum())
     ids = b["note_ids"][:, :width]
     rest = {k: v for k, v in b.items() if k not in ("note_ids", "note_mask", "note_values", "note_states")}
-    note_mask, note_values = b["note_mask"][:, :width], b["note_values"][:, :width]
+    rest.update(note_mask=b["note_mask"][:, :width], note_values=b["note_values"][:, :width])
 
     def f(note_ids: torch.Tensor) -> torch.Tensor:
-        n = note_ids.shape[0]
-        rep = {k: (v.expand(n, *v.shape[1:]) if v.shape[0] == 1 else v) for k, v in rest.items()}
-        return model.forward_batch({**rep, "note_ids": note_ids, "note_mask": note_mask.expand(n, -1),
-                                    "note_values": note_values.expand(n, -1)}).logits
+        return model.forward_batch({**_repeat(rest, note_ids.shape[0]), "note_ids": note_ids}).logits
 
     layer = model.text_encoder.encoder.get_input_embeddings()
     lig = LayerIntegratedGradients(f, layer)

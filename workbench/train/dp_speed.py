@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from workbench.models.model import POSITIONAL, NoduleRiskModel
+from workbench.train.dp_subsets import freeze_for_dp
 from workbench.train.loss import loss_fn
 
 
@@ -34,23 +35,6 @@ def random_batch(model: NoduleRiskModel, n: int, note_tokens: int = 256, seed: i
         "note_states": torch.randn(n, note_tokens, hidden, generator=g),
         "modality_mask": torch.ones(n, 2, dtype=torch.bool), "label": (torch.rand(n, generator=g) < 0.3).float(),
     }
-
-
-FUSION_PREFIXES = ("fusion.",)  # the fusion transformer, its gate and heads
-HEAD_PREFIXES = ("fusion.head.", "fusion.modality_head.", "fusion.gate_mlp.")  # the gate and the heads alone
-FUSED_HEAD_PREFIXES = ("fusion.head.",)  # the fused head alone: D + 1 weights over a fixed representation
-
-
-def freeze_for_dp(model: NoduleRiskModel, train: str) -> None:
-    """``all``: every parameter that is trainable stays so (pretrained readers are frozen already);
-    ``fusion``: only the fusion transformer, its gate and heads; ``heads``: only the gate and the heads (the
-    encoders and the fusion layers stay as the starting model has them); ``head``: only the fused head (a
-    logistic model over the representation of a label-free pretrained fusion, ``workbench pretrain-fusion``)."""
-    keep = {"fusion": FUSION_PREFIXES, "heads": HEAD_PREFIXES, "head": FUSED_HEAD_PREFIXES}.get(train)
-    if keep is not None:
-        for name, p in model.named_parameters():
-            if not name.startswith(keep):
-                p.requires_grad_(False)
 
 
 def _timed(step, device: str, steps: int, warmup: int) -> float:  # noqa: ANN001 - a no-argument callable

@@ -25,12 +25,14 @@ from workbench.errors import WorkbenchError
 from workbench.models.ct_encoder import CTEncoderConfig
 from workbench.models.model import ModelConfig, NoduleRiskModel, build_model, save_model
 from workbench.models.text_encoder import TextEncoderConfig
+from workbench.train.pretrain_ct import standard_log_diameter
 from workbench.train.pretrain_fusion import (
     FusionPretrainConfig,
     ModalityCorpus,
     one_modality_inputs,
     pretrain_fusion,
 )
+from workbench.train.pretrain_text import standard_age
 
 NOTE_SEED = CORPUS_SEED + 1  # beside the note reader's corpus: notes the reader has not seen
 
@@ -63,9 +65,9 @@ def _standardised(facts: dict[str, Any], classes: dict[str, tuple[str, ...]]) ->
             size = (torch.exp(t) / 10.0) ** -0.5
             out["brock_size"] = (size - size.mean()) / size.std().clamp_min(1e-6)
             counts["brock_size"] = 1
-            t = (t - 2.0) / 0.5
+            t = standard_log_diameter(t)
         elif k == "age":
-            t = (t - 65.0) / 10.0
+            t = standard_age(t)
         out[k] = t
         counts[k] = len(classes[k]) if k in classes else (1 if k in ("log_diameter", "age") else 2)
     return out, counts
@@ -73,8 +75,7 @@ def _standardised(facts: dict[str, Any], classes: dict[str, tuple[str, ...]]) ->
 
 def fusion_corpora(model: NoduleRiskModel, config: FusionInitConfig, corpus_dir: Path) -> dict[str, ModalityCorpus]:
     """The two corpora as one-modality model inputs, each frozen reader's states computed once."""
-    from workbench.models.tokenizer import numeric_values
-    from workbench.train.dataset import encode_note
+    from workbench.train.pretrain_text import tokenized_notes
 
     assert model.ct_encoder is not None and model.text_encoder is not None and model.tokenizer is not None
     ct = ct_corpus(config.ct_cases, corpus_dir, progress=config.progress)
@@ -84,13 +85,7 @@ def fusion_corpora(model: NoduleRiskModel, config: FusionInitConfig, corpus_dir:
     ct_inputs = {"ct_patch_states": torch.cat([c[0] for c in cells]), "ct_context_states": torch.cat([c[1] for c in cells]),
                  "ct_position": ct.ct_position.float()}
     notes = note_corpus(config.notes, seed=NOTE_SEED)
-    rows = [encode_note(t, model.tokenizer, model.config.text.max_length)[0] for t in notes.texts]
-    width = max(len(r) for r in rows)
-    ids = torch.zeros(len(rows), width, dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, :len(r)] = torch.tensor(r)
-    mask = (torch.arange(width)[None] < torch.tensor([len(r) for r in rows])[:, None]).long()
-    values = numeric_values(model.tokenizer, ids) * mask
+    ids, mask, values = tokenized_notes(notes.texts, model.tokenizer, model.config.text.max_length)
     with torch.no_grad():
         states = torch.cat([model.text_encoder.hidden_states(ids[s:s + 128], mask[s:s + 128], values[s:s + 128])
                             for s in range(0, len(ids), 128)])

@@ -45,6 +45,14 @@ class CTReaderConfig:
         return asdict(self)
 
 
+LOG_DIAMETER_CENTRE, LOG_DIAMETER_SPREAD = 2.0, 0.5  # log mm: about unit spread
+
+
+def standard_log_diameter(log_mm: torch.Tensor) -> torch.Tensor:
+    """The diameter regression target: log mm centred and scaled to about unit spread."""
+    return (log_mm - LOG_DIAMETER_CENTRE) / LOG_DIAMETER_SPREAD
+
+
 def _losses(heads: nn.ModuleDict, pooled: torch.Tensor, y: dict[str, torch.Tensor],
             classes: dict[str, tuple[str, ...]]) -> dict[str, torch.Tensor]:
     out = {}
@@ -53,7 +61,7 @@ def _losses(heads: nn.ModuleDict, pooled: torch.Tensor, y: dict[str, torch.Tenso
         if k in classes:
             out[k] = F.cross_entropy(z, y[k].long())
         elif k == "log_diameter":
-            out[k] = F.mse_loss(z.squeeze(-1), (y[k] - 2.0) / 0.5)  # log mm, about unit spread
+            out[k] = F.mse_loss(z.squeeze(-1), standard_log_diameter(y[k]))
         else:
             out[k] = F.binary_cross_entropy_with_logits(z.squeeze(-1), y[k])
     return out
@@ -110,7 +118,7 @@ def pretrain_ct_reader(corpus: Any, classes: dict[str, tuple[str, ...]], config:
         for k, head in heads.items():
             out = head(z)
             if k == "log_diameter":
-                pred = out.squeeze(-1) * 0.5 + 2.0
+                pred = out.squeeze(-1) * LOG_DIAMETER_SPREAD + LOG_DIAMETER_CENTRE
                 report["diameter_r2"] = float(1 - ((pred - yv[k]) ** 2).mean() / yv[k].var())
             elif k in classes:
                 report[f"{k}_accuracy"] = float((out.argmax(-1) == yv[k].long()).float().mean())

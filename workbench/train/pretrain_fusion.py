@@ -18,6 +18,7 @@ representation is s_ct + s_note, so log-odds add) and a hospital's private train
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -26,7 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from workbench.models.model import NoduleRiskModel
-from workbench.train.dp_speed import HEAD_PREFIXES
+from workbench.train.dp_subsets import HEAD_PREFIXES
 
 
 @dataclass
@@ -52,6 +53,17 @@ class ModalityCorpus:
     facts: dict[str, torch.Tensor]  # fact -> (N,) float (class index, 0/1, or a standardised number)
     classes: dict[str, int]  # fact -> number of classes (1: regression, 2: binary)
 
+    def __len__(self) -> int:
+        return len(next(iter(self.facts.values())))
+
+    @cached_property
+    def length_order(self) -> torch.Tensor | None:
+        """Cases sorted by note length (None without notes), computed once for every draw."""
+        mask = self.inputs.get("note_mask")
+        if mask is None or mask.shape[1] <= 1:
+            return None
+        return torch.argsort(mask.sum(1).cpu(), stable=True)
+
 
 def _loss(z: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
     if k > 2:
@@ -66,7 +78,7 @@ def _pair_loss(model: NoduleRiskModel, heads: nn.ModuleDict, corpora: dict[str, 
     """One batch of made-up two-modality cases (a phantom's CT inputs with a note's): every fact of both
     (recorded in ``recent`` as ``pair:<modality>:<fact>``)."""
     ct, notes = corpora["ct"], corpora["notes"]
-    i_ct = torch.randint(0, len(next(iter(ct.facts.values()))), (config.batch_size,), generator=g)
+    i_ct = torch.randint(0, len(ct), (config.batch_size,), generator=g)
     i_note = _draw(notes, config.batch_size, g)
     kw: dict[str, torch.Tensor | None] = {}
     for k in ct.inputs:
@@ -75,23 +87,28 @@ def _pair_loss(model: NoduleRiskModel, heads: nn.ModuleDict, corpora: dict[str, 
         kw[k] = None if v is None else v[idx].to(config.device)
     kw["modality_mask"] = torch.ones(config.batch_size, 2, dtype=torch.bool, device=config.device)
     fused = model(**_trimmed(kw)).fused
-    loss = torch.zeros((), device=config.device)
-    for m, c, idx in (("ct", ct, i_ct), ("notes", notes, i_note)):
-        for k, classes in c.classes.items():
-            term = _loss(heads[f"{m}:{k}"](fused), c.facts[k][idx].to(config.device), classes)
-            recent[f"pair:{m}:{k}"] = [*recent.get(f"pair:{m}:{k}", [])[-49:], float(term.detach())]
-            loss = loss + term
+    return (_facts_loss(heads, fused, "ct", ct, i_ct, config.device, recent, "pair:")
+            + _facts_loss(heads, fused, "notes", notes, i_note, config.device, recent, "pair:"))
+
+
+def _facts_loss(heads: nn.ModuleDict, fused: torch.Tensor, modality: str, corpus: ModalityCorpus, idx: torch.Tensor,
+                device: str, recent: dict[str, list[float]], prefix: str = "") -> torch.Tensor:
+    """Sum over ``corpus``' facts of each fact head's loss on ``fused``; each term kept in ``recent`` (last 50)."""
+    loss = torch.zeros((), device=device)
+    for k, classes in corpus.classes.items():
+        term = _loss(heads[f"{modality}:{k}"](fused), corpus.facts[k][idx].to(device), classes)
+        key = f"{prefix}{modality}:{k}"
+        recent[key] = [*recent.get(key, [])[-49:], float(term.detach())]
+        loss = loss + term
     return loss
 
 
 def _draw(corpus: ModalityCorpus, batch_size: int, g: torch.Generator) -> torch.Tensor:
     """A batch of cases of similar note length (random cases among the 4 x batch_size nearest in length to a
     random one), so that trimming the padding pays; CT-only corpora draw uniformly."""
-    n = len(next(iter(corpus.facts.values())))
-    mask = corpus.inputs.get("note_mask")
-    if mask is None or mask.shape[1] <= 1 or n <= 4 * batch_size:
+    n, order = len(corpus), corpus.length_order
+    if order is None or n <= 4 * batch_size:
         return torch.randint(0, n, (batch_size,), generator=g)
-    order = torch.argsort(mask.sum(1).cpu(), stable=True)
     start = int(torch.randint(0, n - 4 * batch_size + 1, (1,), generator=g))
     pick = torch.randperm(4 * batch_size, generator=g)[:batch_size]
     return order[start + pick]
@@ -129,10 +146,7 @@ def pretrain_fusion(model: NoduleRiskModel, corpora: dict[str, ModalityCorpus],
             idx = _draw(c, config.batch_size, g)
             kw = _trimmed({k: None if v is None else v[idx].to(config.device) for k, v in c.inputs.items()})
             fused = model(**kw).fused  # (B, D): one modality present, so its summary
-            for k, classes in c.classes.items():
-                term = _loss(heads[f"{m}:{k}"](fused), c.facts[k][idx].to(config.device), classes)
-                recent[f"{m}:{k}"] = [*recent[f"{m}:{k}"][-49:], float(term.detach())]
-                loss = loss + term
+            loss = loss + _facts_loss(heads, fused, m, c, idx, config.device, recent)
         if config.pairs and {"ct", "notes"} <= set(corpora):
             loss = loss + _pair_loss(model, heads, corpora, config, g, recent)
         opt.zero_grad(set_to_none=True)

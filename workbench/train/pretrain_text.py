@@ -36,6 +36,28 @@ class ReaderConfig:
     progress: bool = True
 
 
+def standard_age(age: torch.Tensor) -> torch.Tensor:
+    """The age regression target: years centred on 65 in decades (about unit spread)."""
+    return (age - 65.0) / 10.0
+
+
+def tokenized_notes(texts: list[str], tokenizer: Any, max_length: int,
+                    progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Notes as the encoder reads them (de-identified, numbers as digits): padded ids (N, L), the padding mask and
+    each number token's value, L the longest note's length."""
+    from workbench.models.tokenizer import numeric_values
+    from workbench.train.dataset import encode_note
+
+    rows = [encode_note(t, tokenizer, max_length)[0]
+            for t in tqdm(texts, desc="tokenize corpus", disable=not progress, leave=False)]
+    width = max(len(r) for r in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r)
+    mask = (torch.arange(width)[None] < torch.tensor([len(r) for r in rows])[:, None]).long()
+    return ids, mask, numeric_values(tokenizer, ids) * mask
+
+
 def pretrain_note_reader(model: NoduleRiskModel, texts: list[str], facts: dict[str, Any],
                          classes: dict[str, tuple[str, ...]], config: ReaderConfig | None = None) -> dict[str, float]:
     """Teach ``model.text_encoder`` to state the facts of a note (mean-pooled token states -> one head per fact).
@@ -45,22 +67,11 @@ def pretrain_note_reader(model: NoduleRiskModel, texts: list[str], facts: dict[s
     """
     import numpy as np
 
-    from workbench.models.tokenizer import numeric_values
-    from workbench.train.dataset import encode_note
-
     config = config or ReaderConfig()
     if model.text_encoder is None or model.tokenizer is None:
         raise ValueError("the model has no note encoder to pretrain")
-    enc, tok = model.text_encoder, model.tokenizer
-    max_len = model.config.text.max_length
-    rows = [encode_note(t, tok, max_len)[0] for t in tqdm(texts, desc="tokenize corpus", disable=not config.progress,
-                                                            leave=False)]
-    width = max(len(r) for r in rows)
-    ids = torch.zeros(len(rows), width, dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, :len(r)] = torch.tensor(r)
-    mask = (torch.arange(width)[None] < torch.tensor([len(r) for r in rows])[:, None]).long()
-    values = numeric_values(tok, ids) * mask
+    enc = model.text_encoder
+    ids, mask, values = tokenized_notes(texts, model.tokenizer, model.config.text.max_length, config.progress)
     hidden = enc.encoder.config.hidden_size
     heads = nn.ModuleDict({k: nn.Linear(hidden, len(classes[k]) if k in classes else 1) for k in facts})
     targets = {k: torch.as_tensor(np.asarray(v)) for k, v in facts.items()}
@@ -71,8 +82,8 @@ def pretrain_note_reader(model: NoduleRiskModel, texts: list[str], facts: dict[s
     last: dict[str, float] = {}
     for _ in tqdm(range(config.epochs), desc="pretrain note reader", unit="epoch", disable=not config.progress):
         sums = {k: 0.0 for k in facts}
-        order = torch.randperm(len(rows), generator=g)
-        for s in range(0, len(rows), config.batch_size):
+        order = torch.randperm(len(ids), generator=g)
+        for s in range(0, len(ids), config.batch_size):
             b = order[s:s + config.batch_size]
             m = mask[b]
             width_b = int(m.sum(1).max())
@@ -84,7 +95,7 @@ def pretrain_note_reader(model: NoduleRiskModel, texts: list[str], facts: dict[s
                 if k in classes:
                     term = F.cross_entropy(out, y.long())
                 elif k == "age":
-                    term = F.mse_loss(out.squeeze(-1), (y - 65.0) / 10.0)
+                    term = F.mse_loss(out.squeeze(-1), standard_age(y))
                 else:
                     term = F.binary_cross_entropy_with_logits(out.squeeze(-1), y)
                 sums[k] += term.item() * len(b)
@@ -92,7 +103,7 @@ def pretrain_note_reader(model: NoduleRiskModel, texts: list[str], facts: dict[s
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        last = {k: v / len(rows) for k, v in sums.items()}
+        last = {k: v / len(ids) for k, v in sums.items()}
     enc.eval()
     return last
 

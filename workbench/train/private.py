@@ -33,6 +33,7 @@ from workbench.train.dataset import (
     with_ct_states,
     with_note_states,
 )
+from workbench.train.dp_subsets import FUSED_HEAD_PREFIXES
 from workbench.train.loss import loss_fn
 from workbench.train.trainer import TrainConfig, pos_weight_of
 
@@ -91,13 +92,10 @@ def eval_frozen(model: torch.nn.Module) -> None:
             m.eval()
 
 
-HEAD = "fusion.head."
-
-
 def head_only(model: torch.nn.Module) -> bool:
     """True when the fused head is all that learns (``dp-train = head``): everything before it is fixed."""
     names = [n for n, p in model.named_parameters() if p.requires_grad]
-    return bool(names) and all(n.startswith(HEAD) for n in names)
+    return bool(names) and all(n.startswith(FUSED_HEAD_PREFIXES) for n in names)
 
 
 def _keys(data: EncodedCases) -> tuple[str, ...]:
@@ -157,12 +155,12 @@ def train_private(model: NoduleRiskModel, train: EncodedCases, privacy: PrivacyC
     torch.manual_seed(config.seed)
     eval_frozen(model)
     pos_weight = pos_weight_of(train.labels) if config.class_weights else 1.0
-    if head_only(model) and privacy.engine == "vmap":
-        return _train_private_head(model, train, privacy, config, pos_weight)
     if note_reader_frozen(model):
         train = with_note_states(model, train)  # a frozen encoder: its states once, not once per step
     if ct_reader_frozen(model):
         train = with_ct_states(model, train)
+    if head_only(model) and privacy.engine == "vmap":
+        return _train_private_head(model, train, privacy, config, pos_weight)
     # vmap needs no data-dependent control flow; the transformers encoder's masking has some, so a trainable
     # note encoder (no precomputed states) goes through Opacus' hooks
     if privacy.engine == "vmap" and (model.text_encoder is None or "note_states" in train.tensors):
@@ -265,11 +263,7 @@ def _train_private_head(model: NoduleRiskModel, train: EncodedCases, privacy: Pr
     rate = effective_sample_rate(n, privacy.sample_rate)
     g = torch.Generator().manual_seed(config.seed)
     t0 = time.perf_counter()
-    if note_reader_frozen(model):
-        train = with_note_states(model, train)
-    if ct_reader_frozen(model):
-        train = with_ct_states(model, train)
-    fused = fused_of(model, train)  # (N, D)
+    fused = fused_of(model, train)  # (N, D); the frozen readers' states are in ``train`` already
     y = torch.as_tensor(train.labels, dtype=torch.float32)
     w = torch.where(y > 0.5, torch.tensor(float(pos_weight)), torch.tensor(1.0))
     head = model.fusion.head

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from workbench.errors import WorkbenchError
 
-BENCHES = ("cohort", "deid", "ingest", "model", "federated")
+BENCHES = ("cohort", "deid", "ingest", "model", "federated", "explain")
 
 
 def _cmd_cohort(a: argparse.Namespace) -> int:
@@ -59,6 +59,14 @@ def _cmd_bench(a: argparse.Namespace) -> int:
         from workbench.train.dp_speed import run_dp_speed
 
         result = run_dp_speed(device=a.device)
+    elif a.name == "explain" and a.device != "cpu":
+        from workbench.bench.explain_speed import run_explain_speed
+
+        result = run_explain_speed(device=a.device, model_dir=a.model)
+    elif a.name == "explain":
+        from workbench.bench.explain_bench import run_explain_bench
+
+        result = run_explain_bench(quick=a.quick, cohort=a.cohort, seed=a.seed, limit=a.limit)
     elif a.name == "federated":
         from workbench.bench.federated_bench import run_federated_bench
 
@@ -202,6 +210,19 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(a: argparse.Namespace) -> int:
+    from workbench.explain.run_uncertainty import UncertaintyConfig, calibrate_run
+    from workbench.jsonout import jsonable
+
+    if not 0 < a.alpha < 1:
+        raise WorkbenchError(f"--alpha {a.alpha}: expected a value in (0, 1)")
+    res = calibrate_run(a.run, a.target, UncertaintyConfig(alpha=a.alpha, min_per_class=a.min_per_class,
+                                                           ood_quantile=a.ood_quantile),
+                        cache_dir=a.cache, progress=not a.quiet)
+    print(json.dumps(jsonable(res), indent=2))
+    return 0
+
+
 def _cmd_demo(a: argparse.Namespace) -> int:
     from workbench.demo import run_demo
 
@@ -308,6 +329,19 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--steps", type=int, default=32, help="Integrated Gradients steps (default 32)")
     x.set_defaults(func=_cmd_explain)
 
+    k = sub.add_parser("calibrate", help="per-site uncertainty of a RUN: Platt on val, Mondrian conformal sets and "
+                       "Venn-Abers on calib, similar-case indexes and out-of-distribution thresholds from train")
+    k.add_argument("run", help="a RUN folder (workbench train / federate)")
+    k.add_argument("target", help="a cohort folder or a site folder (its train, val and calib splits)")
+    k.add_argument("--alpha", type=float, default=0.1, help="1 - coverage of the prediction sets (default 0.1: 90%%)")
+    k.add_argument("--min-per-class", type=int, default=30,
+                   help="calib cases of each class a site needs for its own conformal thresholds (else pooled)")
+    k.add_argument("--ood-quantile", type=float, default=0.99,
+                   help="calib quantile of the nearest-neighbour distance beyond which a case is out of distribution")
+    k.add_argument("--cache", help="preprocessing cache folder")
+    k.add_argument("--quiet", action="store_true")
+    k.set_defaults(func=_cmd_calibrate)
+
     e = sub.add_parser("evaluate", help="metrics of a RUN on a cohort's or site's test split")
     e.add_argument("run")
     e.add_argument("target", help="a cohort folder or a site folder")
@@ -327,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--device", default="cpu", help="model bench: cuda measures speed only, on random inputs")
     b.add_argument("--epochs", type=int, help="model bench: training epochs (default 30, quick 20)")
+    b.add_argument("--limit", type=int, help="explain bench: explain only the first N test cases")
+    b.add_argument("--model", metavar="DIR", help="explain bench on a device: time this saved model")
     b.set_defaults(func=_cmd_bench)
 
     d = sub.add_parser("demo", help="the main job on the embedded synthetic cohort")

@@ -26,7 +26,8 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -142,12 +143,24 @@ def _dp_ratio(base: FedConfig, data: dict[str, EncodedCases], plan: dict[str, An
     return dp_step_ratio(model, batch, steps=5, warmup=2, engine="vmap")  # the nodes' engine (frozen reader)
 
 
-def run_federated_bench(*, quick: bool = False, cohort: str | Path | None = None, seed: int = 0,
-                        progress: bool = True) -> dict[str, Any]:
+@dataclass
+class FederatedSetup:
+    """What every variant shares: the cohort, the encoded splits, the readers, the starting model, the config."""
+
+    cohort_dir: Path
+    work: Path  # this plan's results
+    model_work: Path  # encoded splits and the note reader, shared with the model benchmark
+    plan: dict[str, Any]
+    base: FedConfig
+    data: dict[str, EncodedCases]
+    init: Path
+
+
+def federated_setup(*, quick: bool = False, cohort: str | Path | None = None, seed: int = 0,
+                    progress: bool = True) -> FederatedSetup:
     from workbench.bench.model_bench import _encoded, _reader, shared_ct_reader
     from workbench.models.model import ModelConfig, build_model
 
-    start = time.perf_counter()
     preset = "small" if quick else "full"
     cohort_dir = Path(cohort) if cohort else cached_cohort(preset, seed, progress=progress)
     tag = cohort_dir.name if cohort else f"{preset}-seed{seed}"
@@ -168,14 +181,33 @@ def run_federated_bench(*, quick: bool = False, cohort: str | Path | None = None
                      batch_size=plan["local_batch_size"], seed=seed,
                      dp_sample_rate=plan["dp_sample_rate"], dp_epochs=plan["dp_epochs"], dp_lr=plan["dp_lr"],
                      progress=progress)
+    return FederatedSetup(cohort_dir, work, model_work, plan, base, data, init)
 
-    def cached(name: str, make) -> dict[str, Any]:  # noqa: ANN001 - a no-argument callable
-        f = work / f"{name}.json"
-        if f.exists():
-            return json.loads(f.read_text())
-        res = make()
-        write_json(f, res)
-        return res
+
+def _cached(work: Path, name: str, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    f = work / f"{name}.json"
+    if f.exists():
+        return json.loads(f.read_text())
+    res = make()
+    write_json(f, res)
+    return res
+
+
+def fedavg_run(setup: FederatedSetup) -> Path:
+    """The FedAvg variant's RUN folder (trained once per plan and cached): the model other benchmarks explain."""
+    _cached(setup.work, "fedavg", lambda: _federated("fedavg", setup.work, setup.base, setup.data["test"]))
+    return setup.work / "fedavg" / "run"
+
+
+def run_federated_bench(*, quick: bool = False, cohort: str | Path | None = None, seed: int = 0,
+                        progress: bool = True) -> dict[str, Any]:
+    start = time.perf_counter()
+    preset = "small" if quick else "full"
+    setup = federated_setup(quick=quick, cohort=cohort, seed=seed, progress=progress)
+    work, plan, base, data, init = setup.work, setup.plan, setup.base, setup.data, setup.init
+
+    def cached(name: str, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        return _cached(work, name, make)
 
     runs: dict[str, dict[str, Any]] = {}
     runs["centralized"] = cached("centralized", lambda: _centralized(work, base, data, plan))
@@ -225,4 +257,4 @@ def run_federated_bench(*, quick: bool = False, cohort: str | Path | None = None
     return result
 
 
-__all__ = ["run_federated_bench"]
+__all__ = ["FederatedSetup", "fedavg_run", "federated_setup", "run_federated_bench"]

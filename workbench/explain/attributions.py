@@ -113,17 +113,14 @@ def explain(model: NoduleRiskModel, batch: dict[str, torch.Tensor], case_id: str
         starts.append(pos)
         pos += int((out.token_modality == i).sum())
     rollout = attention_rollout(out.attentions or [], out.token_modality, starts, model.modalities)
+    # an absent modality's placeholder tokens carry nothing: its share is 0 and the rest is renormalised
+    kept = sum(v for m, v in rollout.items() if present[m]) or 1.0
+    rollout = {m: (v / kept if present[m] else 0.0) for m, v in rollout.items()}
     exp = Explanation(case_id, float(out.logits[0]), gate, present, rollout, ct_baseline=ct_baseline)
 
     if present.get("ct"):
         patch = b["ct_patch"].float()
-
-        # the patch must flow through the CT encoder: any precomputed reader states are left out
-        rest = {k: v for k, v in b.items() if k not in ("ct_patch", "ct_patch_states", "ct_context_states")}
-
-        def f_ct(x: torch.Tensor) -> torch.Tensor:
-            return model.forward_batch({**_repeat(rest, x.shape[0]), "ct_patch": x}).logits
-
+        f_ct = ct_scorer(model, b)
         attr, gap = integrated_gradients(f_ct, patch, torch.zeros_like(patch), steps)
         exp.ct_attribution = attr[0, 0].cpu().numpy()
         exp.ct_completeness_gap = gap
@@ -136,23 +133,93 @@ def explain(model: NoduleRiskModel, batch: dict[str, torch.Tensor], case_id: str
     return exp
 
 
+def occlusion_ct(model: NoduleRiskModel, batch: dict[str, torch.Tensor], window: int = 4) -> np.ndarray:
+    """Captum Occlusion on the CT patch (the cross-check of Integrated Gradients, outside the explanation's time
+    budget): each ``window``^3 block in turn set to air (the same baseline), the drop in log-odds spread over
+    the block. (P, P, P), same orientation as ``Explanation.ct_attribution``."""
+    from captum.attr import Occlusion
+
+    model.eval()
+    b = {k: v for k, v in batch.items() if k != "label"}
+    f = ct_scorer(model, b)
+    patch = b["ct_patch"].float()
+    with torch.no_grad():
+        attr = Occlusion(f).attribute(patch, sliding_window_shapes=(1, window, window, window),
+                                      strides=(1, window, window, window), baselines=0.0, perturbations_per_eval=64)
+    return attr[0, 0].cpu().numpy()
+
+
 def _repeat(batch: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
     """A batch of one case as ``n`` identical rows (views): Captum evaluates the path points as one batch."""
     return {k: v.expand(n, *v.shape[1:]) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def _frozen_note_states(model: NoduleRiskModel, b: dict[str, torch.Tensor], present: dict[str, bool]) -> dict[str, torch.Tensor]:
+    """``note_states`` of a frozen note reader (the same for every path point of the CT attribution)."""
+    from workbench.train.dataset import note_reader_frozen
+
+    if "note_states" in b or not present.get("notes") or not note_reader_frozen(model):
+        return {}
+    assert model.text_encoder is not None
+    return {"note_states": model.text_encoder.hidden_states(b["note_ids"], b["note_mask"], b["note_values"])}
+
+
+@torch.no_grad()
+def _frozen_ct_states(model: NoduleRiskModel, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A frozen CT reader's convolution cells (the same for every path point of the note attribution)."""
+    from workbench.train.dataset import ct_reader_frozen
+
+    if "ct_patch_states" in b or "ct_patch" not in b or not ct_reader_frozen(model):
+        return {}
+    assert model.ct_encoder is not None
+    p, c = model.ct_encoder.features(b["ct_patch"].float(), b["ct_context"].float())
+    return {"ct_patch_states": p, "ct_context_states": c}
+
+
+def ct_scorer(model: NoduleRiskModel, batch: dict[str, torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """f(patches (N, 1, P, P, P)) -> log-odds (N,): the case's other inputs fixed (a frozen note reader's states
+    computed once, not once per path point); what CT attributions and the CT deletion curve evaluate."""
+    b = {k: v for k, v in batch.items() if k != "label"}
+    present = {"notes": bool(b["modality_mask"][0, 1]) and "note_mask" in b and int(b["note_mask"].sum()) > 0}
+    # the patch must flow through the CT encoder: any precomputed CT states are left out
+    rest = {k: v for k, v in b.items() if k not in ("ct_patch", "ct_patch_states", "ct_context_states")}
+    rest.update(_frozen_note_states(model, b, present))
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return model.forward_batch({**_repeat(rest, x.shape[0]), "ct_patch": x}).logits
+
+    return f
+
+
+def note_scorer(model: NoduleRiskModel, batch: dict[str, torch.Tensor],
+                embeddings: bool = False) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
+    """(f, ids): f(note ids (N, W)) -> log-odds (N,), W the note's length, the CT fixed (a frozen CT reader's
+    cells computed once); number values follow the ids, so a token replaced by [PAD] loses its value too.
+    ``ids`` is the case's own (1, W) row."""
+    b = {k: v for k, v in batch.items() if k != "label"}
+    width = int(b["note_mask"].sum())
+    ids = b["note_ids"][:, :width]
+    rest = {k: v for k, v in b.items() if k not in ("note_ids", "note_mask", "note_values", "note_states")}
+    rest.update(note_mask=b["note_mask"][:, :width])
+    rest.update(_frozen_ct_states(model, b))
+    table = getattr(model, "number_table", None)
+    values = b["note_values"][:, :width]
+
+    def f(note_ids: torch.Tensor) -> torch.Tensor:
+        v = values.expand(note_ids.shape[0], -1) if table is None or embeddings else (
+            table[note_ids.clamp(0, len(table) - 1)] * rest["note_mask"])
+        return model.forward_batch({**_repeat(rest, note_ids.shape[0]), "note_ids": note_ids, "note_values": v}).logits
+
+    return f, ids
 
 
 def _note_words(model: NoduleRiskModel, b: dict[str, torch.Tensor], steps: int) -> tuple[list[str], np.ndarray]:
     from captum.attr import LayerIntegratedGradients
 
     assert model.text_encoder is not None and model.tokenizer is not None
-    width = int(b["note_mask"].sum())
-    ids = b["note_ids"][:, :width]
-    rest = {k: v for k, v in b.items() if k not in ("note_ids", "note_mask", "note_values", "note_states")}
-    rest.update(note_mask=b["note_mask"][:, :width], note_values=b["note_values"][:, :width])
-
-    def f(note_ids: torch.Tensor) -> torch.Tensor:
-        return model.forward_batch({**_repeat(rest, note_ids.shape[0]), "note_ids": note_ids}).logits
-
+    # Layer IG interpolates the embedding layer's output; the ids (and so the number values) stay the case's own
+    f, ids = note_scorer(model, b, embeddings=True)
     layer = model.text_encoder.encoder.get_input_embeddings()
     lig = LayerIntegratedGradients(f, layer)
     attr = lig.attribute(ids, baselines=torch.zeros_like(ids), n_steps=steps, method="gausslegendre")
@@ -161,4 +228,5 @@ def _note_words(model: NoduleRiskModel, b: dict[str, torch.Tensor], steps: int) 
     return merge_word_pieces(tokens, scores)
 
 
-__all__ = ["Explanation", "attention_rollout", "explain", "integrated_gradients", "merge_word_pieces"]
+__all__ = ["Explanation", "attention_rollout", "explain", "integrated_gradients", "ct_scorer", "merge_word_pieces", "note_scorer",
+           "occlusion_ct"]

@@ -1,0 +1,244 @@
+"""``workbench bench explain``: are the explanations right, and is the uncertainty honest? On ``test``.
+
+The model explained is the federated benchmark's FedAvg model (the product's model; trained once per plan and
+cached, ``bench federated`` shares it). Its RUN is copied into this benchmark's work folder and given its
+per-site uncertainty there (``calibrate_run``: Platt on each site's val, Mondrian conformal and Venn-Abers on
+each site's calib, FAISS indexes and OOD thresholds from each site's train cases).
+
+Per test case (kept line by line in ``cases.jsonl``: a killed run resumes where it stopped):
+- the full explanation (CT Integrated Gradients, 32 steps + note Layer IG, 32 steps + gate and attention
+  rollout), timed: ``explain_ms_cpu`` is the median over cases that have both modalities;
+- malignant cases with CT: the share of the top 1% |IG| voxels inside the truth's nodule dilated by 5 mm, for
+  the model and for a weight-randomised copy (``ct_hit_rate``: share of cases with at least half inside);
+  Spearman of the two maps; deletion curves (top-attributed vs random voxels set to air; and words set to
+  [PAD] for those with a note) and their areas;
+- cases with a note: do the words of the phrases carrying the note-only variables (age, sex, family history,
+  smoking, prior cancer, prior CT; the generator's ``note_facts``) outrank the median of the other words;
+- the first few malignant CT cases also get Captum Occlusion (blocks of 4 voxels, 5 mm, set to air), compared with IG
+  by rank correlation over the same blocks (``occlusion_spearman``), outside the timed budget.
+Coverage: each site's test cases through that site's conformal sets, per true class, against the exact 95%
+binomial interval around the target for that n.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from workbench.bench.common import envelope
+from workbench.explain import checks as C
+
+OCCLUSION_CASES = 10
+
+
+def _case_record(model: Any, random_model: Any, batch: dict[str, torch.Tensor], case_id: str, truth: dict[str, Any],
+                 clean_note: str | None, rng: np.random.Generator, occlusion: bool) -> dict[str, Any]:
+    from workbench.explain.attributions import ct_scorer, explain, note_scorer, occlusion_ct
+
+    t0 = time.perf_counter()
+    e = explain(model, batch, case_id, steps=32)
+    ms = (time.perf_counter() - t0) * 1000
+    label = int(truth["label"])
+    rec: dict[str, Any] = {"case_id": case_id, "site": truth["site"], "label": label, "explain_ms": ms,
+                           "full": e.ct_attribution is not None and e.word_attribution is not None,
+                           "ct_completeness_gap": e.ct_completeness_gap, "gate": e.gate, "rollout": e.rollout}
+    if e.ct_attribution is not None and label == 1:
+        mask = C.nodule_mask(e.ct_attribution.shape[0], 1.25, float(truth["diameter_mm"]), 5.0)
+        er = explain(random_model, batch, case_id, steps=32)
+        assert er.ct_attribution is not None
+        rec["ct_top_share"] = C.top_share_inside(e.ct_attribution, mask)
+        rec["ct_top_share_random"] = C.top_share_inside(er.ct_attribution, mask)
+        rec["spearman"] = C.spearman(e.ct_attribution, er.ct_attribution)
+        rec["spearman_abs"] = C.spearman(np.abs(e.ct_attribution), np.abs(er.ct_attribution))
+        f = ct_scorer(model, {k: v for k, v in batch.items() if k != "label"})
+
+        def prob(x: torch.Tensor) -> torch.Tensor:
+            return torch.sigmoid(f(x))
+
+        patch = batch["ct_patch"].float()
+        order = np.argsort(-e.ct_attribution.ravel())
+        rec["deletion_ct"] = {"attributed": C.curve_auc(C.deletion_curve(prob, patch, order, 0.0)),
+                              "random": C.curve_auc(C.deletion_curve(prob, patch, rng.permutation(order.size), 0.0))}
+        if occlusion:
+            t1 = time.perf_counter()
+            occ = occlusion_ct(model, batch, window=4)
+            rec["occlusion_ms"] = (time.perf_counter() - t1) * 1000
+            g = occ.shape[0] // 4
+            blocks = e.ct_attribution.reshape(g, 4, g, 4, g, 4).sum((1, 3, 5))
+            rec["occlusion_spearman"] = C.spearman(blocks, occ[::4, ::4, ::4])
+    if e.word_attribution is not None and clean_note is not None:
+        phrases = [v for k, v in (truth.get("note_facts") or {}).items() if k in C.NOTE_ONLY_FACTS]
+        flags, found = C.phrase_word_flags(clean_note, phrases, model.tokenizer, model.config.text.max_length)
+        rec["phrases"], rec["phrases_found"] = len(phrases), found
+        rec["note_rank"] = C.note_ranks_high(e.word_attribution, flags) if len(flags) == len(e.words) else None
+        if label == 1:
+            f_note, ids = note_scorer(model, {k: v for k, v in batch.items() if k != "label"})
+            groups = C.word_of_token(model.tokenizer.convert_ids_to_tokens(ids[0].tolist()))
+
+            def prob_note(x: torch.Tensor) -> torch.Tensor:
+                return torch.sigmoid(f_note(x.long()))
+
+            order = np.argsort(-e.word_attribution)
+            rec["deletion_note"] = {
+                "attributed": C.curve_auc(C.deletion_curve(prob_note, ids, order, 0, groups=groups)),
+                "random": C.curve_auc(C.deletion_curve(prob_note, ids, rng.permutation(len(order)), 0, groups=groups))}
+    return rec
+
+
+def _coverage(unc: Any, run: Path, pred: dict[str, np.ndarray], test: Any) -> dict[str, Any]:
+    from workbench.explain.run_uncertainty import site_index
+    from workbench.explain.uncertainty import binomial_interval, class_coverage
+    from workbench.train.metrics import ece
+
+    sites = np.array(test.sites)
+    y = test.labels
+    target = 1 - unc.config.alpha
+    p_all = np.zeros(len(y))
+    refer = np.zeros(len(y), dtype=bool)
+    size = np.zeros(len(y))
+    coverage, inside, reasons = {}, {}, {"both_classes": 0, "empty_set": 0, "out_of_distribution": 0}
+    for s in sorted(set(test.sites)):
+        rows = np.flatnonzero(sites == s)
+        index = site_index(run, s)
+        res = unc.assess(s, pred["logits"][rows], pred["fused"][rows], index)
+        p_all[rows] = [r.probability for r in res]
+        refer[rows] = [r.refer for r in res]
+        size[rows] = [len(r.prediction_set) for r in res]
+        sets = np.array([[c in r.prediction_set for c in ("benign", "malignant")] for r in res])
+        cov = class_coverage(sets, y[rows])
+        coverage[s] = cov
+        inside[s] = {}
+        for cls, (c, n) in cov.items():
+            lo, hi = binomial_interval(n, target)
+            inside[s][cls] = {"rate": c / n if n else None, "interval95": [lo, hi], "inside": bool(n == 0 or lo <= c / n <= hi)}
+        reasons["both_classes"] += int((sets.sum(1) == 2).sum())
+        reasons["empty_set"] += int((sets.sum(1) == 0).sum())
+        reasons["out_of_distribution"] += int(sum(bool(r.out_of_distribution) for r in res))
+    return {"coverage_target": target, "coverage": coverage, "coverage_check": inside,
+            "coverage_all_inside": all(v["inside"] for d in inside.values() for v in d.values()),
+            "ece": ece(y, p_all), "ece_per_site": {s: ece(y[sites == s], p_all[sites == s]) for s in sorted(set(test.sites))},
+            "refer_rate": float(refer.mean()), "refer_reasons": reasons,
+            "set_size_mean": float(size.mean())}
+
+
+def run_explain_bench(*, quick: bool = False, cohort: str | Path | None = None, seed: int = 0,
+                      progress: bool = True, limit: int | None = None) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from workbench.bench.federated_bench import fedavg_run, federated_setup
+    from workbench.bench.model_bench import _encoded
+    from workbench.data.case import load_cases
+    from workbench.explain.run_uncertainty import RunUncertainty, calibrate_run
+    from workbench.train.dataset import encode_note
+    from workbench.train.metrics import ece
+    from workbench.train.run import load_run
+    from workbench.train.trainer import predict_logits
+
+    start = time.perf_counter()
+    setup = federated_setup(quick=quick, cohort=cohort, seed=seed, progress=progress)
+    source = fedavg_run(setup)
+    work = setup.work / "explain"
+    run = work / "run"
+    if not (run / "model" / "config.json").is_file():
+        shutil.rmtree(run, ignore_errors=True)
+        shutil.copytree(source, run, ignore=shutil.ignore_patterns("checkpoint"))
+    model, _ = load_run(run)
+    data = dict(setup.data)
+    data["calib"] = _encoded(setup.model_work, setup.cohort_dir, "calib", model.tokenizer, progress)
+    if not (run / "uncertainty.json").is_file():
+        calibrate_run(run, setup.cohort_dir, encoded=data, progress=progress)
+    model, pooled = load_run(run)
+    unc = RunUncertainty.load(run)
+    test = data["test"]
+    pred = predict_logits(model, test)
+    result: dict[str, Any] = _coverage(unc, run, pred, test)
+    result["ece_pooled_calibration"] = ece(test.labels, pooled.apply(pred["logits"]))
+
+    truths = {}
+    with open(setup.cohort_dir / "truth.jsonl", encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                d = json.loads(line)
+                truths[d["case_id"]] = d
+    cases = {c.case_id: c for s in sorted(set(test.sites)) for c in load_cases(setup.cohort_dir / s)}
+    log = work / "cases.jsonl"
+    done: dict[str, dict[str, Any]] = {}
+    if log.exists():
+        for line in log.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                r = json.loads(line)
+                done[r["case_id"]] = r
+    random_model = C.randomized_copy(model, seed)
+    torch.manual_seed(seed)
+    rows = list(range(len(test)))[: limit or (80 if quick else None)]
+    n_occ = sum(1 for r in done.values() if "occlusion_spearman" in r)
+    with open(log, "a", encoding="utf-8") as out:
+        for i in tqdm(rows, desc="explain test cases", unit="case", disable=not progress):
+            cid = test.case_ids[i]
+            if cid in done:
+                continue
+            case = cases[cid]
+            clean = encode_note(case.note, model.tokenizer, model.config.text.max_length)[1] if case.note else None
+            batch = test.batch(torch.tensor([i]))
+            occ = n_occ < (3 if quick else OCCLUSION_CASES) and int(truths[cid]["label"]) == 1 and bool(batch["modality_mask"][0, 0])
+            rec = _case_record(model, random_model, batch, cid, truths[cid], clean, np.random.default_rng([seed, i]), occ)
+            n_occ += "occlusion_spearman" in rec
+            out.write(json.dumps(rec) + "\n")
+            out.flush()
+            done[cid] = rec
+    recs = [done[test.case_ids[i]] for i in rows]
+    result.update(_aggregate(recs))
+    result.update({"model": str(source), "run": str(run), "n_test": len(test), "n_explained": len(recs),
+                   "ct_fill": C.CT_FILL, "note_fill": C.NOTE_FILL, "ct_baseline": "zeros (air, -1000 HU)",
+                   "ig_steps": 32, "deletion_fractions": list(C.DELETION_FRACTIONS),
+                   "uncertainty_sources": {s: u.sources for s, u in unc.sites.items()},
+                   "ood_thresholds": {s: u.ood_threshold for s, u in unc.sites.items()}, "work_dir": str(work)})
+    result.update(envelope(setup.cohort_dir.name if cohort else ("small" if quick else "full"),
+                           time.perf_counter() - start))
+    return result
+
+
+def _aggregate(recs: list[dict[str, Any]]) -> dict[str, Any]:
+    def mean(xs: list[Any]) -> float | None:
+        return float(np.mean(xs)) if xs else None
+
+    mal = [r for r in recs if "ct_top_share" in r]
+    hit = [r["ct_top_share"] >= 0.5 for r in mal]
+    hit_r = [r["ct_top_share_random"] >= 0.5 for r in mal]
+    ranks = [r["note_rank"] for r in recs if r.get("note_rank") is not None]
+    del_ct = [r["deletion_ct"] for r in mal]
+    del_note = [r["deletion_note"] for r in recs if "deletion_note" in r]
+    full_ms = [r["explain_ms"] for r in recs if r["full"]]
+    out = {
+        "ct_hit_rate": mean(hit), "ct_hit_rate_random": mean(hit_r),
+        "ct_hit_rate_gap": (mean(hit) or 0.0) - (mean(hit_r) or 0.0) if mal else None,
+        "n_ct_malignant": len(mal),
+        "note_rank_rate": mean(ranks), "n_note_cases": len(ranks),
+        "note_phrases_found": [sum(r.get("phrases_found", 0) for r in recs), sum(r.get("phrases", 0) for r in recs)],
+        "sanity_spearman": float(np.median([r["spearman"] for r in mal])) if mal else None,
+        "sanity_spearman_abs": float(np.median([r["spearman_abs"] for r in mal])) if mal else None,
+        "deletion_auc": {"attributed": mean([d["attributed"] for d in del_ct]), "random": mean([d["random"] for d in del_ct])},
+        "deletion_auc_note": {"attributed": mean([d["attributed"] for d in del_note]),
+                              "random": mean([d["random"] for d in del_note])},
+        "explain_ms_cpu": statistics.median(full_ms) if full_ms else None,
+        "explain_ms_cpu_p90": float(np.percentile(full_ms, 90)) if full_ms else None,
+        "ct_completeness_gap_median": float(np.median([r["ct_completeness_gap"] for r in recs
+                                                       if r["ct_completeness_gap"] is not None] or [np.nan])),
+        "occlusion_spearman": float(np.median([r["occlusion_spearman"] for r in recs if "occlusion_spearman" in r]))
+        if any("occlusion_spearman" in r for r in recs) else None,
+        "occlusion_ms_cpu": float(np.median([r["occlusion_ms"] for r in recs if "occlusion_ms" in r]))
+        if any("occlusion_ms" in r for r in recs) else None,
+        "gate_mean": {m: mean([r["gate"][m] for r in recs if m in r["gate"]]) for m in ("ct", "notes")},
+        "rollout_mean": {m: mean([r["rollout"][m] for r in recs if m in r["rollout"]]) for m in ("ct", "notes")},
+    }
+    return out
+
+
+__all__ = ["run_explain_bench"]

@@ -1,0 +1,294 @@
+"""A RUN's uncertainty, per site: calibration, conformal sets, Venn-Abers intervals, the refer flag and the
+similar-case indexes, fitted once (``workbench calibrate RUN TARGET``) and kept in the RUN.
+
+Per site, from that site's own cases only:
+- ``calibration``: Platt scaling (temperature and bias) on the site's ``val`` split when it has at least
+  ``min_val`` cases with ``min_val_per_class`` of each class, else the RUN's pooled calibration;
+- ``conformal``: Mondrian split-conformal thresholds at 1 - alpha, per class: from the site's ``calib`` split when
+  the site has ``min_per_class`` calib cases of that class, else from every site's calib cases of that class
+  (pooled: the rarer malignant class usually is, at a hospital's scale);
+- ``venn_abers``: the site's calib scores and labels when both classes reach ``min_per_class``, else pooled;
+- ``ood_threshold``: the ``ood_quantile`` of the site's calib cases' distance to their k-th nearest training
+  case of the same site (``similar.SiteIndex.knn_distance``);
+- ``similar/<site>/``: the FAISS index of the site's training cases.
+Calibration is fitted on ``val`` and conformal on ``calib``: the conformal guarantee needs the score fixed before
+the calib cases are seen.
+
+A case is referred to a clinician when its set is not one label (both: the model cannot tell at this level;
+none: no label fits) or when it lies out of distribution (farther from its site's training cases than all but
+``1 - ood_quantile`` of that site's calib cases).
+
+RUN/
+  uncertainty.json    config, pooled and per-site calibrators, OOD thresholds, where each came from
+  similar/<site>/     index.faiss + cases.json (ids, labels, de-identified notes): node-local
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workbench.errors import WorkbenchError
+from workbench.explain.similar import SiteIndex
+from workbench.explain.uncertainty import CLASSES, MondrianConformal, VennAbers
+from workbench.train.calibration import Calibration, fit_calibration
+from workbench.train.dataset import EncodedCases
+
+UNCERTAINTY_FILE = "uncertainty.json"
+SIMILAR_DIR = "similar"
+
+
+@dataclass
+class UncertaintyConfig:
+    alpha: float = 0.1  # 90% prediction sets
+    # calib cases of a class a site needs for its own threshold of that class, else the pooled one: with n cases
+    # the set over-covers by up to 1/(n + 1), and for n < 1/alpha the threshold is the class's worst calib case
+    min_per_class: int = 30
+    min_val: int = 30  # val cases a site needs for its own Platt scaling ...
+    min_val_per_class: int = 8  # ... with at least this many of each class
+    ood_k: int = 10  # the k of the k-th nearest training case
+    ood_quantile: float = 0.99  # calib cases farther than this quantile are out of distribution
+
+
+@dataclass
+class SiteUncertainty:
+    site: str  # "pooled" for the all-site fallback
+    calibration: Calibration
+    conformal: MondrianConformal
+    venn_abers: VennAbers
+    ood_threshold: float | None = None  # None: no index (the pooled fallback)
+    sources: dict[str, str] = field(default_factory=dict)  # calibrator -> "site" or "pooled"
+    n: dict[str, int] = field(default_factory=dict)  # cases per split used
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"site": self.site, "calibration": self.calibration.to_dict(), "conformal": self.conformal.to_dict(),
+                "venn_abers": self.venn_abers.to_dict(), "ood_threshold": self.ood_threshold,
+                "sources": self.sources, "n": self.n}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SiteUncertainty:
+        return cls(d["site"], Calibration.from_dict(d["calibration"]), MondrianConformal.from_dict(d["conformal"]),
+                   VennAbers(scores=list(d["venn_abers"]["scores"]), labels=list(d["venn_abers"]["labels"])),
+                   d.get("ood_threshold"), dict(d.get("sources", {})), dict(d.get("n", {})))
+
+
+@dataclass
+class Assessment:
+    """What a clinician sees next to the risk: how sure, and whether to refer."""
+
+    probability: float
+    interval: tuple[float, float]  # Venn-Abers [p0, p1]
+    prediction_set: list[str]
+    refer: bool
+    reasons: list[str]
+    ood_distance: float | None
+    out_of_distribution: bool | None  # None: not assessable (no index for the site)
+    calibrated_by: str  # the site whose calibrators were used, or "pooled"
+    interval_method: str = "inductive Venn-Abers on calib"
+    coverage_target: float = 0.9
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "interval": list(self.interval)}
+
+
+@dataclass
+class RunUncertainty:
+    config: UncertaintyConfig
+    pooled: SiteUncertainty
+    sites: dict[str, SiteUncertainty]
+
+    def for_site(self, site: str) -> SiteUncertainty:
+        return self.sites.get(site, self.pooled)
+
+    def assess(self, site: str, logits: np.ndarray, fused: np.ndarray | None = None,
+               index: SiteIndex | None = None) -> list[Assessment]:
+        """Each case's probability, interval, set and refer flag, with the calibrators of its own site."""
+        su = self.for_site(site)
+        p = su.calibration.apply(np.asarray(logits, dtype=float))
+        sets = su.conformal.sets(p)
+        intervals = su.venn_abers.interval(p)
+        dist = None
+        if index is not None and fused is not None and su.ood_threshold is not None:
+            if index.site != site:
+                raise WorkbenchError(f"similar-case index of {index.site} queried for a case of {site}: "
+                                     "indexes never serve another site")
+            dist = index.knn_distance(fused, self.config.ood_k)
+        out = []
+        for i in range(len(p)):
+            labels = [c for j, c in enumerate(CLASSES) if sets[i, j]]
+            reasons = []
+            if len(labels) == 2:
+                reasons.append(f"the {1 - self.config.alpha:.0%} set holds both classes")
+            elif not labels:
+                reasons.append(f"no class fits at the {1 - self.config.alpha:.0%} level (empty set)")
+            ood = None
+            if dist is not None and su.ood_threshold is not None:
+                ood = bool(dist[i] > su.ood_threshold)
+                if ood:
+                    reasons.append(f"out of distribution: distance {dist[i]:.3f} to the {self.config.ood_k}th nearest "
+                                   f"{site} training case exceeds {su.ood_threshold:.3f} "
+                                   f"({self.config.ood_quantile:.0%} of {site} calib cases lie closer)")
+            elif site not in self.sites:
+                reasons.append(f"no calibrators for site {site!r}: pooled ones used, distribution not checked")
+            out.append(Assessment(float(p[i]), (float(intervals[i, 0]), float(intervals[i, 1])), labels,
+                                  len(labels) != 1 or bool(ood), reasons,
+                                  None if dist is None else float(dist[i]), ood,
+                                  site if site in self.sites else "pooled", coverage_target=1 - self.config.alpha))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config": asdict(self.config), "pooled": self.pooled.to_dict(),
+                "sites": {s: u.to_dict() for s, u in self.sites.items()}}
+
+    def save(self, run: str | Path) -> Path:
+        path = Path(run) / UNCERTAINTY_FILE
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, run: str | Path) -> RunUncertainty:
+        path = Path(run) / UNCERTAINTY_FILE
+        if not path.is_file():
+            raise WorkbenchError(f"{run}: no {UNCERTAINTY_FILE} (run `workbench calibrate {run} COHORT` first)")
+        d = json.loads(path.read_text(encoding="utf-8"))
+        return cls(UncertaintyConfig(**d["config"]), SiteUncertainty.from_dict(d["pooled"]),
+                   {s: SiteUncertainty.from_dict(u) for s, u in d["sites"].items()})
+
+
+def site_index(run: str | Path, site: str) -> SiteIndex | None:
+    """The site's similar-case index in the RUN, or None when it has none."""
+    folder = Path(run) / SIMILAR_DIR / site
+    return SiteIndex.load(folder) if (folder / "index.faiss").is_file() else None
+
+
+@dataclass
+class SiteData:
+    """One site's model outputs on its splits: raw logits, fused embeddings, labels, case ids (train: + notes)."""
+
+    logits: dict[str, np.ndarray]
+    fused: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    case_ids: dict[str, list[str]]
+    notes: dict[str, str] = field(default_factory=dict)  # train case id -> de-identified note
+
+
+def fit_uncertainty(data: dict[str, SiteData], pooled_calibration: Calibration,
+                    config: UncertaintyConfig | None = None) -> tuple[RunUncertainty, dict[str, SiteIndex]]:
+    """Fit every site's calibrators from its own cases (pooled fallbacks where a site has too few)."""
+    config = config or UncertaintyConfig()
+    pos_weight = float(np.exp(pooled_calibration.logit_shift))
+    cal: dict[str, Calibration] = {}
+    src: dict[str, dict[str, str]] = {}
+    for site, d in data.items():
+        yv = d.labels["val"]
+        enough = len(yv) >= config.min_val and min((yv == 1).sum(), (yv == 0).sum()) >= config.min_val_per_class
+        cal[site] = fit_calibration(d.logits["val"], yv, pos_weight) if enough else pooled_calibration
+        src[site] = {"calibration": "site" if enough else "pooled"}
+    p_calib = {s: cal[s].apply(d.logits["calib"]) for s, d in data.items()}
+    all_p = np.concatenate([p_calib[s] for s in data] or [np.zeros(0)])
+    all_y = np.concatenate([data[s].labels["calib"] for s in data] or [np.zeros(0)])
+    if len(all_y) == 0 or min((all_y == 1).sum(), (all_y == 0).sum()) == 0:
+        raise WorkbenchError("the calib split needs cases of both classes to fit conformal sets "
+                             f"(found {int((all_y == 1).sum())} malignant, {int((all_y == 0).sum())} benign)")
+    pooled_conf = MondrianConformal(config.alpha).fit(all_p, all_y)
+    pooled_va = VennAbers().fit(all_p, all_y)
+    pooled = SiteUncertainty("pooled", pooled_calibration, pooled_conf, pooled_va,
+                             sources={"calibration": "pooled", "conformal": "pooled", "venn_abers": "pooled"},
+                             n={"calib": len(all_y)})
+    sites: dict[str, SiteUncertainty] = {}
+    indexes: dict[str, SiteIndex] = {}
+    for site, d in data.items():
+        y = d.labels["calib"]
+        conf, own = _site_conformal(p_calib[site], y, pooled_conf, config)
+        va_own = len(own) == len(CLASSES)
+        va = VennAbers().fit(p_calib[site], y) if va_own else pooled_va
+        src[site].update({f"conformal_{c}": "site" if c in own else "pooled" for c in CLASSES})
+        src[site]["venn_abers"] = "site" if va_own else "pooled"
+        threshold = None
+        if len(d.case_ids["train"]) >= config.ood_k:
+            ids = d.case_ids["train"]
+            index = SiteIndex.build(site, d.fused["train"], ids, d.labels["train"].astype(int).tolist(),
+                                    [d.notes.get(c, "") for c in ids])
+            indexes[site] = index
+            if len(y):
+                threshold = float(np.quantile(index.knn_distance(d.fused["calib"], config.ood_k), config.ood_quantile))
+        sites[site] = SiteUncertainty(site, cal[site], conf, va, threshold, src[site],
+                                      {k: len(v) for k, v in d.labels.items()})
+    return RunUncertainty(config, pooled, sites), indexes
+
+
+def _site_conformal(p: np.ndarray, y: np.ndarray, pooled: MondrianConformal,
+                    config: UncertaintyConfig) -> tuple[MondrianConformal, list[str]]:
+    """Per class: the site's own threshold when the site has ``min_per_class`` calib cases of that class, else
+    the pooled one (the taxonomy is class x site where a site can support it, class alone where not)."""
+    counts = {c: int((y == i).sum()) for i, c in enumerate(CLASSES)}
+    own = [c for c in CLASSES if counts[c] >= config.min_per_class]
+    if not own:
+        return pooled, []
+    site = MondrianConformal(config.alpha).fit(p, y)
+    conf = MondrianConformal(config.alpha, thresholds={c: (site if c in own else pooled).thresholds[c] for c in CLASSES},
+                             n={c: (site if c in own else pooled).n[c] for c in CLASSES})
+    return conf, own
+
+
+def calibrate_run(run: str | Path, target: str | Path, config: UncertaintyConfig | None = None, *,
+                  encoded: dict[str, EncodedCases] | None = None, cache_dir: str | Path | None = None,
+                  progress: bool = True) -> dict[str, Any]:
+    """Fit the RUN's per-site uncertainty on ``target``'s sites (a cohort or one site folder) and write it into
+    the RUN; returns a summary (sources and OOD thresholds per site). ``encoded``: the splits already encoded
+    (all sites pooled, as the benchmarks keep them), else they are encoded here. A RUN without a pooled
+    calibration (a federation run with ``calibrate=False``) gets one, fitted on the pooled ``val`` split."""
+    from workbench.data.cache import PreprocessCache, default_cache_dir
+    from workbench.data.case import load_cases
+    from workbench.jsonout import write_json
+    from workbench.train.dataset import encode_cases, encode_note
+    from workbench.train.run import load_run, site_dirs_of
+    from workbench.train.trainer import predict_logits
+
+    model, pooled = load_run(run)
+    assert model.tokenizer is not None
+    cache = PreprocessCache(cache_dir if cache_dir is not None else default_cache_dir())
+    data: dict[str, SiteData] = {}
+    refused: list[tuple[str, str]] = []
+    for site_dir in site_dirs_of(target):
+        cases = load_cases(site_dir)
+        d = SiteData({}, {}, {}, {})
+        for split in ("train", "val", "calib"):
+            if encoded is not None and split in encoded:
+                pooled_split = encoded[split]
+                enc = pooled_split.subset([i for i, s in enumerate(pooled_split.sites) if s == site_dir.name])
+            else:
+                enc = encode_cases([c for c in cases if c.split == split], model.tokenizer, cache=cache,
+                                   modalities=model.modalities, max_length=model.config.text.max_length,
+                                   progress=progress, desc=f"{site_dir.name} {split}")
+            refused += enc.refused
+            out = predict_logits(model, enc)
+            d.logits[split], d.fused[split], d.labels[split], d.case_ids[split] = (
+                out["logits"], out["fused"], enc.labels, enc.case_ids)
+        train_ids = set(d.case_ids["train"])
+        d.notes = {c.case_id: encode_note(c.note, model.tokenizer, model.config.text.max_length)[1]
+                   for c in cases if c.case_id in train_ids and c.note}
+        data[site_dir.name] = d
+    if not (Path(run) / "calibration.json").is_file():
+        pooled = fit_calibration(np.concatenate([d.logits["val"] for d in data.values()]),
+                                 np.concatenate([d.labels["val"] for d in data.values()]))
+        write_json(Path(run) / "calibration.json", pooled.to_dict())
+    unc, indexes = fit_uncertainty(data, pooled, config)
+    for site, index in indexes.items():
+        index.save(Path(run) / SIMILAR_DIR / site)
+    unc.save(run)
+    return {"uncertainty": str(Path(run) / UNCERTAINTY_FILE),
+            "sites": {s: {"sources": u.sources, "n": u.n, "ood_threshold": u.ood_threshold,
+                          "conformal_thresholds": u.conformal.thresholds} for s, u in unc.sites.items()},
+            "refused": [list(r) for r in dict.fromkeys(refused)]}
+
+
+__all__ = ["Assessment", "RunUncertainty", "SiteUncertainty", "UncertaintyConfig", "calibrate_run",
+           "fit_uncertainty", "site_index"]

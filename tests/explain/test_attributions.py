@@ -73,3 +73,43 @@ def test_explain_command_writes_files_readers_open_and_no_phi(tiny_run, tiny_coh
     assert phi and not any(s in t for s in phi for t in texts)
     bad = subprocess.run([*cmd[:5], "no-such-case", *cmd[6:]], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "no-such-case" in bad.stderr and "manifest.csv" in bad.stderr
+
+
+def test_calibrated_run_explains_with_set_interval_refer_and_same_site_similar_cases(tiny_run, tiny_cohort,  # noqa: ANN001
+                                                                                      tmp_path) -> None:
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from workbench.data.case import load_cases
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    res = subprocess.run([sys.executable, "-m", "workbench.cli", "calibrate", str(run), str(tiny_cohort), "--quiet"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    sites = sorted(p.name for p in tiny_cohort.iterdir() if (p / "manifest.csv").exists())
+    assert sorted(summary["sites"]) == sites
+    assert all((run / "similar" / s / "index.faiss").is_file() for s in sites) and (run / "uncertainty.json").is_file()
+    site = tiny_cohort / sites[0]
+    case = next(c for c in load_cases(site) if c.split == "test")
+    out = tmp_path / "exp"
+    res = subprocess.run([sys.executable, "-m", "workbench.cli", "explain", str(run), case.case_id, "--site", str(site),
+                          "--out", str(out), "--steps", "4"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    exp = json.loads((out / "explanation.json").read_text())
+    u = exp["uncertainty"]
+    assert set(u["prediction_set"]) <= {"benign", "malignant"} and u["refer"] == (len(u["prediction_set"]) != 1
+                                                                                   or bool(u["out_of_distribution"]))
+    assert 0 <= u["interval"][0] <= u["interval"][1] <= 1 and u["calibrated_by"] == sites[0]
+    train_ids = {c.case_id for c in load_cases(site) if c.split == "train"}
+    assert exp["similar_cases"] and all(s["site"] == sites[0] and s["case_id"] in train_ids for s in exp["similar_cases"])
+    # no PHI of the truth in what the RUN now holds or the explanation wrote (the notes there are de-identified)
+    phi = set()
+    for line in (tiny_cohort / "truth.jsonl").read_text().splitlines():
+        phi.update(s for s in json.loads(line).get("phi", []) if len(s) >= 5)
+    files = [*out.iterdir(), run / "uncertainty.json", *(run / "similar").glob("*/cases.json")]
+    texts = [p.read_text(errors="ignore") for p in files if p.suffix in (".json", ".html")]
+    assert any(s["note"] for s in exp["similar_cases"]) and not any(s in t for s in phi for t in texts)

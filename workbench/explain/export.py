@@ -4,7 +4,9 @@ DIR gets ``explanation.npz`` (the CT attribution, the patch it explains, the wor
 (the three orthogonal slices through the most attributed voxel, attribution over the patch), ``note.png`` and
 ``note.html`` (the de-identified note the model read, words shaded by attribution: red raised the risk, blue
 lowered it), ``gate.png`` (how much each modality counted) and ``explanation.json`` (risk, gate, rollout, top
-words, what was not explained and why). Written into a temporary sibling and renamed: a killed run leaves no
+words, what was not explained and why; when the RUN has been calibrated (``workbench calibrate``), the case's
+90% prediction set, Venn-Abers interval, refer flag with its reasons, and the five most similar training cases
+of the same site with their de-identified notes). Written into a temporary sibling and renamed: a killed run leaves no
 half-written folder. The note text is the de-identified one; no identifier of the case other than its id leaves.
 """
 
@@ -40,6 +42,7 @@ def explain_case(run: str | Path, case_id: str, site_dir: str | Path, out_dir: s
     pred = predict(model, cases[case_id], calibration=calibration, cache=PreprocessCache(default_cache_dir()))
     exp = explain(model, pred.inputs, case_id, steps=steps)
     exp.notes = [*pred.notes, *exp.notes]
+    assessment, similar = _uncertainty(Path(run), site.name, case_id, model, pred, exp.notes)
     out = Path(out_dir)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -53,13 +56,37 @@ def explain_case(run: str | Path, case_id: str, site_dir: str | Path, out_dir: s
     if exp.word_attribution is not None:
         _note_files(exp, tmp)
     _gate_png(exp, tmp / "gate.png")
-    summary = {**exp.summary(), "probability": pred.probability, "run": str(run), "steps": steps,
+    summary = {**exp.summary(), "probability": pred.probability, "uncertainty": assessment,
+               "similar_cases": similar, "run": str(run), "steps": steps,
                "files": sorted(p.name for p in tmp.iterdir()) + ["explanation.json"]}
     (tmp / "explanation.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
     return summary
+
+
+def _uncertainty(run: Path, site: str, case_id: str, model: Any, pred: Any,
+                 notes: list[str]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The case's set, interval and refer flag from its site's calibrators, and its site's most similar training
+    cases (the site's own index only); (None, []) with a note when the RUN has not been calibrated."""
+    import torch
+
+    from workbench.explain.run_uncertainty import UNCERTAINTY_FILE, RunUncertainty, site_index
+
+    if not (run / UNCERTAINTY_FILE).is_file():
+        notes.append(f"no uncertainty for this RUN: run `workbench calibrate {run} COHORT` for sets, intervals, "
+                     "the refer flag and similar cases")
+        return None, []
+    unc = RunUncertainty.load(run)
+    with torch.no_grad():
+        fused = model.forward_batch({k: v for k, v in pred.inputs.items() if k != "label"}).fused.float().numpy()
+    index = site_index(run, site)
+    a = unc.assess(site, np.array([pred.logit]), fused, index)[0]
+    similar = index.similar(fused[0], k=5, exclude=case_id) if index is not None else []
+    if index is None:
+        notes.append(f"no similar-case index for site {site!r} in this RUN (indexes never serve another site)")
+    return a.to_dict(), similar
 
 
 def _plt():  # noqa: ANN202

@@ -62,19 +62,20 @@ class SiteUncertainty:
     conformal: MondrianConformal
     venn_abers: VennAbers
     ood_threshold: float | None = None  # None: no index (the pooled fallback)
+    ood_k: int = 10  # the k used for this site (at most its number of training cases)
     sources: dict[str, str] = field(default_factory=dict)  # calibrator -> "site" or "pooled"
     n: dict[str, int] = field(default_factory=dict)  # cases per split used
 
     def to_dict(self) -> dict[str, Any]:
         return {"site": self.site, "calibration": self.calibration.to_dict(), "conformal": self.conformal.to_dict(),
-                "venn_abers": self.venn_abers.to_dict(), "ood_threshold": self.ood_threshold,
+                "venn_abers": self.venn_abers.to_dict(), "ood_threshold": self.ood_threshold, "ood_k": self.ood_k,
                 "sources": self.sources, "n": self.n}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SiteUncertainty:
         return cls(d["site"], Calibration.from_dict(d["calibration"]), MondrianConformal.from_dict(d["conformal"]),
                    VennAbers(scores=list(d["venn_abers"]["scores"]), labels=list(d["venn_abers"]["labels"])),
-                   d.get("ood_threshold"), dict(d.get("sources", {})), dict(d.get("n", {})))
+                   d.get("ood_threshold"), int(d.get("ood_k", 10)), dict(d.get("sources", {})), dict(d.get("n", {})))
 
 
 @dataclass
@@ -101,6 +102,7 @@ class RunUncertainty:
     config: UncertaintyConfig
     pooled: SiteUncertainty
     sites: dict[str, SiteUncertainty]
+    warnings: list[str] = field(default_factory=list)  # what makes these calibrators weaker than they look
 
     def for_site(self, site: str) -> SiteUncertainty:
         return self.sites.get(site, self.pooled)
@@ -117,7 +119,7 @@ class RunUncertainty:
             if index.site != site:
                 raise WorkbenchError(f"similar-case index of {index.site} queried for a case of {site}: "
                                      "indexes never serve another site")
-            dist = index.knn_distance(fused, self.config.ood_k)
+            dist = index.knn_distance(fused, su.ood_k)
         out = []
         for i in range(len(p)):
             labels = [c for j, c in enumerate(CLASSES) if sets[i, j]]
@@ -130,7 +132,7 @@ class RunUncertainty:
             if dist is not None and su.ood_threshold is not None:
                 ood = bool(dist[i] > su.ood_threshold)
                 if ood:
-                    reasons.append(f"out of distribution: distance {dist[i]:.3f} to the {self.config.ood_k}th nearest "
+                    reasons.append(f"out of distribution: distance {dist[i]:.3f} to the {su.ood_k}th nearest "
                                    f"{site} training case exceeds {su.ood_threshold:.3f} "
                                    f"({self.config.ood_quantile:.0%} of {site} calib cases lie closer)")
             elif site not in self.sites:
@@ -143,7 +145,7 @@ class RunUncertainty:
 
     def to_dict(self) -> dict[str, Any]:
         return {"config": asdict(self.config), "pooled": self.pooled.to_dict(),
-                "sites": {s: u.to_dict() for s, u in self.sites.items()}}
+                "sites": {s: u.to_dict() for s, u in self.sites.items()}, "warnings": self.warnings}
 
     def save(self, run: str | Path) -> Path:
         path = Path(run) / UNCERTAINTY_FILE
@@ -159,7 +161,7 @@ class RunUncertainty:
             raise WorkbenchError(f"{run}: no {UNCERTAINTY_FILE} (run `workbench calibrate {run} COHORT` first)")
         d = json.loads(path.read_text(encoding="utf-8"))
         return cls(UncertaintyConfig(**d["config"]), SiteUncertainty.from_dict(d["pooled"]),
-                   {s: SiteUncertainty.from_dict(u) for s, u in d["sites"].items()})
+                   {s: SiteUncertainty.from_dict(u) for s, u in d["sites"].items()}, list(d.get("warnings", [])))
 
 
 def site_index(run: str | Path, site: str) -> SiteIndex | None:
@@ -194,9 +196,11 @@ def fit_uncertainty(data: dict[str, SiteData], pooled_calibration: Calibration,
     p_calib = {s: cal[s].apply(d.logits["calib"]) for s, d in data.items()}
     all_p = np.concatenate([p_calib[s] for s in data] or [np.zeros(0)])
     all_y = np.concatenate([data[s].labels["calib"] for s in data] or [np.zeros(0)])
-    if len(all_y) == 0 or min((all_y == 1).sum(), (all_y == 0).sum()) == 0:
-        raise WorkbenchError("the calib split needs cases of both classes to fit conformal sets "
-                             f"(found {int((all_y == 1).sum())} malignant, {int((all_y == 0).sum())} benign)")
+    if len(all_y) == 0:
+        raise WorkbenchError("no calib case at any site: conformal sets and Venn-Abers intervals need the calib split")
+    warnings = [f"no {c} case in any site's calib split: {c} is in every prediction set (nothing sets its "
+                f"threshold), so every case whose set also holds the other class is referred"
+                for i, c in enumerate(CLASSES) if not (all_y == i).any()]
     pooled_conf = MondrianConformal(config.alpha).fit(all_p, all_y)
     pooled_va = VennAbers().fit(all_p, all_y)
     pooled = SiteUncertainty("pooled", pooled_calibration, pooled_conf, pooled_va,
@@ -211,17 +215,17 @@ def fit_uncertainty(data: dict[str, SiteData], pooled_calibration: Calibration,
         va = VennAbers().fit(p_calib[site], y) if va_own else pooled_va
         src[site].update({f"conformal_{c}": "site" if c in own else "pooled" for c in CLASSES})
         src[site]["venn_abers"] = "site" if va_own else "pooled"
-        threshold = None
-        if len(d.case_ids["train"]) >= config.ood_k:
+        threshold, k = None, min(config.ood_k, len(d.case_ids["train"]))
+        if k > 0:
             ids = d.case_ids["train"]
             index = SiteIndex.build(site, d.fused["train"], ids, d.labels["train"].astype(int).tolist(),
                                     [d.notes.get(c, "") for c in ids])
             indexes[site] = index
             if len(y):
-                threshold = float(np.quantile(index.knn_distance(d.fused["calib"], config.ood_k), config.ood_quantile))
-        sites[site] = SiteUncertainty(site, cal[site], conf, va, threshold, src[site],
-                                      {k: len(v) for k, v in d.labels.items()})
-    return RunUncertainty(config, pooled, sites), indexes
+                threshold = float(np.quantile(index.knn_distance(d.fused["calib"], k), config.ood_quantile))
+        sites[site] = SiteUncertainty(site, cal[site], conf, va, threshold, max(k, 1), src[site],
+                                      {s: len(v) for s, v in d.labels.items()})
+    return RunUncertainty(config, pooled, sites, warnings), indexes
 
 
 def _site_conformal(p: np.ndarray, y: np.ndarray, pooled: MondrianConformal,
@@ -287,6 +291,7 @@ def calibrate_run(run: str | Path, target: str | Path, config: UncertaintyConfig
     return {"uncertainty": str(Path(run) / UNCERTAINTY_FILE),
             "sites": {s: {"sources": u.sources, "n": u.n, "ood_threshold": u.ood_threshold,
                           "conformal_thresholds": u.conformal.thresholds} for s, u in unc.sites.items()},
+            "warnings": unc.warnings,
             "refused": [list(r) for r in dict.fromkeys(refused)]}
 
 

@@ -5,8 +5,9 @@ Captum does the attribution; this module fixes what it is computed against and h
   (``zeros``: the window's lower end, air), ``steps`` points on the path; Integrated Gradients' completeness
   (attributions sum to f(x) - f(baseline)) is reported as ``ct_completeness_gap``, a check that the path was
   fine enough.
-- Note: Layer Integrated Gradients on the note encoder's token embeddings against padding tokens, summed over
-  the embedding width, then merged from word pieces (``##`` continuations) to words.
+- Note: Integrated Gradients on the note encoder's token embeddings (the embedding layer's output: Layer
+  Integrated Gradients, computed as plain IG on the embeddings so no hook is needed) against the embeddings of
+  [PAD] tokens, summed over the embedding width, then merged from word pieces (``##`` continuations) to words.
 - Fusion: the gate weights, and attention rollout (Abnar & Zuidema 2020: per layer, heads averaged, identity
   added, rows normalised, layers multiplied) read from the summary tokens: the share of each modality's tokens
   in what the fused representation drew on.
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from workbench.models.fusion import FusionOutput
 from workbench.models.model import NoduleRiskModel
 
 
@@ -93,8 +95,11 @@ def attention_rollout(attentions: list[torch.Tensor], token_modality: torch.Tens
 
 
 def explain(model: NoduleRiskModel, batch: dict[str, torch.Tensor], case_id: str = "", *, steps: int = 32,
-            ct_baseline: str = "zeros") -> Explanation:
-    """Explain one case (a keyed batch of one row, as ``EncodedCases.batch`` gives) with the model in eval mode."""
+            ct_baseline: str = "zeros", forward: Forward | None = None) -> Explanation:
+    """Explain one case (a keyed batch of one row, as ``EncodedCases.batch`` gives) with the model in eval mode.
+
+    ``forward``: what evaluates the model (default ``model.forward_batch``; ``fast.FastExplainer`` passes a
+    compiled one)."""
     from workbench.models.fusion import MODALITIES
 
     if ct_baseline != "zeros":
@@ -105,8 +110,9 @@ def explain(model: NoduleRiskModel, batch: dict[str, torch.Tensor], case_id: str
     present = {m: bool(mask[0, MODALITIES.index(m)]) for m in model.modalities}
     if "notes" in present and present["notes"] and int(b["note_mask"].sum()) == 0:
         present["notes"] = False
+    fwd = forward or model.forward_batch
     with torch.no_grad():
-        out = model.forward_batch(b, return_attention=True)
+        out = fwd(b, return_attention=True)
     gate = {m: float(out.gate[0, i]) for i, m in enumerate(model.modalities)}
     starts, pos = [], 0  # each modality's summary token leads its block of tokens
     for i in range(len(model.modalities)):
@@ -120,14 +126,14 @@ def explain(model: NoduleRiskModel, batch: dict[str, torch.Tensor], case_id: str
 
     if present.get("ct"):
         patch = b["ct_patch"].float()
-        f_ct = ct_scorer(model, b)
+        f_ct = ct_scorer(model, b, fwd)
         attr, gap = integrated_gradients(f_ct, patch, torch.zeros_like(patch), steps)
         exp.ct_attribution = attr[0, 0].cpu().numpy()
         exp.ct_completeness_gap = gap
     elif "ct" in present:
         exp.notes.append("no CT for this case: the CT is not attributed and its gate is 0")
     if present.get("notes"):
-        exp.words, exp.word_attribution = _note_words(model, b, steps)
+        exp.words, exp.word_attribution = _note_words(model, b, steps, fwd)
     elif "notes" in present:
         exp.notes.append("no note for this case: no word is attributed and the note gate is 0")
     return exp
@@ -177,9 +183,15 @@ def _frozen_ct_states(model: NoduleRiskModel, b: dict[str, torch.Tensor]) -> dic
     return {"ct_patch_states": p, "ct_context_states": c}
 
 
-def ct_scorer(model: NoduleRiskModel, batch: dict[str, torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+Forward = Callable[..., FusionOutput]
+"""``forward(batch, return_attention=False) -> FusionOutput``: ``model.forward_batch`` or a compiled stand-in."""
+
+
+def ct_scorer(model: NoduleRiskModel, batch: dict[str, torch.Tensor],
+              forward: Forward | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
     """f(patches (N, 1, P, P, P)) -> log-odds (N,): the case's other inputs fixed (a frozen note reader's states
     computed once, not once per path point); what CT attributions and the CT deletion curve evaluate."""
+    fwd = forward or model.forward_batch
     b = {k: v for k, v in batch.items() if k != "label"}
     present = {"notes": bool(b["modality_mask"][0, 1]) and "note_mask" in b and int(b["note_mask"].sum()) > 0}
     # the patch must flow through the CT encoder: any precomputed CT states are left out
@@ -187,46 +199,65 @@ def ct_scorer(model: NoduleRiskModel, batch: dict[str, torch.Tensor]) -> Callabl
     rest.update(_frozen_note_states(model, b, present))
 
     def f(x: torch.Tensor) -> torch.Tensor:
-        return model.forward_batch({**_repeat(rest, x.shape[0]), "ct_patch": x}).logits
+        return fwd({**_repeat(rest, x.shape[0]), "ct_patch": x}).logits
 
     return f
 
 
-def note_scorer(model: NoduleRiskModel, batch: dict[str, torch.Tensor],
-                embeddings: bool = False) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
-    """(f, ids): f(note ids (N, W)) -> log-odds (N,), W the note's length, the CT fixed (a frozen CT reader's
-    cells computed once); number values follow the ids, so a token replaced by [PAD] loses its value too.
-    ``ids`` is the case's own (1, W) row."""
-    b = {k: v for k, v in batch.items() if k != "label"}
-    width = int(b["note_mask"].sum())
-    ids = b["note_ids"][:, :width]
-    rest = {k: v for k, v in b.items() if k not in ("note_ids", "note_mask", "note_values", "note_states")}
-    rest.update(note_mask=b["note_mask"][:, :width])
+def _note_rest(model: NoduleRiskModel, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    rest = {k: v for k, v in b.items() if k not in ("note_ids", "note_values", "note_states", "note_embeds")}
     rest.update(_frozen_ct_states(model, b))
+    return rest
+
+
+def note_scorer(model: NoduleRiskModel, batch: dict[str, torch.Tensor],
+                forward: Forward | None = None) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
+    """(f, ids): f(note ids (N, W)) -> log-odds (N,), the CT fixed (a frozen CT reader's cells computed once);
+    number values follow the ids, so a token replaced by [PAD] loses its value too. ``ids``: the case's (1, W)."""
+    fwd = forward or model.forward_batch
+    b = {k: v for k, v in batch.items() if k != "label"}
+    rest = _note_rest(model, b)
     table = getattr(model, "number_table", None)
-    values = b["note_values"][:, :width]
 
     def f(note_ids: torch.Tensor) -> torch.Tensor:
-        v = values.expand(note_ids.shape[0], -1) if table is None or embeddings else (
-            table[note_ids.clamp(0, len(table) - 1)] * rest["note_mask"])
-        return model.forward_batch({**_repeat(rest, note_ids.shape[0]), "note_ids": note_ids, "note_values": v}).logits
+        n = note_ids.shape[0]
+        v = b["note_values"].expand(n, -1) if table is None else table[note_ids.clamp(0, len(table) - 1)] * b["note_mask"]
+        return fwd({**_repeat(rest, n), "note_ids": note_ids, "note_values": v}).logits
 
-    return f, ids
+    return f, b["note_ids"]
 
 
-def _note_words(model: NoduleRiskModel, b: dict[str, torch.Tensor], steps: int) -> tuple[list[str], np.ndarray]:
-    from captum.attr import LayerIntegratedGradients
+def note_embedding_scorer(model: NoduleRiskModel, batch: dict[str, torch.Tensor], forward: Forward | None = None,
+                          ) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, torch.Tensor]:
+    """(f, embeds, baseline): f(word embeddings (N, W, H)) -> log-odds (N,), ids and number values the case's own;
+    ``embeds`` the case's word embeddings (1, W, H), ``baseline`` those of [PAD] (id 0) at every position.
+    Integrated Gradients of f between them is Layer Integrated Gradients on the embedding layer, without a hook."""
+    assert model.text_encoder is not None
+    fwd = forward or model.forward_batch
+    b = {k: v for k, v in batch.items() if k != "label"}
+    rest = {**_note_rest(model, b), "note_ids": b["note_ids"], "note_values": b["note_values"]}
+    table = model.text_encoder.encoder.get_input_embeddings()
+    with torch.no_grad():
+        embeds, baseline = table(b["note_ids"]), table(torch.zeros_like(b["note_ids"]))
 
-    assert model.text_encoder is not None and model.tokenizer is not None
-    # Layer IG interpolates the embedding layer's output; the ids (and so the number values) stay the case's own
-    f, ids = note_scorer(model, b, embeddings=True)
-    layer = model.text_encoder.encoder.get_input_embeddings()
-    lig = LayerIntegratedGradients(f, layer)
-    attr = lig.attribute(ids, baselines=torch.zeros_like(ids), n_steps=steps, method="gausslegendre")
-    scores = attr.sum(-1)[0].detach().cpu().numpy()
-    tokens = model.tokenizer.convert_ids_to_tokens(ids[0].tolist())
+    def f(e: torch.Tensor) -> torch.Tensor:
+        return fwd({**_repeat(rest, e.shape[0]), "note_embeds": e}).logits
+
+    return f, embeds, baseline
+
+
+def _note_words(model: NoduleRiskModel, b: dict[str, torch.Tensor], steps: int,
+                forward: Forward | None = None) -> tuple[list[str], np.ndarray]:
+    from captum.attr import IntegratedGradients
+
+    assert model.tokenizer is not None
+    f, embeds, baseline = note_embedding_scorer(model, b, forward)
+    attr = IntegratedGradients(f).attribute(embeds, baselines=baseline, n_steps=steps, method="gausslegendre")
+    width = int(b["note_mask"][0].sum())  # tokens are left-aligned; padding (a fixed-width batch) is dropped
+    scores = attr.sum(-1)[0, :width].detach().float().cpu().numpy()
+    tokens = model.tokenizer.convert_ids_to_tokens(b["note_ids"][0, :width].tolist())
     return merge_word_pieces(tokens, scores)
 
 
-__all__ = ["Explanation", "attention_rollout", "explain", "integrated_gradients", "ct_scorer", "merge_word_pieces", "note_scorer",
-           "occlusion_ct"]
+__all__ = ["Explanation", "Forward", "attention_rollout", "ct_scorer", "explain", "integrated_gradients",
+           "merge_word_pieces", "note_embedding_scorer", "note_scorer", "occlusion_ct"]

@@ -86,10 +86,11 @@ class NoduleRiskModel(nn.Module):
                 note_ids: torch.Tensor | None, note_mask: torch.Tensor | None, note_values: torch.Tensor | None,
                 modality_mask: torch.Tensor, return_attention: bool = False,
                 note_states: torch.Tensor | None = None, ct_patch_states: torch.Tensor | None = None,
-                ct_context_states: torch.Tensor | None = None) -> FusionOutput:
+                ct_context_states: torch.Tensor | None = None, note_embeds: torch.Tensor | None = None) -> FusionOutput:
         """``note_states``: the frozen note encoder's hidden states when precomputed (``with_note_states``);
         ``ct_patch_states`` / ``ct_context_states``: the frozen CT reader's convolution cells (``with_ct_states``);
-        then that encoder is skipped and only its projections run."""
+        then that encoder is skipped and only its projections run. ``note_embeds``: the note's word embeddings
+        in place of the lookup of ``note_ids`` (what note attributions interpolate)."""
         tokens, valid = {}, {}
         if self.ct_encoder is not None:
             assert ct_position is not None
@@ -102,7 +103,7 @@ class NoduleRiskModel(nn.Module):
                 tokens["notes"] = self.text_encoder.out_proj(note_states)  # (B, Tn, D)
             else:
                 assert note_ids is not None and note_values is not None
-                tokens["notes"] = self.text_encoder(note_ids, note_mask, note_values)  # (B, Tn, D)
+                tokens["notes"] = self.text_encoder(note_ids, note_mask, note_values, note_embeds)  # (B, Tn, D)
             valid["notes"] = note_mask.bool() & modality_mask[:, 1:2]  # real padding and presence
         return self.fusion(tokens, valid, return_attention)
 
@@ -110,7 +111,7 @@ class NoduleRiskModel(nn.Module):
         """The thin adapter from a keyed batch to ``forward``."""
         return self(batch.get("ct_patch"), batch.get("ct_context"), batch.get("ct_position"), batch.get("note_ids"),
                     batch.get("note_mask"), batch.get("note_values"), batch["modality_mask"], return_attention,
-                    **{k: batch.get(k) for k in STATE_KEYS})
+                    **{k: batch.get(k) for k in STATE_KEYS}, note_embeds=batch.get("note_embeds"))
 
 
 def build_model(config: ModelConfig | None = None) -> NoduleRiskModel:

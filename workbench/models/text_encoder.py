@@ -98,13 +98,18 @@ class TextEncoder(nn.Module):
             for p in [*self.encoder.parameters(), *self.value_proj.parameters()]:
                 p.requires_grad_(False)
 
-    def forward(self, note_ids: torch.Tensor, note_mask: torch.Tensor, note_values: torch.Tensor) -> torch.Tensor:
-        return self.out_proj(self.hidden_states(note_ids, note_mask, note_values))  # (B, L, D)
+    def forward(self, note_ids: torch.Tensor, note_mask: torch.Tensor, note_values: torch.Tensor,
+                word_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        return self.out_proj(self.hidden_states(note_ids, note_mask, note_values, word_embeds))  # (B, L, D)
 
-    def hidden_states(self, note_ids: torch.Tensor, note_mask: torch.Tensor, note_values: torch.Tensor) -> torch.Tensor:
-        """The encoder's last hidden states (B, L, H), before the projection to the fusion width."""
+    def hidden_states(self, note_ids: torch.Tensor, note_mask: torch.Tensor, note_values: torch.Tensor,
+                      word_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """The encoder's last hidden states (B, L, H), before the projection to the fusion width.
+
+        ``word_embeds`` (B, L, H) replaces the word-embedding lookup of ``note_ids``: attributions interpolate
+        there (Integrated Gradients on the token embeddings) without a hook on the embedding layer."""
         b, length = note_ids.shape
-        words = self.encoder.get_input_embeddings()(note_ids)  # (B, L, H)
+        words = self.encoder.get_input_embeddings()(note_ids) if word_embeds is None else word_embeds  # (B, L, H)
         is_number = (note_values > 0).unsqueeze(-1).to(words.dtype)
         embeds = words + is_number * self.value_proj(note_values.unsqueeze(-1).to(words.dtype))  # (B, L, H)
         idx = torch.arange(length, device=note_ids.device).expand(b, -1)  # (B, L), per sample

@@ -1,7 +1,8 @@
 """``make demo``: the main job on the embedded synthetic cohort, end to end as far as it is built:
 cohort -> ingestion -> the two readers pretrained without labels on separate synthetic corpora (notes, CT
 phantoms) -> federated training with DP across the sites (Flower simulation, one node per site) -> evaluation
-with each modality removed in turn."""
+with each modality removed in turn -> per-site uncertainty (conformal sets, Venn-Abers, similar-case indexes)
+-> one held-out case explained."""
 
 from __future__ import annotations
 
@@ -35,8 +36,23 @@ def run_demo(out: Path, *, preset: str = "small") -> int:
               f"{m['note_only']:>4} {len(r['refused']):>7} {sl['median'] if sl else '-':>8}")
     print(f"\nsummary: {out / 'ingest_summary.json'}; cohort data cards: {cohort}/*/DATA_CARD.md")
     _train_and_evaluate(out, cohort)
+    _calibrate(out, cohort)
     _explain_one(out, cohort)
     return 0
+
+
+def _calibrate(out: Path, cohort: Path) -> None:
+    """Per-site uncertainty into the RUN (``workbench calibrate``)."""
+    from workbench.explain.run_uncertainty import calibrate_run
+
+    print("\nper-site uncertainty (workbench calibrate): Platt on each site's val, 90% Mondrian conformal sets and "
+          "Venn-Abers intervals on its calib split, similar-case index and out-of-distribution threshold from its train")
+    res = calibrate_run(out / "run", cohort, cache_dir=default_cache_dir(), progress=False)
+    for site, r in res["sites"].items():
+        own = [k for k, v in r["sources"].items() if v == "site"]
+        print(f"      {site:<12} calib {r['n'].get('calib', 0):>3} cases; own: {', '.join(own) or 'none (pooled)'}")
+    for w in res["warnings"]:
+        print(f"      warning: {w}")
 
 
 def _explain_one(out: Path, cohort: Path) -> None:
@@ -58,6 +74,14 @@ def _explain_one(out: Path, cohort: Path) -> None:
           f"{summary['gate'].get('ct', 0):.2f} / notes {summary['gate'].get('notes', 0):.2f}, attention rollout ct "
           f"{summary['rollout'].get('ct', 0):.2f} / notes {summary['rollout'].get('notes', 0):.2f}")
     print(f"      top words: {words}")
+    u = summary.get("uncertainty")
+    if u:
+        print(f"      90% set {{{', '.join(u['prediction_set'])}}}, Venn-Abers interval [{u['interval'][0]:.2f}, "
+              f"{u['interval'][1]:.2f}], refer to a clinician: {'yes' if u['refer'] else 'no'}"
+              + (f" ({'; '.join(u['reasons'])})" if u["reasons"] else ""))
+    for sim in summary.get("similar_cases", [])[:3]:
+        print(f"      similar {sim['site']} case {sim['case_id']}: label {'malignant' if sim['label'] else 'benign'}, "
+              f"cosine {sim['similarity']:.2f}")
     print(f"      files: {dest}/ ({', '.join(summary['files'])})")
 
 

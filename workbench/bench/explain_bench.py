@@ -64,8 +64,9 @@ def _case_record(model: Any, random_model: Any, batch: dict[str, torch.Tensor], 
 
         patch = batch["ct_patch"].float()
         order = np.argsort(-e.ct_attribution.ravel())
-        rec["deletion_ct"] = {"attributed": C.curve_auc(C.deletion_curve(prob, patch, order, 0.0)),
-                              "random": C.curve_auc(C.deletion_curve(prob, patch, rng.permutation(order.size), 0.0))}
+        rec["deletion_ct_curve"] = {"attributed": C.deletion_curve(prob, patch, order, 0.0).tolist(),
+                                    "random": C.deletion_curve(prob, patch, rng.permutation(order.size), 0.0).tolist()}
+        rec["deletion_ct"] = {k: C.curve_auc(np.asarray(v)) for k, v in rec["deletion_ct_curve"].items()}
         if occlusion:
             t1 = time.perf_counter()
             occ = occlusion_ct(model, batch, window=4)
@@ -86,9 +87,10 @@ def _case_record(model: Any, random_model: Any, batch: dict[str, torch.Tensor], 
                 return torch.sigmoid(f_note(x.long()))
 
             order = np.argsort(-e.word_attribution)
-            rec["deletion_note"] = {
-                "attributed": C.curve_auc(C.deletion_curve(prob_note, ids, order, 0, groups=groups)),
-                "random": C.curve_auc(C.deletion_curve(prob_note, ids, rng.permutation(len(order)), 0, groups=groups))}
+            rec["deletion_note_curve"] = {
+                "attributed": C.deletion_curve(prob_note, ids, order, 0, groups=groups).tolist(),
+                "random": C.deletion_curve(prob_note, ids, rng.permutation(len(order)), 0, groups=groups).tolist()}
+            rec["deletion_note"] = {k: C.curve_auc(np.asarray(v)) for k, v in rec["deletion_note_curve"].items()}
     return rec
 
 
@@ -195,6 +197,7 @@ def run_explain_bench(*, quick: bool = False, cohort: str | Path | None = None, 
             done[cid] = rec
     recs = [done[test.case_ids[i]] for i in rows]
     result.update(_aggregate(recs))
+    result["figure"] = str(_figure(recs, result, work / "explain_checks.png"))
     result.update({"model": str(source), "run": str(run), "n_test": len(test), "n_explained": len(recs),
                    "ct_fill": C.CT_FILL, "note_fill": C.NOTE_FILL, "ct_baseline": "zeros (air, -1000 HU)",
                    "ig_steps": 32, "deletion_fractions": list(C.DELETION_FRACTIONS),
@@ -203,6 +206,52 @@ def run_explain_bench(*, quick: bool = False, cohort: str | Path | None = None, 
     result.update(envelope(setup.cohort_dir.name if cohort else ("small" if quick else "full"),
                            time.perf_counter() - start))
     return result
+
+
+def _figure(recs: list[dict[str, Any]], result: dict[str, Any], path: Path) -> Path:
+    """Mean deletion curves (CT and note; attributed vs random) and coverage per site and class against the
+    95% binomial band: the checks at a glance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fr = np.asarray(C.DELETION_FRACTIONS)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), dpi=110)
+    for ax, key, title in ((axes[0], "deletion_ct_curve", "CT: voxels set to air"),
+                           (axes[1], "deletion_note_curve", "note: words set to [PAD]")):
+        curves = [r[key] for r in recs if key in r]
+        for kind, colour in (("attributed", "tab:red"), ("random", "tab:gray")):
+            if curves:
+                ax.plot(fr, np.mean([c[kind] for c in curves], axis=0), color=colour, marker="o", ms=3,
+                        label=f"{kind} order first")
+        ax.set_xlabel("fraction removed")
+        ax.set_ylabel("mean risk (malignant cases)")
+        ax.set_title(f"deletion curve, {title} (n={len(curves)})", fontsize=9)
+        ax.legend(fontsize=8)
+    ax = axes[2]
+    labels, rates, lo, hi = [], [], [], []
+    for site, d in result["coverage_check"].items():
+        for cls, v in d.items():
+            if v["rate"] is not None:
+                labels.append(f"{site.replace('hospital_', '')}\n{cls[:3]}")
+                rates.append(v["rate"])
+                lo.append(v["interval95"][0])
+                hi.append(v["interval95"][1])
+    x = np.arange(len(labels))
+    ax.bar(x, np.asarray(hi) - np.asarray(lo), bottom=lo, color="tab:blue", alpha=0.2, label="95% binomial band")
+    ax.scatter(x, rates, color="tab:blue", zorder=3, label="test coverage")
+    ax.axhline(result["coverage_target"], color="k", lw=0.8, ls="--")
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_ylim(0.5, 1.02)
+    ax.set_title("conformal coverage per site and class (target 0.9)", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
 
 
 def _aggregate(recs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -113,3 +113,16 @@ def test_calibrated_run_explains_with_set_interval_refer_and_same_site_similar_c
     files = [*out.iterdir(), run / "uncertainty.json", *(run / "similar").glob("*/cases.json")]
     texts = [p.read_text(errors="ignore") for p in files if p.suffix in (".json", ".html")]
     assert any(s["note"] for s in exp["similar_cases"]) and not any(s in t for s in phi for t in texts)
+
+
+def test_the_entry_point_explains_a_case_read_from_its_site(tiny_run, tiny_cohort) -> None:  # noqa: ANN001
+    import workbench.explain
+    from workbench.data.case import load_cases
+    from workbench.train.run import load_run
+
+    model, _ = load_run(tiny_run)
+    site = sorted(p for p in tiny_cohort.iterdir() if (p / "manifest.csv").exists())[0]
+    case = next(c for c in load_cases(site) if c.split == "test")
+    exp = workbench.explain.explain(model, case, steps=4)
+    assert isinstance(exp, workbench.explain.Explanation) and exp.case_id == case.case_id
+    assert abs(sum(exp.gate.values()) - 1) < 1e-6 and (exp.ct_attribution is not None) == exp.present["ct"]

@@ -94,14 +94,23 @@ def attention_rollout(attentions: list[torch.Tensor], token_modality: torch.Tens
     return {m: float(rows[token_modality.cpu() == i].sum()) / total for i, m in enumerate(modalities)}
 
 
-def explain(model: NoduleRiskModel, batch: dict[str, torch.Tensor], case_id: str = "", *, steps: int = 32,
+def explain(model: NoduleRiskModel, batch: Any, case_id: str = "", *, steps: int = 32,
             ct_baseline: str = "zeros", forward: Forward | None = None) -> Explanation:
-    """Explain one case (a keyed batch of one row, as ``EncodedCases.batch`` gives) with the model in eval mode.
+    """Explain one case with the model in eval mode: a ``workbench.data.Case`` (read, de-identified and
+    preprocessed as ``workbench.predict`` does; a refused case raises ``CaseError`` with its reason) or a keyed
+    batch of one row, as ``EncodedCases.batch`` gives.
 
     ``forward``: what evaluates the model (default ``model.forward_batch``; ``fast.FastExplainer`` passes a
     compiled one)."""
     from workbench.models.fusion import MODALITIES
 
+    if not isinstance(batch, dict):  # a Case
+        from workbench.prediction import predict
+
+        pred = predict(model, batch)
+        exp = explain(model, pred.inputs, case_id or pred.case_id, steps=steps, ct_baseline=ct_baseline, forward=forward)
+        exp.notes = [*pred.notes, *exp.notes]
+        return exp
     if ct_baseline != "zeros":
         raise ValueError(f"CT baseline {ct_baseline!r}: only 'zeros' (air at the window's lower end) is defined")
     model.eval()

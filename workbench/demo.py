@@ -77,7 +77,8 @@ def _explain_one(out: Path, cohort: Path) -> None:
     u = summary.get("uncertainty")
     if u:
         print(f"      90% set {{{', '.join(u['prediction_set'])}}}, Venn-Abers interval [{u['interval'][0]:.2f}, "
-              f"{u['interval'][1]:.2f}], refer to a clinician: {'yes' if u['refer'] else 'no'}"
+              f"{u['interval'][1]:.2f}] (from {u['interval_calib_cases']} calib cases), refer to a clinician: "
+              f"{'yes' if u['refer'] else 'no'}"
               + (f" ({'; '.join(u['reasons'])})" if u["reasons"] else ""))
     for sim in summary.get("similar_cases", [])[:3]:
         print(f"      similar {sim['site']} case {sim['case_id']}: label {'malignant' if sim['label'] else 'benign'}, "

@@ -92,6 +92,8 @@ class Assessment:
     calibrated_by: str  # the site whose calibrators were used, or "pooled"
     interval_method: str = "inductive Venn-Abers on calib"
     coverage_target: float = 0.9
+    interval_point: float | None = None  # Venn-Abers' own point estimate, p1 / (1 - p0 + p1)
+    interval_calib_cases: int = 0  # how many calib cases the interval rests on (few: a coarse, step-wise fit)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "interval": list(self.interval)}
@@ -140,7 +142,9 @@ class RunUncertainty:
             out.append(Assessment(float(p[i]), (float(intervals[i, 0]), float(intervals[i, 1])), labels,
                                   len(labels) != 1 or bool(ood), reasons,
                                   None if dist is None else float(dist[i]), ood,
-                                  site if site in self.sites else "pooled", coverage_target=1 - self.config.alpha))
+                                  site if site in self.sites else "pooled", coverage_target=1 - self.config.alpha,
+                                  interval_point=float(VennAbers.point(intervals[i:i + 1])[0]),
+                                  interval_calib_cases=len(su.venn_abers.labels)))
         return out
 
     def to_dict(self) -> dict[str, Any]:

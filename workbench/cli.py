@@ -210,6 +210,15 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(a: argparse.Namespace) -> int:
+    from workbench.report.build import write_report
+
+    formats = tuple(f.strip() for f in a.format.split(",") if f.strip())
+    res = write_report(a.run, a.case_id, a.site, a.out, formats=formats, clinical=a.clinical, steps=a.steps)
+    print(json.dumps(res, indent=2))
+    return 0
+
+
 def _cmd_calibrate(a: argparse.Namespace) -> int:
     from workbench.explain.run_uncertainty import UncertaintyConfig, calibrate_run
     from workbench.jsonout import jsonable
@@ -328,6 +337,17 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="folder for explanation.json/.npz, ct_slices.png, note.png/.html, gate.png")
     x.add_argument("--steps", type=int, default=32, help="Integrated Gradients steps (default 32)")
     x.set_defaults(func=_cmd_explain)
+
+    r = sub.add_parser("report", help="export one case's diagnostic report: PDF, HTML, DICOM SR (TID 1500), FHIR R4 Bundle")
+    r.add_argument("run", help="a RUN folder (calibrated with workbench calibrate for sets, intervals and refer flags)")
+    r.add_argument("case_id")
+    r.add_argument("--site", required=True, help="the site folder that holds the case")
+    r.add_argument("--out", required=True, help="folder for report.pdf, report.html, report_sr.dcm, report_fhir.json")
+    r.add_argument("--format", default="pdf,html,sr,fhir", help="comma list of pdf, html, sr, fhir (default: all)")
+    r.add_argument("--clinical", action="store_true",
+                   help="keep identifiers and original UIDs (for the hospital's own PACS/EHR; default: de-identified)")
+    r.add_argument("--steps", type=int, default=32, help="Integrated Gradients steps (default 32)")
+    r.set_defaults(func=_cmd_report)
 
     k = sub.add_parser("calibrate", help="per-site uncertainty of a RUN: Platt on val, Mondrian conformal sets and "
                        "Venn-Abers on calib, similar-case indexes and out-of-distribution thresholds from train")

@@ -2,7 +2,7 @@
 cohort -> ingestion -> the two readers pretrained without labels on separate synthetic corpora (notes, CT
 phantoms) -> federated training with DP across the sites (Flower simulation, one node per site) -> evaluation
 with each modality removed in turn -> per-site uncertainty (conformal sets, Venn-Abers, similar-case indexes)
--> one held-out case explained."""
+-> one held-out case explained and its reports exported (PDF, HTML, DICOM SR, FHIR)."""
 
 from __future__ import annotations
 
@@ -84,6 +84,18 @@ def _explain_one(out: Path, cohort: Path) -> None:
         print(f"      similar {sim['site']} case {sim['case_id']}: label {'malignant' if sim['label'] else 'benign'}, "
               f"cosine {sim['similarity']:.2f}")
     print(f"      files: {dest}/ ({', '.join(summary['files'])})")
+    _report_one(out, case.case_id, site)
+
+
+def _report_one(out: Path, case_id: str, site: Path) -> None:
+    """That case's diagnostic reports, de-identified (export mode): PDF, HTML, DICOM SR, FHIR (``workbench report``)."""
+    from workbench.report.build import write_report
+
+    dest = out / "reports" / case_id
+    res = write_report(out / "run", case_id, site, dest)
+    print(f"\nreports of {case_id} (export mode, de-identified): {dest}/")
+    for name in res["files"]:
+        print(f"      {dest / name}")
 
 
 def _note_reader(out: Path) -> Path:

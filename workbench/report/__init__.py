@@ -1,0 +1,1 @@
+"""Diagnostic reports: one content, four renderers (PDF, HTML, DICOM SR, FHIR)."""

@@ -1,0 +1,100 @@
+"""What a diagnostic report says, gathered once and rendered four ways (PDF, HTML, DICOM SR, FHIR).
+
+``ReportContent`` is plain data: every renderer reads only this, so the four formats cannot disagree. Two
+modes (DESIGN §8): ``export`` (default) carries no identifier of the patient and the source series' UIDs remapped
+(``SourceSeries`` holds the remapped ones; the same mapping is applied everywhere, so references still resolve);
+``clinical`` keeps the identifiers and original UIDs, for the hospital's own PACS and EHR.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+DISCLAIMER = ("Decision support, not a diagnosis. Computed by a research model trained on synthetic data; "
+              "not validated for clinical use.")
+
+
+@dataclass
+class KeyImage:
+    title: str
+    png: bytes  # a PNG file's bytes (the CT slices with the attribution overlay, the gate bar, ...)
+
+
+@dataclass
+class Patient:
+    """Identifiers: filled in ``clinical`` mode only; in ``export`` mode every field is empty."""
+
+    patient_id: str = ""
+    name: str = ""  # DICOM PN form, "Family^Given"
+    birth_date: str = ""  # YYYYMMDD
+    sex: str = ""  # M / F / O / ""
+    accession_number: str = ""
+
+
+@dataclass
+class SourceSeries:
+    """The CT series the finding was read from, as the SR references it (UIDs remapped in export mode)."""
+
+    study_uid: str
+    series_uid: str
+    frame_of_reference_uid: str
+    sop_class_uid: str
+    sop_instance_uids: list[str]
+    study_date: str = ""  # YYYYMMDD; empty in export mode
+    study_time: str = ""
+    study_id: str = ""
+    referring_physician: str = ""  # empty in export mode
+    manufacturer: str = ""
+
+
+@dataclass
+class ModelProvenance:
+    name: str  # "nodule-workbench fused CT + note model"
+    version: str  # content digest of the weights
+    training_sites: list[str]
+    federated: bool
+    epsilon: dict[str, float] = field(default_factory=dict)  # node -> lifetime epsilon spent (empty: no DP)
+    delta: float | None = None
+    manufacturer: str = "nodule-workbench (research software)"
+
+
+@dataclass
+class ReportContent:
+    case_id: str
+    mode: str  # "export" or "clinical"
+    created: str  # ISO 8601 date-time of the report
+    probability: float  # calibrated malignancy probability
+    interval: tuple[float, float] | None  # Venn-Abers [p0, p1]
+    interval_method: str | None
+    prediction_set: list[str]  # the 90% conformal set: "benign" / "malignant"
+    coverage_target: float | None
+    refer: bool
+    refer_reasons: list[str]
+    diameter_mm: float | None  # the model's estimate (None when the model has no diameter read-out)
+    finding_site: str  # "right lung" / "left lung" (from the nodule's position)
+    nodule_center_lps_mm: tuple[float, float, float] | None
+    modality_contributions: dict[str, float]  # gate weight per modality (0 = absent)
+    attention_rollout: dict[str, float]
+    top_phrases: list[tuple[str, float]]  # words of the de-identified note and their attribution
+    key_images: list[KeyImage]
+    model: ModelProvenance
+    patient: Patient
+    source: SourceSeries | None  # None when the case has no CT
+    notes: list[str] = field(default_factory=list)  # what was not used or not explained, and why
+    disclaimer: str = DISCLAIMER
+
+    @property
+    def finding(self) -> str:
+        """One line a reader can quote."""
+        d = f"{self.diameter_mm:.1f} mm " if self.diameter_mm is not None else ""
+        return f"Pulmonary nodule, {d}{self.finding_site}: estimated malignancy risk {self.probability:.0%}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able (images as their titles and sizes)."""
+        d = asdict(self)
+        d["key_images"] = [{"title": k.title, "bytes": len(k.png)} for k in self.key_images]
+        return d
+
+
+__all__ = ["DISCLAIMER", "KeyImage", "ModelProvenance", "Patient", "ReportContent", "SourceSeries"]

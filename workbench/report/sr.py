@@ -1,0 +1,100 @@
+"""The report as a DICOM Comprehensive 3D SR (TID 1500 measurement report), built with highdicom.
+
+One measurement group (TID 1501) for the nodule: tracking identifier, finding type Nodule (SCT 27925004), its
+site (lung with laterality), the algorithm's identification (name, version), and the measurements the model
+makes: the diameter in mm (SCT 81827009, UCUM mm) when the model estimates one, and the probability of cancer
+(DCM 111047, UCUM %), coded. The group's source image is the slice nearest the nodule; the SR's evidence lists
+every instance of the source series (Current Requested Procedure Evidence). The SR lives in the source study
+(same Study Instance UID), in a new series.
+
+The evidence is rebuilt from ``SourceSeries`` and ``Patient`` rather than read from the images, so export mode
+(de-identified, UIDs remapped) and clinical mode share one code path: highdicom copies the patient and study
+attributes from the first evidence dataset.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from workbench.errors import WorkbenchError
+from workbench.report.content import ReportContent
+from workbench.report.source import remap_uid
+
+RIGHT = ("24028007", "SCT", "Right")
+LEFT = ("7771000", "SCT", "Left")
+
+
+def _evidence(content: ReportContent) -> list[Dataset]:
+    src = content.source
+    assert src is not None
+    pseudonym = content.case_id if content.mode == "export" else ""
+    out = []
+    for uid in src.sop_instance_uids:
+        ds = Dataset()
+        ds.SOPClassUID, ds.SOPInstanceUID = src.sop_class_uid, uid
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = src.study_uid, src.series_uid
+        ds.Modality = "CT"
+        ds.PatientName = pseudonym or content.patient.name
+        ds.PatientID = pseudonym or content.patient.patient_id
+        ds.PatientBirthDate = "" if pseudonym else content.patient.birth_date
+        ds.PatientSex = "" if pseudonym else content.patient.sex
+        ds.AccessionNumber = "" if pseudonym else content.patient.accession_number
+        ds.StudyDate, ds.StudyTime = ("", "") if pseudonym else (src.study_date, src.study_time)
+        ds.StudyID = "" if pseudonym else src.study_id
+        ds.ReferringPhysicianName = "" if pseudonym else src.referring_physician
+        out.append(ds)
+    return out
+
+
+def build_sr(content: ReportContent) -> Dataset:
+    """The Comprehensive 3D SR dataset (not yet written)."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+    from pydicom.sr.coding import Code
+
+    if content.source is None:
+        raise WorkbenchError(f"case {content.case_id}: no CT series, so no DICOM SR (it must reference its source)")
+    src = content.source
+    algorithm = hd.sr.AlgorithmIdentification(name=content.model.name, version=content.model.version)
+    site = hd.sr.FindingSite(anatomic_location=codes.SCT.Lung,
+                             laterality=Code(*(RIGHT if content.finding_site.startswith("right") else LEFT)))
+    measurements = [hd.sr.Measurement(name=codes.DCM.ProbabilityOfCancer, value=round(100 * content.probability, 1),
+                                      unit=codes.UCUM.Percent, algorithm_id=algorithm)]
+    if content.diameter_mm is not None:
+        measurements.insert(0, hd.sr.Measurement(name=codes.SCT.Diameter, value=round(content.diameter_mm, 1),
+                                                 unit=codes.UCUM.Millimeter, algorithm_id=algorithm, finding_sites=[site]))
+    key = content.case_id if content.mode == "export" else f"{src.study_uid}/{content.case_id}"
+    nearest = src.sop_instance_uids[len(src.sop_instance_uids) // 2]
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=remap_uid(key, b"tracking"), identifier="nodule 1"),
+        finding_type=codes.SCT.Nodule, finding_sites=[site], algorithm_id=algorithm, measurements=measurements,
+        source_images=[hd.sr.SourceImageForMeasurementGroup(src.sop_class_uid, nearest)])
+    observer = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=remap_uid(f"{content.model.name}/{content.model.version}", b"device"), name=content.model.name,
+            manufacturer_name=content.model.manufacturer, model_name=content.model.version))
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+        procedure_reported=Code("24627-2", "LN", "CT Chest"), imaging_measurements=[group])
+    seed = f"{src.study_uid}/{content.case_id}/{content.created}"
+    return hd.sr.Comprehensive3DSR(
+        evidence=_evidence(content), content=report, series_instance_uid=remap_uid(seed, b"sr-series"), series_number=901,
+        sop_instance_uid=remap_uid(seed, b"sr-instance"), instance_number=1, manufacturer=content.model.manufacturer,
+        is_complete=True, is_final=False, is_verified=False)
+
+
+def write_sr(content: ReportContent, path: str | Path) -> Path:
+    """Write the SR (DICOM file with meta header) to a temporary sibling, then rename."""
+    path = Path(path)
+    ds = build_sr(content)
+    tmp = path.with_name(f".{path.name}.tmp")
+    ds.save_as(tmp, enforce_file_format=True)
+    os.replace(tmp, path)
+    return path
+
+
+__all__ = ["build_sr", "write_sr"]

@@ -77,7 +77,8 @@ def build_content(run: str | Path, case_id: str, site_dir: str | Path, *, clinic
         case_id=case_id, mode=mode, created=datetime.now(UTC).isoformat(timespec="seconds"),
         probability=float(u.get("probability", summary["probability"])),
         interval=tuple(u["interval"]) if u.get("interval") else None,  # type: ignore[arg-type]
-        interval_method=u.get("interval_method"), prediction_set=list(u.get("prediction_set", [])),
+        interval_method=(f"{u['interval_method']}, {u.get('interval_calib_cases', '?')} cases"
+                         if u.get("interval_method") else None), prediction_set=list(u.get("prediction_set", [])),
         coverage_target=u.get("coverage_target"), refer=bool(u.get("refer", False)),
         refer_reasons=list(u.get("reasons", [])), diameter_mm=diameter,
         finding_site="left lung" if x > 0 else "right lung",  # LPS: +x is the patient's left

@@ -37,7 +37,7 @@ def _evidence(content: ReportContent) -> list[Dataset]:
         ds.SOPClassUID, ds.SOPInstanceUID = src.sop_class_uid, uid
         ds.StudyInstanceUID, ds.SeriesInstanceUID = src.study_uid, src.series_uid
         ds.Modality = "CT"
-        ds.PatientName = pseudonym or content.patient.name
+        ds.PatientName = f"{pseudonym}^" if pseudonym else content.patient.name  # a one-component name
         ds.PatientID = pseudonym or content.patient.patient_id
         ds.PatientBirthDate = "" if pseudonym else content.patient.birth_date
         ds.PatientSex = "" if pseudonym else content.patient.sex

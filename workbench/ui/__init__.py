@@ -1,0 +1,1 @@
+"""ipywidgets components the notebooks wire together: CT viewer, case panels, federated-run monitor."""

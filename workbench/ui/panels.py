@@ -1,0 +1,128 @@
+"""The case-review panels: note with highlighted words, gate bar, risk badge, similar cases, case browser, what-if.
+
+Each panel is a small function from plain data (an ``explanation.json`` summary, a list of cases) to an
+ipywidget, so the notebooks stay thin and the HTML they show can be tested without a browser. Every text
+shown is escaped; notes are the de-identified text the model read, never the raw note.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+
+def note_html(words: list[str], scores: np.ndarray | list[float]) -> str:
+    """Words shaded by attribution: red raised the risk, blue lowered it (the strongest word fully coloured)."""
+    a = np.asarray(scores, dtype=float)
+    lim = float(np.abs(a).max()) if len(a) else 1.0
+    lim = lim or 1.0
+    spans = []
+    for word, v in zip(words, a, strict=True):
+        s = int(255 * (1 - min(1.0, abs(v) / lim)))
+        bg = f"rgb(255,{s},{s})" if v > 0 else f"rgb({s},{s},255)"
+        spans.append(f'<span style="background:{bg};padding:0 2px" title="{v:+.3f}">{html.escape(word)}</span>')
+    return f"<div class='note-view' style='line-height:1.9;font-family:sans-serif'>{' '.join(spans)}</div>"
+
+
+def gate_html(gate: dict[str, float], present: dict[str, bool] | None = None) -> str:
+    rows = []
+    for m, v in gate.items():
+        absent = present is not None and not present.get(m, True)
+        rows.append(f"<div style='font-family:sans-serif'>{html.escape(m)} "
+                    f"<span style='display:inline-block;width:{int(200 * v)}px;height:10px;background:#4c72b0'></span> "
+                    f"{v:.0%}{' (absent)' if absent else ''}</div>")
+    return "<div class='gate-bar'><b>modality contributions (gate)</b>" + "".join(rows) + "</div>"
+
+
+def risk_html(probability: float, uncertainty: dict[str, Any] | None) -> str:
+    """Risk, interval, conformal set, and a refer badge (or why there is none)."""
+    parts = [f"<div class='risk' style='font-family:sans-serif'><span style='font-size:1.6em'>risk {probability:.0%}</span>"]
+    if uncertainty:
+        lo, hi = uncertainty["interval"]
+        parts.append(f" &nbsp; interval [{lo:.0%}, {hi:.0%}] ({html.escape(uncertainty['interval_method'])}, "
+                     f"{uncertainty.get('interval_calib_cases', '?')} cases)")
+        parts.append(f"<br>{uncertainty.get('coverage_target', 0.9):.0%} set: "
+                     f"{{{html.escape(', '.join(uncertainty['prediction_set']))}}}")
+        if uncertainty["refer"]:
+            reasons = "; ".join(html.escape(r) for r in uncertainty["reasons"])
+            parts.append(f"<br><span class='refer-badge' style='background:#b2182b;color:white;padding:2px 8px;"
+                         f"border-radius:4px'>REFER TO A CLINICIAN</span> {reasons}")
+        else:
+            parts.append("<br><span style='color:#2b7a2b'>no referral flag</span>")
+    else:
+        parts.append("<br><i>not calibrated: run <code>workbench calibrate RUN COHORT</code> for sets and intervals</i>")
+    return "".join(parts) + "</div>"
+
+
+def similar_html(similar: list[dict[str, Any]], max_note: int = 160) -> str:
+    if not similar:
+        return "<div class='similar'><i>no similar-case index for this site</i></div>"
+    rows = "".join(f"<tr><td>{html.escape(s['case_id'])}</td><td>{'malignant' if s['label'] else 'benign'}</td>"
+                   f"<td>{s['similarity']:.2f}</td><td>{html.escape(s['note'][:max_note])}"
+                   f"{'...' if len(s['note']) > max_note else ''}</td></tr>" for s in similar)
+    return ("<div class='similar'><b>most similar training cases of this site</b><table style='font-family:sans-serif;"
+            "font-size:0.9em'><tr><th>case</th><th>label</th><th>cosine</th><th>de-identified note</th></tr>"
+            f"{rows}</table></div>")
+
+
+def case_browser(cases: list[dict[str, Any]], on_select: Callable[[str], None]) -> Any:
+    """Site filter, label filter, text search over the case id, refer-only toggle; calls ``on_select(case_id)``.
+
+    ``cases``: dicts with case_id, site, label (0/1/None) and refer (bool or None)."""
+    import ipywidgets as w
+
+    sites = w.Dropdown(options=["all", *sorted({c["site"] for c in cases})], value="all", description="site")
+    labels = w.Dropdown(options=["all", "benign", "malignant"], value="all", description="label")
+    search = w.Text(placeholder="case id contains...", description="search")
+    refer = w.Checkbox(value=False, description="refer only")
+    pick = w.Select(options=[], rows=8, description="cases")
+
+    def matching() -> list[str]:
+        out = []
+        for c in cases:
+            if sites.value != "all" and c["site"] != sites.value:
+                continue
+            if labels.value != "all" and c.get("label") != (labels.value == "malignant"):
+                continue
+            if search.value and search.value.lower() not in c["case_id"].lower():
+                continue
+            if refer.value and not c.get("refer"):
+                continue
+            out.append(c["case_id"])
+        return out
+
+    def refresh(*_: object) -> None:
+        pick.options = matching()
+
+    for ctrl in (sites, labels, search, refer):
+        ctrl.observe(refresh, names="value")
+    pick.observe(lambda ch: ch["new"] and on_select(ch["new"]), names="value")
+    refresh()
+    box = w.VBox([w.HBox([sites, labels]), w.HBox([search, refer]), pick])
+    box.matching = matching  # type: ignore[attr-defined]
+    box.select = pick  # type: ignore[attr-defined]
+    return box
+
+
+def what_if(note: str, rescore: Callable[[str], float]) -> Any:
+    """Edit the (de-identified) note and re-score: ``rescore(text) -> probability``."""
+    import ipywidgets as w
+
+    text = w.Textarea(value=note, layout=w.Layout(width="100%", height="140px"), description="note")
+    button = w.Button(description="re-score", button_style="primary")
+    result = w.HTML(f"risk with this note: {rescore(note):.0%}")
+
+    def go(_: object) -> None:
+        result.value = f"risk with this note: {rescore(text.value):.0%}"
+
+    button.on_click(go)
+    box = w.VBox([text, button, result])
+    box.rescore = go  # type: ignore[attr-defined]
+    box.text, box.result = text, result  # type: ignore[attr-defined]
+    return box
+
+
+__all__ = ["case_browser", "gate_html", "note_html", "risk_html", "similar_html", "what_if"]

@@ -1,0 +1,109 @@
+"""The case-review screen of ``notebooks/03_case_review.ipynb``: browser, CT viewer, note, risk, similar, what-if.
+
+``CaseReview(run, cohort).widget`` lists a split's cases (site, label, refer flag, search), and for the chosen
+case shows the CT with the attribution overlay and the nodule marker, the de-identified note with highlighted
+words, the gate bar, the risk with its interval, set and refer badge, the same site's most similar training
+cases, and a what-if editor that re-scores an edited note. Nothing identifying is displayed: the note is the
+de-identified text, the CT is pixels, the case is named by its id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class CaseReview:
+    def __init__(self, run: str | Path, cohort: str | Path, *, split: str = "test", steps: int = 32) -> None:
+        import ipywidgets as w
+
+        from workbench.data.case import load_cases
+        from workbench.explain.run_uncertainty import UNCERTAINTY_FILE, RunUncertainty
+        from workbench.prediction import predict
+        from workbench.train.run import load_run, site_dirs_of
+
+        self.run, self.steps = Path(run), steps
+        self.model, self.calibration = load_run(run)
+        self.uncertainty = RunUncertainty.load(run) if (self.run / UNCERTAINTY_FILE).is_file() else None
+        self.cases: dict[str, tuple[Any, Path]] = {}
+        rows = []
+        for site in site_dirs_of(cohort):
+            for c in load_cases(site):
+                if c.split != split:
+                    continue
+                self.cases[c.case_id] = (c, site)
+                refer = None
+                if self.uncertainty is not None:
+                    try:
+                        logit = predict(self.model, c, calibration=self.calibration).logit
+                        refer = self.uncertainty.assess(site.name, np.array([logit]))[0].refer
+                    except Exception:  # noqa: BLE001 - a refused case is listed without a flag
+                        refer = None
+                rows.append({"case_id": c.case_id, "site": site.name, "label": c.label, "refer": refer})
+        self.viewer_box = w.VBox()
+        self.risk, self.gate, self.similar, self.note = w.HTML(), w.HTML(), w.HTML(), w.HTML()
+        self.what_if_box = w.VBox()
+        self.title = w.HTML()
+        self.browser = _browser(rows, self.show)
+        self.widget = w.VBox([self.browser, self.title, w.HBox([self.viewer_box, w.VBox([self.risk, self.gate, self.similar])]),
+                              self.note, self.what_if_box])
+        self.viewer: Any = None
+        if rows:
+            self.show(rows[0]["case_id"])
+
+    def show(self, case_id: str) -> None:
+        import ipywidgets as w
+
+        from workbench.data.dicom_io import load_ct_series
+        from workbench.data.transforms import lps_to_ras, ras_to_voxel
+        from workbench.explain.attributions import explain
+        from workbench.explain.export import _uncertainty
+        from workbench.prediction import predict
+        from workbench.train.dataset import encode_note
+        from workbench.ui.ct_viewer import CTViewer, place_patch, to_ras
+        from workbench.ui.panels import gate_html, note_html, risk_html, similar_html, what_if
+
+        case, site = self.cases[case_id]
+        pred = predict(self.model, case, calibration=self.calibration)
+        exp = explain(self.model, pred.inputs, case_id, steps=self.steps)
+        notes: list[str] = []
+        assessment, similar = _uncertainty(self.run, site.name, case_id, self.model, pred, notes)
+        self.title.value = f"<h3>{case_id} ({site.name})</h3>" + "".join(f"<div><i>{n}</i></div>" for n in [*pred.notes, *exp.notes])
+        if case.series_dir is not None and exp.ct_attribution is not None and case.nodule_lps_mm is not None:
+            vol = load_ct_series(case.series_dir)
+            marker = ras_to_voxel(vol.affine, lps_to_ras(case.nodule_lps_mm))
+            spacing = tuple(float(s) for s in vol.meta["spacing"])
+            arr = vol[0].numpy()
+            overlay = place_patch(exp.ct_attribution, arr.shape, marker, spacing)  # type: ignore[arg-type]
+            (arr, overlay), marker = to_ras([arr, overlay], np.asarray(vol.affine), marker)
+            self.viewer = CTViewer(arr, overlay, marker)
+            self.viewer_box.children = [self.viewer.widget]
+        else:
+            self.viewer = None
+            self.viewer_box.children = [w.HTML("<i>no CT for this case</i>")]
+        self.risk.value = risk_html(pred.probability, assessment)
+        self.gate.value = gate_html(exp.gate, exp.present)
+        self.similar.value = similar_html(similar)
+        self.note.value = note_html(exp.words, exp.word_attribution) if exp.word_attribution is not None else "<i>no note</i>"
+        if case.note:
+            clean = encode_note(case.note, self.model.tokenizer, self.model.config.text.max_length)[1]
+
+            def rescore(text: str) -> float:
+                return predict(self.model, dataclasses.replace(case, note=text), calibration=self.calibration).probability
+
+            self.what_if_box.children = [w.HTML("<b>what if: edit the de-identified note and re-score</b>"),
+                                         what_if(clean, rescore)]
+        else:
+            self.what_if_box.children = []
+
+
+def _browser(rows: list[dict[str, Any]], on_select: Any) -> Any:
+    from workbench.ui.panels import case_browser
+
+    return case_browser(rows, on_select)
+
+
+__all__ = ["CaseReview"]

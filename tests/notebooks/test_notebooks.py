@@ -5,27 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
-import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 NAMES = ("01_cohort.ipynb", "02_federated_training.ipynb", "03_case_review.ipynb", "04_reports.ipynb")
-
-
-@pytest.fixture(scope="module")
-def calibrated_run(tiny_run, tiny_cohort, tmp_path_factory) -> Path:  # noqa: ANN001
-    run = tmp_path_factory.mktemp("nb") / "run"
-    shutil.copytree(tiny_run, run)
-    res = subprocess.run([sys.executable, "-m", "workbench.cli", "calibrate", str(run), str(tiny_cohort), "--quiet"],
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    return run
 
 
 def _execute(name: str, env: dict[str, str]) -> nbformat.NotebookNode:

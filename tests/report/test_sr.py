@@ -48,7 +48,8 @@ def test_sr_validates_and_carries_probability_diameter_and_source_series(mode: s
         assert '"Probability of cancer")="37.1" (%,UCUM' in out
         assert '"Diameter")="8.4" (mm,UCUM' in out and "(27925004,SCT,\"Nodule\")" in out
         assert "(7771000,SCT,\"Left\")" in out and '"Algorithm Version")="0123abcd4567ef89"' in out
-        assert "2.25.102" in out  # the source image of the measurement group
+        assert '"Source Series for Segmentation")="2.25.22"' in out  # the referenced series, named in the tree
+        assert "SCOORD3D" in out and "ELLIPSOID" in out  # the nodule in the series' frame of reference
 
 
 def test_uid_remapping_is_consistent_and_keyed() -> None:

@@ -1,10 +1,12 @@
 """The report as a DICOM Comprehensive 3D SR (TID 1500 measurement report), built with highdicom.
 
-One measurement group (TID 1501) for the nodule: tracking identifier, finding type Nodule (SCT 27925004), its
-site (lung with laterality), the algorithm's identification (name, version), and the measurements the model
-makes: the diameter in mm (SCT 81827009, UCUM mm) when the model estimates one, and the probability of cancer
-(DCM 111047, UCUM %), coded. The group's source image is the slice nearest the nodule; the SR's evidence lists
-every instance of the source series (Current Requested Procedure Evidence). The SR lives in the source study
+One measurement group for the nodule: tracking identifier, finding type Nodule (SCT 27925004), its site (lung
+with laterality), the algorithm's identification (name, version), and the measurements: the diameter in mm
+(SCT 81827009, UCUM mm) when one is measured, and the probability of cancer (DCM 111047, UCUM %), coded. With a
+nodule centre it is a volumetric group (TID 1411): the nodule as an ellipsoid (or point) in the series' frame of
+reference, naming the source series (UIDREF "Source series for segmentation"); without one, a TID 1501 group
+whose source image is the middle slice. The SR's evidence lists every instance of the source series (Current
+Requested Procedure Evidence). The SR lives in the source study
 (same Study Instance UID), in a new series.
 
 The evidence is rebuilt from ``SourceSeries`` and ``Patient`` rather than read from the images, so export mode
@@ -16,7 +18,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from pydicom.dataset import Dataset
 
 from workbench.errors import WorkbenchError
@@ -68,10 +72,27 @@ def build_sr(content: ReportContent) -> Dataset:
                                                  unit=codes.UCUM.Millimeter, algorithm_id=algorithm, finding_sites=[site]))
     key = content.case_id if content.mode == "export" else f"{src.study_uid}/{content.case_id}"
     nearest = src.sop_instance_uids[len(src.sop_instance_uids) // 2]
-    group = hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=remap_uid(key, b"tracking"), identifier="nodule 1"),
-        finding_type=codes.SCT.Nodule, finding_sites=[site], algorithm_id=algorithm, measurements=measurements,
-        source_images=[hd.sr.SourceImageForMeasurementGroup(src.sop_class_uid, nearest)])
+    tracking = hd.sr.TrackingIdentifier(uid=remap_uid(key, b"tracking"), identifier="nodule 1")
+    group: Any
+    if content.nodule_center_lps_mm is not None and src.frame_of_reference_uid:
+        # TID 1411: the nodule as a 3D region in the series' frame of reference (an ellipsoid of the measured
+        # diameter, or a point), which names its source series (UIDREF "Source series for segmentation")
+        c = np.asarray(content.nodule_center_lps_mm, dtype=float)
+        if content.diameter_mm is not None:
+            r = content.diameter_mm / 2.0
+            data = np.array([c + d for axis in np.eye(3) * r for d in (-axis, axis)])
+            graphic = hd.sr.GraphicTypeValues3D.ELLIPSOID
+        else:
+            data, graphic = c[None], hd.sr.GraphicTypeValues3D.POINT
+        surface = hd.sr.VolumeSurface(graphic_type=graphic, graphic_data=data, frame_of_reference_uid=src.frame_of_reference_uid,
+                                      source_series=hd.sr.SourceSeriesForSegmentation(src.series_uid))
+        group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=tracking, referenced_volume_surface=surface, finding_type=codes.SCT.Nodule,
+            finding_sites=[site], algorithm_id=algorithm, measurements=measurements)
+    else:
+        group = hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=tracking, finding_type=codes.SCT.Nodule, finding_sites=[site], algorithm_id=algorithm,
+            measurements=measurements, source_images=[hd.sr.SourceImageForMeasurementGroup(src.sop_class_uid, nearest)])
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(

@@ -57,6 +57,10 @@ def test_report_in_export_and_clinical_modes(tiny_run, tiny_cohort, tmp_path) ->
     texts = _texts(out)
     risk = f"{summary['probability']:.0%}"
     assert risk in texts["report.pdf"] and "Decision support, not a diagnosis" in texts["report.pdf"]
+    if shutil.which("pdftotext"):  # poppler's reader too (.ci/run installs poppler-utils)
+        text = subprocess.run(["pdftotext", str(out / "report.pdf"), "-"], capture_output=True, text=True,
+                              timeout=60).stdout
+        assert f"Estimated malignancy risk: {risk}" in text
     # remapped UIDs are 2.25.<38 random digits>: a 5-digit ZIP code of the truth turns up inside one by chance
     texts = {name: re.sub(r"\b\d+(?:\.\d+){2,}\b", "<uid>", t) for name, t in texts.items()}
     leaks = {name: sorted(s for s in _phi(tiny_cohort) if s in t) for name, t in texts.items()}

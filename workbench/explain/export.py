@@ -42,7 +42,7 @@ def explain_case(run: str | Path, case_id: str, site_dir: str | Path, out_dir: s
     pred = predict(model, cases[case_id], calibration=calibration, cache=PreprocessCache(default_cache_dir()))
     exp = explain(model, pred.inputs, case_id, steps=steps)
     exp.notes = [*pred.notes, *exp.notes]
-    assessment, similar = _uncertainty(Path(run), site.name, case_id, model, pred, exp.notes)
+    assessment, similar = case_uncertainty(Path(run), site.name, case_id, model, pred, exp.notes)
     out = Path(out_dir)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -66,7 +66,7 @@ def explain_case(run: str | Path, case_id: str, site_dir: str | Path, out_dir: s
     return summary
 
 
-def _uncertainty(run: Path, site: str, case_id: str, model: Any, pred: Any,
+def case_uncertainty(run: Path, site: str, case_id: str, model: Any, pred: Any,
                  notes: list[str]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """The case's set, interval and refer flag from its site's calibrators, and its site's most similar training
     cases (the site's own index only); (None, []) with a note when the RUN has not been calibrated."""
@@ -161,4 +161,4 @@ def _gate_png(exp: Explanation, path: Path) -> None:
     plt.close(fig)
 
 
-__all__ = ["explain_case"]
+__all__ = ["case_uncertainty", "explain_case"]

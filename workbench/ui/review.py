@@ -60,7 +60,7 @@ class CaseReview:
         from workbench.data.dicom_io import load_ct_series
         from workbench.data.transforms import lps_to_ras, ras_to_voxel
         from workbench.explain.attributions import explain
-        from workbench.explain.export import _uncertainty
+        from workbench.explain.export import case_uncertainty
         from workbench.prediction import predict
         from workbench.train.dataset import encode_note
         from workbench.ui.ct_viewer import CTViewer, place_patch, to_ras
@@ -70,7 +70,7 @@ class CaseReview:
         pred = predict(self.model, case, calibration=self.calibration)
         exp = explain(self.model, pred.inputs, case_id, steps=self.steps)
         notes: list[str] = []
-        assessment, similar = _uncertainty(self.run, site.name, case_id, self.model, pred, notes)
+        assessment, similar = case_uncertainty(self.run, site.name, case_id, self.model, pred, notes)
         self.title.value = f"<h3>{case_id} ({site.name})</h3>" + "".join(f"<div><i>{n}</i></div>" for n in [*pred.notes, *exp.notes])
         if case.series_dir is not None and exp.ct_attribution is not None and case.nodule_lps_mm is not None:
             vol = load_ct_series(case.series_dir)

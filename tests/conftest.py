@@ -29,6 +29,16 @@ def tiny_site_copy(tiny_cohort: Path, tmp_path: Path) -> Path:
     return dst
 
 
+def truth_phi(cohort: Path) -> set[str]:
+    """Every PHI string the generator planted in a cohort (5 characters or more): what outputs are scanned for."""
+    import json
+
+    out: set[str] = set()
+    for line in (cohort / "truth.jsonl").read_text().splitlines():
+        out.update(s for s in json.loads(line).get("phi", []) if len(s) >= 5)
+    return out
+
+
 def has_tool(name: str) -> bool:
     return shutil.which(name) is not None
 

@@ -238,6 +238,18 @@ def _cmd_demo(a: argparse.Namespace) -> int:
     return run_demo(Path(a.out), preset=a.preset)
 
 
+def _case_command(sub: argparse._SubParsersAction, name: str, help_: str, run_help: str,
+                  out_help: str) -> argparse.ArgumentParser:
+    """A command about one case: RUN CASE_ID --site SITE_DIR --out DIR [--steps]."""
+    c = sub.add_parser(name, help=help_)
+    c.add_argument("run", help=run_help)
+    c.add_argument("case_id")
+    c.add_argument("--site", required=True, help="the site folder that holds the case")
+    c.add_argument("--out", required=True, help=out_help)
+    c.add_argument("--steps", type=int, default=32, help="Integrated Gradients steps (default 32)")
+    return c
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workbench", description="Pulmonary-nodule decision-support workbench.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -330,23 +342,17 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--quiet", action="store_true")
     pf.set_defaults(func=_cmd_pretrain_fusion)
 
-    x = sub.add_parser("explain", help="explain one case: CT and note attributions, gate, files in --out")
-    x.add_argument("run", help="a RUN folder (workbench train / federate)")
-    x.add_argument("case_id")
-    x.add_argument("--site", required=True, help="the site folder that holds the case")
-    x.add_argument("--out", required=True, help="folder for explanation.json/.npz, ct_slices.png, note.png/.html, gate.png")
-    x.add_argument("--steps", type=int, default=32, help="Integrated Gradients steps (default 32)")
+    x = _case_command(sub, "explain", "explain one case: CT and note attributions, gate, files in --out",
+                      "a RUN folder (workbench train / federate)",
+                      "folder for explanation.json/.npz, ct_slices.png, note.png/.html, gate.png")
     x.set_defaults(func=_cmd_explain)
 
-    r = sub.add_parser("report", help="export one case's diagnostic report: PDF, HTML, DICOM SR (TID 1500), FHIR R4 Bundle")
-    r.add_argument("run", help="a RUN folder (calibrated with workbench calibrate for sets, intervals and refer flags)")
-    r.add_argument("case_id")
-    r.add_argument("--site", required=True, help="the site folder that holds the case")
-    r.add_argument("--out", required=True, help="folder for report.pdf, report.html, report_sr.dcm, report_fhir.json")
+    r = _case_command(sub, "report", "export one case's diagnostic report: PDF, HTML, DICOM SR (TID 1500), FHIR R4 Bundle",
+                      "a RUN folder (calibrated with workbench calibrate for sets, intervals and refer flags)",
+                      "folder for report.pdf, report.html, report_sr.dcm, report_fhir.json")
     r.add_argument("--format", default="pdf,html,sr,fhir", help="comma list of pdf, html, sr, fhir (default: all)")
     r.add_argument("--clinical", action="store_true",
                    help="keep identifiers and original UIDs (for the hospital's own PACS/EHR; default: de-identified)")
-    r.add_argument("--steps", type=int, default=32, help="Integrated Gradients steps (default 32)")
     r.set_defaults(func=_cmd_report)
 
     k = sub.add_parser("calibrate", help="per-site uncertainty of a RUN: Platt on val, Mondrian conformal sets and "

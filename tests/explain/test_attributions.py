@@ -66,9 +66,9 @@ def test_explain_command_writes_files_readers_open_and_no_phi(tiny_run, tiny_coh
     arrays = np.load(out / "explanation.npz")
     if summary["present"].get("ct"):
         assert arrays["ct_attribution"].shape == arrays["ct_patch"].shape and (out / "ct_slices.png").exists()
-    phi = set()
-    for line in (tiny_cohort / "truth.jsonl").read_text().splitlines():
-        phi.update(s for s in json.loads(line).get("phi", []) if len(s) >= 5)
+    from tests.conftest import truth_phi
+
+    phi = truth_phi(tiny_cohort)
     texts = [p.read_text(errors="ignore") for p in out.iterdir() if p.suffix in (".json", ".html")]
     assert phi and not any(s in t for s in phi for t in texts)
     bad = subprocess.run([*cmd[:5], "no-such-case", *cmd[6:]], capture_output=True, text=True, timeout=120)
@@ -107,9 +107,9 @@ def test_calibrated_run_explains_with_set_interval_refer_and_same_site_similar_c
     train_ids = {c.case_id for c in load_cases(site) if c.split == "train"}
     assert exp["similar_cases"] and all(s["site"] == sites[0] and s["case_id"] in train_ids for s in exp["similar_cases"])
     # no PHI of the truth in what the RUN now holds or the explanation wrote (the notes there are de-identified)
-    phi = set()
-    for line in (tiny_cohort / "truth.jsonl").read_text().splitlines():
-        phi.update(s for s in json.loads(line).get("phi", []) if len(s) >= 5)
+    from tests.conftest import truth_phi
+
+    phi = truth_phi(tiny_cohort)
     files = [*out.iterdir(), run / "uncertainty.json", *(run / "similar").glob("*/cases.json")]
     texts = [p.read_text(errors="ignore") for p in files if p.suffix in (".json", ".html")]
     assert any(s["note"] for s in exp["similar_cases"]) and not any(s in t for s in phi for t in texts)

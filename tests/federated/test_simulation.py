@@ -17,18 +17,12 @@ import torch
 from federated import audit
 from federated.config import FedConfig
 from federated.ledger import PrivacyLedger
+from tests.conftest import truth_phi
 from tests.federated.test_ledger import independent_epsilon
 from workbench.models.model import load_model
 from workbench.train.run import site_dirs_of
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _phi(cohort: Path) -> set[str]:
-    out: set[str] = set()
-    for line in (cohort / "truth.jsonl").read_text().splitlines():
-        out.update(s for s in json.loads(line).get("phi", []) if len(s) >= 5)
-    return out
 
 
 @pytest.mark.slow
@@ -88,7 +82,7 @@ def test_three_nodes_two_rounds_dp_refusal_ledger_restart_and_accounting(tiny_co
     assert moved == {"fusion.head.weight", "fusion.head.bias"}  # DP touched the head and nothing else
 
     # nothing that left a node, and nothing the server wrote, carries a patient identifier
-    phi = _phi(tiny_cohort)
+    phi = truth_phi(tiny_cohort)
     texts = [p.read_text(errors="ignore") for p in [*(tmp_path / "run1").glob("*.json"), *state.rglob("*.json*")]]
     assert phi and not any(s in t for s in phi for t in texts)
 

@@ -40,9 +40,9 @@ def test_the_four_notebooks_run_headless_and_show_no_phi(calibrated_run, tiny_co
     assert "cases listed:" in review and "image changed: True" in review
     assert "references series 2.25." in _stream(done["04_reports.ipynb"])
     assert (tmp_path / "reports").is_dir()
-    phi = set()
-    for line in (tiny_cohort / "truth.jsonl").read_text().splitlines():
-        phi.update(s for s in json.loads(line).get("phi", []) if len(s) >= 5)
+    from tests.conftest import truth_phi
+
+    phi = truth_phi(tiny_cohort)
     for name, nb in done.items():
         text = json.dumps(nb)  # outputs and the saved widget state
         text = re.sub(r"[A-Za-z0-9+/=\n\\]{200,}", "<base64>", text)  # images are pixels, not text

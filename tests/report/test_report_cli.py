@@ -10,12 +10,7 @@ import sys
 
 import pydicom
 
-
-def _phi(cohort) -> set[str]:  # noqa: ANN001
-    phi = set()
-    for line in (cohort / "truth.jsonl").read_text().splitlines():
-        phi.update(s for s in json.loads(line).get("phi", []) if len(s) >= 5)
-    return phi
+from tests.conftest import truth_phi
 
 
 def _texts(out) -> dict[str, str]:  # noqa: ANN001
@@ -63,7 +58,7 @@ def test_report_in_export_and_clinical_modes(tiny_run, tiny_cohort, tmp_path) ->
         assert f"Estimated malignancy risk: {risk}" in text
     # remapped UIDs are 2.25.<38 random digits>: a 5-digit ZIP code of the truth turns up inside one by chance
     texts = {name: re.sub(r"\b\d+(?:\.\d+){2,}\b", "<uid>", t) for name, t in texts.items()}
-    leaks = {name: sorted(s for s in _phi(tiny_cohort) if s in t) for name, t in texts.items()}
+    leaks = {name: sorted(s for s in truth_phi(tiny_cohort) if s in t) for name, t in texts.items()}
     assert not any(leaks.values()), leaks
     # the SR's references resolve: its evidence names the remapped source series, the same at every export
     sr = pydicom.dcmread(out / "report_sr.dcm")

@@ -28,18 +28,13 @@ from workbench.explain.attributions import Explanation, explain
 def explain_case(run: str | Path, case_id: str, site_dir: str | Path, out_dir: str | Path,
                  steps: int = 32) -> dict[str, Any]:
     from workbench.data.cache import PreprocessCache, default_cache_dir
-    from workbench.data.case import load_cases
     from workbench.prediction import predict
     from workbench.train.run import load_run
 
     site = Path(site_dir)
-    if not (site / "manifest.csv").is_file():
-        raise WorkbenchError(f"{site}: not a site folder (no manifest.csv)")
-    cases = {c.case_id: c for c in load_cases(site)}
-    if case_id not in cases:
-        raise WorkbenchError(f"case {case_id!r}: not in {site / 'manifest.csv'} ({len(cases)} cases there)")
+    case = find_case(site, case_id)
     model, calibration = load_run(run)
-    pred = predict(model, cases[case_id], calibration=calibration, cache=PreprocessCache(default_cache_dir()))
+    pred = predict(model, case, calibration=calibration, cache=PreprocessCache(default_cache_dir()))
     exp = explain(model, pred.inputs, case_id, steps=steps)
     exp.notes = [*pred.notes, *exp.notes]
     assessment, similar = case_uncertainty(Path(run), site.name, case_id, model, pred, exp.notes)
@@ -64,6 +59,32 @@ def explain_case(run: str | Path, case_id: str, site_dir: str | Path, out_dir: s
         shutil.rmtree(out)
     os.replace(tmp, out)
     return summary
+
+
+def find_case(site_dir: str | Path, case_id: str) -> Any:
+    """The site's case ``case_id``; a missing site manifest or an unknown case is refused naming the file."""
+    from workbench.data.case import load_cases
+
+    site = Path(site_dir)
+    if not (site / "manifest.csv").is_file():
+        raise WorkbenchError(f"{site}: not a site folder (no manifest.csv)")
+    cases = {c.case_id: c for c in load_cases(site)}
+    if case_id not in cases:
+        raise WorkbenchError(f"case {case_id!r}: not in {site / 'manifest.csv'} ({len(cases)} cases there)")
+    return cases[case_id]
+
+
+def highlighted_words(words: list[str], scores: Any) -> str:
+    """The words as HTML spans shaded by attribution: red raised the risk, blue lowered it (the strongest word
+    fully coloured); each word escaped, its score in the tooltip."""
+    a = np.asarray(scores, dtype=float)
+    lim = (float(np.abs(a).max()) if len(a) else 0.0) or 1.0
+    spans = []
+    for w, v in zip(words, a, strict=True):
+        s = int(255 * (1 - min(1.0, abs(v) / lim)))
+        bg = f"rgb(255,{s},{s})" if v > 0 else f"rgb({s},{s},255)"
+        spans.append(f'<span style="background:{bg};padding:0 2px" title="{v:+.3f}">{html.escape(w)}</span>')
+    return " ".join(spans)
 
 
 def case_uncertainty(run: Path, site: str, case_id: str, model: Any, pred: Any,
@@ -119,13 +140,7 @@ def _note_files(exp: Explanation, out: Path) -> None:
     a = exp.word_attribution
     assert a is not None
     lim = float(np.abs(a).max()) or 1.0
-
-    def colour(v: float) -> str:
-        s = int(255 * (1 - min(1.0, abs(v) / lim)))
-        return f"rgb(255,{s},{s})" if v > 0 else f"rgb({s},{s},255)"
-
-    spans = " ".join(f'<span style="background:{colour(v)}" title="{v:+.3f}">{html.escape(w)}</span>'
-                     for w, v in zip(exp.words, a, strict=True))
+    spans = highlighted_words(exp.words, a)
     (out / "note.html").write_text(f"<!doctype html><meta charset=utf-8><title>note attribution {html.escape(exp.case_id)}"
                                    f"</title><p style='font-family:sans-serif;line-height:1.8'>{spans}</p>\n",
                                    encoding="utf-8")
@@ -161,4 +176,4 @@ def _gate_png(exp: Explanation, path: Path) -> None:
     plt.close(fig)
 
 
-__all__ = ["case_uncertainty", "explain_case"]
+__all__ = ["case_uncertainty", "explain_case", "find_case", "highlighted_words"]

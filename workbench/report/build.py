@@ -42,18 +42,12 @@ def _provenance(run: Path) -> ModelProvenance:
 def build_content(run: str | Path, case_id: str, site_dir: str | Path, *, clinical: bool = False,
                   steps: int = 32, work: Path | None = None) -> ReportContent:
     """Everything the report says about one case (the explanation's files land in ``work``)."""
-    from workbench.data.case import load_cases
-    from workbench.explain.export import explain_case
+    from workbench.explain.export import explain_case, find_case
     from workbench.report.measure import volume_equivalent_diameter
     from workbench.report.source import node_secret, read_source
 
     run, site = Path(run), Path(site_dir)
-    if not (site / "manifest.csv").is_file():
-        raise WorkbenchError(f"{site}: not a site folder (no manifest.csv)")
-    cases = {c.case_id: c for c in load_cases(site)}
-    if case_id not in cases:
-        raise WorkbenchError(f"case {case_id!r}: not in {site / 'manifest.csv'} ({len(cases)} cases there)")
-    case = cases[case_id]
+    case = find_case(site, case_id)
     work = work or Path(os.environ.get("TMPDIR", "/tmp")) / f"report-{case_id}"
     summary = explain_case(run, case_id, site, work, steps=steps)
     import numpy as np

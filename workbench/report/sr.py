@@ -71,7 +71,6 @@ def build_sr(content: ReportContent) -> Dataset:
         measurements.insert(0, hd.sr.Measurement(name=codes.SCT.Diameter, value=round(content.diameter_mm, 1),
                                                  unit=codes.UCUM.Millimeter, algorithm_id=algorithm, finding_sites=[site]))
     key = content.case_id if content.mode == "export" else f"{src.study_uid}/{content.case_id}"
-    nearest = src.sop_instance_uids[len(src.sop_instance_uids) // 2]
     tracking = hd.sr.TrackingIdentifier(uid=remap_uid(key, b"tracking"), identifier="nodule 1")
     group: Any
     if content.nodule_center_lps_mm is not None and src.frame_of_reference_uid:
@@ -90,6 +89,7 @@ def build_sr(content: ReportContent) -> Dataset:
             tracking_identifier=tracking, referenced_volume_surface=surface, finding_type=codes.SCT.Nodule,
             finding_sites=[site], algorithm_id=algorithm, measurements=measurements)
     else:
+        nearest = src.sop_instance_uids[len(src.sop_instance_uids) // 2]
         group = hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=tracking, finding_type=codes.SCT.Nodule, finding_sites=[site], algorithm_id=algorithm,
             measurements=measurements, source_images=[hd.sr.SourceImageForMeasurementGroup(src.sop_class_uid, nearest)])

@@ -16,15 +16,9 @@ import numpy as np
 
 def note_html(words: list[str], scores: np.ndarray | list[float]) -> str:
     """Words shaded by attribution: red raised the risk, blue lowered it (the strongest word fully coloured)."""
-    a = np.asarray(scores, dtype=float)
-    lim = float(np.abs(a).max()) if len(a) else 1.0
-    lim = lim or 1.0
-    spans = []
-    for word, v in zip(words, a, strict=True):
-        s = int(255 * (1 - min(1.0, abs(v) / lim)))
-        bg = f"rgb(255,{s},{s})" if v > 0 else f"rgb({s},{s},255)"
-        spans.append(f'<span style="background:{bg};padding:0 2px" title="{v:+.3f}">{html.escape(word)}</span>')
-    return f"<div class='note-view' style='line-height:1.9;font-family:sans-serif'>{' '.join(spans)}</div>"
+    from workbench.explain.export import highlighted_words
+
+    return f"<div class='note-view' style='line-height:1.9;font-family:sans-serif'>{highlighted_words(words, scores)}</div>"
 
 
 def gate_html(gate: dict[str, float], present: dict[str, bool] | None = None) -> str:

@@ -24,6 +24,7 @@ class CaseReview:
         from workbench.explain.run_uncertainty import UNCERTAINTY_FILE, RunUncertainty
         from workbench.prediction import predict
         from workbench.train.run import load_run, site_dirs_of
+        from workbench.ui.panels import case_browser
 
         self.run, self.steps = Path(run), steps
         self.model, self.calibration = load_run(run)
@@ -47,7 +48,7 @@ class CaseReview:
         self.risk, self.gate, self.similar, self.note = w.HTML(), w.HTML(), w.HTML(), w.HTML()
         self.what_if_box = w.VBox()
         self.title = w.HTML()
-        self.browser = _browser(rows, self.show)
+        self.browser = case_browser(rows, self.show)
         self.widget = w.VBox([self.browser, self.title, w.HBox([self.viewer_box, w.VBox([self.risk, self.gate, self.similar])]),
                               self.note, self.what_if_box])
         self.viewer: Any = None
@@ -98,12 +99,6 @@ class CaseReview:
                                          what_if(clean, rescore)]
         else:
             self.what_if_box.children = []
-
-
-def _browser(rows: list[dict[str, Any]], on_select: Any) -> Any:
-    from workbench.ui.panels import case_browser
-
-    return case_browser(rows, on_select)
 
 
 __all__ = ["CaseReview"]

@@ -16,6 +16,8 @@ STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedtrimmedavg", "krum")
 FEDERATE = ("all", "trainable", "fusion")
 DP_TRAIN = ("all", "fusion", "heads", "head")
 DP_OPTIMIZERS = ("adamw", "sgd")
+DP_ENGINES = ("auto", "vmap", "opacus")
+SPLITS = ("train", "val", "calib", "test")
 
 
 @dataclass
@@ -45,6 +47,12 @@ class FedConfig:
     dp_lr: float = 2e-3
     dp_train: str = "all"  # all trainable | fusion (encoders frozen) | heads (gate and heads) | head (fused head)
     dp_optimizer: str = "adamw"  # adamw | sgd (under DP, SGD lets successive steps' noise average out)
+    dp_engine: str = "auto"  # auto | vmap | opacus: per-sample gradients; vmap where it cannot run is an error
+    # DP draws and noise from a seed (seed, round, site): replayable, for tests and debugging only. NOT private:
+    # every ledger entry and every place epsilon shows says so.
+    dp_seeded: bool = False
+    dp_count_noise: float = 20.0  # std of the Gaussian noise on the node's case count (released once per run)
+    dp_class_prior: float = 0.25  # public malignant prevalence for the class weight (never the node's labels)
     final_average: int = 1  # the final model: mean of the last k rounds' global weights (post-processing: free
     # under DP; averages away the last rounds' noise)
     # site-level central DP (Flower's server-side fixed clipping wrapper)
@@ -56,6 +64,9 @@ class FedConfig:
     out_dir: str = ""  # the server's RUN folder; "" = no files
     encoded_dir: str = ""  # benchmarks: pooled pre-encoded splits to take each site's rows from
     run_tag: str = ""  # the ledger's name for this run; "" = Flower's run id
+    # splits a node evaluates when the server asks (comma-separated); a node's own ``eval-splits`` node config
+    # overrides it. ``test`` only where the hospital chooses to release test figures.
+    eval_splits: str = "val"
     seed: int = 0
     progress: bool = True
 
@@ -103,10 +114,28 @@ class FedConfig:
             raise WorkbenchError("federated config: dp-sample-rate must lie in (0, 1]")
         if self.dp and (self.dp_epsilon <= 0 or self.dp_budget <= 0):
             raise WorkbenchError("federated config: dp-epsilon and dp-budget must be positive")
+        if self.dp_engine not in DP_ENGINES:
+            raise WorkbenchError(f"federated config: dp-engine {self.dp_engine!r}; choose one of {', '.join(DP_ENGINES)}")
+        if self.dp and self.dp_count_noise <= 0:
+            raise WorkbenchError("federated config: dp-count-noise must be positive")
+        if not 0 < self.dp_class_prior < 1:
+            raise WorkbenchError("federated config: dp-class-prior must lie in (0, 1)")
+        bad = [s for s in split_list(self.eval_splits) if s not in SPLITS]
+        if bad:
+            raise WorkbenchError(f"federated config: eval-splits {self.eval_splits!r}: unknown split(s) {bad}")
 
     def to_run_config(self) -> dict[str, Any]:
         return {k.replace("_", "-"): v for k, v in asdict(self).items()}
 
     @property
+    def dp_secure(self) -> bool:
+        """True when DP draws and noise come from OS entropy (the private mode)."""
+        return not self.dp_seeded
+
+    @property
     def dp_steps(self) -> int:
         return max(1, round(self.dp_epochs / self.dp_sample_rate))
+
+
+def split_list(text: str) -> list[str]:
+    return [x.strip() for x in str(text).split(",") if x.strip()]

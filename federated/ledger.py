@@ -1,33 +1,38 @@
 """A node's privacy ledger: every DP-SGD release it ever made, and the epsilon that history adds up to.
 
 The ledger is the node's memory across rounds, runs and restarts (DESIGN §7). It keeps what the privacy loss
-depends on and nothing else: per round the noise multiplier, the Poisson sampling rate, the number of steps and
-delta. Epsilon is never stored as truth; it is recomputed from the whole history with Opacus' RDP accountant
-(``epsilon()``), and a test recomputes it with an independent accountant (Google's ``dp-accounting``).
+depends on and nothing else: per release the noise multiplier, the Poisson sampling rate, the number of steps,
+delta, what kind of release it was (``dp-sgd``: a round of DP-SGD; ``count``: the node's number of training cases
+plus Gaussian noise, released once per run so the server can weigh nodes and the node can scale its update by a
+public number), and whether its randomness was secret (``secure_randomness``: OS entropy; false for the seeded
+test mode, which is not private). Epsilon is never stored as truth; it is recomputed from the whole history by
+the one accountant function (``workbench.train.accounting.epsilon_of``, Opacus RDP); ``epsilons()`` gives the
+same history under Google's ``dp-accounting`` RDP and PLD accountants too.
 
 Before a round the node asks ``plan_noise``: the smallest noise multiplier such that both this run's spend stays
 within the run's target and the node's lifetime spend stays within its budget, assuming the run's remaining
-rounds use the same noise. When no noise up to ``max_noise`` keeps the budget, the node refuses
-(``BudgetExhausted``) and sends nothing. Writes are atomic (temporary file, then rename), so a crash leaves the
-previous ledger intact, never a half-written one.
+rounds use the same noise, under all three accountants. When no noise up to ``max_noise`` keeps the budget, the
+node refuses (``BudgetExhausted``) and sends nothing. Writes are atomic (temporary file, then rename), so a crash
+leaves the previous ledger intact, never a half-written one.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
-import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from opacus.accountants.analysis import rdp as rdp_analysis
+import torch
 
 from workbench.errors import WorkbenchError
+from workbench.jsonout import write_json
+from workbench.train.accounting import ORDERS, epsilon_of, epsilons
+from workbench.train.dp_random import dp_generator
 
-ORDERS = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)) + [80, 128, 256]  # RDP orders (as Opacus)
+RELEASE_KINDS = ("dp-sgd", "count")
 
 
 class BudgetExhausted(WorkbenchError):
@@ -42,31 +47,22 @@ class LedgerEntry:
     sample_rate: float
     steps: int
     delta: float
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = 1.0  # the clip (dp-sgd) or the sensitivity (count: 1 case)
     time: str = ""
+    kind: str = "dp-sgd"  # dp-sgd | count
+    # False for seeded draws and noise (tests, debugging): not private. Entries written before this field existed
+    # used seeded generators, so a missing field reads as False.
+    secure_randomness: bool = False
+    value: float | None = None  # a count release: the released (noised) number, public once sent
+    engine: str = ""  # dp-sgd: which per-sample-gradient engine ran
 
     def release(self) -> tuple[float, float, int]:
         return self.noise_multiplier, self.sample_rate, self.steps
 
-
-@functools.lru_cache(maxsize=4096)
-def _rdp_one_step(sigma: float, q: float) -> tuple[float, ...]:
-    """RDP of one subsampled-Gaussian step at every order; k steps compose to k times it (exactly)."""
-    return tuple(rdp_analysis.compute_rdp(q=q, noise_multiplier=sigma, steps=1, orders=ORDERS))
-
-
-def epsilon_of(releases: list[tuple[float, float, int]], delta: float) -> float:
-    """RDP epsilon of a composition of subsampled-Gaussian releases (noise multiplier, sampling rate, steps)."""
-    if not releases:
-        return 0.0
-    total = [0.0] * len(ORDERS)
-    for sigma, q, steps in releases:
-        if steps <= 0:
-            continue
-        r = _rdp_one_step(float(sigma), float(q))
-        total = [a + steps * b for a, b in zip(total, r, strict=True)]
-    eps, _ = rdp_analysis.get_privacy_spent(orders=ORDERS, rdp=total, delta=delta)
-    return float(eps)
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LedgerEntry:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 @dataclass
@@ -91,16 +87,41 @@ class PrivacyLedger:
                 raise WorkbenchError(f"{path}: ledger kept at delta {d['delta']}, run asks for {delta}; "
                                      "a node's history composes at one delta")
             return cls(path, d["node"], budget_epsilon, float(d["delta"]),
-                       [LedgerEntry(**e) for e in d.get("entries", [])])
+                       [LedgerEntry.from_dict(e) for e in d.get("entries", [])])
         return cls(path, node, budget_epsilon, delta)
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
         body = {"node": self.node, "delta": self.delta, "budget_epsilon": self.budget_epsilon,
-                "epsilon": self.epsilon(), "entries": [asdict(e) for e in self.entries]}
-        tmp.write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
+                "epsilon": self.epsilon(), "secure_randomness": self.secure(),
+                "entries": [asdict(e) for e in self.entries]}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(self.path, body)
+
+    def secure(self, run_id: str | None = None) -> bool:
+        """True when every release (of ``run_id``, or ever) drew from OS entropy; seeded ones void the epsilon."""
+        return all(e.secure_randomness for e in self.entries if run_id is None or e.run_id == run_id)
+
+    def epsilons(self, run_id: str | None = None) -> dict[str, float]:
+        """Epsilon of the history (or one run) under Opacus RDP, dp-accounting RDP and dp-accounting PLD."""
+        return epsilons(self.releases(run_id), self.delta)
+
+    def count_release(self, run_id: str, n: int, noise: float, seed: int | None = None) -> float:
+        """The node's case count for this run, released once through the Gaussian mechanism (sensitivity 1:
+        adding or removing one case moves it by 1) and recorded before it leaves; later rounds of the run reuse
+        the recorded value (post-processing, free). ``seed``: the replayable test mode (not private)."""
+        for e in self.entries:
+            if e.run_id == run_id and e.kind == "count" and e.value is not None:
+                return float(e.value)
+        if noise <= 0:
+            raise WorkbenchError(f"node {self.node}: dp-count-noise must be positive (got {noise})")
+        release = (float(noise), 1.0, 1)
+        self._refuse_unless_fits([release], None, "a noised case count")
+        g = dp_generator(seed)
+        value = float(n) + float(noise) * float(torch.randn(1, generator=g).item())
+        self.entries.append(LedgerEntry(run_id, 0, float(noise), 1.0, 1, self.delta, 1.0, _now(), "count",
+                                        seed is None, value))
+        self.save()
+        return value
 
     def releases(self, run_id: str | None = None) -> list[tuple[float, float, int]]:
         return [e.release() for e in self.entries if run_id is None or e.run_id == run_id]
@@ -110,45 +131,78 @@ class PrivacyLedger:
         return epsilon_of(self.releases(run_id), self.delta)
 
     def record(self, run_id: str, round_: int, noise_multiplier: float, sample_rate: float, steps: int,
-               max_grad_norm: float) -> LedgerEntry:
-        e = LedgerEntry(run_id, round_, noise_multiplier, sample_rate, steps, self.delta, max_grad_norm,
-                        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+               max_grad_norm: float, *, secure_randomness: bool = True, engine: str = "") -> LedgerEntry:
+        e = LedgerEntry(run_id, round_, noise_multiplier, sample_rate, steps, self.delta, max_grad_norm, _now(),
+                        "dp-sgd", secure_randomness, None, engine)
         self.entries.append(e)
         self.save()
         return e
 
-    def plan_noise(self, run_id: str, run_target: float, rounds_left: int, sample_rate: float, steps: int,
-                   max_noise: float = 50.0) -> float:
-        """The smallest noise multiplier that keeps this run within ``run_target`` and the node within its
-        budget, if the run's ``rounds_left`` rounds (this one included) all use it."""
-        if rounds_left < 1:
-            raise ValueError("rounds_left must be at least 1")
-        planned = [(0.0, sample_rate, steps)] * rounds_left
-        run_hist, all_hist = self.releases(run_id), self.releases()
+    def _fits(self, future: list[tuple[float, float, int]], run_id: str | None, run_target: float | None,
+              strict: bool = False) -> bool:
+        """Would ``future`` keep the run within ``run_target`` and the node within its budget? Opacus RDP only,
+        or (``strict``) every accountant of ``epsilons``."""
+        def within(hist: list[tuple[float, float, int]], limit: float) -> bool:
+            if not strict:
+                return epsilon_of(hist, self.delta) <= limit
+            return max(epsilons(hist, self.delta).values()) <= limit
 
-        def fits(sigma: float) -> bool:
-            future = [(sigma, q, s) for _, q, s in planned]
-            return (epsilon_of(run_hist + future, self.delta) <= run_target
-                    and epsilon_of(all_hist + future, self.delta) <= self.budget_epsilon)
+        ok = within(self.releases() + future, self.budget_epsilon)
+        if ok and run_target is not None and run_id is not None:
+            ok = within(self.releases(run_id) + future, run_target)
+        return ok
 
-        if not fits(max_noise):
+    def _refuse_unless_fits(self, future: list[tuple[float, float, int]], run_id: str | None, what: str,
+                            run_target: float | None = None) -> None:
+        if not self._fits(future, run_id, run_target, strict=True):
             spent = self.epsilon()
             raise BudgetExhausted(
                 f"node {self.node}: privacy budget epsilon {self.budget_epsilon:g} (delta {self.delta:g}) has "
-                f"{max(self.budget_epsilon - spent, 0):.3f} left after {spent:.3f} spent; {rounds_left} more round(s) of "
-                f"{steps} steps would pass it even at noise {max_noise:g}. Refusing to train.")
+                f"{max(self.budget_epsilon - spent, 0):.3f} left after {spent:.3f} spent; {what} would pass it. "
+                "Refusing to train.")
+
+    def plan_noise(self, run_id: str, run_target: float, rounds_left: int, sample_rate: float, steps: int,
+                   max_noise: float = 50.0) -> float:
+        """The smallest noise multiplier that keeps this run within ``run_target`` and the node within its
+        budget, if the run's ``rounds_left`` rounds (this one included) all use it: found by bisection on Opacus
+        RDP, then raised until dp-accounting's RDP and PLD accountants agree it fits too."""
+        if rounds_left < 1:
+            raise ValueError("rounds_left must be at least 1")
+
+        def future(sigma: float) -> list[tuple[float, float, int]]:
+            return [(sigma, sample_rate, steps)] * rounds_left
+
+        if not self._fits(future(max_noise), run_id, run_target):
+            self._refuse_unless_fits(future(max_noise), run_id,
+                                     f"{rounds_left} more round(s) of {steps} steps even at noise {max_noise:g}",
+                                     run_target)
         lo, hi = 0.3, max_noise
-        if fits(lo):
-            return lo
-        lo, hi = math.log(lo), math.log(hi)
-        for _ in range(24):  # bisection on a monotone predicate: more noise, less epsilon (1e-6 relative)
-            mid = (lo + hi) / 2
-            if fits(math.exp(mid)):
-                hi = mid
-            else:
-                lo = mid
-        return math.exp(hi)
+        if self._fits(future(lo), run_id, run_target):
+            sigma = lo
+        else:
+            lo, hi = math.log(lo), math.log(hi)
+            for _ in range(24):  # bisection on a monotone predicate: more noise, less epsilon (1e-6 relative)
+                mid = (lo + hi) / 2
+                if self._fits(future(math.exp(mid)), run_id, run_target):
+                    hi = mid
+                else:
+                    lo = mid
+            sigma = math.exp(hi)
+        for _ in range(200):  # the other accountants: each is an upper bound; a plan must satisfy all of them
+            if self._fits(future(sigma), run_id, run_target, strict=True):
+                return sigma
+            sigma *= 1.002
+        raise BudgetExhausted(f"node {self.node}: no noise multiplier up to {sigma:.3g} keeps the run within "
+                              f"epsilon {run_target:g} under every accountant. Refusing to train.")
 
     def summary(self) -> dict[str, Any]:
         return {"node": self.node, "epsilon": self.epsilon(), "budget_epsilon": self.budget_epsilon,
-                "delta": self.delta, "rounds": len(self.entries)}
+                "delta": self.delta, "rounds": sum(e.kind == "dp-sgd" for e in self.entries),
+                "releases": len(self.entries), "secure_randomness": self.secure()}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+__all__ = ["ORDERS", "BudgetExhausted", "LedgerEntry", "PrivacyLedger", "epsilon_of"]

@@ -6,6 +6,11 @@ a refusal, the bytes that went each way. Refusals (a node whose privacy budget i
 aggregation, so the round goes on with the others. After every round the global weights are saved atomically
 (``RUN/checkpoint``) with the round log (``RUN/rounds.json``) and its plot (``RUN/rounds.png``); at the end the
 final model is written as a model folder (``RUN/model``).
+
+Under DP the nodes keep their evaluation metrics (``federated.egress``): the round log then holds, per round and
+node, only what the node released (the update's norm, the noise, epsilon, its DP case count), and ``rounds.json``
+carries a ``privacy`` block saying what left each node and whether its randomness was secret. Without DP it says
+the run is not private and lists what left.
 """
 
 from __future__ import annotations
@@ -43,8 +48,9 @@ class RecordingStrategy(Strategy):
     """Delegates to ``inner``; records each node's reply per round and sets refusals aside."""
 
     def __init__(self, inner: Strategy, on_round: Callable[[dict[str, Any], ArrayRecord | None], None] | None = None,
-                 total_rounds: int = 0, progress: bool = True) -> None:
+                 total_rounds: int = 0, progress: bool = True, dp: bool = False) -> None:
         self.inner = inner
+        self.dp = dp
         self.on_round = on_round
         self.rounds: list[dict[str, Any]] = []
         self._down = 0
@@ -92,7 +98,8 @@ class RecordingStrategy(Strategy):
         for m in replies:
             site = dict(m.content.config_records["info"]).get("site", str(m.metadata.src_node_id))
             per_site[str(site)] = {k: float(cast(float, v)) for k, v in m.content.metric_records["metrics"].items()}
-        metrics = self.inner.aggregate_evaluate(server_round, replies) if replies else None
+        # under DP the nodes send no metric to aggregate (they keep theirs); nothing to weigh
+        metrics = self.inner.aggregate_evaluate(server_round, replies) if replies and not self.dp else None
         if self.rounds and self.rounds[-1]["round"] == server_round:
             self.rounds[-1]["evaluate"] = per_site
             if metrics is not None:
@@ -154,7 +161,7 @@ def plot_rounds(rounds: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sites = sorted({s for r in rounds for s in r.get("evaluate", {})})
+    sites = sorted({s for r in rounds for s, m in r.get("evaluate", {}).items() if "auroc" in m})
     has_eps = any(n.get("epsilon_total") for r in rounds for n in r["nodes"])
     fig, axes = plt.subplots(1, 2 if has_eps else 1, figsize=(9 if has_eps else 5, 3.2), dpi=110, squeeze=False)
     ax = axes[0][0]
@@ -166,6 +173,9 @@ def plot_rounds(rounds: list[dict[str, Any]], path: Path) -> None:
     ax.set_title("global model on each site's val split")
     if sites:
         ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "DP run: each node keeps its val\nmetrics (local_metrics.jsonl)", ha="center",
+                va="center", transform=ax.transAxes, fontsize=8)
     if has_eps:
         ax2 = axes[0][1]
         node_sites = sorted({n.get("site", "") for r in rounds for n in r["nodes"]})
@@ -175,7 +185,8 @@ def plot_rounds(rounds: list[dict[str, Any]], path: Path) -> None:
                       for r in rounds], marker="o", label=s)
         ax2.set_xlabel("round")
         ax2.set_ylabel("epsilon spent (lifetime)")
-        ax2.set_title("privacy spent per node")
+        seeded = any(n.get("secure_randomness") == 0.0 for r in rounds for n in r["nodes"])
+        ax2.set_title("privacy spent per node" + (" (NOT PRIVATE: seeded)" if seeded else ""))
         ax2.legend(fontsize=7)
     fig.tight_layout()
     tmp = path.with_name(f".{path.stem}.tmp.png")
@@ -200,10 +211,11 @@ def make_server_app(base: FedConfig | None = None, n_nodes: int | None = None) -
                 return
             if arrays is not None:
                 _save_checkpoint(out, arrays, row["round"])
-            write_json(out / "rounds.json", {"config": fed.to_run_config(), "rounds": recorder.rounds})
+            write_json(out / "rounds.json", {"config": fed.to_run_config(), "privacy": privacy_statement(fed, recorder.rounds),
+                                             "rounds": recorder.rounds})
             plot_rounds(recorder.rounds, out / "rounds.png")
 
-        recorder = RecordingStrategy(make_strategy(fed, nodes), on_round, fed.num_server_rounds, fed.progress)
+        recorder = RecordingStrategy(make_strategy(fed, nodes), on_round, fed.num_server_rounds, fed.progress, fed.dp)
         train_config = ConfigRecord({"proximal-mu": fed.proximal_mu if fed.strategy == "fedprox" else 0.0})
         result = _start(recorder, grid, ArrayRecord(task.state_of(model, names)), fed.num_server_rounds, train_config,
                         fed.final_average)
@@ -213,10 +225,27 @@ def make_server_app(base: FedConfig | None = None, n_nodes: int | None = None) -
             from workbench.models.model import save_model
 
             save_model(model, out / "model")
-            write_json(out / "rounds.json", {"config": fed.to_run_config(), "rounds": recorder.rounds,
-                                             "final": True})
+            write_json(out / "rounds.json", {"config": fed.to_run_config(), "privacy": privacy_statement(fed, recorder.rounds),
+                                             "rounds": recorder.rounds, "final": True})
 
     return app
+
+
+def privacy_statement(fed: FedConfig, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """What left each node, said plainly: the run's privacy mode and, under DP, whether the randomness was secret."""
+    from federated.egress import DP_EGRESS, PLAIN_EGRESS
+    from workbench.train.dp_random import NOT_PRIVATE
+
+    if not fed.dp:
+        return {"private": False, "mode": "no DP: not private",
+                "left_each_node": sorted(PLAIN_EGRESS - {"kept-local", "refusal"}),
+                "note": "model weights, case counts, train loss and per-round val AUROC and loss left every node "
+                        "unprotected; the final calibration may pool val predictions of all sites"}
+    flags = [n.get("secure_randomness") for r in rounds for n in r["nodes"] if "secure_randomness" in n]
+    secure = bool(flags) and all(f == 1.0 for f in flags) if flags else fed.dp_secure
+    return {"private": secure, "mode": "record-level DP at each node" if secure else NOT_PRIVATE,
+            "secure_randomness": secure, "left_each_node": sorted(DP_EGRESS),
+            "note": "each node's val metrics, calibration and conformal thresholds stay at the node"}
 
 
 def average_arrays(history: list[ArrayRecord]) -> ArrayRecord:
@@ -247,7 +276,8 @@ def _start(recorder: RecordingStrategy, grid: Grid, arrays: ArrayRecord, rounds:
             history = [*history, agg][-final_average:]
         if metrics is not None:
             result.train_metrics_clientapp[r] = metrics
-        replies = grid.send_and_receive(recorder.configure_evaluate(r, current, ConfigRecord({"split": "val"}), grid),
+        replies = grid.send_and_receive(recorder.configure_evaluate(r, current, ConfigRecord({"split": "val",
+                                                                                             "server-round": r}), grid),
                                         timeout=3600)
         ev = recorder.aggregate_evaluate(r, replies)
         if ev is not None:
@@ -260,4 +290,4 @@ def _start(recorder: RecordingStrategy, grid: Grid, arrays: ArrayRecord, rounds:
 
 app = make_server_app()
 
-__all__ = ["RecordingStrategy", "app", "make_server_app", "make_strategy", "plot_rounds"]
+__all__ = ["RecordingStrategy", "app", "make_server_app", "make_strategy", "plot_rounds", "privacy_statement"]

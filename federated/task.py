@@ -8,6 +8,8 @@ SuperNode. Training is the one local trainer of ``workbench.train`` (plain) or i
 from __future__ import annotations
 
 import hashlib
+import json
+import zlib
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -140,26 +142,56 @@ def dp_trainable(model: NoduleRiskModel, fed: FedConfig) -> int:
     return trainable_parameters(model)
 
 
+def dp_seed(fed: FedConfig, site: str, server_round: int) -> int | None:
+    """The DP generator's seed for a release: None (OS entropy: private) unless ``dp-seeded`` asks for the
+    replayable test mode, which derives it from the config's seed, the round and the site (not private)."""
+    if not fed.dp_seeded:
+        return None
+    return fed.seed * 1000 + server_round + 7919 * (zlib.crc32(site.encode()) % 100_000)
+
+
 def train_dp(model: NoduleRiskModel, data: EncodedCases, fed: FedConfig, ledger: PrivacyLedger, run_id: str,
              server_round: int) -> dict[str, float]:
-    """One round of DP-SGD whose noise the ledger plans; the release is recorded before anything is sent."""
-    from workbench.train.private import PrivacyConfig, effective_sample_rate, train_private
+    """One round of DP-SGD whose noise the ledger plans; every release is recorded before anything is sent.
+
+    The first round of a run also releases the node's case count once (Gaussian, ``dp-count-noise``; in the
+    ledger): it is the weight FedAvg gives the node and, times the sampling rate, the public divisor of the
+    node's noised gradient sum. The class weight is the public prior's. What the node sends back is the
+    ``federated.egress.DP_EGRESS`` table's keys, nothing else."""
+    from workbench.train.private import PrivacyConfig, train_private
     from workbench.train.trainer import TrainConfig
 
+    site = ledger.node
+    count = ledger.count_release(run_id, len(data), fed.dp_count_noise, seed=dp_seed(fed, site, 0))
     rounds_left = fed.num_server_rounds - server_round + 1
-    rate = effective_sample_rate(len(data), fed.dp_sample_rate)
-    sigma = ledger.plan_noise(run_id, fed.dp_epsilon, rounds_left, rate, fed.dp_steps)
+    sigma = ledger.plan_noise(run_id, fed.dp_epsilon, rounds_left, fed.dp_sample_rate, fed.dp_steps)
     n_params = dp_trainable(model, fed)
     privacy = PrivacyConfig(noise_multiplier=sigma, max_grad_norm=fed.dp_max_grad_norm,
                             sample_rate=fed.dp_sample_rate, steps=fed.dp_steps, delta=fed.dp_delta, lr=fed.dp_lr,
-                            optimizer=fed.dp_optimizer)
+                            optimizer=fed.dp_optimizer, engine=fed.dp_engine, seed=dp_seed(fed, site, server_round),
+                            class_prior=fed.dp_class_prior, expected_batch=fed.dp_sample_rate * max(1.0, count))
     result = train_private(model, data, privacy, TrainConfig(seed=fed.seed * 1000 + server_round, progress=False))
-    if abs(result.sample_rate - rate) > 1e-12:
-        raise RuntimeError(f"sampling rate {result.sample_rate} differs from the planned {rate}")
-    ledger.record(run_id, server_round, sigma, result.sample_rate, result.steps, fed.dp_max_grad_norm)
-    return {"noise_multiplier": sigma, "steps": float(result.steps), "epsilon_run": ledger.epsilon(run_id),
-            "epsilon_total": ledger.epsilon(), "dp_trainable_params": float(n_params),
-            "samples_per_s": float(result.samples_per_s)}
+    ledger.record(run_id, server_round, sigma, result.sample_rate, result.steps, fed.dp_max_grad_norm,
+                  secure_randomness=result.secure_randomness, engine=result.engine)
+    return {"num-examples": max(1.0, count), "noise_multiplier": sigma, "steps": float(result.steps),
+            "epsilon_run": ledger.epsilon(run_id), "epsilon_total": ledger.epsilon(),
+            "dp_trainable_params": float(n_params), "secure_randomness": float(result.secure_randomness)}
+
+
+def allowed_splits(fed: FedConfig, node_config: dict[str, Any]) -> list[str]:
+    """Splits this node evaluates on request: its own ``eval-splits`` node config, else the run's."""
+    from federated.config import split_list
+
+    return split_list(str(node_config.get("eval-splits") or fed.eval_splits))
+
+
+def log_local_metrics(state: Path, row: dict[str, Any]) -> None:
+    """A node's own record of how the global model does on its data: kept at the node, never sent under DP."""
+    from workbench.jsonout import jsonable
+
+    state.mkdir(parents=True, exist_ok=True)
+    with open(state / "local_metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(jsonable(row)) + "\n")
 
 
 def evaluate(model: NoduleRiskModel, data: EncodedCases) -> dict[str, float]:

@@ -2,21 +2,28 @@
 
 The same ``ServerApp``/``ClientApp`` that ``flwr run .`` starts, run through ``flwr.simulation.run_simulation``
 with their configuration bound in (run_simulation passes no run config). Afterwards the RUN folder is made a
-normal RUN: the final model (``model/``), calibration on the pooled ``val`` split (``calibration.json``; in a
-real federation each site would calibrate on its own val), the round log with its plot, and each node's privacy
-summary read back from its ledger.
+normal RUN: the final model (``model/``), its calibration, the round log with its plot, and each node's privacy
+summary read back from its ledger (epsilon under the three accountants, and whether its randomness was secret).
+
+Calibration follows the privacy mode. Under DP each node fits its own calibrators on its own records
+(``workbench calibrate RUN SITE_DIR``, one call per site that sees that site alone) and they stay per site in
+``uncertainty.json``; ``calibration.json`` holds only the public prior correction. Without DP the federation
+pools every site's val predictions and labels for one Platt fit, and ``federation.json`` says the run is not
+private and what left each node.
 
 RUN/
   model/            final global model (a model folder)
   checkpoint/       the global weights after the latest round
   rounds.json       per round and node: cases, loss, epsilon, refusals, bytes; per-site val AUROC
   rounds.png        val AUROC per site and epsilon per node, by round
-  calibration.json  prior correction + Platt on the pooled val split
-  federation.json   config, nodes, epsilon per node, wall time
+  calibration.json  without DP: prior correction + Platt on the pooled val split; under DP: the prior correction
+  uncertainty.json  under DP: each site's calibrators, fitted by that site from its own records
+  federation.json   config, privacy statement, nodes, epsilon per node (three accountants), wall time
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -61,14 +68,13 @@ def run_federated(fed: FedConfig, out: str | Path, *, calibrate: bool = True) ->
     seconds = time.perf_counter() - t0
     if not (out / "model").is_dir():
         raise WorkbenchError(f"{out}: the federation ended without a model (see the log above for the node errors)")
-    import json
-
     rounds = json.loads((out / "rounds.json").read_text())["rounds"]
     summary: dict[str, Any] = {"config": fed.to_run_config(), "sites": [s.name for s in sites],
                                "rounds": len(rounds), "seconds": seconds,
                                "refused": {n["site"]: n["refused"] for r in rounds for n in r["nodes"] if "refused" in n},
                                "errors": [f"round {r['round']}, node {n['node_id']}: {n['error']}" for r in rounds
                                           for n in r["nodes"] if "error" in n]}
+    summary["privacy"] = json.loads((out / "rounds.json").read_text()).get("privacy", {})
     if fed.dp:
         from federated.task import state_dir
 
@@ -78,16 +84,32 @@ def run_federated(fed: FedConfig, out: str | Path, *, calibrate: bool = True) ->
             if path.exists():
                 led = PrivacyLedger.open(path, s.name, fed.dp_budget, fed.dp_delta)
                 eps[s.name] = {"run": led.epsilon(fed.run_tag), "lifetime": led.epsilon(),
-                               "budget": fed.dp_budget, "delta": fed.dp_delta}
+                               "budget": fed.dp_budget, "delta": fed.dp_delta,
+                               "secure_randomness": led.secure(), "accountants": led.epsilons()}
         summary["epsilon"] = eps
     if calibrate:
-        summary["calibration"] = _calibrate(fed, out)
+        summary["calibration"] = _calibrate_at_nodes(out, sites) if fed.dp else _calibrate(fed, out)
     write_json(out / "federation.json", summary)
     return summary
 
 
+def _calibrate_at_nodes(out: Path, sites: list[Path]) -> dict[str, Any]:
+    """DP: each node calibrates on its own records (one ``calibrate_run`` per site folder, which reads that site
+    alone and merges its calibrators into the RUN's ``uncertainty.json``)."""
+    from workbench.explain.run_uncertainty import calibrate_run
+
+    per_site: dict[str, Any] = {}
+    warnings: list[str] = []
+    for site in sites:
+        res = calibrate_run(out, site, progress=False)
+        per_site.update(res["sites"])
+        warnings += res["warnings"]
+    return {"fitted_at": "each node, on its own records", "sites": per_site, "warnings": warnings}
+
+
 def _calibrate(fed: FedConfig, out: Path) -> dict[str, Any]:
-    """Prior correction for the class weights and Platt scaling on the pooled val split (raw val logits)."""
+    """Without DP: prior correction for the class weights and Platt scaling on the pooled val split (raw val
+    logits of every site leave their nodes for it: the run is not private)."""
     from federated import task
     from workbench.models.model import load_model
     from workbench.train.calibration import fit_calibration
@@ -102,4 +124,4 @@ def _calibrate(fed: FedConfig, out: Path) -> dict[str, Any]:
     y = np.concatenate([d.labels for d in val if len(d)] or [np.zeros(0)])
     cal = fit_calibration(logits, y, pos_weight_of(labels))
     write_json(out / "calibration.json", cal.to_dict())
-    return cal.to_dict()
+    return {**cal.to_dict(), "fitted_at": "server, on every site's pooled val logits and labels (not private)"}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import dp_accounting
 import pytest
 
 from federated.ledger import BudgetExhausted, PrivacyLedger, epsilon_of
+from workbench.train.accounting import epsilon_dp_accounting
 
 
 def independent_epsilon(entries: list[tuple[float, float, int]], delta: float) -> float:
@@ -62,3 +65,47 @@ def test_ledger_refuses_a_different_delta_and_a_corrupt_file(tmp_path) -> None:
 def test_epsilon_matches_the_independent_accountant_over_mixed_histories() -> None:
     hist = [(1.3, 0.05, 100), (2.0, 0.1, 40), (0.9, 0.02, 500)]
     assert epsilon_of(hist, 1e-5) == pytest.approx(independent_epsilon(hist, 1e-5), rel=0.01)
+
+
+@pytest.mark.parametrize("target,rate,steps,rounds", [(1.0, 0.5, 32, 10), (3.0, 0.5, 32, 5), (8.0, 0.1, 10, 3)])
+def test_planned_noise_keeps_epsilon_within_the_target_under_all_three_accountants(tmp_path, target, rate, steps,
+                                                                                   rounds) -> None:
+    """The benchmark's and demo's plans (and a third): after a count release and every round at the planned noise,
+    Opacus RDP, dp-accounting RDP and dp-accounting PLD each put the run at or under its target."""
+    led = PrivacyLedger.open(tmp_path / "l.json", "hospital_a", budget_epsilon=target, delta=1e-5)
+    led.count_release("run", 280, 20.0)
+    for r in range(1, rounds + 1):
+        led.record("run", r, led.plan_noise("run", target, rounds - r + 1, rate, steps), rate, steps, 1.0)
+    eps = led.epsilons("run")
+    assert set(eps) == {"opacus_rdp", "dp_accounting_rdp", "dp_accounting_pld"}
+    assert max(eps.values()) <= target + 1e-9, eps
+    assert eps["opacus_rdp"] > 0.95 * target  # the target is used, not wasted
+    assert eps["dp_accounting_pld"] <= eps["dp_accounting_rdp"] + 1e-6  # PLD is the tighter bound
+
+
+def test_the_count_release_is_noised_once_per_run_recorded_and_charged(tmp_path) -> None:
+    led = PrivacyLedger.open(tmp_path / "l.json", "hospital_a", budget_epsilon=8.0, delta=1e-5)
+    a = led.count_release("run1", 280, 20.0)
+    assert led.count_release("run1", 280, 20.0) == a  # reused within the run: post-processing
+    b = led.count_release("run2", 280, 20.0)
+    assert a != b and abs(a - 280) < 150 and abs(b - 280) < 150
+    counts = [e for e in led.entries if e.kind == "count"]
+    assert [(e.noise_multiplier, e.sample_rate, e.steps, e.secure_randomness) for e in counts] == [(20.0, 1.0, 1, True)] * 2
+    assert led.epsilon() == pytest.approx(epsilon_dp_accounting([(20.0, 1.0, 1)] * 2, 1e-5, "rdp"), rel=0.01)
+    seeded = [PrivacyLedger.open(tmp_path / f"s{i}.json", "x", 8.0, 1e-5).count_release("r", 280, 20.0, seed=5)
+              for i in range(2)]
+    assert seeded[0] == seeded[1]  # the test mode replays
+
+
+def test_seeded_releases_say_so_and_old_entries_read_as_seeded(tmp_path) -> None:
+    path = tmp_path / "l.json"
+    led = PrivacyLedger.open(path, "hospital_a", 8.0, 1e-5)
+    led.record("r", 1, 1.0, 0.1, 10, 1.0, secure_randomness=True, engine="vmap-head")
+    assert led.secure() and json.loads(path.read_text())["secure_randomness"] is True
+    led.record("r", 2, 1.0, 0.1, 10, 1.0, secure_randomness=False)
+    assert not led.secure() and json.loads(path.read_text())["entries"][1]["secure_randomness"] is False
+    body = json.loads(path.read_text())  # a ledger from before the field existed: its draws were seeded
+    for e in body["entries"]:
+        del e["secure_randomness"]
+    path.write_text(json.dumps(body))
+    assert not PrivacyLedger.open(path, "hospital_a", 8.0, 1e-5).secure()

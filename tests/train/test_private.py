@@ -8,6 +8,8 @@ import torch
 from workbench.models import CTEncoderConfig, FusionConfig, ModelConfig, TextEncoderConfig, build_model
 from workbench.train.dataset import EncodedCases
 from workbench.train.loss import loss_fn
+from workbench.errors import WorkbenchError
+from workbench.train.dp_random import dp_generator
 from workbench.train.private import POSITIONAL, PrivacyConfig, as_batch, make_private, train_private
 
 
@@ -181,10 +183,10 @@ def test_head_only_dp_equals_the_whole_model_vmap_path_step_for_step() -> None:
         privacy = PrivacyConfig(noise_multiplier=0.7, max_grad_norm=0.5, sample_rate=0.5, steps=5, lr=0.3,
                                 optimizer=optimizer)
         cfg = TrainConfig(seed=3, progress=False, aux_weight=0.3)
-        ra = _train_private_head(a, data, privacy, cfg, 2.0)
+        ra = _train_private_head(a, data, privacy, cfg, 2.0, dp_generator(3))
         from workbench.train.dataset import with_ct_states, with_note_states
 
-        rb = _train_private_vmap(b, with_ct_states(b, with_note_states(b, data)), privacy, cfg, 2.0)
+        rb = _train_private_vmap(b, with_ct_states(b, with_note_states(b, data)), privacy, cfg, 2.0, dp_generator(3))
         assert ra.epsilon == pytest.approx(rb.epsilon) and ra.mean_batch == rb.mean_batch
         start = build_model(tiny_config()).fusion.head.weight
         assert not torch.allclose(a.fusion.head.weight, start)
@@ -208,3 +210,50 @@ def test_frozen_modules_train_in_eval_mode_and_optimizer_is_checked() -> None:
     assert isinstance(make_optimizer(head, PrivacyConfig(optimizer="sgd")), torch.optim.SGD)
     with pytest.raises(ValueError, match="DP optimizer 'adam'"):
         make_optimizer(head, PrivacyConfig(optimizer="adam"))
+
+
+@pytest.mark.parametrize("engine", ["vmap", "opacus"])
+def test_dp_randomness_is_secret_unless_seeded_for_every_engine(engine: str) -> None:
+    """Two releases from the same start on the same data: different with OS entropy, identical when seeded (the
+    replayable test mode); the result says which. The Opacus engine's loader and noise obey the same generator."""
+    from workbench.train.trainer import TrainConfig
+
+    config = tiny_config()
+    config.text.freeze = True
+    data = random_cases(6)
+    torch.manual_seed(0)
+    start = build_model(config).state_dict()
+
+    def release(seed: int | None) -> tuple[torch.Tensor, bool]:
+        model = build_model(config)
+        model.load_state_dict(start)
+        privacy = PrivacyConfig(noise_multiplier=1.0, sample_rate=0.5, steps=3, engine=engine, seed=seed, lr=0.05)
+        res = train_private(model, data, privacy, TrainConfig(progress=False, seed=0))
+        assert res.engine == engine
+        return torch.cat([p.detach().flatten() for p in model.parameters() if p.requires_grad]), res.secure_randomness
+
+    (a, sa), (b, sb) = release(None), release(None)
+    assert sa and sb and not torch.equal(a, b)
+    (c, sc), (d, sd) = release(11), release(11)
+    assert not sc and not sd and torch.equal(c, d)
+
+
+def test_asking_for_vmap_where_it_cannot_run_is_an_error_not_a_switch() -> None:
+    from workbench.train.trainer import TrainConfig
+
+    model = build_model(tiny_config())  # a trainable note encoder: vmap cannot trace its masking
+    privacy = PrivacyConfig(noise_multiplier=1.0, sample_rate=0.5, steps=1, engine="vmap")
+    with pytest.raises(WorkbenchError, match="engine 'vmap' cannot run here: the note encoder is trainable"):
+        train_private(model, random_cases(6), privacy, TrainConfig(progress=False))
+    res = train_private(model, random_cases(6), PrivacyConfig(noise_multiplier=1.0, sample_rate=0.5, steps=1),
+                        TrainConfig(progress=False))
+    assert res.engine == "opacus"  # "auto" says which engine it took
+
+
+def test_the_class_weight_under_dp_is_the_public_priors() -> None:
+    from workbench.train.private import public_pos_weight
+
+    assert public_pos_weight(PrivacyConfig(class_prior=0.25)) == pytest.approx(3.0)
+    assert public_pos_weight(PrivacyConfig(class_prior=0.25), class_weights=False) == 1.0
+    with pytest.raises(WorkbenchError, match="class prior"):
+        public_pos_weight(PrivacyConfig(class_prior=1.0))

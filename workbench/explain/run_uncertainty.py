@@ -14,6 +14,12 @@ Per site, from that site's own cases only:
 Calibration is fitted on ``val`` and conformal on ``calib``: the conformal guarantee needs the score fixed before
 the calib cases are seen.
 
+In a **DP run** (``UncertaintyConfig.pool = False``, which ``calibrate_run`` sets whenever the RUN's federation
+used DP) nothing is pooled: every calibrator of a site is fitted by that site's node from its own records
+(``fit_site_uncertainty`` sees no other site's data) and stays there; a site with too few val cases keeps the
+public prior correction alone, a class with too few calib cases is in every set, and a warning says so. Each
+site's ``sources`` names who fitted what ("site" or "pooled", "prior" where nothing was fitted).
+
 A case is referred to a clinician when its set is not one label (both: the model cannot tell at this level;
 none: no label fits) or when it lies out of distribution (farther from its site's training cases than all but
 ``1 - ood_quantile`` of that site's calib cases).
@@ -27,7 +33,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +59,7 @@ class UncertaintyConfig:
     min_val_per_class: int = 8  # ... with at least this many of each class
     ood_k: int = 10  # the k of the k-th nearest training case
     ood_quantile: float = 0.99  # calib cases farther than this quantile are out of distribution
+    pool: bool = True  # pooled fallbacks across sites; False in DP runs: each site's own records only
 
 
 @dataclass
@@ -102,12 +109,17 @@ class Assessment:
 @dataclass
 class RunUncertainty:
     config: UncertaintyConfig
-    pooled: SiteUncertainty
+    pooled: SiteUncertainty | None  # None in DP runs: nothing pooled across sites
     sites: dict[str, SiteUncertainty]
     warnings: list[str] = field(default_factory=list)  # what makes these calibrators weaker than they look
 
     def for_site(self, site: str) -> SiteUncertainty:
-        return self.sites.get(site, self.pooled)
+        if site in self.sites:
+            return self.sites[site]
+        if self.pooled is None:
+            raise WorkbenchError(f"no calibrators for site {site!r} in this RUN (a DP run pools nothing across "
+                                 f"sites; calibrated sites: {', '.join(sorted(self.sites)) or 'none'})")
+        return self.pooled
 
     def assess(self, site: str, logits: np.ndarray, fused: np.ndarray | None = None,
                index: SiteIndex | None = None) -> list[Assessment]:
@@ -148,7 +160,7 @@ class RunUncertainty:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"config": asdict(self.config), "pooled": self.pooled.to_dict(),
+        return {"config": asdict(self.config), "pooled": self.pooled.to_dict() if self.pooled else None,
                 "sites": {s: u.to_dict() for s, u in self.sites.items()}, "warnings": self.warnings}
 
     def save(self, run: str | Path) -> Path:
@@ -164,7 +176,7 @@ class RunUncertainty:
         if not path.is_file():
             raise WorkbenchError(f"{run}: no {UNCERTAINTY_FILE} (run `workbench calibrate {run} COHORT` first)")
         d = json.loads(path.read_text(encoding="utf-8"))
-        return cls(UncertaintyConfig(**d["config"]), SiteUncertainty.from_dict(d["pooled"]),
+        return cls(UncertaintyConfig(**d["config"]), SiteUncertainty.from_dict(d["pooled"]) if d.get("pooled") else None,
                    {s: SiteUncertainty.from_dict(u) for s, u in d["sites"].items()}, list(d.get("warnings", [])))
 
 
@@ -187,16 +199,23 @@ class SiteData:
 
 def fit_uncertainty(data: dict[str, SiteData], pooled_calibration: Calibration,
                     config: UncertaintyConfig | None = None) -> tuple[RunUncertainty, dict[str, SiteIndex]]:
-    """Fit every site's calibrators from its own cases (pooled fallbacks where a site has too few)."""
+    """Fit every site's calibrators from its own cases (pooled fallbacks where a site has too few, unless
+    ``config.pool`` is False: then each site's own records alone, ``fit_site_uncertainty`` per site)."""
     config = config or UncertaintyConfig()
     pos_weight = float(np.exp(pooled_calibration.logit_shift))
-    cal: dict[str, Calibration] = {}
-    src: dict[str, dict[str, str]] = {}
+    if not config.pool:
+        sites, indexes, warnings = {}, {}, []
+        for site, d in data.items():
+            su, index, w = fit_site_uncertainty(site, d, pos_weight, config)
+            sites[site] = su
+            warnings += w
+            if index is not None:
+                indexes[site] = index
+        return RunUncertainty(config, None, sites, warnings), indexes
+    cal = {}
     for site, d in data.items():
         yv = d.labels["val"]
-        enough = len(yv) >= config.min_val and min((yv == 1).sum(), (yv == 0).sum()) >= config.min_val_per_class
-        cal[site] = fit_calibration(d.logits["val"], yv, pos_weight) if enough else pooled_calibration
-        src[site] = {"calibration": "site" if enough else "pooled"}
+        cal[site] = fit_calibration(d.logits["val"], yv, pos_weight) if _enough_val(yv, config) else pooled_calibration
     p_calib = {s: cal[s].apply(d.logits["calib"]) for s, d in data.items()}
     all_p = np.concatenate([p_calib[s] for s in data] or [np.zeros(0)])
     all_y = np.concatenate([data[s].labels["calib"] for s in data] or [np.zeros(0)])
@@ -213,23 +232,66 @@ def fit_uncertainty(data: dict[str, SiteData], pooled_calibration: Calibration,
     sites: dict[str, SiteUncertainty] = {}
     indexes: dict[str, SiteIndex] = {}
     for site, d in data.items():
-        y = d.labels["calib"]
-        conf, own = _site_conformal(p_calib[site], y, pooled_conf, config)
-        va_own = len(own) == len(CLASSES)
-        va = VennAbers().fit(p_calib[site], y) if va_own else pooled_va
-        src[site].update({f"conformal_{c}": "site" if c in own else "pooled" for c in CLASSES})
-        src[site]["venn_abers"] = "site" if va_own else "pooled"
-        threshold, k = None, min(config.ood_k, len(d.case_ids["train"]))
-        if k > 0:
-            ids = d.case_ids["train"]
-            index = SiteIndex.build(site, d.fused["train"], ids, d.labels["train"].astype(int).tolist(),
-                                    [d.notes.get(c, "") for c in ids])
+        su, index, _ = fit_site_uncertainty(site, d, pos_weight, config, pooled=pooled)
+        sites[site] = su
+        if index is not None:
             indexes[site] = index
-            if len(y):
-                threshold = float(np.quantile(index.knn_distance(d.fused["calib"], k), config.ood_quantile))
-        sites[site] = SiteUncertainty(site, cal[site], conf, va, threshold, max(k, 1), src[site],
-                                      {s: len(v) for s, v in d.labels.items()})
     return RunUncertainty(config, pooled, sites, warnings), indexes
+
+
+def _enough_val(yv: np.ndarray, config: UncertaintyConfig) -> bool:
+    return len(yv) >= config.min_val and min((yv == 1).sum(), (yv == 0).sum()) >= config.min_val_per_class
+
+
+def fit_site_uncertainty(site: str, d: SiteData, pos_weight: float, config: UncertaintyConfig,
+                         pooled: SiteUncertainty | None = None) -> tuple[SiteUncertainty, SiteIndex | None, list[str]]:
+    """One site's calibrators from that site's records (``d``) and, where it has too few, ``pooled``'s; with
+    ``pooled`` None (a DP run) from its own records alone: what a node fits at home. ``pos_weight``: the class
+    weight the model was trained with (public: the DP prior's under DP). Returns the site's calibrators, its
+    similar-case index and warnings."""
+    warnings: list[str] = []
+    yv = d.labels["val"]
+    src: dict[str, str] = {}
+    if _enough_val(yv, config):
+        cal, src["calibration"] = fit_calibration(d.logits["val"], yv, pos_weight), "site"
+    elif pooled is not None:
+        cal, src["calibration"] = pooled.calibration, "pooled"
+    else:
+        cal = Calibration(logit_shift=float(np.log(pos_weight)) if pos_weight > 0 else 0.0, fitted_on="prior only",
+                          n=0)
+        src["calibration"] = "prior"
+        warnings.append(f"{site}: {len(yv)} val cases ({int((yv == 1).sum())} malignant), too few for its own "
+                        f"calibration (needs {config.min_val} with {config.min_val_per_class} of each class); its "
+                        "probabilities carry the public prior correction only (a DP run pools nothing)")
+    y = d.labels["calib"]
+    p_calib = cal.apply(d.logits["calib"])
+    if pooled is not None:
+        conf, own = _site_conformal(p_calib, y, pooled.conformal, config)
+        va_own = len(own) == len(CLASSES)
+        va = VennAbers().fit(p_calib, y) if va_own else pooled.venn_abers
+        src.update({f"conformal_{c}": "site" if c in own else "pooled" for c in CLASSES})
+        src["venn_abers"] = "site" if va_own else "pooled"
+    else:
+        conf = MondrianConformal(config.alpha).fit(p_calib, y)
+        va = VennAbers().fit(p_calib, y) if len(y) else VennAbers()  # no calib case: the interval is [0, 1]
+        src.update({f"conformal_{c}": "site" for c in CLASSES})
+        src["venn_abers"] = "site"
+        for i, c in enumerate(CLASSES):
+            n_c = int((y == i).sum())
+            if conf.thresholds[c] >= 1.0:
+                warnings.append(f"{site}: {n_c} {c} calib case(s), too few for a {1 - config.alpha:.0%} threshold of "
+                                f"its own: {c} is in every prediction set of this site (a DP run pools nothing)")
+        if not len(y):
+            warnings.append(f"{site}: no calib case: its risk intervals are [0, 1]")
+    threshold, k, index = None, min(config.ood_k, len(d.case_ids["train"])), None
+    if k > 0:
+        ids = d.case_ids["train"]
+        index = SiteIndex.build(site, d.fused["train"], ids, d.labels["train"].astype(int).tolist(),
+                                [d.notes.get(c, "") for c in ids])
+        if len(y):
+            threshold = float(np.quantile(index.knn_distance(d.fused["calib"], k), config.ood_quantile))
+    su = SiteUncertainty(site, cal, conf, va, threshold, max(k, 1), src, {s: len(v) for s, v in d.labels.items()})
+    return su, index, warnings
 
 
 def _site_conformal(p: np.ndarray, y: np.ndarray, pooled: MondrianConformal,
@@ -252,7 +314,9 @@ def calibrate_run(run: str | Path, target: str | Path, config: UncertaintyConfig
     """Fit the RUN's per-site uncertainty on ``target``'s sites (a cohort or one site folder) and write it into
     the RUN; returns a summary (sources and OOD thresholds per site). ``encoded``: the splits already encoded
     (all sites pooled, as the benchmarks keep them), else they are encoded here. A RUN without a pooled
-    calibration (a federation run with ``calibrate=False``) gets one, fitted on the pooled ``val`` split."""
+    calibration (a federation run with ``calibrate=False``) gets one, fitted on the pooled ``val`` split, unless
+    the RUN was trained under DP: then nothing is pooled (``config.pool`` is forced off), each site's
+    calibrators come from its own records, and the class weight is the public DP prior's."""
     from workbench.data.cache import PreprocessCache, default_cache_dir
     from workbench.data.case import load_cases
     from workbench.jsonout import write_json
@@ -262,6 +326,11 @@ def calibrate_run(run: str | Path, target: str | Path, config: UncertaintyConfig
 
     model, pooled = load_run(run)
     assert model.tokenizer is not None
+    dp = dp_run_config(run)
+    if dp is not None:
+        config = replace(config or UncertaintyConfig(), pool=False)
+        prior = float(dp.get("dp-class-prior", 0.25))
+        pooled = Calibration(logit_shift=float(np.log((1 - prior) / prior)), fitted_on="prior only (DP run)", n=0)
     cache = PreprocessCache(cache_dir if cache_dir is not None else default_cache_dir())
     data: dict[str, SiteData] = {}
     refused: list[tuple[str, str]] = []
@@ -284,20 +353,38 @@ def calibrate_run(run: str | Path, target: str | Path, config: UncertaintyConfig
         d.notes = {c.case_id: encode_note(c.note, model.tokenizer, model.config.text.max_length)[1]
                    for c in cases if c.case_id in train_ids and c.note}
         data[site_dir.name] = d
+    if dp is not None and not (Path(run) / "calibration.json").is_file():
+        write_json(Path(run) / "calibration.json", pooled.to_dict())
     if not (Path(run) / "calibration.json").is_file():
         pooled = fit_calibration(np.concatenate([d.logits["val"] for d in data.values()]),
                                  np.concatenate([d.labels["val"] for d in data.values()]))
         write_json(Path(run) / "calibration.json", pooled.to_dict())
     unc, indexes = fit_uncertainty(data, pooled, config)
+    if unc.pooled is None and (Path(run) / UNCERTAINTY_FILE).is_file():  # a node adds its own site's, keeps others'
+        before = RunUncertainty.load(run)
+        if before.pooled is None:
+            kept = {s: u for s, u in before.sites.items() if s not in unc.sites}
+            unc = RunUncertainty(unc.config, None, {**kept, **unc.sites},
+                                 [w for w in before.warnings if not any(w.startswith(f"{s}:") for s in unc.sites)]
+                                 + unc.warnings)
     for site, index in indexes.items():
         index.save(Path(run) / SIMILAR_DIR / site)
     unc.save(run)
     return {"uncertainty": str(Path(run) / UNCERTAINTY_FILE),
             "sites": {s: {"sources": u.sources, "n": u.n, "ood_threshold": u.ood_threshold,
                           "conformal_thresholds": u.conformal.thresholds} for s, u in unc.sites.items()},
-            "warnings": unc.warnings,
+            "warnings": unc.warnings, "pooled": unc.pooled is not None,
             "refused": [list(r) for r in dict.fromkeys(refused)]}
 
 
+def dp_run_config(run: str | Path) -> dict[str, Any] | None:
+    """The federated config of a RUN trained under DP (from its rounds.json), else None."""
+    path = Path(run) / "rounds.json"
+    if not path.is_file():
+        return None
+    cfg = json.loads(path.read_text(encoding="utf-8")).get("config", {})
+    return cfg if cfg.get("dp") else None
+
+
 __all__ = ["Assessment", "RunUncertainty", "SiteUncertainty", "UncertaintyConfig", "calibrate_run",
-           "fit_uncertainty", "site_index"]
+           "dp_run_config", "fit_site_uncertainty", "fit_uncertainty", "site_index"]

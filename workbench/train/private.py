@@ -4,8 +4,16 @@ Record-level differential privacy at a node (DESIGN §7): each step draws every 
 ``sample_rate`` (Poisson), clips each case's gradient to ``max_grad_norm`` and adds Gaussian noise of
 ``noise_multiplier x max_grad_norm``; the privacy spent follows from (noise, rate, steps, delta) alone, which is
 what the node's ledger keeps. No early stopping and no validation inside (either would look at private data
-outside the accounting); class weights stay in the loss. The MoE load-balancing loss couples the cases of a batch
-and is left out here.
+outside the accounting). The MoE load-balancing loss couples the cases of a batch and is left out here.
+
+What the guarantee also needs, and this module does:
+- the draws and the noise are secret: one generator per call from OS entropy (``dp_random.dp_generator``), for
+  every engine (Opacus included: its loader and optimizer get that generator); ``PrivacyConfig.seed`` makes it
+  replayable for tests, and the result says ``secure_randomness: False``;
+- nothing in the update depends on the private data except through the clipped, noised sum: the sampling rate
+  is the configured one exactly (not derived from the number of cases), the sum is divided by a public
+  ``expected_batch`` (a federated node passes rate x its DP-released case count), and the class weight comes
+  from a public prior (``class_prior``), not from the node's labels.
 
 ``ModalityBias`` owns a parameter that no stock layer holds, so its per-sample gradient rule is registered
 below: dL/dM[h, a, c] for case n = sum over token pairs (i in modality a, j in modality c) of dL/dbias[n, h, i, j].
@@ -19,13 +27,14 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from opacus import PrivacyEngine
 from opacus.grad_sample import register_grad_sampler
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
 from workbench.models.fusion import ModalityBias
 from workbench.models.model import POSITIONAL, STATE_KEYS, NoduleRiskModel
+from workbench.errors import WorkbenchError
+from workbench.train.accounting import epsilon_of
 from workbench.train.dataset import (
     EncodedCases,
     ct_reader_frozen,
@@ -33,9 +42,12 @@ from workbench.train.dataset import (
     with_ct_states,
     with_note_states,
 )
+from workbench.train.dp_random import dp_generator
 from workbench.train.dp_subsets import FUSED_HEAD_PREFIXES
 from workbench.train.loss import loss_fn
-from workbench.train.trainer import TrainConfig, pos_weight_of
+from workbench.train.trainer import TrainConfig
+
+ENGINES = ("auto", "vmap", "opacus")
 
 
 @register_grad_sampler(ModalityBias)
@@ -53,9 +65,15 @@ class PrivacyConfig:
     steps: int = 100  # optimizer steps in this call (fixed, whatever the data say)
     delta: float = 1e-5
     lr: float = 1e-3
-    engine: str = "vmap"  # per-sample gradients: "vmap" (dp_vmap, whole-model torch.func) or "opacus" (hooks)
+    # per-sample gradients: "vmap" (dp_vmap, whole-model torch.func; the exact head path when only the fused head
+    # learns), "opacus" (hooks), or "auto" (vmap where it can run, else Opacus). Asking for vmap where it cannot
+    # run is an error, not a silent switch.
+    engine: str = "auto"
     optimizer: str = "adamw"  # "adamw" or "sgd": SGD lets the noise of successive steps average out, where Adam's
     # per-coordinate scaling moves every weight by about lr whatever the signal (measured below, DESIGN §7)
+    seed: int | None = None  # None: draws and noise from OS entropy (private); an int replays them (NOT private)
+    class_prior: float = 0.25  # public malignant prevalence: class weight (1 - p) / p, never the node's labels
+    expected_batch: float | None = None  # the public divisor of the noised sum; None: rate x cases (standalone use)
 
 
 @dataclass
@@ -69,6 +87,7 @@ class PrivateResult:
     samples_per_s: float
     seconds: float
     engine: str = "opacus"
+    secure_randomness: bool = True  # False: seeded draws and noise (replayable: not private)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,51 +144,80 @@ def forward_private(module: Any, batch: dict[str, torch.Tensor]) -> Any:
     return module(*(batch[k] for k in POSITIONAL), **{k: batch.get(k) for k in STATE_KEYS})
 
 
-def effective_sample_rate(n: int, sample_rate: float) -> float:
-    """The Poisson rate Opacus really uses for ``n`` cases: 1 / (batches per epoch) of a loader of
-    round(rate x n) cases per batch. Plan and account with this one, not the requested rate."""
-    if n <= 0:
-        return sample_rate
-    batch = max(1, round(sample_rate * n))
-    return 1.0 / math.ceil(n / batch)
+def public_pos_weight(privacy: PrivacyConfig, class_weights: bool = True) -> float:
+    """The malignant-class weight under DP: from the public prior, so the loss holds no statistic of the labels."""
+    if not class_weights:
+        return 1.0
+    if not 0 < privacy.class_prior < 1:
+        raise WorkbenchError(f"DP class prior {privacy.class_prior}: must lie in (0, 1)")
+    return (1.0 - privacy.class_prior) / privacy.class_prior
+
+
+def expected_batch_of(privacy: PrivacyConfig, n: int) -> float:
+    return float(privacy.expected_batch) if privacy.expected_batch else max(1.0, privacy.sample_rate * n)
 
 
 def make_private(model: NoduleRiskModel, data: EncodedCases, privacy: PrivacyConfig,
-                 optimizer: torch.optim.Optimizer | None = None) -> tuple[Any, Any, DataLoader, PrivacyEngine]:
-    """Opacus' make_private over the model, with a Poisson loader whose expected batch is rate x N."""
-    batch = max(1, round(privacy.sample_rate * len(data)))
-    loader = DataLoader(tensor_dataset(data), batch_size=batch)
+                 optimizer: torch.optim.Optimizer | None = None,
+                 generator: torch.Generator | None = None) -> tuple[Any, Any, DataLoader, None]:
+    """Opacus' pieces over the model, assembled by hand so that the Poisson loader (rate ``sample_rate``
+    exactly) and the noise both draw from ``generator`` (``make_private`` would take the loader's from torch's
+    global generator unless Opacus' secure mode, which needs torchcsprng, is on)."""
+    from opacus import GradSampleModule
+    from opacus.data_loader import DPDataLoader
+    from opacus.optimizers import DPOptimizer
+
+    generator = generator if generator is not None else dp_generator(privacy.seed)
+    loader = DPDataLoader(tensor_dataset(data), sample_rate=privacy.sample_rate, generator=generator)
     optimizer = optimizer or make_optimizer([p for p in model.parameters() if p.requires_grad], privacy)
-    engine = PrivacyEngine(accountant="rdp")
-    module, dp_optimizer, dp_loader = engine.make_private(
-        module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=privacy.noise_multiplier,
-        max_grad_norm=privacy.max_grad_norm, poisson_sampling=True,
-    )
-    return module, dp_optimizer, dp_loader, engine
+    module = GradSampleModule(model)
+    module.forbid_grad_accumulation()
+    dp_optimizer = DPOptimizer(optimizer, noise_multiplier=privacy.noise_multiplier,
+                               max_grad_norm=privacy.max_grad_norm,
+                               expected_batch_size=max(1, round(expected_batch_of(privacy, len(data)))),
+                               generator=generator)
+    return module, dp_optimizer, loader, None
+
+
+def choose_engine(model: NoduleRiskModel, train: EncodedCases, requested: str) -> str:
+    """The per-sample-gradient engine for this model and data, or an error naming why the requested one cannot
+    run. ``vmap-head`` is the exact head-only path (everything before the fused head fixed)."""
+    if requested not in ENGINES:
+        raise WorkbenchError(f"DP engine {requested!r}: expected one of {', '.join(ENGINES)}")
+    # vmap needs no data-dependent control flow; the transformers encoder's masking has some, so a trainable
+    # note encoder (no precomputed states) can only go through Opacus' hooks
+    vmap_ok = model.text_encoder is None or "note_states" in train.tensors
+    if requested == "opacus":
+        return "opacus"
+    if head_only(model):
+        return "vmap-head"
+    if vmap_ok:
+        return "vmap"
+    if requested == "vmap":
+        raise WorkbenchError("DP engine 'vmap' cannot run here: the note encoder is trainable, and its attention "
+                             "masking branches on the data, which torch.func.vmap cannot trace; freeze the note "
+                             "reader (its states are then computed once) or ask for engine 'opacus' (or 'auto')")
+    return "opacus"
 
 
 def train_private(model: NoduleRiskModel, train: EncodedCases, privacy: PrivacyConfig,
                   config: TrainConfig | None = None) -> PrivateResult:
     """``privacy.steps`` DP-SGD steps on ``train``; the model's weights are updated in place."""
     config = config or TrainConfig()
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.seed)  # model-side randomness (dropout): not part of the mechanism
     eval_frozen(model)
-    pos_weight = pos_weight_of(train.labels) if config.class_weights else 1.0
+    pos_weight = public_pos_weight(privacy, config.class_weights)
     if note_reader_frozen(model):
         train = with_note_states(model, train)  # a frozen encoder: its states once, not once per step
     if ct_reader_frozen(model):
         train = with_ct_states(model, train)
-    if head_only(model) and privacy.engine == "vmap":
-        return _train_private_head(model, train, privacy, config, pos_weight)
-    # vmap needs no data-dependent control flow; the transformers encoder's masking has some, so a trainable
-    # note encoder (no precomputed states) goes through Opacus' hooks
-    if privacy.engine == "vmap" and (model.text_encoder is None or "note_states" in train.tensors):
-        return _train_private_vmap(model, train, privacy, config, pos_weight)
-    if privacy.engine == "vmap":
-        privacy = PrivacyConfig(**{**privacy.__dict__, "engine": "opacus"})
-    if privacy.engine != "opacus":
-        raise ValueError(f"DP engine {privacy.engine!r}: expected vmap or opacus")
-    module, optimizer, loader, engine = make_private(model, train, privacy)
+    engine = choose_engine(model, train, privacy.engine)
+    generator = dp_generator(privacy.seed)  # the one source of this release's draws and noise
+    if engine == "vmap-head":
+        return _train_private_head(model, train, privacy, config, pos_weight, generator)
+    if engine == "vmap":
+        return _train_private_vmap(model, train, privacy, config, pos_weight, generator)
+    module, optimizer, loader, _ = make_private(model, train, privacy, generator=generator)
     steps, seen = 0, 0
     t0 = time.perf_counter()
     bar = tqdm(total=privacy.steps, desc="dp-sgd", unit="step", disable=not config.progress)
@@ -191,26 +239,21 @@ def train_private(model: NoduleRiskModel, train: EncodedCases, privacy: PrivacyC
             if steps >= privacy.steps:
                 break
     bar.close()
-    seconds = time.perf_counter() - t0
-    epsilon = engine.accountant.get_epsilon(privacy.delta)
-    model.eval()
-    return PrivateResult(steps, privacy.noise_multiplier, loader.sample_rate if hasattr(loader, "sample_rate")
-                         else privacy.sample_rate, privacy.delta, float(epsilon), seen / max(steps, 1),
-                         seen / seconds if seconds else math.nan, seconds)
+    module._close()  # the hooks off again: the caller gets its plain model back
+    return _result(model, privacy, privacy.sample_rate, seen, time.perf_counter() - t0, "opacus")
 
 
 def _train_private_vmap(model: NoduleRiskModel, train: EncodedCases, privacy: PrivacyConfig, config: TrainConfig,
-                        pos_weight: float) -> PrivateResult:
-    """The same DP-SGD with the vmap engine: Poisson draws at the effective rate Opacus would use, clipped and
-    noised per step by ``VmapDPOptimizer``, epsilon from Opacus' RDP accountant over (noise, rate, steps)."""
+                        pos_weight: float, g: torch.Generator) -> PrivateResult:
+    """The same DP-SGD with the vmap engine: Poisson draws at rate ``sample_rate``, clipped and noised per step
+    by ``VmapDPOptimizer``, draws and noise from ``g``; epsilon from the ledger's accountant."""
     from workbench.train.dp_vmap import VmapDPOptimizer
 
     n = len(train)
-    rate = effective_sample_rate(n, privacy.sample_rate)
-    g = torch.Generator().manual_seed(config.seed)
+    rate = privacy.sample_rate
     opt = make_optimizer([p for p in model.parameters() if p.requires_grad], privacy)
     dp = VmapDPOptimizer(model, opt, noise_multiplier=privacy.noise_multiplier, max_grad_norm=privacy.max_grad_norm,
-                         expected_batch_size=max(1, int(n * rate)), pos_weight=pos_weight,
+                         expected_batch_size=expected_batch_of(privacy, n), pos_weight=pos_weight,
                          aux_weight=config.aux_weight, generator=g,
                          compiled=next(model.parameters()).is_cuda)  # compiled on a GPU: 0.74x a compiled plain step
     seen = 0
@@ -228,14 +271,11 @@ def _train_private_vmap(model: NoduleRiskModel, train: EncodedCases, privacy: Pr
 
 def _result(model: NoduleRiskModel, privacy: PrivacyConfig, rate: float, seen: int, seconds: float,
             engine: str) -> PrivateResult:
-    from opacus.accountants import RDPAccountant
-
-    acc = RDPAccountant()
-    acc.history = [(privacy.noise_multiplier, rate, privacy.steps)]
     model.eval()
     return PrivateResult(privacy.steps, privacy.noise_multiplier, rate, privacy.delta,
-                         float(acc.get_epsilon(privacy.delta)), seen / max(privacy.steps, 1),
-                         seen / seconds if seconds else math.nan, seconds, engine)
+                         epsilon_of([(privacy.noise_multiplier, rate, privacy.steps)], privacy.delta),
+                         seen / max(privacy.steps, 1), seen / seconds if seconds else math.nan, seconds, engine,
+                         secure_randomness=privacy.seed is None)
 
 
 def fused_of(model: NoduleRiskModel, data: EncodedCases, batch_size: int = 64) -> torch.Tensor:
@@ -253,22 +293,21 @@ def fused_of(model: NoduleRiskModel, data: EncodedCases, batch_size: int = 64) -
 
 
 def _train_private_head(model: NoduleRiskModel, train: EncodedCases, privacy: PrivacyConfig, config: TrainConfig,
-                        pos_weight: float) -> PrivateResult:
+                        pos_weight: float, g: torch.Generator) -> PrivateResult:
     """DP-SGD of the fused head alone (``dp-train = head``), exactly: with every layer before it fixed (and run
     in eval mode), a case's fused vector is the same at every step, so it is computed once and each step clips
     and noises the head's per-case gradients (the weighted BCE's; the auxiliary heads do not learn, so their
     loss has no gradient here) by ``VmapDPOptimizer``'s rule. Same sampling, noise and accounting as the
     whole-model path; ``tests/train/test_private.py`` checks the two give the same weights."""
     n = len(train)
-    rate = effective_sample_rate(n, privacy.sample_rate)
-    g = torch.Generator().manual_seed(config.seed)
+    rate = privacy.sample_rate
     t0 = time.perf_counter()
     fused = fused_of(model, train)  # (N, D); the frozen readers' states are in ``train`` already
     y = torch.as_tensor(train.labels, dtype=torch.float32)
     w = torch.where(y > 0.5, torch.tensor(float(pos_weight)), torch.tensor(1.0))
     head = model.fusion.head
     opt = make_optimizer([head.weight, head.bias], privacy)
-    c, batch = privacy.max_grad_norm, max(1, int(n * rate))
+    c, batch = privacy.max_grad_norm, expected_batch_of(privacy, n)
     seen = 0
     for _ in tqdm(range(privacy.steps), desc="dp-sgd (head)", unit="step", disable=not config.progress):
         idx = torch.nonzero(torch.rand(n, generator=g) < rate).flatten()

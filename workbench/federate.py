@@ -39,8 +39,10 @@ from workbench.jsonout import write_json
 from workbench.train.run import site_dirs_of
 
 
-def run_federated(fed: FedConfig, out: str | Path, *, calibrate: bool = True) -> dict[str, Any]:
-    """Run the federation described by ``fed`` into ``out``; returns the summary written to federation.json."""
+def run_federated(fed: FedConfig, out: str | Path, *, calibrate: bool = True,
+                  client_mods: list[Any] | None = None) -> dict[str, Any]:
+    """Run the federation described by ``fed`` into ``out``; returns the summary written to federation.json.
+    ``client_mods``: Flower client mods around every node's handlers (e.g. ``federated.egress.capture_mod``)."""
     from flwr.simulation import run_simulation
 
     from federated.client_app import make_client_app
@@ -59,7 +61,7 @@ def run_federated(fed: FedConfig, out: str | Path, *, calibrate: bool = True) ->
     logging.getLogger("flwr").setLevel(logging.ERROR)  # node errors are kept in rounds.json and the summary
     run_simulation(
         server_app=make_server_app(fed, n_nodes=len(sites)),
-        client_app=make_client_app(fed),
+        client_app=make_client_app(fed, mods=client_mods),
         num_supernodes=len(sites),
         backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                         "init_args": {"num_cpus": max(1, min(len(sites), os.cpu_count() or 1)),

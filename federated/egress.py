@@ -22,7 +22,6 @@ from flwr.app import Context, Message, RecordDict
 
 from workbench.errors import WorkbenchError
 
-
 # key -> (what it is, mechanism, ledger entry). ``ledger entry``: the kind of release in the node's ledger that
 # covers it, or "none" when it is computed from no private record.
 DP_EGRESS: dict[str, tuple[str, str, str]] = {

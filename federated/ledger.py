@@ -201,8 +201,47 @@ class PrivacyLedger:
                 "releases": len(self.entries), "secure_randomness": self.secure()}
 
 
+def read_ledger(node_dir: str | Path) -> PrivacyLedger:
+    """The ledger a node keeps in ``node_dir`` (``<state-dir>/<site>``, or the ledger file itself), read only."""
+    node_dir = Path(node_dir)
+    path = node_dir if node_dir.is_file() else node_dir / "privacy_ledger.json"
+    if not path.is_file():
+        raise WorkbenchError(f"{node_dir}: no privacy_ledger.json (a node writes it when it first trains under DP)")
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise WorkbenchError(f"{path}: privacy ledger unreadable ({e})") from e
+    return PrivacyLedger.open(path, d["node"], float(d.get("budget_epsilon", 8.0)), float(d["delta"]))
+
+
+def ledger_table(led: PrivacyLedger) -> str:
+    """What ``workbench node ledger`` prints: every release, then epsilon per run and lifetime under the three
+    accountants, and a loud line when any release used seeded randomness."""
+    from workbench.train.dp_random import NOT_PRIVATE
+
+    out = [f"node {led.node}: budget epsilon {led.budget_epsilon:g}, delta {led.delta:g}, "
+           f"{len(led.entries)} release(s)", "",
+           f"{'run':<24} {'round':>5} {'kind':<7} {'noise':>8} {'rate':>6} {'steps':>5} {'secure':>6}  engine"]
+    for e in led.entries:
+        out.append(f"{e.run_id[:24]:<24} {e.round:>5} {e.kind:<7} {e.noise_multiplier:>8.3f} {e.sample_rate:>6.3f} "
+                   f"{e.steps:>5} {'yes' if e.secure_randomness else 'NO':>6}  {e.engine}")
+    out += ["", f"{'epsilon':<24} {'Opacus RDP':>11} {'dp-acc. RDP':>11} {'dp-acc. PLD':>11}"]
+    runs = list(dict.fromkeys(e.run_id for e in led.entries))
+    for name, run in [*((f"run {r}"[:24], r) for r in runs), ("lifetime", None)]:
+        eps = led.epsilons(run)
+        flag = "" if led.secure(run) else f"  {NOT_PRIVATE}"
+        out.append(f"{name:<24} {eps['opacus_rdp']:>11.4f} {eps['dp_accounting_rdp']:>11.4f} "
+                   f"{eps['dp_accounting_pld']:>11.4f}{flag}")
+    left = led.budget_epsilon - led.epsilon()
+    out.append(f"\nbudget left (Opacus RDP): {max(left, 0):.4f} of {led.budget_epsilon:g}")
+    if not led.secure():
+        out.append(f"WARNING: {NOT_PRIVATE}: some releases can be replayed by anyone who knows the config; "
+                   "their epsilon guarantees nothing")
+    return "\n".join(out)
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-__all__ = ["ORDERS", "BudgetExhausted", "LedgerEntry", "PrivacyLedger", "epsilon_of"]
+__all__ = ["ORDERS", "BudgetExhausted", "LedgerEntry", "PrivacyLedger", "epsilon_of", "ledger_table", "read_ledger"]

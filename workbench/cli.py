@@ -136,6 +136,8 @@ def _cmd_federate(a: argparse.Namespace) -> int:
         over.update({"dp": True, "dp-epsilon": a.dp_epsilon})
     if a.dp_budget is not None:
         over["dp-budget"] = a.dp_budget
+    if a.dp_seeded:
+        over["dp-seeded"] = True
     for item in a.config or []:
         k, _, v = item.partition("=")
         over[k.strip()] = v.strip()
@@ -232,6 +234,20 @@ def _cmd_calibrate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_node_ledger(a: argparse.Namespace) -> int:
+    from federated.ledger import ledger_table, read_ledger
+
+    led = read_ledger(a.node_dir)
+    if a.json:
+        print(json.dumps({**led.summary(), "accountants": led.epsilons(),
+                          "runs": {r: {"accountants": led.epsilons(r), "secure_randomness": led.secure(r)}
+                                   for r in dict.fromkeys(e.run_id for e in led.entries)},
+                          "entries": [e.__dict__ for e in led.entries]}, indent=2))
+    else:
+        print(ledger_table(led))
+    return 0
+
+
 def _cmd_demo(a: argparse.Namespace) -> int:
     from workbench.demo import run_demo
 
@@ -299,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--strategy", choices=["fedavg", "fedprox", "fedadam", "fedtrimmedavg", "krum"])
     f.add_argument("--dp-epsilon", type=float, help="record-level DP at each node with this run target epsilon")
     f.add_argument("--dp-budget", type=float, help="each node's lifetime epsilon budget (default 8)")
+    f.add_argument("--dp-seeded", action="store_true",
+                   help="replayable DP draws and noise from the config's seed, for tests and debugging: NOT private "
+                        "(ledgers and every epsilon shown say so)")
     f.add_argument("--local-epochs", type=int, help="plain training: local passes per round")
     f.add_argument("--text-encoder", help="a pretrained note reader folder (frozen)")
     f.add_argument("--ct-encoder", help="a pretrained CT reader folder (convolutions frozen)")
@@ -390,6 +409,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--limit", type=int, help="explain bench: explain only the first N test cases")
     b.add_argument("--model", metavar="DIR", help="explain bench on a device: time this saved model")
     b.set_defaults(func=_cmd_bench)
+
+    nd = sub.add_parser("node", help="a hospital node's own records (ledger)")
+    nsub = nd.add_subparsers(dest="node_command", required=True)
+    nl = nsub.add_parser("ledger", help="the node's privacy ledger: every release, epsilon under Opacus RDP and "
+                         "dp-accounting RDP and PLD, and whether the randomness was secret")
+    nl.add_argument("node_dir", help="the node's state folder (<state-dir>/<site>) or its privacy_ledger.json")
+    nl.add_argument("--json", action="store_true")
+    nl.set_defaults(func=_cmd_node_ledger)
 
     d = sub.add_parser("demo", help="the main job on the embedded synthetic cohort")
     d.add_argument("--out", default="demo_out")

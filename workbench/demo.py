@@ -48,6 +48,8 @@ def _calibrate(out: Path, cohort: Path) -> None:
     print("\nper-site uncertainty (workbench calibrate): Platt on each site's val, 90% Mondrian conformal sets and "
           "Venn-Abers intervals on its calib split, similar-case index and out-of-distribution threshold from its train")
     res = calibrate_run(out / "run", cohort, cache_dir=default_cache_dir(), progress=False)
+    if not res["pooled"]:
+        print("      a DP run: each site's calibrators are fitted from its own records only (nothing pooled)")
     for site, r in res["sites"].items():
         own = [k for k, v in r["sources"].items() if v == "site"]
         print(f"      {site:<12} calib {r['n'].get('calib', 0):>3} cases; own: {', '.join(own) or 'none (pooled)'}")
@@ -147,6 +149,7 @@ def _train_and_evaluate(out: Path, cohort: Path) -> None:
     from federated.config import FedConfig
     from workbench.federate import run_federated
     from workbench.jsonout import jsonable
+    from workbench.train.dp_random import NOT_PRIVATE
     from workbench.train.run import evaluate_run
 
     reader = _note_reader(out / "note_reader")
@@ -160,9 +163,16 @@ def _train_and_evaluate(out: Path, cohort: Path) -> None:
           f"each node on the fused head (65 weights; target epsilon {fed.dp_epsilon:g} per run, lifetime budget "
           f"{fed.dp_budget:g}, delta {fed.dp_delta:g}) -> {run}")
     summary = run_federated(fed, run)
-    print(f"\n{'node':<12} {'epsilon (run)':>13} {'epsilon (lifetime)':>18} {'budget':>6}")
+    print(f"\n{'node':<12} {'epsilon (run)':>13} {'epsilon (lifetime)':>18} {'budget':>6}  "
+          f"{'run: dp-acc. RDP / PLD':>22}  randomness")
     for site, e in summary.get("epsilon", {}).items():
-        print(f"{site:<12} {e['run']:>13.3f} {e['lifetime']:>18.3f} {e['budget']:>6g}")
+        acc = e["accountants"]
+        print(f"{site:<12} {e['run']:>13.3f} {e['lifetime']:>18.3f} {e['budget']:>6g}  "
+              f"{acc['dp_accounting_rdp']:>10.3f} / {acc['dp_accounting_pld']:<9.3f}  "
+              f"{'OS entropy (secret)' if e['secure_randomness'] else NOT_PRIVATE.upper()}")
+    print(f"      what left each node: {', '.join(summary['privacy'].get('left_each_node', []))}; val metrics, "
+          "calibration and conformal thresholds stayed at the nodes (workbench node ledger "
+          f"{out / 'nodes'}/<site> prints a ledger)")
     for site, why in summary.get("refused", {}).items():
         print(f"refused: {site}: {why}")
     print(f"      {summary['seconds']:.0f} s; rounds: {run / 'rounds.json'}, plot: {run / 'rounds.png'}; "

@@ -66,7 +66,7 @@ def test_every_message_a_dp_node_sends_is_in_the_data_cards_table(dp_federation:
     from federated import task
 
     exchanged = set(task.exchanged_names(task.build(dp_federation["fed"]), "all"))
-    case_ids = {row["case_id"] for s in site_dirs_of(tiny_cohort) for row in csv.DictReader(open(s / "manifest.csv"))}
+    case_ids = {row["case_id"] for s in site_dirs_of(tiny_cohort) for row in csv.DictReader((s / "manifest.csv").read_text().splitlines())}
     for r in sent:
         assert "error" not in r, r
         for name, arrays in r["arrays"].items():
@@ -117,7 +117,7 @@ def test_calibration_in_a_dp_run_is_each_nodes_own(dp_federation: dict, tiny_coh
     cohort = tmp_path / "cohort"
     shutil.copytree(tiny_cohort, cohort)
     other = cohort / sites[1] / "manifest.csv"
-    rows = list(csv.DictReader(open(other)))
+    rows = list(csv.DictReader(other.read_text().splitlines()))
     for r in rows:
         if r["split"] in ("val", "calib"):
             r["label"] = str(1 - int(r["label"]))

@@ -200,3 +200,17 @@ def test_writers_replace_atomically_and_leave_no_temp_file(tmp_path: Path) -> No
     with pytest.raises(WorkbenchError):
         render_pdf(sample_content("other"), out / "broken.pdf")
     assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.pdf"]
+
+
+def test_a_seeded_dp_run_is_marked_not_private_in_html_and_pdf(tmp_path) -> None:  # noqa: ANN001
+    import dataclasses
+
+    from pypdf import PdfReader
+
+    content = sample_content("export")
+    assert "not private" not in render_html(content)
+    content.model = dataclasses.replace(content.model, dp_secure=False)
+    assert "not private: seeded randomness" in " ".join(_parse(render_html(content)).text)
+    pdf = render_pdf(content, tmp_path / "r.pdf")
+    text = " ".join(page.extract_text() for page in PdfReader(pdf).pages)
+    assert "seeded randomness" in " ".join(text.split())

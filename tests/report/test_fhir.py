@@ -189,3 +189,14 @@ def test_an_unknown_mode_is_refused() -> None:
     content.mode = "public"
     with pytest.raises(WorkbenchError, match="report mode"):
         fhir_bundle(content)
+
+
+def test_a_seeded_dp_run_is_marked_not_private_in_the_device() -> None:
+    import dataclasses
+
+    content = sample_content("export")
+    assert "not private" not in json.dumps(fhir_bundle(content))  # secure runs carry no warning
+    content.model = dataclasses.replace(content.model, dp_secure=False)
+    (device,) = _by_type(fhir_bundle(content))["Device"]
+    assert "Not private: seeded randomness" in device["resource"]["note"][0]["text"]
+    assert all("not private: seeded randomness" in p["type"]["text"] for p in device["resource"]["property"])

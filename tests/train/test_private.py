@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from workbench.errors import WorkbenchError
 from workbench.models import CTEncoderConfig, FusionConfig, ModelConfig, TextEncoderConfig, build_model
 from workbench.train.dataset import EncodedCases
-from workbench.train.loss import loss_fn
-from workbench.errors import WorkbenchError
 from workbench.train.dp_random import dp_generator
+from workbench.train.loss import loss_fn
 from workbench.train.private import POSITIONAL, PrivacyConfig, as_batch, make_private, train_private
 
 

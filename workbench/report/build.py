@@ -32,8 +32,10 @@ def _provenance(run: Path) -> ModelProvenance:
         eps = {s: float(v["lifetime"]) for s, v in f.get("epsilon", {}).items()}
         deltas = [v.get("delta") for v in f.get("epsilon", {}).values() if v.get("delta") is not None]
         sites = sorted(f.get("sites") or eps)
+        # runs from before secure randomness existed carry no flag: their DP draws were seeded
+        secure = all(bool(v.get("secure_randomness", False)) for v in f.get("epsilon", {}).values())
         return ModelProvenance("nodule-workbench fused CT + note model", digest, [str(s) for s in sites], True, eps,
-                               float(deltas[0]) if deltas else None)
+                               float(deltas[0]) if deltas else None, dp_secure=secure)
     log = run / "train_log.json"
     sites = json.loads(log.read_text()).get("sites", []) if log.is_file() else []
     return ModelProvenance("nodule-workbench fused CT + note model", digest, sites, False)

@@ -57,6 +57,9 @@ class ModelProvenance:
     epsilon: dict[str, float] = field(default_factory=dict)  # node -> lifetime epsilon spent (empty: no DP)
     delta: float | None = None
     manufacturer: str = "nodule-workbench (research software)"
+    # False when any node's DP draws and noise were seeded (the test mode): its epsilon then guarantees nothing,
+    # and every renderer says "not private: seeded randomness" next to it
+    dp_secure: bool = True
 
 
 @dataclass

@@ -25,6 +25,7 @@ from typing import Any
 
 from workbench.errors import WorkbenchError
 from workbench.report.content import KeyImage, ReportContent
+from workbench.train.dp_random import NOT_PRIVATE
 
 TITLE = "Pulmonary nodule malignancy risk — decision-support report"
 A4_INCHES = (8.27, 11.69)
@@ -109,6 +110,8 @@ def _provenance_rows(content: ReportContent) -> list[tuple[str, str]]:
         dp = "; ".join(f"{node}: ε = {eps:.2f}" for node, eps in m.epsilon.items())
         if m.delta is not None:
             dp += f"; δ = {m.delta:g}"
+        if not m.dp_secure:
+            dp += f" ({NOT_PRIVATE})"
     else:
         dp = "none"
     rows = [("Model", m.name), ("Version", m.version), ("Manufacturer", m.manufacturer),

@@ -46,6 +46,7 @@ from fhir.resources.R4B.reference import Reference
 
 from workbench.errors import WorkbenchError
 from workbench.report.content import ReportContent
+from workbench.train.dp_random import NOT_PRIVATE
 
 UCUM = "http://unitsofmeasure.org"
 LOINC = "http://loinc.org"
@@ -138,9 +139,11 @@ def _device(content: ReportContent, did: str) -> Device:
     if m.epsilon:
         per_node = ", ".join(f"{node} {eps:g}" for node, eps in m.epsilon.items())
         delta = f"; delta {m.delta:g}" if m.delta is not None else ""
-        lines.append(f"Differential privacy, lifetime epsilon per node: {per_node}{delta}.")
+        void = "" if m.dp_secure else f" {NOT_PRIVATE[0].upper()}{NOT_PRIVATE[1:]}: these epsilons guarantee nothing."
+        lines.append(f"Differential privacy, lifetime epsilon per node: {per_node}{delta}.{void}")
         for node, eps in m.epsilon.items():
-            kind = _cc(FINDINGS, "dp-epsilon", "DP epsilon spent", f"DP epsilon spent, node {node}")
+            label = f"DP epsilon spent, node {node}" + ("" if m.dp_secure else f" ({NOT_PRIVATE})")
+            kind = _cc(FINDINGS, "dp-epsilon", "DP epsilon spent", label)
             eps_q = Quantity(value=_decimal(eps), unit="1", system=UCUM, code="1")
             props.append(DeviceProperty(type=kind, valueQuantity=[eps_q]))
     return Device(id=did, status="active", manufacturer=m.manufacturer,

@@ -31,9 +31,9 @@ from opacus.grad_sample import register_grad_sampler
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
+from workbench.errors import WorkbenchError
 from workbench.models.fusion import ModalityBias
 from workbench.models.model import POSITIONAL, STATE_KEYS, NoduleRiskModel
-from workbench.errors import WorkbenchError
 from workbench.train.accounting import epsilon_of
 from workbench.train.dataset import (
     EncodedCases,

@@ -74,10 +74,14 @@ class RunMonitor:
         self.plot.value = rounds_png(rounds)
         fed = self.run / "federation.json"
         eps = json.loads(fed.read_text()).get("epsilon", {}) if fed.is_file() else {}
-        rows = "".join(f"<tr><td>{s}</td><td>{e['run']:.3f}</td><td>{e['lifetime']:.3f}</td><td>{e['budget']:g}</td></tr>"
-                       for s, e in eps.items())
+        from workbench.train.dp_random import privacy_label
+
+        # runs from before the flag existed used seeded DP randomness: shown as not private
+        rows = "".join(f"<tr><td>{s}</td><td>{privacy_label(e['run'], e.get('secure_randomness', False), 3)}</td>"
+                       f"<td>{privacy_label(e['lifetime'], e.get('secure_randomness', False), 3)}</td>"
+                       f"<td>{e['budget']:g}</td></tr>" for s, e in eps.items())
         self.table.value = ("<table><tr><th>node</th><th>epsilon (run)</th><th>epsilon (lifetime)</th><th>budget</th></tr>"
-                            f"{rows}</table>" if rows else "<i>no DP in this run</i>")
+                            f"{rows}</table>" if rows else "<i>no DP in this run: not private</i>")
 
 
 __all__ = ["RunMonitor", "read_rounds", "rounds_png"]

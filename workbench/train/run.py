@@ -147,18 +147,38 @@ def _rounded(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
 
 
+def site_calibrations(run: str | Path) -> dict[str, Calibration]:
+    """Each site's own calibration from the RUN's ``uncertainty.json`` when nothing there is pooled (a DP run:
+    every node fitted its own), else {} (the RUN's one calibration applies to every case)."""
+    path = Path(run) / "uncertainty.json"
+    if not path.is_file():
+        return {}
+    d = json.loads(path.read_text(encoding="utf-8"))
+    if d.get("pooled") is not None:
+        return {}
+    return {s: Calibration.from_dict(u["calibration"]) for s, u in d.get("sites", {}).items()}
+
+
+def _calibrated(calibration: Calibration, per_site: dict[str, Calibration] | None, logits: np.ndarray,
+                sites: list[str]) -> np.ndarray:
+    if not per_site:
+        return calibration.apply(logits)
+    return np.array([per_site.get(s, calibration).apply(np.array([z]))[0] for z, s in zip(logits, sites, strict=True)])
+
+
 def evaluate_encoded(model: NoduleRiskModel, data: EncodedCases, calibration: Calibration, *,
-                     ablations: bool = False) -> dict[str, Any]:
-    """Metrics of calibrated probabilities on ``data``, per site, and (with ``ablations``) each modality alone."""
+                     ablations: bool = False, per_site: dict[str, Calibration] | None = None) -> dict[str, Any]:
+    """Metrics of calibrated probabilities on ``data``, per site, and (with ``ablations``) each modality alone.
+    ``per_site``: each site's own calibration (a DP run), else ``calibration`` for every case."""
     pred = predict_logits(model, data)
-    p = calibration.apply(pred["logits"])
+    p = _calibrated(calibration, per_site, pred["logits"], list(data.sites))
     y = data.labels
     sites = np.array(data.sites)
     out: dict[str, Any] = {
         "overall": _rounded(risk_metrics(y, p)),
         "per_site": {s: _rounded(risk_metrics(y[sites == s], p[sites == s])) for s in sorted(set(data.sites))},
         "gate_mean": {m: round(float(pred["gate"][:, i].mean()), 4) for i, m in enumerate(model.modalities)},
-        "calibration": calibration.to_dict(),
+        "calibration": calibration.to_dict() if not per_site else {s: c.to_dict() for s, c in per_site.items()},
     }
     if ablations:
         abl = {}
@@ -169,7 +189,7 @@ def evaluate_encoded(model: NoduleRiskModel, data: EncodedCases, calibration: Ca
             ps = predict_logits(model, sub)
             kept = [m for m in model.modalities if m != removed][0]
             abl[f"without_{removed}"] = {
-                **_rounded(risk_metrics(sub.labels, calibration.apply(ps["logits"]))),
+                **_rounded(risk_metrics(sub.labels, _calibrated(calibration, per_site, ps["logits"], list(sub.sites)))),
                 f"gate_{removed}_max": round(float(ps["gate"][:, model.modalities.index(removed)].max()), 6),
                 f"gate_{kept}_mean": round(float(ps["gate"][:, model.modalities.index(kept)].mean()), 4),
             }
@@ -187,6 +207,6 @@ def evaluate_run(run: str | Path, target: str | Path, *, ablations: bool = False
                         progress=progress, desc=f"encode {split}", max_length=model.config.text.max_length)
     if len(data) == 0:
         raise WorkbenchError(f"{target}: no usable case in the {split!r} split")
-    res = evaluate_encoded(model, data, calibration, ablations=ablations)
+    res = evaluate_encoded(model, data, calibration, ablations=ablations, per_site=site_calibrations(run))
     return {"run": str(run), "target": str(target), "split": split, "modalities": list(model.modalities),
             "refused": data.refused, **res}

@@ -228,7 +228,8 @@ def run_federated_bench(*, quick: bool = False, cohort: str | Path | None = None
         fed = FedConfig(**{**asdict(base), "dp": True, "dp_epsilon": eps, "dp_budget": eps})
         for k in range(plan["dp_repeats"]):
             name = f"dp_eps{eps:g}_r{k}"
-            runs[name] = cached(name, lambda fed=fed, name=name: _federated(name, work, fed, data["test"]))
+            runs[name] = cached(name, lambda fed=fed, name=name: _federated(name, work, fed,  # type: ignore[misc]
+                                                                              data["test"]))
     fusion = FedConfig(**{**asdict(base), "federate": "fusion", "num_server_rounds": 1,
                           "init_model": str(work / "fedavg" / "run" / "model")})
     runs["fusion_only"] = cached("fusion_only", lambda: _federated("fusion_only", work, fusion, data["test"]))

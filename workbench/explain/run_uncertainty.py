@@ -204,14 +204,16 @@ def fit_uncertainty(data: dict[str, SiteData], pooled_calibration: Calibration,
     config = config or UncertaintyConfig()
     pos_weight = float(np.exp(pooled_calibration.logit_shift))
     if not config.pool:
-        sites, indexes, warnings = {}, {}, []
+        own: dict[str, SiteUncertainty] = {}
+        own_indexes: dict[str, SiteIndex] = {}
+        own_warnings: list[str] = []
         for site, d in data.items():
             su, index, w = fit_site_uncertainty(site, d, pos_weight, config)
-            sites[site] = su
-            warnings += w
+            own[site] = su
+            own_warnings += w
             if index is not None:
-                indexes[site] = index
-        return RunUncertainty(config, None, sites, warnings), indexes
+                own_indexes[site] = index
+        return RunUncertainty(config, None, own, own_warnings), own_indexes
     cal = {}
     for site, d in data.items():
         yv = d.labels["val"]

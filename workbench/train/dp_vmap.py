@@ -48,7 +48,7 @@ class VmapDPOptimizer:
     """Wraps an optimizer: ``step(batch)`` computes clipped, noised, averaged gradients and steps it."""
 
     def __init__(self, model: NoduleRiskModel, optimizer: torch.optim.Optimizer, *, noise_multiplier: float,
-                 max_grad_norm: float, expected_batch_size: int, pos_weight: float = 1.0, aux_weight: float = 0.3,
+                 max_grad_norm: float, expected_batch_size: float, pos_weight: float = 1.0, aux_weight: float = 0.3,
                  generator: torch.Generator | None = None, compiled: bool = False) -> None:
         self.model, self.optimizer = model, optimizer
         self._grads = torch.compile(per_sample_grads) if compiled else per_sample_grads

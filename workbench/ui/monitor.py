@@ -39,6 +39,9 @@ def rounds_png(rounds: list[dict[str, Any]]) -> bytes:
     for name, pts in per_node.items():
         a2.plot(*zip(*pts, strict=True), marker="o", label=name)
     a1.set(xlabel="round", ylabel="val AUROC", title="val AUROC per site")
+    if not per_site and any("kept-local" in v for r in rounds for v in (r.get("evaluate") or {}).values()):
+        a1.text(0.5, 0.5, "DP run: each node keeps its val metrics\n(<state-dir>/<site>/local_metrics.jsonl)",
+                ha="center", va="center", transform=a1.transAxes, fontsize=8)
     a2.set(xlabel="round", ylabel="epsilon", title="epsilon spent per node")
     for a in (a1, a2):
         if a.lines:

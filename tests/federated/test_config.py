@@ -37,3 +37,17 @@ def test_each_strategy_is_flowers_own(name: str, cls: str) -> None:
     assert type(make_strategy(FedConfig(strategy=name), 4)).__name__ == cls
     wrapped = make_strategy(FedConfig(strategy=name, central_dp=True), 4)
     assert type(wrapped).__name__ == "DifferentialPrivacyServerSideFixedClipping"
+
+
+def test_a_node_evaluates_only_the_splits_it_allows() -> None:
+    from federated import task
+
+    fed = FedConfig.from_run_config({})
+    assert task.allowed_splits(fed, {}) == ["val"]  # never test unless someone says so
+    assert task.allowed_splits(fed, {"eval-splits": "val,test"}) == ["val", "test"]  # the hospital's own choice
+    with pytest.raises(WorkbenchError, match="eval-splits"):
+        FedConfig.from_run_config({"eval-splits": "val,everything"})
+    assert FedConfig.from_run_config({"dp-seeded": "true"}).dp_secure is False
+    assert FedConfig().dp_secure  # secret randomness unless asked otherwise
+    with pytest.raises(WorkbenchError, match="dp-engine"):
+        FedConfig.from_run_config({"dp-engine": "fast"})

@@ -109,3 +109,23 @@ def test_seeded_releases_say_so_and_old_entries_read_as_seeded(tmp_path) -> None
         del e["secure_randomness"]
     path.write_text(json.dumps(body))
     assert not PrivacyLedger.open(path, "hospital_a", 8.0, 1e-5).secure()
+
+
+def test_node_ledger_command_prints_three_accountants_and_flags_seeded_runs(tmp_path, capsys) -> None:
+    from workbench.cli import main
+
+    node = tmp_path / "hospital_a"
+    led = PrivacyLedger.open(node / "privacy_ledger.json", "hospital_a", 8.0, 1e-5)
+    led.count_release("secure-run", 280, 20.0)
+    led.record("secure-run", 1, 2.0, 0.1, 10, 1.0, secure_randomness=True, engine="vmap-head")
+    assert main(["node", "ledger", str(node)]) == 0
+    out = capsys.readouterr().out
+    assert "Opacus RDP" in out and "dp-acc. RDP" in out and "dp-acc. PLD" in out and "not private" not in out
+    led.record("debug-run", 1, 2.0, 0.1, 10, 1.0, secure_randomness=False)
+    assert main(["node", "ledger", str(node), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["runs"]["secure-run"]["secure_randomness"] and not d["runs"]["debug-run"]["secure_randomness"]
+    assert d["accountants"]["opacus_rdp"] == pytest.approx(led.epsilon())
+    assert main(["node", "ledger", str(node)]) == 0
+    assert "not private: seeded randomness" in capsys.readouterr().out
+    assert main(["node", "ledger", str(tmp_path / "nowhere")]) == 2  # a clear error, exit 2

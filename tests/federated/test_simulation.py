@@ -118,6 +118,8 @@ def test_flwr_run_from_a_fresh_checkout(tiny_cohort: Path, tmp_path: Path) -> No
         rounds = json.loads((out / "rounds.json").read_text())["rounds"]
         assert [r["trained"] for r in rounds] == [3, 3]
         assert sorted(rounds[-1]["evaluate"]) == [s.name for s in site_dirs_of(tiny_cohort)]
+        privacy = json.loads((out / "rounds.json").read_text())["privacy"]
+        assert privacy["private"] is False and "auroc" in privacy["left_each_node"]  # said plainly
         assert load_model(out / "model").modalities == ("ct", "notes")
     finally:
         # the SuperLink's command line names its log file under this test's FLWR_HOME: that process, no other

@@ -98,7 +98,7 @@ def test_every_message_a_dp_node_sends_is_in_the_data_cards_table(dp_federation:
 
 @pytest.mark.slow
 def test_calibration_in_a_dp_run_is_each_nodes_own(dp_federation: dict, tiny_cohort: Path, tmp_path: Path) -> None:
-    from workbench.explain.run_uncertainty import RunUncertainty, calibrate_run
+    from workbench.explain.run_uncertainty import RunUncertainty, UncertaintyConfig, calibrate_run
 
     run = dp_federation["tmp"] / "run"
     cal = dp_federation["summary"]["calibration"]
@@ -128,7 +128,8 @@ def test_calibration_in_a_dp_run_is_each_nodes_own(dp_federation: dict, tiny_coh
     run2 = tmp_path / "run2"
     shutil.copytree(run, run2)
     (run2 / "uncertainty.json").unlink()
-    calibrate_run(run2, cohort, progress=False)
+    calibrate_run(run2, cohort, UncertaintyConfig(pool=True), progress=False)  # asking to pool changes nothing
     unc2 = RunUncertainty.load(run2)
+    assert unc2.pooled is None
     assert unc2.sites[sites[0]].to_dict() == unc.sites[sites[0]].to_dict()
     assert unc2.sites[sites[1]].venn_abers.labels != unc.sites[sites[1]].venn_abers.labels

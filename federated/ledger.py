@@ -30,9 +30,7 @@ import torch
 from workbench.errors import WorkbenchError
 from workbench.jsonout import write_json
 from workbench.train.accounting import ORDERS, epsilon_of, epsilons
-from workbench.train.dp_random import dp_generator
-
-RELEASE_KINDS = ("dp-sgd", "count")
+from workbench.train.dp_random import NOT_PRIVATE, dp_generator
 
 
 class BudgetExhausted(WorkbenchError):
@@ -79,10 +77,7 @@ class PrivacyLedger:
         delta is fixed for a ledger's life (the history composes at one delta)."""
         path = Path(path)
         if path.exists():
-            try:
-                d = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as e:
-                raise WorkbenchError(f"{path}: privacy ledger unreadable ({e}); refusing to train without it") from e
+            d = _read(path)
             if abs(float(d["delta"]) - delta) > 1e-15:
                 raise WorkbenchError(f"{path}: ledger kept at delta {d['delta']}, run asks for {delta}; "
                                      "a node's history composes at one delta")
@@ -114,8 +109,8 @@ class PrivacyLedger:
                 return float(e.value)
         if noise <= 0:
             raise WorkbenchError(f"node {self.node}: dp-count-noise must be positive (got {noise})")
-        release = (float(noise), 1.0, 1)
-        self._refuse_unless_fits([release], None, "a noised case count")
+        if not self._fits([(float(noise), 1.0, 1)], None, None, strict=True):
+            raise self._exhausted("a noised case count")
         g = dp_generator(seed)
         value = float(n) + float(noise) * float(torch.randn(1, generator=g).item())
         self.entries.append(LedgerEntry(run_id, 0, float(noise), 1.0, 1, self.delta, 1.0, _now(), "count",
@@ -152,14 +147,12 @@ class PrivacyLedger:
             ok = within(self.releases(run_id) + future, run_target)
         return ok
 
-    def _refuse_unless_fits(self, future: list[tuple[float, float, int]], run_id: str | None, what: str,
-                            run_target: float | None = None) -> None:
-        if not self._fits(future, run_id, run_target, strict=True):
-            spent = self.epsilon()
-            raise BudgetExhausted(
-                f"node {self.node}: privacy budget epsilon {self.budget_epsilon:g} (delta {self.delta:g}) has "
-                f"{max(self.budget_epsilon - spent, 0):.3f} left after {spent:.3f} spent; {what} would pass it. "
-                "Refusing to train.")
+    def _exhausted(self, what: str) -> BudgetExhausted:
+        spent = self.epsilon()
+        return BudgetExhausted(
+            f"node {self.node}: privacy budget epsilon {self.budget_epsilon:g} (delta {self.delta:g}) has "
+            f"{max(self.budget_epsilon - spent, 0):.3f} left after {spent:.3f} spent; {what} would pass it. "
+            "Refusing to train.")
 
     def plan_noise(self, run_id: str, run_target: float, rounds_left: int, sample_rate: float, steps: int,
                    max_noise: float = 50.0) -> float:
@@ -173,9 +166,7 @@ class PrivacyLedger:
             return [(sigma, sample_rate, steps)] * rounds_left
 
         if not self._fits(future(max_noise), run_id, run_target):
-            self._refuse_unless_fits(future(max_noise), run_id,
-                                     f"{rounds_left} more round(s) of {steps} steps even at noise {max_noise:g}",
-                                     run_target)
+            raise self._exhausted(f"{rounds_left} more round(s) of {steps} steps even at noise {max_noise:g}")
         lo, hi = 0.3, max_noise
         if self._fits(future(lo), run_id, run_target):
             sigma = lo
@@ -207,18 +198,14 @@ def read_ledger(node_dir: str | Path) -> PrivacyLedger:
     path = node_dir if node_dir.is_file() else node_dir / "privacy_ledger.json"
     if not path.is_file():
         raise WorkbenchError(f"{node_dir}: no privacy_ledger.json (a node writes it when it first trains under DP)")
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise WorkbenchError(f"{path}: privacy ledger unreadable ({e})") from e
-    return PrivacyLedger.open(path, d["node"], float(d.get("budget_epsilon", 8.0)), float(d["delta"]))
+    d = _read(path)
+    return PrivacyLedger(path, d["node"], float(d.get("budget_epsilon", 8.0)), float(d["delta"]),
+                         [LedgerEntry.from_dict(e) for e in d.get("entries", [])])
 
 
 def ledger_table(led: PrivacyLedger) -> str:
     """What ``workbench node ledger`` prints: every release, then epsilon per run and lifetime under the three
     accountants, and a loud line when any release used seeded randomness."""
-    from workbench.train.dp_random import NOT_PRIVATE
-
     out = [f"node {led.node}: budget epsilon {led.budget_epsilon:g}, delta {led.delta:g}, "
            f"{len(led.entries)} release(s)", "",
            f"{'run':<24} {'round':>5} {'kind':<7} {'noise':>8} {'rate':>6} {'steps':>5} {'secure':>6}  engine"]
@@ -238,6 +225,13 @@ def ledger_table(led: PrivacyLedger) -> str:
         out.append(f"WARNING: {NOT_PRIVATE}: some releases can be replayed by anyone who knows the config; "
                    "their epsilon guarantees nothing")
     return "\n".join(out)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise WorkbenchError(f"{path}: privacy ledger unreadable ({e}); refusing to train without it") from e
 
 
 def _now() -> str:

@@ -242,7 +242,7 @@ def privacy_statement(fed: FedConfig, rounds: list[dict[str, Any]]) -> dict[str,
                 "note": "model weights, case counts, train loss and per-round val AUROC and loss left every node "
                         "unprotected; the final calibration may pool val predictions of all sites"}
     flags = [n.get("secure_randomness") for r in rounds for n in r["nodes"] if "secure_randomness" in n]
-    secure = bool(flags) and all(f == 1.0 for f in flags) if flags else fed.dp_secure
+    secure = all(f == 1.0 for f in flags) if flags else fed.dp_secure
     return {"private": secure, "mode": "record-level DP at each node" if secure else NOT_PRIVATE,
             "secure_randomness": secure, "left_each_node": sorted(DP_EGRESS),
             "note": "each node's val metrics, calibration and conformal thresholds stay at the node"}
@@ -276,8 +276,7 @@ def _start(recorder: RecordingStrategy, grid: Grid, arrays: ArrayRecord, rounds:
             history = [*history, agg][-final_average:]
         if metrics is not None:
             result.train_metrics_clientapp[r] = metrics
-        replies = grid.send_and_receive(recorder.configure_evaluate(r, current, ConfigRecord({"split": "val",
-                                                                                             "server-round": r}), grid),
+        replies = grid.send_and_receive(recorder.configure_evaluate(r, current, ConfigRecord({"split": "val"}), grid),
                                         timeout=3600)
         ev = recorder.aggregate_evaluate(r, replies)
         if ev is not None:

@@ -47,9 +47,12 @@ def _calibrate(out: Path, cohort: Path) -> None:
 
     print("\nper-site uncertainty (workbench calibrate): Platt on each site's val, 90% Mondrian conformal sets and "
           "Venn-Abers intervals on its calib split, similar-case index and out-of-distribution threshold from its train")
-    res = calibrate_run(out / "run", cohort, cache_dir=default_cache_dir(), progress=False)
-    if not res["pooled"]:
-        print("      a DP run: each site's calibrators are fitted from its own records only (nothing pooled)")
+    fed = json.loads((out / "run" / "federation.json").read_text()).get("calibration", {})
+    if "sites" in fed:  # a DP run: each node already fitted its own during `workbench federate`
+        res = fed
+        print("      a DP run: each site's calibrators were fitted by its node from its own records (nothing pooled)")
+    else:
+        res = calibrate_run(out / "run", cohort, cache_dir=default_cache_dir(), progress=False)
     for site, r in res["sites"].items():
         own = [k for k, v in r["sources"].items() if v == "site"]
         print(f"      {site:<12} calib {r['n'].get('calib', 0):>3} cases; own: {', '.join(own) or 'none (pooled)'}")

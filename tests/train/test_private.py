@@ -49,7 +49,7 @@ def test_opacus_per_sample_gradients_match_a_loop_of_batches_of_one() -> None:
     reference.load_state_dict(model.state_dict())
     data = random_cases(6)
     # sample_rate 1: the Poisson loader almost surely draws every case; we read the batch it drew
-    module, optimizer, loader, _ = make_private(model, data, PrivacyConfig(sample_rate=1.0, noise_multiplier=0.0,
+    module, optimizer, loader = make_private(model, data, PrivacyConfig(sample_rate=1.0, noise_multiplier=0.0,
                                                                            max_grad_norm=1e6))
     model.train()
     batch = as_batch(next(iter(loader)))

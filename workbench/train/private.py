@@ -159,7 +159,7 @@ def expected_batch_of(privacy: PrivacyConfig, n: int) -> float:
 
 def make_private(model: NoduleRiskModel, data: EncodedCases, privacy: PrivacyConfig,
                  optimizer: torch.optim.Optimizer | None = None,
-                 generator: torch.Generator | None = None) -> tuple[Any, Any, DataLoader, None]:
+                 generator: torch.Generator | None = None) -> tuple[Any, Any, DataLoader]:
     """Opacus' pieces over the model, assembled by hand so that the Poisson loader (rate ``sample_rate``
     exactly) and the noise both draw from ``generator`` (``make_private`` would take the loader's from torch's
     global generator unless Opacus' secure mode, which needs torchcsprng, is on)."""
@@ -176,7 +176,7 @@ def make_private(model: NoduleRiskModel, data: EncodedCases, privacy: PrivacyCon
                                max_grad_norm=privacy.max_grad_norm,
                                expected_batch_size=max(1, round(expected_batch_of(privacy, len(data)))),
                                generator=generator)
-    return module, dp_optimizer, loader, None
+    return module, dp_optimizer, loader
 
 
 def choose_engine(model: NoduleRiskModel, train: EncodedCases, requested: str) -> str:
@@ -217,7 +217,7 @@ def train_private(model: NoduleRiskModel, train: EncodedCases, privacy: PrivacyC
         return _train_private_head(model, train, privacy, config, pos_weight, generator)
     if engine == "vmap":
         return _train_private_vmap(model, train, privacy, config, pos_weight, generator)
-    module, optimizer, loader, _ = make_private(model, train, privacy, generator=generator)
+    module, optimizer, loader = make_private(model, train, privacy, generator=generator)
     steps, seen = 0, 0
     t0 = time.perf_counter()
     bar = tqdm(total=privacy.steps, desc="dp-sgd", unit="step", disable=not config.progress)

@@ -161,9 +161,12 @@ def site_calibrations(run: str | Path) -> dict[str, Calibration]:
 
 def _calibrated(calibration: Calibration, per_site: dict[str, Calibration] | None, logits: np.ndarray,
                 sites: list[str]) -> np.ndarray:
-    if not per_site:
-        return calibration.apply(logits)
-    return np.array([per_site.get(s, calibration).apply(np.array([z]))[0] for z, s in zip(logits, sites, strict=True)])
+    p = calibration.apply(logits)
+    where = np.array(sites)
+    for site, cal in (per_site or {}).items():
+        mask = where == site
+        p[mask] = cal.apply(np.asarray(logits)[mask])
+    return p
 
 
 def evaluate_encoded(model: NoduleRiskModel, data: EncodedCases, calibration: Calibration, *,

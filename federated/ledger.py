@@ -29,8 +29,9 @@ import torch
 
 from workbench.errors import WorkbenchError
 from workbench.jsonout import write_json
+from workbench.runtime.privacy import NOT_PRIVATE
 from workbench.train.accounting import ORDERS, epsilon_of, epsilons
-from workbench.train.dp_random import NOT_PRIVATE, dp_generator
+from workbench.train.dp_random import dp_generator
 
 
 class BudgetExhausted(WorkbenchError):

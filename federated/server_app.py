@@ -234,7 +234,7 @@ def make_server_app(base: FedConfig | None = None, n_nodes: int | None = None) -
 def privacy_statement(fed: FedConfig, rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """What left each node, said plainly: the run's privacy mode and, under DP, whether the randomness was secret."""
     from federated.egress import DP_EGRESS, PLAIN_EGRESS
-    from workbench.train.dp_random import NOT_PRIVATE
+    from workbench.runtime.privacy import NOT_PRIVATE
 
     if not fed.dp:
         return {"private": False, "mode": "no DP: not private",

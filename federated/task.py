@@ -21,13 +21,13 @@ from federated.config import FedConfig
 from federated.ledger import PrivacyLedger
 from workbench.data.cache import PreprocessCache, default_cache_dir
 from workbench.errors import WorkbenchError
+from workbench.metrics import auroc
 from workbench.models.ct_encoder import CTEncoderConfig
 from workbench.models.model import ModelConfig, NoduleRiskModel, build_model, load_model, trainable_parameters
 from workbench.models.text_encoder import TextEncoderConfig
-from workbench.train.dataset import EncodedCases, encode_cases
+from workbench.runtime.encode import EncodedCases, encode_cases
+from workbench.runtime.run import cases_of, site_dirs_of
 from workbench.train.dp_subsets import FUSION_PREFIXES, freeze_for_dp
-from workbench.train.metrics import auroc
-from workbench.train.run import cases_of, site_dirs_of
 
 
 def model_config(fed: FedConfig) -> ModelConfig:
@@ -196,7 +196,7 @@ def log_local_metrics(state: Path, row: dict[str, Any]) -> None:
 
 def evaluate(model: NoduleRiskModel, data: EncodedCases) -> dict[str, float]:
     """AUROC and mean BCE of the current model on ``data`` (raw logits: calibration is the server's job)."""
-    from workbench.train.trainer import predict_logits
+    from workbench.runtime.inference import predict_logits
 
     if len(data) == 0:
         return {"auroc": float("nan"), "loss": float("nan")}

@@ -13,6 +13,6 @@ __version__ = "0.1.0"
 
 def predict(model: Any, case: Any, **kw: Any) -> Any:
     """``workbench.prediction.predict``, imported on first use (torch and transformers are heavy)."""
-    from workbench.prediction import predict as _predict
+    from workbench.runtime.predict import predict as _predict
 
     return _predict(model, case, **kw)

@@ -56,7 +56,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
 
         result = run_model_speed(device=a.device)
     elif a.name == "federated" and a.device != "cpu":
-        from workbench.train.dp_speed import run_dp_speed
+        from workbench.bench.dp_speed import run_dp_speed
 
         result = run_dp_speed(device=a.device)
     elif a.name == "explain" and a.device != "cpu":
@@ -124,7 +124,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 def _cmd_federate(a: argparse.Namespace) -> int:
     from federated.config import FedConfig
-    from workbench.federate import run_federated
+    from federated.federate import run_federated
 
     over: dict[str, object] = {"cohort": a.cohort}
     for key in ("rounds", "strategy", "local_epochs", "text_encoder", "ct_encoder", "init_model", "federate", "state_dir",
@@ -205,7 +205,7 @@ def _cmd_explain(a: argparse.Namespace) -> int:
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
     from workbench.jsonout import jsonable
-    from workbench.train.run import evaluate_run
+    from workbench.runtime.run import evaluate_run
 
     res = evaluate_run(a.run, a.target, ablations=a.ablations, split=a.split, cache_dir=a.cache, progress=not a.quiet)
     print(json.dumps(jsonable(res), indent=None if a.json else 2))
@@ -222,8 +222,8 @@ def _cmd_report(a: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(a: argparse.Namespace) -> int:
-    from workbench.explain.run_uncertainty import UncertaintyConfig, calibrate_run
     from workbench.jsonout import jsonable
+    from workbench.runtime.run_uncertainty import UncertaintyConfig, calibrate_run
 
     if not 0 < a.alpha < 1:
         raise WorkbenchError(f"--alpha {a.alpha}: expected a value in (0, 1)")

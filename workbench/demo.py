@@ -43,7 +43,7 @@ def run_demo(out: Path, *, preset: str = "small") -> int:
 
 def _calibrate(out: Path, cohort: Path) -> None:
     """Per-site uncertainty into the RUN (``workbench calibrate``)."""
-    from workbench.explain.run_uncertainty import calibrate_run
+    from workbench.runtime.run_uncertainty import calibrate_run
 
     print("\nper-site uncertainty (workbench calibrate): Platt on each site's val, 90% Mondrian conformal sets and "
           "Venn-Abers intervals on its calib split, similar-case index and out-of-distribution threshold from its train")
@@ -150,10 +150,10 @@ def _fusion_init(out: Path, ct_reader: Path, note_reader: Path) -> Path:
 
 def _train_and_evaluate(out: Path, cohort: Path) -> None:
     from federated.config import FedConfig
-    from workbench.federate import run_federated
+    from federated.federate import run_federated
     from workbench.jsonout import jsonable
-    from workbench.train.dp_random import NOT_PRIVATE
-    from workbench.train.run import evaluate_run
+    from workbench.runtime.privacy import NOT_PRIVATE
+    from workbench.runtime.run import evaluate_run
 
     reader = _note_reader(out / "note_reader")
     ct_reader = _ct_reader(out / "ct_reader")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from workbench.atomic import write_text
 
 
 def jsonable(obj: Any) -> Any:
@@ -25,7 +26,5 @@ def jsonable(obj: Any) -> Any:
     return obj
 
 
-def write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(jsonable(obj), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+def write_json(path: str | Path, obj: Any) -> None:
+    write_text(path, json.dumps(jsonable(obj), indent=2) + "\n")

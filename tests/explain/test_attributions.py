@@ -118,7 +118,7 @@ def test_calibrated_run_explains_with_set_interval_refer_and_same_site_similar_c
 def test_the_entry_point_explains_a_case_read_from_its_site(tiny_run, tiny_cohort) -> None:  # noqa: ANN001
     import workbench.explain
     from workbench.data.case import load_cases
-    from workbench.train.run import load_run
+    from workbench.runtime.run import load_run
 
     model, _ = load_run(tiny_run)
     site = sorted(p for p in tiny_cohort.iterdir() if (p / "manifest.csv").exists())[0]

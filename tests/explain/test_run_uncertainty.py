@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.explain.run_uncertainty import RunUncertainty, SiteData, UncertaintyConfig, fit_uncertainty
-from workbench.explain.uncertainty import CLASSES, class_coverage
-from workbench.train.calibration import Calibration
+from workbench.runtime.calibration import Calibration
+from workbench.runtime.run_uncertainty import RunUncertainty, SiteData, UncertaintyConfig, fit_uncertainty
+from workbench.runtime.uncertainty import CLASSES, class_coverage
 
 
 def _site(rng: np.random.Generator, n: dict[str, int], centre: float = 0.0) -> SiteData:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.explain.similar import SiteIndex
+from workbench.runtime.similar import SiteIndex
 
 
 def _index(n: int = 40, d: int = 8, seed: int = 0) -> tuple[SiteIndex, np.ndarray]:

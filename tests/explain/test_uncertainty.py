@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.explain.uncertainty import MondrianConformal, VennAbers, binomial_interval, class_coverage
+from workbench.runtime.uncertainty import MondrianConformal, VennAbers, binomial_interval, class_coverage
 
 
 def cohort(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ from federated.ledger import PrivacyLedger
 from tests.conftest import truth_phi
 from tests.federated.test_ledger import independent_epsilon
 from workbench.models.model import load_model
-from workbench.train.run import site_dirs_of
+from workbench.runtime.run import site_dirs_of
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_three_nodes_two_rounds_dp_refusal_ledger_restart_and_accounting(tiny_cohort: Path, tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from workbench.federate import run_federated
+    from federated.federate import run_federated
 
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
     sites = site_dirs_of(tiny_cohort)

@@ -21,7 +21,7 @@ import pytest
 from federated.config import FedConfig
 from federated.egress import DP_EGRESS, capture_mod, read_capture
 from federated.ledger import PrivacyLedger
-from workbench.train.run import site_dirs_of
+from workbench.runtime.run import site_dirs_of
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,7 +38,7 @@ def card_table() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def dp_federation(tiny_cohort: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    from workbench.federate import run_federated
+    from federated.federate import run_federated
     from workbench.models.model import ModelConfig, build_model
     from workbench.train.pretrain_text import save_note_reader
 
@@ -98,7 +98,7 @@ def test_every_message_a_dp_node_sends_is_in_the_data_cards_table(dp_federation:
 
 @pytest.mark.slow
 def test_calibration_in_a_dp_run_is_each_nodes_own(dp_federation: dict, tiny_cohort: Path, tmp_path: Path) -> None:
-    from workbench.explain.run_uncertainty import RunUncertainty, UncertaintyConfig, calibrate_run
+    from workbench.runtime.run_uncertainty import RunUncertainty, UncertaintyConfig, calibrate_run
 
     run = dp_federation["tmp"] / "run"
     cal = dp_federation["summary"]["calibration"]

@@ -17,7 +17,7 @@ from workbench.models.tokenizer import (
     normalize_note,
     numeric_values,
 )
-from workbench.train.dataset import drop_modality
+from workbench.runtime.encode import drop_modality
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ def test_diameters_of_the_tiny_cohorts_solid_nodules_are_close_to_the_truth(tiny
     from workbench.data.case import load_cases
     from workbench.models import build_model
     from workbench.models.model import ModelConfig
-    from workbench.train.dataset import encode_cases
+    from workbench.runtime.encode import encode_cases
 
     truth = {json.loads(line)["case_id"]: json.loads(line) for line in (tiny_cohort / "truth.jsonl").read_text().splitlines()}
     cases = [c for site in sorted(p for p in tiny_cohort.iterdir() if (p / "manifest.csv").exists())

@@ -86,7 +86,7 @@ def test_pretrain_ct_command(tmp_path: Path) -> None:
 def test_cached_ct_states_give_the_same_model_and_private_step(reader: Path) -> None:
     """A frozen reader's convolution cells, computed once, must change nothing but the speed: the same logits,
     and (vmap DP engine) the same per-sample gradients as a loop over batches of one."""
-    from workbench.train.dataset import EncodedCases, with_ct_states
+    from workbench.runtime.encode import EncodedCases, with_ct_states
     from workbench.train.dp_vmap import per_sample_grads
     from workbench.train.loss import loss_fn
 

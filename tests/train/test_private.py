@@ -7,7 +7,7 @@ import torch
 
 from workbench.errors import WorkbenchError
 from workbench.models import CTEncoderConfig, FusionConfig, ModelConfig, TextEncoderConfig, build_model
-from workbench.train.dataset import EncodedCases
+from workbench.runtime.encode import EncodedCases
 from workbench.train.dp_random import dp_generator
 from workbench.train.loss import loss_fn
 from workbench.train.private import POSITIONAL, PrivacyConfig, as_batch, make_private, train_private
@@ -98,7 +98,7 @@ def test_private_training_runs_a_fixed_number_of_poisson_steps_and_reports_epsil
 
 def test_vmap_engine_per_sample_gradients_match_a_loop_and_its_step_matches_the_dp_sgd_formula() -> None:
     """The workbench's DP engine (one vmap over the whole model) against batches of one."""
-    from workbench.train.dataset import with_note_states
+    from workbench.runtime.encode import with_note_states
     from workbench.train.dp_vmap import VmapDPOptimizer, per_sample_grads
 
     torch.manual_seed(0)
@@ -151,7 +151,7 @@ def test_both_engines_train_privately_with_the_same_accounting() -> None:
 
 def test_compiled_per_sample_gradients_equal_the_eager_ones() -> None:
     """The GPU nodes compile the vmap engine (torch.compile); compiled and eager must agree."""
-    from workbench.train.dataset import with_note_states
+    from workbench.runtime.encode import with_note_states
     from workbench.train.dp_vmap import per_sample_grads
 
     torch.manual_seed(0)
@@ -184,7 +184,7 @@ def test_head_only_dp_equals_the_whole_model_vmap_path_step_for_step() -> None:
                                 optimizer=optimizer)
         cfg = TrainConfig(seed=3, progress=False, aux_weight=0.3)
         ra = _train_private_head(a, data, privacy, cfg, 2.0, dp_generator(3))
-        from workbench.train.dataset import with_ct_states, with_note_states
+        from workbench.runtime.encode import with_ct_states, with_note_states
 
         rb = _train_private_vmap(b, with_ct_states(b, with_note_states(b, data)), privacy, cfg, 2.0, dp_generator(3))
         assert ra.epsilon == pytest.approx(rb.epsilon) and ra.mean_batch == rb.mean_batch

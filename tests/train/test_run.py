@@ -14,8 +14,8 @@ import workbench
 from workbench.data import load_cases
 from workbench.errors import CaseError
 from workbench.models import build_model
-from workbench.train.dataset import EncodedCases, encode_cases
-from workbench.train.run import load_run
+from workbench.runtime.encode import EncodedCases, encode_cases
+from workbench.runtime.run import load_run
 from workbench.train.trainer import TrainConfig, train_model
 
 
@@ -111,7 +111,7 @@ def test_training_is_seeded_and_resumes_from_its_checkpoint(tiny_cohort: Path, t
 def test_note_reader_pretrained_on_the_corpus_reads_sex_and_loads_as_a_local_encoder(tmp_path: Path) -> None:
     from workbench.cohort.note_corpus import CLASSES, note_corpus
     from workbench.models import ModelConfig, TextEncoderConfig, trainable_parameters
-    from workbench.train.dataset import encode_note
+    from workbench.runtime.encode import encode_note
     from workbench.train.pretrain_text import ReaderConfig, pretrain_note_reader, save_note_reader
 
     corpus = note_corpus(500)

@@ -95,9 +95,9 @@ def _case_record(model: Any, random_model: Any, batch: dict[str, torch.Tensor], 
 
 
 def _coverage(unc: Any, run: Path, pred: dict[str, np.ndarray], test: Any) -> dict[str, Any]:
-    from workbench.explain.run_uncertainty import site_index
-    from workbench.explain.uncertainty import binomial_interval, class_coverage
-    from workbench.train.metrics import ece
+    from workbench.metrics import ece
+    from workbench.runtime.run_uncertainty import site_index
+    from workbench.runtime.uncertainty import binomial_interval, class_coverage
 
     sites = np.array(test.sites)
     y = test.labels
@@ -137,11 +137,11 @@ def run_explain_bench(*, quick: bool = False, cohort: str | Path | None = None, 
     from workbench.bench.federated_bench import fedavg_run, federated_setup
     from workbench.bench.model_bench import _encoded
     from workbench.data.case import load_cases
-    from workbench.explain.run_uncertainty import RunUncertainty, calibrate_run
-    from workbench.train.dataset import encode_note
-    from workbench.train.metrics import ece
-    from workbench.train.run import load_run
-    from workbench.train.trainer import predict_logits
+    from workbench.metrics import ece
+    from workbench.runtime.encode import encode_note
+    from workbench.runtime.inference import predict_logits
+    from workbench.runtime.run import load_run
+    from workbench.runtime.run_uncertainty import RunUncertainty, calibrate_run
 
     start = time.perf_counter()
     setup = federated_setup(quick=quick, cohort=cohort, seed=seed, progress=progress)

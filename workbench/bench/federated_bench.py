@@ -39,8 +39,8 @@ import torch
 from federated.config import FedConfig
 from workbench.bench.common import cached_cohort, cohort_cache_root, envelope
 from workbench.jsonout import write_json
-from workbench.train.dataset import EncodedCases
-from workbench.train.metrics import auroc
+from workbench.metrics import auroc
+from workbench.runtime.encode import EncodedCases
 
 EPSILONS = (1.0, 3.0, 8.0)
 
@@ -85,7 +85,7 @@ def shared_fusion_init(ct_reader: Path, note_reader: Path, init: dict[str, Any],
 
 
 def _scores(model: Any, test: EncodedCases) -> dict[str, Any]:
-    from workbench.train.trainer import predict_logits
+    from workbench.runtime.inference import predict_logits
 
     logits = predict_logits(model, test)["logits"]
     y, sites = test.labels, np.array(test.sites)
@@ -114,7 +114,7 @@ def _centralized(work: Path, base: FedConfig, data: dict[str, EncodedCases],
 
 
 def _federated(name: str, work: Path, fed: FedConfig, test: EncodedCases) -> dict[str, Any]:
-    from workbench.federate import run_federated
+    from federated.federate import run_federated
     from workbench.models.model import load_model
 
     run = work / name
@@ -138,8 +138,8 @@ def _federated(name: str, work: Path, fed: FedConfig, test: EncodedCases) -> dic
 def _dp_ratio(base: FedConfig, data: dict[str, EncodedCases], plan: dict[str, Any]) -> dict[str, Any]:
     """DP step vs plain step, fedavg_dp's trainable set, a batch of its expected size (rate x cases per site)."""
     from federated import task
-    from workbench.train.dataset import with_note_states
-    from workbench.train.dp_speed import dp_step_ratio
+    from workbench.bench.dp_speed import dp_step_ratio
+    from workbench.runtime.encode import with_note_states
     from workbench.train.dp_subsets import freeze_for_dp
 
     model = task.build(base)

@@ -27,15 +27,17 @@ from workbench.cohort.generate import read_truth
 from workbench.cohort.risk import brock_probability
 from workbench.data.cache import PreprocessCache, default_cache_dir
 from workbench.data.case import load_cases
+from workbench.metrics import auroc, ece, paired_bootstrap_auroc_diff
 from workbench.models.ct_encoder import CTEncoderConfig
 from workbench.models.fusion import FusionConfig
 from workbench.models.model import ModelConfig, build_model, load_model, save_model, trainable_parameters
 from workbench.models.text_encoder import TextEncoderConfig
-from workbench.train.calibration import Calibration, apply_temperature, fit_calibration
-from workbench.train.dataset import EncodedCases, drop_modality, encode_cases
-from workbench.train.metrics import auroc, ece, paired_bootstrap_auroc_diff
-from workbench.train.run import cases_of, write_json
-from workbench.train.trainer import TrainConfig, pos_weight_of, predict_logits, train_model
+from workbench.runtime.calibration import Calibration, apply_temperature, fit_calibration
+from workbench.runtime.encode import EncodedCases, drop_modality, encode_cases
+from workbench.runtime.inference import predict_logits
+from workbench.runtime.run import cases_of
+from workbench.train.run import write_json
+from workbench.train.trainer import TrainConfig, pos_weight_of, train_model
 
 
 def variants(reader: Path | None, ct_reader: Path | None = None) -> dict[str, ModelConfig]:
@@ -133,7 +135,7 @@ def _variant(name: str, config: ModelConfig, work: Path, data: dict[str, Encoded
 def _latency_ms(model_dir: Path, cases: list[Any], calibration: Calibration, n: int = 25) -> dict[str, float]:
     """Median one-case ``workbench.predict`` of ingested cases (preprocessing cache warm: a first, untimed pass
     plays ``workbench ingest``), notes de-identified and tokenized, CT read from the cache, forward pass."""
-    from workbench.prediction import predict
+    from workbench.runtime.predict import predict
 
     model = load_model(model_dir)
     cache = PreprocessCache(default_cache_dir())

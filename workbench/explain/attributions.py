@@ -105,7 +105,7 @@ def explain(model: NoduleRiskModel, batch: Any, case_id: str = "", *, steps: int
     from workbench.models.fusion import MODALITIES
 
     if not isinstance(batch, dict):  # a Case
-        from workbench.prediction import predict
+        from workbench.runtime.predict import predict
 
         pred = predict(model, batch)
         exp = explain(model, pred.inputs, case_id or pred.case_id, steps=steps, ct_baseline=ct_baseline, forward=forward)
@@ -172,7 +172,7 @@ def _repeat(batch: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
 @torch.no_grad()
 def _frozen_note_states(model: NoduleRiskModel, b: dict[str, torch.Tensor], present: dict[str, bool]) -> dict[str, torch.Tensor]:
     """``note_states`` of a frozen note reader (the same for every path point of the CT attribution)."""
-    from workbench.train.dataset import note_reader_frozen
+    from workbench.runtime.encode import note_reader_frozen
 
     if "note_states" in b or not present.get("notes") or not note_reader_frozen(model):
         return {}
@@ -183,7 +183,7 @@ def _frozen_note_states(model: NoduleRiskModel, b: dict[str, torch.Tensor], pres
 @torch.no_grad()
 def _frozen_ct_states(model: NoduleRiskModel, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A frozen CT reader's convolution cells (the same for every path point of the note attribution)."""
-    from workbench.train.dataset import ct_reader_frozen
+    from workbench.runtime.encode import ct_reader_frozen
 
     if "ct_patch_states" in b or "ct_patch" not in b or not ct_reader_frozen(model):
         return {}

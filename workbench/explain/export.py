@@ -28,8 +28,8 @@ from workbench.explain.attributions import Explanation, explain
 def explain_case(run: str | Path, case_id: str, site_dir: str | Path, out_dir: str | Path,
                  steps: int = 32) -> dict[str, Any]:
     from workbench.data.cache import PreprocessCache, default_cache_dir
-    from workbench.prediction import predict
-    from workbench.train.run import load_run
+    from workbench.runtime.predict import predict
+    from workbench.runtime.run import load_run
 
     site = Path(site_dir)
     case = find_case(site, case_id)
@@ -93,7 +93,7 @@ def case_uncertainty(run: Path, site: str, case_id: str, model: Any, pred: Any,
     cases (the site's own index only); (None, []) with a note when the RUN has not been calibrated."""
     import torch
 
-    from workbench.explain.run_uncertainty import UNCERTAINTY_FILE, RunUncertainty, site_index
+    from workbench.runtime.run_uncertainty import UNCERTAINTY_FILE, RunUncertainty, site_index
 
     if not (run / UNCERTAINTY_FILE).is_file():
         notes.append(f"no uncertainty for this RUN: run `workbench calibrate {run} COHORT` for sets, intervals, "

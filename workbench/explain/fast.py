@@ -56,7 +56,7 @@ class FastExplainer:
 
     @torch.no_grad()
     def _states(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        from workbench.train.dataset import ct_reader_frozen, note_reader_frozen
+        from workbench.runtime.encode import ct_reader_frozen, note_reader_frozen
 
         out: dict[str, torch.Tensor] = {}
         # clones: a CUDA-graph output is overwritten by the graph's next replay

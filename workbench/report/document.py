@@ -25,7 +25,7 @@ from typing import Any
 
 from workbench.errors import WorkbenchError
 from workbench.report.content import KeyImage, ReportContent
-from workbench.train.dp_random import NOT_PRIVATE
+from workbench.runtime.privacy import NOT_PRIVATE
 
 TITLE = "Pulmonary nodule malignancy risk — decision-support report"
 A4_INCHES = (8.27, 11.69)

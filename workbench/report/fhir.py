@@ -46,7 +46,7 @@ from fhir.resources.R4B.reference import Reference
 
 from workbench.errors import WorkbenchError
 from workbench.report.content import ReportContent
-from workbench.train.dp_random import NOT_PRIVATE
+from workbench.runtime.privacy import NOT_PRIVATE
 
 UCUM = "http://unitsofmeasure.org"
 LOINC = "http://loinc.org"

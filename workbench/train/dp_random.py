@@ -18,7 +18,7 @@ import os
 
 import torch
 
-NOT_PRIVATE = "not private: seeded randomness"
+from workbench.runtime.privacy import NOT_PRIVATE, privacy_label
 
 
 def dp_generator(seed: int | None = None) -> torch.Generator:
@@ -26,12 +26,6 @@ def dp_generator(seed: int | None = None) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(int.from_bytes(os.urandom(8), "little") if seed is None else int(seed))
     return g
-
-
-def privacy_label(epsilon: float, secure: bool, digits: int = 2) -> str:
-    """How an epsilon is shown to people: the number, and when the randomness was seeded, that it is void."""
-    text = f"{epsilon:.{digits}f}"
-    return text if secure else f"{text} ({NOT_PRIVATE})"
 
 
 __all__ = ["NOT_PRIVATE", "dp_generator", "privacy_label"]

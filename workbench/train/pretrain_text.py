@@ -46,7 +46,7 @@ def tokenized_notes(texts: list[str], tokenizer: Any, max_length: int,
     """Notes as the encoder reads them (de-identified, numbers as digits): padded ids (N, L), the padding mask and
     each number token's value, L the longest note's length."""
     from workbench.models.tokenizer import numeric_values
-    from workbench.train.dataset import encode_note
+    from workbench.runtime.encode import encode_note
 
     rows = [encode_note(t, tokenizer, max_length)[0]
             for t in tqdm(texts, desc="tokenize corpus", disable=not progress, leave=False)]

@@ -34,14 +34,14 @@ from tqdm import tqdm
 from workbench.errors import WorkbenchError
 from workbench.models.fusion import ModalityBias
 from workbench.models.model import POSITIONAL, STATE_KEYS, NoduleRiskModel
-from workbench.train.accounting import epsilon_of
-from workbench.train.dataset import (
+from workbench.runtime.encode import (
     EncodedCases,
     ct_reader_frozen,
     note_reader_frozen,
     with_ct_states,
     with_note_states,
 )
+from workbench.train.accounting import epsilon_of
 from workbench.train.dp_random import dp_generator
 from workbench.train.dp_subsets import FUSED_HEAD_PREFIXES
 from workbench.train.loss import loss_fn

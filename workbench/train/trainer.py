@@ -21,16 +21,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from workbench.metrics import auroc
 from workbench.models.model import NoduleRiskModel
-from workbench.train.dataset import (
+from workbench.runtime.encode import (
     EncodedCases,
     ct_reader_frozen,
     note_reader_frozen,
     with_ct_states,
     with_note_states,
 )
+from workbench.runtime.inference import predict_logits, to_device
 from workbench.train.loss import loss_fn
-from workbench.train.metrics import auroc
 
 
 @dataclass
@@ -106,10 +107,6 @@ def flip_patches(patch: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return out
 
 
-def to_device(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
 def lr_lambda(total_steps: int, warmup_frac: float):  # noqa: ANN201 - a LambdaLR function
     warmup = max(1, int(total_steps * warmup_frac))
 
@@ -120,27 +117,6 @@ def lr_lambda(total_steps: int, warmup_frac: float):  # noqa: ANN201 - a LambdaL
         return 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
 
     return f
-
-
-@torch.no_grad()
-def predict_logits(model: NoduleRiskModel, data: EncodedCases, batch_size: int = 64,
-                   device: str = "cpu") -> dict[str, np.ndarray]:
-    """Logits, gate weights and per-modality logits of every row of ``data`` (eval mode, no dropout)."""
-    was_training = model.training
-    model.eval()
-    logits, gates, mods, fused = [], [], [], []
-    for batch in data.batches(batch_size):
-        out = model.forward_batch(to_device(batch, device))
-        logits.append(out.logits.float().cpu())
-        gates.append(out.gate.float().cpu())
-        mods.append(out.modality_logits.float().cpu())
-        fused.append(out.fused.float().cpu())
-    model.train(was_training)
-    if not logits:
-        return {"logits": np.zeros(0), "gate": np.zeros((0, len(model.modalities))), "modality_logits": np.zeros((0, 0)),
-                "fused": np.zeros((0, 0))}
-    return {"logits": torch.cat(logits).numpy(), "gate": torch.cat(gates).numpy(),
-            "modality_logits": torch.cat(mods).numpy(), "fused": torch.cat(fused).numpy()}
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:

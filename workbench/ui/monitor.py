@@ -77,7 +77,7 @@ class RunMonitor:
         self.plot.value = rounds_png(rounds)
         fed = self.run / "federation.json"
         eps = json.loads(fed.read_text()).get("epsilon", {}) if fed.is_file() else {}
-        from workbench.train.dp_random import privacy_label
+        from workbench.runtime.privacy import privacy_label
 
         # runs from before the flag existed used seeded DP randomness: shown as not private
         rows = "".join(f"<tr><td>{s}</td><td>{privacy_label(e['run'], e.get('secure_randomness', False), 3)}</td>"

@@ -21,9 +21,9 @@ class CaseReview:
         import ipywidgets as w
 
         from workbench.data.case import load_cases
-        from workbench.explain.run_uncertainty import UNCERTAINTY_FILE, RunUncertainty
-        from workbench.prediction import predict
-        from workbench.train.run import load_run, site_dirs_of
+        from workbench.runtime.predict import predict
+        from workbench.runtime.run import load_run, site_dirs_of
+        from workbench.runtime.run_uncertainty import UNCERTAINTY_FILE, RunUncertainty
         from workbench.ui.panels import case_browser
 
         self.run, self.steps = Path(run), steps
@@ -62,8 +62,8 @@ class CaseReview:
         from workbench.data.transforms import lps_to_ras, ras_to_voxel
         from workbench.explain.attributions import explain
         from workbench.explain.export import case_uncertainty
-        from workbench.prediction import predict
-        from workbench.train.dataset import encode_note
+        from workbench.runtime.encode import encode_note
+        from workbench.runtime.predict import predict
         from workbench.ui.ct_viewer import CTViewer, place_patch, to_ras
         from workbench.ui.panels import gate_html, note_html, risk_html, similar_html, what_if
 

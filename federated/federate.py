@@ -36,7 +36,7 @@ from federated.config import FedConfig
 from federated.ledger import PrivacyLedger
 from workbench.errors import WorkbenchError
 from workbench.jsonout import write_json
-from workbench.train.run import site_dirs_of
+from workbench.runtime.run import site_dirs_of
 
 
 def run_federated(fed: FedConfig, out: str | Path, *, calibrate: bool = True,
@@ -98,7 +98,7 @@ def run_federated(fed: FedConfig, out: str | Path, *, calibrate: bool = True,
 def _calibrate_at_nodes(out: Path, sites: list[Path]) -> dict[str, Any]:
     """DP: each node calibrates on its own records (one ``calibrate_run`` per site folder, which reads that site
     alone and merges its calibrators into the RUN's ``uncertainty.json``)."""
-    from workbench.explain.run_uncertainty import calibrate_run
+    from workbench.runtime.run_uncertainty import calibrate_run
 
     per_site: dict[str, Any] = {}
     warnings: list[str] = []
@@ -114,8 +114,9 @@ def _calibrate(fed: FedConfig, out: Path) -> dict[str, Any]:
     logits of every site leave their nodes for it: the run is not private)."""
     from federated import task
     from workbench.models.model import load_model
-    from workbench.train.calibration import fit_calibration
-    from workbench.train.trainer import pos_weight_of, predict_logits
+    from workbench.runtime.calibration import fit_calibration
+    from workbench.runtime.inference import predict_logits
+    from workbench.train.trainer import pos_weight_of
 
     model = load_model(out / "model")
     sites = site_dirs_of(fed.cohort)

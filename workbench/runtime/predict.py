@@ -17,8 +17,8 @@ from workbench.data.case import Case
 from workbench.errors import CaseError
 from workbench.models.fusion import MODALITIES
 from workbench.models.model import NoduleRiskModel
-from workbench.train.calibration import Calibration
-from workbench.train.dataset import encode_cases
+from workbench.runtime.calibration import Calibration
+from workbench.runtime.encode import encode_cases
 
 
 @dataclass

@@ -40,10 +40,10 @@ from typing import Any
 import numpy as np
 
 from workbench.errors import WorkbenchError
-from workbench.explain.similar import SiteIndex
-from workbench.explain.uncertainty import CLASSES, MondrianConformal, VennAbers
-from workbench.train.calibration import Calibration, fit_calibration
-from workbench.train.dataset import EncodedCases
+from workbench.runtime.calibration import Calibration, fit_calibration
+from workbench.runtime.encode import EncodedCases
+from workbench.runtime.similar import SiteIndex
+from workbench.runtime.uncertainty import CLASSES, MondrianConformal, VennAbers
 
 UNCERTAINTY_FILE = "uncertainty.json"
 SIMILAR_DIR = "similar"
@@ -322,9 +322,9 @@ def calibrate_run(run: str | Path, target: str | Path, config: UncertaintyConfig
     from workbench.data.cache import PreprocessCache, default_cache_dir
     from workbench.data.case import load_cases
     from workbench.jsonout import write_json
-    from workbench.train.dataset import encode_cases, encode_note
-    from workbench.train.run import load_run, site_dirs_of
-    from workbench.train.trainer import predict_logits
+    from workbench.runtime.encode import encode_cases, encode_note
+    from workbench.runtime.inference import predict_logits
+    from workbench.runtime.run import load_run, site_dirs_of
 
     model, pooled = load_run(run)
     assert model.tokenizer is not None

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from workbench.train.calibration import apply_temperature, fit_temperature
-from workbench.train.metrics import (
+from workbench.metrics import (
     auprc,
     auroc,
     brier,
@@ -15,6 +14,7 @@ from workbench.train.metrics import (
     paired_bootstrap_auroc_diff,
     sensitivity_at_specificity,
 )
+from workbench.runtime.calibration import apply_temperature, fit_temperature
 
 
 @pytest.fixture

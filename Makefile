@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_out
 
-.PHONY: demo test install lint clean
+.PHONY: demo test test-fast install lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
+
+# the inner loop: everything but the tests that start a Flower simulation, JupyterLab, a notebook or a browser
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not integration" tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check workbench federated tests

@@ -1,6 +1,6 @@
 """A node's hash-chained audit log: one JSON line per round, each carrying the hash of the line before.
 
-What a hospital's IT team checks after the fact (DESIGN §7): the digest of the model it received, the digest and
+What a hospital's IT team checks after the fact (docs/architecture.md §7): the digest of the model it received, the digest and
 norm of the update it sent, the epsilon spent, or the refusal. Editing or dropping a line breaks the chain,
 which ``verify`` reports. Site names, digests and numbers only: nothing about a patient.
 """
@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from workbench.atomic import write_text
 
 GENESIS = "0" * 64
 
@@ -21,16 +22,15 @@ def _hash(prev: str, body: dict[str, Any]) -> str:
 
 
 def append(path: str | Path, body: dict[str, Any]) -> str:
-    """Append ``body`` chained to the last line; returns its hash. Whole-file rewrite via rename: atomic."""
+    """Append ``body`` chained to the last line; returns its hash. The whole file is rewritten atomically, so a
+    crash mid-write leaves the previous chain intact rather than a torn last line that would break it."""
     path = Path(path)
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
     prev = json.loads(lines[-1])["hash"] if lines else GENESIS
     h = _hash(prev, body)
     lines.append(json.dumps({"prev": prev, "hash": h, "body": body}, sort_keys=True))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, "\n".join(lines) + "\n")
     return h
 
 

@@ -3,11 +3,19 @@
 Flower hands apps a flat dict with dashed keys (``context.run_config``); ``FedConfig.from_run_config`` maps each
 key to its field (``local-epochs`` -> ``local_epochs``), checks types and refuses unknown keys and values with
 one line, so a typo in ``pyproject.toml`` or ``--run-config`` fails before any node trains.
+
+The dataclass defaults are the one source of the values: an installed package has no ``pyproject.toml`` to read,
+and ``tests/federated/test_config.py`` checks that the table there states exactly these defaults. The defaults
+are the recipe the demo and ``workbench bench federated`` measure (under DP: the fused head alone with SGD, 32
+Poisson steps of rate 0.5 per round, lr 0.5; plain: local batches of 8), so both read it from here instead of
+restating it; they set only what they vary (rounds, epsilon, ``final-average``, where files go).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from workbench.errors import WorkbenchError
@@ -18,6 +26,8 @@ DP_TRAIN = ("all", "fusion", "heads", "head")
 DP_OPTIMIZERS = ("adamw", "sgd")
 DP_ENGINES = ("auto", "vmap", "opacus")
 SPLITS = ("train", "val", "calib", "test")
+# fields that name a folder on the machine that ran: a saved run record states them relative to the RUN or not at all
+PATH_FIELDS = ("cohort", "text_encoder", "ct_encoder", "init_model", "state_dir", "out_dir", "encoded_dir")
 
 
 @dataclass
@@ -36,17 +46,22 @@ class FedConfig:
     ct_encoder: str = ""  # a pretrained CT reader (local folder), convolutions frozen; "" = a CT encoder from scratch
     modalities: str = "ct,notes"
     init_model: str = ""  # start from this model folder instead of a fresh model
-    # record-level DP at each node (Opacus DP-SGD, Poisson sampling, fixed steps)
+    # record-level DP at each node (DP-SGD, Poisson sampling, fixed steps). The recipe below was chosen on a
+    # simulation of the same DP-SGD over the same cases' fused vectors (``workbench/bench/federated_bench.py``):
+    # AdamW from a fresh optimizer each round moved every weight by about lr whatever the noise; SGD with 32
+    # steps of rate 0.5 lets successive steps' noise average out.
     dp: bool = False
     dp_epsilon: float = 1.0  # this run's target per node
     dp_budget: float = 8.0  # the node's lifetime budget, across runs
     dp_delta: float = 1e-5
     dp_max_grad_norm: float = 1.0
-    dp_sample_rate: float = 0.1  # Poisson: each case joins a step with this chance
-    dp_epochs: float = 1.0  # steps per round = dp_epochs / dp_sample_rate (expected passes over the data)
-    dp_lr: float = 2e-3
-    dp_train: str = "all"  # all trainable | fusion (encoders frozen) | heads (gate and heads) | head (fused head)
-    dp_optimizer: str = "adamw"  # adamw | sgd (under DP, SGD lets successive steps' noise average out)
+    dp_sample_rate: float = 0.5  # Poisson: each case joins a step with this chance
+    dp_epochs: float = 16.0  # steps per round = dp_epochs / dp_sample_rate (expected passes over the data)
+    dp_lr: float = 0.5
+    # head: the fused head alone (65 weights, over a fusion pretrained without labels: ``init-model``) | all
+    # trainable | fusion (encoders frozen) | heads (gate and heads)
+    dp_train: str = "head"
+    dp_optimizer: str = "sgd"  # sgd | adamw (under DP, SGD lets successive steps' noise average out)
     dp_engine: str = "auto"  # auto | vmap | opacus: per-sample gradients; vmap where it cannot run is an error
     # DP draws and noise from a seed (seed, round, site): replayable, for tests and debugging only. NOT private:
     # every ledger entry and every place epsilon shows says so.
@@ -126,6 +141,24 @@ class FedConfig:
 
     def to_run_config(self) -> dict[str, Any]:
         return {k.replace("_", "-"): v for k, v in asdict(self).items()}
+
+    def to_record(self, run: str | Path) -> dict[str, Any]:
+        """The run config as a saved run record (``rounds.json``, ``federation.json``) states it: no absolute
+        machine path. A folder inside the RUN's parent (the RUN itself, the demo's sibling folders) is written
+        relative to the RUN (``.``, ``../nodes``); any other folder is left out, since its place on this machine
+        means nothing elsewhere and may name a user."""
+        run = Path(run).resolve()
+        record = self.to_run_config()
+        for name in PATH_FIELDS:
+            key = name.replace("_", "-")
+            if not record[key]:
+                continue
+            path = Path(record[key]).resolve()
+            if path.is_relative_to(run.parent):
+                record[key] = os.path.relpath(path, run)
+            else:
+                del record[key]
+        return record
 
     @property
     def dp_secure(self) -> bool:

@@ -19,6 +19,9 @@ RUN/
   calibration.json  without DP: prior correction + Platt on the pooled val split; under DP: the prior correction
   uncertainty.json  under DP: each site's calibrators, fitted by that site from its own records
   federation.json   config, privacy statement, nodes, epsilon per node (three accountants), wall time
+
+The saved records hold no absolute machine path: their config names folders relative to the RUN, or not at all
+(``FedConfig.to_record``), so a RUN can be moved or shared without telling where it was made.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ def run_federated(fed: FedConfig, out: str | Path, *, calibrate: bool = True,
     if not (out / "model").is_dir():
         raise WorkbenchError(f"{out}: the federation ended without a model (see the log above for the node errors)")
     rounds = json.loads((out / "rounds.json").read_text())["rounds"]
-    summary: dict[str, Any] = {"config": fed.to_run_config(), "sites": [s.name for s in sites],
+    summary: dict[str, Any] = {"config": fed.to_record(out), "sites": [s.name for s in sites],
                                "rounds": len(rounds), "seconds": seconds,
                                "refused": {n["site"]: n["refused"] for r in rounds for n in r["nodes"] if "refused" in n},
                                "errors": [f"round {r['round']}, node {n['node_id']}: {n['error']}" for r in rounds
@@ -105,7 +108,8 @@ def _calibrate_at_nodes(out: Path, sites: list[Path]) -> dict[str, Any]:
     for site in sites:
         res = calibrate_run(out, site, progress=False)
         per_site.update(res["sites"])
-        warnings += res["warnings"]
+        # each call returns the RUN's merged warnings (every site so far): keep each once
+        warnings = list(dict.fromkeys(warnings + res["warnings"]))
     return {"fitted_at": "each node, on its own records", "sites": per_site, "warnings": warnings}
 
 

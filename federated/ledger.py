@@ -1,6 +1,6 @@
 """A node's privacy ledger: every DP-SGD release it ever made, and the epsilon that history adds up to.
 
-The ledger is the node's memory across rounds, runs and restarts (DESIGN §7). It keeps what the privacy loss
+The ledger is the node's memory across rounds, runs and restarts (docs/architecture.md §7). It keeps what the privacy loss
 depends on and nothing else: per release the noise multiplier, the Poisson sampling rate, the number of steps,
 delta, what kind of release it was (``dp-sgd``: a round of DP-SGD; ``count``: the node's number of training cases
 plus Gaussian noise, released once per run so the server can weigh nodes and the node can scale its update by a

@@ -3,9 +3,11 @@
 ``RecordingStrategy`` wraps the chosen strategy (FedAvg, FedProx, FedAdam, FedTrimmedAvg, Krum; optionally inside
 Flower's server-side DP clipping wrapper) and keeps, per round, what each node reported: cases, loss, epsilon,
 a refusal, the bytes that went each way. Refusals (a node whose privacy budget is spent) are set aside before
-aggregation, so the round goes on with the others. After every round the global weights are saved atomically
-(``RUN/checkpoint``) with the round log (``RUN/rounds.json``) and its plot (``RUN/rounds.png``); at the end the
-final model is written as a model folder (``RUN/model``).
+aggregation, so the round goes on with the others. Flower's own ``Strategy.start`` runs the rounds; its
+``evaluate_fn``, called after every round, is ``AfterRound``: the global weights are saved atomically
+(``RUN/checkpoint``) with the round log (``RUN/rounds.json``, no absolute machine path) and its plot
+(``RUN/rounds.png``, ``workbench.runtime.rounds``); at the end the final model is written as a model folder
+(``RUN/model``).
 
 Under DP the nodes keep their evaluation metrics (``federated.egress``): the round log then holds, per round and
 node, only what the node released (the update's norm, the noise, epsilon, its DP case count), and ``rounds.json``
@@ -16,8 +18,7 @@ the run is not private and lists what left.
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, cast
 
@@ -37,7 +38,9 @@ from safetensors.torch import save_file
 
 from federated import task
 from federated.config import FedConfig
+from workbench.atomic import atomic_write
 from workbench.jsonout import write_json
+from workbench.runtime.rounds import ROUNDS_FILE, write_rounds_png
 
 
 def array_bytes(arrays: ArrayRecord | None) -> int:
@@ -45,20 +48,18 @@ def array_bytes(arrays: ArrayRecord | None) -> int:
 
 
 class RecordingStrategy(Strategy):
-    """Delegates to ``inner``; records each node's reply per round and sets refusals aside."""
+    """Delegates to ``inner``; records each node's reply per round and sets refusals aside.
 
-    def __init__(self, inner: Strategy, on_round: Callable[[dict[str, Any], ArrayRecord | None], None] | None = None,
-                 total_rounds: int = 0, progress: bool = True, dp: bool = False) -> None:
+    ``last_aggregate`` is the latest round's aggregate, None when no node's update was aggregated (every node
+    refused or failed): ``evaluate_fn`` is handed the current weights either way, and must not checkpoint or
+    average the previous round's weights again as if they were new."""
+
+    def __init__(self, inner: Strategy, dp: bool = False) -> None:
         self.inner = inner
         self.dp = dp
-        self.on_round = on_round
         self.rounds: list[dict[str, Any]] = []
+        self.last_aggregate: ArrayRecord | None = None
         self._down = 0
-        self._bar = None
-        if progress:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total_rounds, desc="federated rounds", unit="round")
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
@@ -84,6 +85,7 @@ class RecordingStrategy(Strategy):
                 kept.append(m)
             nodes.append(row)
         arrays, metrics = self.inner.aggregate_train(server_round, kept) if kept else (None, None)
+        self.last_aggregate = arrays
         self.rounds.append({"round": server_round, "nodes": sorted(nodes, key=lambda r: str(r.get("site", ""))),
                             "trained": len(kept), "refused": sum(1 for r in nodes if "refused" in r)})
         return arrays, metrics
@@ -106,17 +108,56 @@ class RecordingStrategy(Strategy):
                 self.rounds[-1]["evaluate_mean"] = {k: float(v) for k, v in metrics.items()}  # type: ignore[arg-type]
         return metrics
 
-    def after_round(self, arrays: ArrayRecord | None) -> None:
-        if self.on_round is not None and self.rounds:
-            self.on_round(self.rounds[-1], arrays)
+    def summary(self) -> None:
+        self.inner.summary()
+
+
+class AfterRound:
+    """``Strategy.start``'s ``evaluate_fn``, which Flower calls once before the first round (round 0: nothing to
+    do) and after every round: the checkpoint, ``rounds.json`` and its plot, the progress bar, and the last
+    ``final-average`` rounds' global weights. It evaluates nothing centrally (the server holds no data), so it
+    returns None."""
+
+    def __init__(self, recorder: RecordingStrategy, fed: FedConfig, out: Path | None) -> None:
+        self.recorder, self.fed, self.out = recorder, fed, out
+        self.history: list[ArrayRecord] = []  # the last final-average aggregates
+        self._bar = None
+        if fed.progress:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=fed.num_server_rounds, desc="federated rounds", unit="round")
+
+    def __call__(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        if server_round == 0 or not self.recorder.rounds:
+            return None
+        agg = self.recorder.last_aggregate
+        if agg is not None:
+            self.history = [*self.history, agg][-self.fed.final_average:]
+        if self.out is not None:
+            if agg is not None:
+                _save_checkpoint(self.out, agg, server_round)
+            self.write(final=False)
+            write_rounds_png(self.recorder.rounds, self.out / "rounds.png")
         if self._bar is not None:
-            row = self.rounds[-1] if self.rounds else {}
+            row = self.recorder.rounds[-1]
             self._bar.set_postfix({"trained": row.get("trained"), "refused": row.get("refused"),
                                    "val_auroc": round(row.get("evaluate_mean", {}).get("auroc", math.nan), 3)})
             self._bar.update(1)
+        return None
 
-    def summary(self) -> None:
-        self.inner.summary()
+    def write(self, final: bool) -> None:
+        """``RUN/rounds.json``: the config (paths relative to the RUN), the privacy statement, every round."""
+        if self.out is None:
+            return
+        body: dict[str, Any] = {"config": self.fed.to_record(self.out),
+                                "privacy": privacy_statement(self.fed, self.recorder.rounds),
+                                "rounds": self.recorder.rounds}
+        write_json(self.out / ROUNDS_FILE, {**body, "final": True} if final else body)
+
+    def final_arrays(self, last: ArrayRecord) -> ArrayRecord:
+        """With ``final-average`` k > 1, the mean of the last k rounds' global weights: post-processing of what
+        the nodes released, so it costs no privacy, and under DP it averages the last rounds' noise away."""
+        return average_arrays(self.history) if len(self.history) > 1 else last
 
     def close(self) -> None:
         if self._bar is not None:
@@ -148,51 +189,9 @@ def make_strategy(fed: FedConfig, n_nodes: int) -> Strategy:
 def _save_checkpoint(out: Path, arrays: ArrayRecord, server_round: int) -> None:
     ck = out / "checkpoint"
     ck.mkdir(parents=True, exist_ok=True)
-    tmp = ck / ".global.safetensors.tmp"
-    save_file({k: v.contiguous() for k, v in arrays.to_torch_state_dict().items()}, str(tmp),
-              metadata={"round": str(server_round)})
-    os.replace(tmp, ck / "global.safetensors")
-
-
-def plot_rounds(rounds: list[dict[str, Any]], path: Path) -> None:
-    """Per-round validation AUROC per site and epsilon spent per node (when DP is on)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    sites = sorted({s for r in rounds for s, m in r.get("evaluate", {}).items() if "auroc" in m})
-    has_eps = any(n.get("epsilon_total") for r in rounds for n in r["nodes"])
-    fig, axes = plt.subplots(1, 2 if has_eps else 1, figsize=(9 if has_eps else 5, 3.2), dpi=110, squeeze=False)
-    ax = axes[0][0]
-    for s in sites:
-        ax.plot([r["round"] for r in rounds], [r.get("evaluate", {}).get(s, {}).get("auroc", math.nan) for r in rounds],
-                marker="o", label=s)
-    ax.set_xlabel("round")
-    ax.set_ylabel("val AUROC")
-    ax.set_title("global model on each site's val split")
-    if sites:
-        ax.legend(fontsize=7)
-    else:
-        ax.text(0.5, 0.5, "DP run: each node keeps its val\nmetrics (local_metrics.jsonl)", ha="center",
-                va="center", transform=ax.transAxes, fontsize=8)
-    if has_eps:
-        ax2 = axes[0][1]
-        node_sites = sorted({n.get("site", "") for r in rounds for n in r["nodes"]})
-        for s in node_sites:
-            ax2.plot([r["round"] for r in rounds],
-                     [next((n.get("epsilon_total", math.nan) for n in r["nodes"] if n.get("site") == s), math.nan)
-                      for r in rounds], marker="o", label=s)
-        ax2.set_xlabel("round")
-        ax2.set_ylabel("epsilon spent (lifetime)")
-        seeded = any(n.get("secure_randomness") == 0.0 for r in rounds for n in r["nodes"])
-        ax2.set_title("privacy spent per node" + (" (NOT PRIVATE: seeded)" if seeded else ""))
-        ax2.legend(fontsize=7)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    with atomic_write(ck / "global.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in arrays.to_torch_state_dict().items()}, str(tmp),
+                  metadata={"round": str(server_round)})
 
 
 def make_server_app(base: FedConfig | None = None, n_nodes: int | None = None) -> ServerApp:
@@ -206,27 +205,19 @@ def make_server_app(base: FedConfig | None = None, n_nodes: int | None = None) -
         names = task.exchanged_names(model, fed.federate)
         out = Path(fed.out_dir) if fed.out_dir else None
 
-        def on_round(row: dict[str, Any], arrays: ArrayRecord | None) -> None:
-            if out is None:
-                return
-            if arrays is not None:
-                _save_checkpoint(out, arrays, row["round"])
-            write_json(out / "rounds.json", {"config": fed.to_run_config(), "privacy": privacy_statement(fed, recorder.rounds),
-                                             "rounds": recorder.rounds})
-            plot_rounds(recorder.rounds, out / "rounds.png")
-
-        recorder = RecordingStrategy(make_strategy(fed, nodes), on_round, fed.num_server_rounds, fed.progress, fed.dp)
-        train_config = ConfigRecord({"proximal-mu": fed.proximal_mu if fed.strategy == "fedprox" else 0.0})
-        result = _start(recorder, grid, ArrayRecord(task.state_of(model, names)), fed.num_server_rounds, train_config,
-                        fed.final_average)
-        recorder.close()
+        recorder = RecordingStrategy(make_strategy(fed, nodes), fed.dp)
+        after_round = AfterRound(recorder, fed, out)
+        result = recorder.start(
+            grid, ArrayRecord(task.state_of(model, names)), num_rounds=fed.num_server_rounds, timeout=3600,
+            train_config=ConfigRecord({"proximal-mu": fed.proximal_mu if fed.strategy == "fedprox" else 0.0}),
+            evaluate_config=ConfigRecord({"split": "val"}), evaluate_fn=after_round)
+        after_round.close()
         if out is not None:
-            task.load_state(model, result.arrays.to_torch_state_dict())
+            task.load_state(model, after_round.final_arrays(result.arrays).to_torch_state_dict())
             from workbench.models.model import save_model
 
             save_model(model, out / "model")
-            write_json(out / "rounds.json", {"config": fed.to_run_config(), "privacy": privacy_statement(fed, recorder.rounds),
-                                             "rounds": recorder.rounds, "final": True})
+            after_round.write(final=True)
 
     return app
 
@@ -256,37 +247,6 @@ def average_arrays(history: list[ArrayRecord]) -> ArrayRecord:
                             if v.is_floating_point() else v) for k, v in last.items()})
 
 
-def _start(recorder: RecordingStrategy, grid: Grid, arrays: ArrayRecord, rounds: int, train_config: ConfigRecord,  # noqa: ANN202
-           final_average: int = 1):
-    """``Strategy.start`` with a hook after each round (its own loop has none): one round at a time. With
-    ``final_average`` k > 1 the result is the mean of the last k rounds' global weights: post-processing of
-    what the nodes released, so it costs no privacy, and under DP it averages the last rounds' noise away."""
-    from flwr.serverapp.strategy import Result
-
-    result = Result(arrays=arrays)
-    current = arrays
-    history: list[ArrayRecord] = []
-    for r in range(1, rounds + 1):
-        replies = grid.send_and_receive(recorder.configure_train(r, current, ConfigRecord(dict(train_config)), grid),
-                                        timeout=3600)
-        agg, metrics = recorder.aggregate_train(r, replies)
-        if agg is not None:
-            current = agg
-            result.arrays = agg
-            history = [*history, agg][-final_average:]
-        if metrics is not None:
-            result.train_metrics_clientapp[r] = metrics
-        replies = grid.send_and_receive(recorder.configure_evaluate(r, current, ConfigRecord({"split": "val"}), grid),
-                                        timeout=3600)
-        ev = recorder.aggregate_evaluate(r, replies)
-        if ev is not None:
-            result.evaluate_metrics_clientapp[r] = ev
-        recorder.after_round(agg)
-    if len(history) > 1:
-        result.arrays = average_arrays(history)
-    return result
-
-
 app = make_server_app()
 
-__all__ = ["RecordingStrategy", "app", "make_server_app", "make_strategy", "plot_rounds", "privacy_statement"]
+__all__ = ["AfterRound", "RecordingStrategy", "app", "make_server_app", "make_strategy", "privacy_statement"]

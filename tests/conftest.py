@@ -1,4 +1,6 @@
-"""Session-wide fixtures: one tiny cohort generated per test session and shared (DESIGN §10)."""
+"""Session-wide fixtures: one tiny cohort generated per test session and shared (docs/architecture.md §10); the integration mark.
+
+Helpers that test modules share live in ``tests/helpers/``, not here and not in other test modules."""
 
 from __future__ import annotations
 
@@ -8,6 +10,18 @@ from pathlib import Path
 import pytest
 
 from workbench.cohort.config import CohortConfig
+
+TESTS = Path(__file__).resolve().parent
+# Tests that start a Flower simulation (or `flwr run`), JupyterLab, a notebook kernel or a browser: minutes each.
+# Marked ``integration`` here by path, so `make test-fast` (pytest -m "not integration") skips them.
+INTEGRATION = ("notebooks", "federated/test_simulation.py", "federated/test_what_leaves.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        rel = item.path.resolve().relative_to(TESTS).as_posix() if item.path.resolve().is_relative_to(TESTS) else ""
+        if any(rel == p or rel.startswith(p + "/") for p in INTEGRATION):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
@@ -27,20 +41,6 @@ def tiny_site_copy(tiny_cohort: Path, tmp_path: Path) -> Path:
     dst = tmp_path / site.name
     shutil.copytree(site, dst)
     return dst
-
-
-def truth_phi(cohort: Path) -> set[str]:
-    """Every PHI string the generator planted in a cohort (5 characters or more): what outputs are scanned for."""
-    import json
-
-    out: set[str] = set()
-    for line in (cohort / "truth.jsonl").read_text().splitlines():
-        out.update(s for s in json.loads(line).get("phi", []) if len(s) >= 5)
-    return out
-
-
-def has_tool(name: str) -> bool:
-    return shutil.which(name) is not None
 
 
 @pytest.fixture(scope="session")

@@ -45,6 +45,16 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def sweep_leftovers(folder: str | Path) -> list[Path]:
+    """Remove what killed writers left in ``folder`` (``atomic_write``'s temporaries and set-aside folders) and
+    return them; a resumed job calls it before it writes again, since a dead writer's name holds another pid."""
+    folder = Path(folder)
+    gone = [p for p in folder.glob(".*") if ".tmp" in p.name or p.name.endswith(".old")] if folder.is_dir() else []
+    for p in gone:
+        _remove(p)
+    return gone
+
+
 def write_text(path: str | Path, text: str) -> None:
     """``text`` (UTF-8) to ``path``, atomically."""
     with atomic_write(path) as tmp:

@@ -1,4 +1,4 @@
-"""``workbench``: the command line (DESIGN §4).
+"""``workbench``: the command line (docs/architecture.md §3).
 
 Exit 0 on success; on bad input, exit 2 with one line naming the file or case and what is wrong. Heavy imports
 happen inside each command so ``workbench --help`` stays fast.
@@ -148,25 +148,21 @@ def _cmd_federate(a: argparse.Namespace) -> int:
 
 
 def _cmd_pretrain_notes(a: argparse.Namespace) -> int:
-    from workbench.cohort.note_corpus import CLASSES, CORPUS_SEED, note_corpus
+    from workbench.cohort.note_corpus import write_note_corpus
     from workbench.models.model import ModelConfig, build_model
-    from workbench.train.pretrain_text import (
-        ReaderConfig,
-        pretrain_note_reader,
-        reader_card,
-        save_note_reader,
-    )
+    from workbench.train.pretrain_text import ReaderConfig, build_note_reader
 
     config = ReaderConfig(n_notes=a.notes, epochs=a.epochs, progress=not a.quiet)
-    corpus = note_corpus(a.notes)
+    corpus = write_note_corpus(a.notes, Path(a.out).with_name(f".{Path(a.out).name}.corpus"))
     model = build_model(ModelConfig(modalities=("notes",)))
-    losses = pretrain_note_reader(model, corpus.texts, corpus.facts, CLASSES, config)
-    out = save_note_reader(model, a.out, reader_card(config, CORPUS_SEED, losses))
+    out, losses = build_note_reader(model, a.out, corpus, config)
     print(json.dumps({"out": str(out), "notes": a.notes, "epochs": a.epochs, "losses": losses}, indent=2))
     return 0
 
 
 def _cmd_pretrain_ct(a: argparse.Namespace) -> int:
+    from workbench.cohort.ct_corpus import write_ct_corpus
+    from workbench.data.corpus import phantom_inputs
     from workbench.train.pretrain_ct import CTReaderConfig, build_ct_reader
 
     out = Path(a.out)
@@ -174,7 +170,8 @@ def _cmd_pretrain_ct(a: argparse.Namespace) -> int:
         raise WorkbenchError(f"{out}: exists and is not empty; choose a new folder for the CT reader")
     config = CTReaderConfig(n_cases=a.cases, epochs=a.epochs, progress=not a.quiet)
     corpus = Path(a.corpus) if a.corpus else out.with_name(f".{out.name}.corpus")
-    build_ct_reader(out, corpus, config, workers=a.workers)
+    build_ct_reader(out, write_ct_corpus(a.cases, corpus, phantom_inputs, workers=a.workers, progress=not a.quiet),
+                    config)
     meta = json.loads((out / "ct_reader.json").read_text())
     print(json.dumps({"out": str(out), "cases": a.cases, "epochs": a.epochs, "corpus": str(corpus),
                       "report": meta["report"]}, indent=2))
@@ -182,23 +179,29 @@ def _cmd_pretrain_ct(a: argparse.Namespace) -> int:
 
 
 def _cmd_pretrain_fusion(a: argparse.Namespace) -> int:
+    from workbench.cohort.ct_corpus import write_ct_corpus
+    from workbench.cohort.note_corpus import FUSION_NOTE_SEED, write_note_corpus
+    from workbench.data.corpus import phantom_inputs
     from workbench.train.fusion_init import FusionInitConfig, build_fusion_init
 
     out = Path(a.out)
     if out.exists() and any(out.iterdir()):
         raise WorkbenchError(f"{out}: exists and is not empty; choose a new folder for the starting model")
     config = FusionInitConfig(ct_encoder=a.ct_encoder, text_encoder=a.text_encoder, ct_cases=a.cases, notes=a.notes,
-                              steps=a.steps, corpus_dir=a.corpus or "", progress=not a.quiet)
-    build_fusion_init(out, config)
+                              steps=a.steps, progress=not a.quiet)
+    corpus = Path(a.corpus) if a.corpus else out.with_name(f".{out.name}.ct_corpus")
+    build_fusion_init(out, config, lambda: write_ct_corpus(a.cases, corpus, phantom_inputs, progress=not a.quiet),
+                      lambda: write_note_corpus(a.notes, corpus, FUSION_NOTE_SEED))
     meta = json.loads((out / "fusion_init.json").read_text())
     print(json.dumps({"out": str(out), **meta}, indent=2))
     return 0
 
 
 def _cmd_explain(a: argparse.Namespace) -> int:
-    from workbench.explain.export import explain_case
+    from workbench.explain.case import explain_case
+    from workbench.explain.export import write_explanation
 
-    summary = explain_case(a.run, a.case_id, a.site, a.out, steps=a.steps)
+    summary = write_explanation(explain_case(a.run, a.case_id, a.site, steps=a.steps), a.out)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -251,7 +254,7 @@ def _cmd_node_ledger(a: argparse.Namespace) -> int:
 def _cmd_demo(a: argparse.Namespace) -> int:
     from workbench.demo import run_demo
 
-    return run_demo(Path(a.out), preset=a.preset)
+    return run_demo(Path(a.out), preset=a.preset, dp_seeded=a.dp_seeded)
 
 
 def _case_command(sub: argparse._SubParsersAction, name: str, help_: str, run_help: str,
@@ -421,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the main job on the embedded synthetic cohort")
     d.add_argument("--out", default="demo_out")
     d.add_argument("--preset", default="small", choices=("tiny", "small", "full"))
+    d.add_argument("--dp-seeded", action="store_true",
+                   help="replayable DP draws and noise, to compare runs figure for figure -- NOT private")
     d.set_defaults(func=_cmd_demo)
     return p
 

@@ -9,14 +9,19 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workbench.cohort.config import CohortConfig
 from workbench.cohort.generate import generate_cohort
 from workbench.data.cache import default_cache_dir
 from workbench.data.ingest import ingest_site
+from workbench.jsonout import write_json
+
+if TYPE_CHECKING:
+    from workbench.explain.case import CaseExplanation
 
 
-def run_demo(out: Path, *, preset: str = "small") -> int:
+def run_demo(out: Path, *, preset: str = "small", dp_seeded: bool = False) -> int:
     cohort = out / "cohort"
     os.environ["WORKBENCH_CACHE"] = str((out / "workbench_cache").resolve())  # nodes (Ray workers) inherit it
     print(f"[1/4] synthetic cohort ({preset}) -> {cohort}")
@@ -27,7 +32,7 @@ def run_demo(out: Path, *, preset: str = "small") -> int:
     for site in s.sites:
         rep = ingest_site(cohort / site, cache_dir=default_cache_dir())
         summaries.append(rep.summary())
-    (out / "ingest_summary.json").write_text(json.dumps(summaries, indent=2))
+    write_json(out / "ingest_summary.json", summaries)
     print(f"\n{'site':<12} {'cases':>5} {'usable':>6} {'ct+note':>7} {'ct':>4} {'note':>4} {'refused':>7} {'slice mm':>8}")
     for r in summaries:
         m = r["modalities"]
@@ -35,7 +40,7 @@ def run_demo(out: Path, *, preset: str = "small") -> int:
         print(f"{r['site']:<12} {r['cases']:>5} {r['usable']:>6} {m['ct_and_note']:>7} {m['ct_only']:>4} "
               f"{m['note_only']:>4} {len(r['refused']):>7} {sl['median'] if sl else '-':>8}")
     print(f"\nsummary: {out / 'ingest_summary.json'}; cohort data cards: {cohort}/*/DATA_CARD.md")
-    _train_and_evaluate(out, cohort)
+    _train_and_evaluate(out, cohort, dp_seeded=dp_seeded)
     _calibrate(out, cohort)
     _explain_one(out, cohort)
     return 0
@@ -63,7 +68,8 @@ def _calibrate(out: Path, cohort: Path) -> None:
 def _explain_one(out: Path, cohort: Path) -> None:
     """One held-out case with both modalities, explained (``workbench explain``)."""
     from workbench.data.case import load_cases
-    from workbench.explain.export import explain_case
+    from workbench.explain.case import explain_case
+    from workbench.explain.export import write_explanation
 
     for site in sorted(p for p in cohort.iterdir() if (p / "manifest.csv").is_file()):
         case = next((c for c in load_cases(site) if c.split == "test" and c.note_id and c.series_dir), None)
@@ -73,7 +79,8 @@ def _explain_one(out: Path, cohort: Path) -> None:
         print("\nno held-out case with both modalities to explain")
         return
     dest = out / "explained" / case.case_id
-    summary = explain_case(out / "run", case.case_id, site, dest)
+    explained = explain_case(out / "run", case.case_id, site)
+    summary = write_explanation(explained, dest)
     words = ", ".join(f"{w} {v:+.2f}" for w, v in summary["top_words"][:5])
     print(f"\nexplained {case.case_id} ({site.name}): risk {summary['probability']:.2f}, gate ct "
           f"{summary['gate'].get('ct', 0):.2f} / notes {summary['gate'].get('notes', 0):.2f}, attention rollout ct "
@@ -89,15 +96,15 @@ def _explain_one(out: Path, cohort: Path) -> None:
         print(f"      similar {sim['site']} case {sim['case_id']}: label {'malignant' if sim['label'] else 'benign'}, "
               f"cosine {sim['similarity']:.2f}")
     print(f"      files: {dest}/ ({', '.join(summary['files'])})")
-    _report_one(out, case.case_id, site)
+    _report_one(out, case.case_id, site, explained)
 
 
-def _report_one(out: Path, case_id: str, site: Path) -> None:
+def _report_one(out: Path, case_id: str, site: Path, explained: CaseExplanation) -> None:
     """That case's diagnostic reports, de-identified (export mode): PDF, HTML, DICOM SR, FHIR (``workbench report``)."""
     from workbench.report.build import write_report
 
     dest = out / "reports" / case_id
-    res = write_report(out / "run", case_id, site, dest)
+    res = write_report(out / "run", case_id, site, dest, explanation=explained)
     print(f"\nreports of {case_id} (export mode, de-identified): {dest}/")
     for name in res["files"]:
         print(f"      {dest / name}")
@@ -105,32 +112,29 @@ def _report_one(out: Path, case_id: str, site: Path) -> None:
 
 def _note_reader(out: Path) -> Path:
     """A small note reader, pretrained on a separate synthetic note corpus (``workbench pretrain-notes``)."""
-    from workbench.cohort.note_corpus import CLASSES, CORPUS_SEED, note_corpus
+    from workbench.cohort.note_corpus import write_note_corpus
     from workbench.models.model import ModelConfig, build_model
-    from workbench.train.pretrain_text import (
-        ReaderConfig,
-        pretrain_note_reader,
-        reader_card,
-        save_note_reader,
-    )
+    from workbench.train.pretrain_text import ReaderConfig, build_note_reader
 
     print(f"\n[3/4] pretrain the note reader on 2,000 separate synthetic notes (facts, no labels) -> {out}")
     if (out / "config.json").exists():
         return out
     config = ReaderConfig(n_notes=2000, epochs=2)
-    corpus = note_corpus(config.n_notes)
+    corpus = write_note_corpus(config.n_notes, out.with_name("note_corpus"))
     model = build_model(ModelConfig(modalities=("notes",)))
-    losses = pretrain_note_reader(model, corpus.texts, corpus.facts, CLASSES, config)
-    return save_note_reader(model, out, reader_card(config, CORPUS_SEED, losses))
+    return build_note_reader(model, out, corpus, config)[0]
 
 
 def _ct_reader(out: Path, n_cases: int = 160) -> Path:
     """A small CT reader, pretrained on separate annotated phantoms (``workbench pretrain-ct``)."""
+    from workbench.cohort.ct_corpus import write_ct_corpus
+    from workbench.data.corpus import phantom_inputs
     from workbench.train.pretrain_ct import CTReaderConfig, build_ct_reader
 
     print(f"\n      and the CT reader on {n_cases} separate annotated phantoms (diameter, type, spiculation, "
           f"emphysema; no labels) -> {out}")
-    path = build_ct_reader(out, out.with_name("ct_corpus"), CTReaderConfig(n_cases=n_cases, epochs=12))
+    path = build_ct_reader(out, lambda: write_ct_corpus(n_cases, out.with_name("ct_corpus"), phantom_inputs),
+                           CTReaderConfig(n_cases=n_cases, epochs=12))
     report = json.loads((path / "ct_reader.json").read_text())["report"]
     print(f"      held-out phantoms: diameter R^2 {report['diameter_r2']:.2f}, type accuracy "
           f"{report['nodule_type_accuracy']:.2f}, spiculation accuracy {report['spiculated_accuracy']:.2f}")
@@ -139,16 +143,21 @@ def _ct_reader(out: Path, n_cases: int = 160) -> Path:
 
 def _fusion_init(out: Path, ct_reader: Path, note_reader: Path) -> Path:
     """The starting model: the fusion pretrained on the readers' corpora (``workbench pretrain-fusion``)."""
+    from workbench.cohort.ct_corpus import write_ct_corpus
+    from workbench.cohort.note_corpus import FUSION_NOTE_SEED, write_note_corpus
+    from workbench.data.corpus import phantom_inputs
     from workbench.train.fusion_init import FusionInitConfig, build_fusion_init
 
     print("\n      and the fusion layers on those phantoms and 400 more notes, with made-up pairs (facts, no labels) "
           f"-> {out}")
+    corpus = out.with_name("ct_corpus")
     return build_fusion_init(out, FusionInitConfig(ct_encoder=str(ct_reader), text_encoder=str(note_reader),
-                                                   ct_cases=160, notes=400, steps=80,
-                                                   corpus_dir=str(out.with_name("ct_corpus"))))
+                                                   ct_cases=160, notes=400, steps=80),
+                             lambda: write_ct_corpus(160, corpus, phantom_inputs),
+                             lambda: write_note_corpus(400, corpus, FUSION_NOTE_SEED))
 
 
-def _train_and_evaluate(out: Path, cohort: Path) -> None:
+def _train_and_evaluate(out: Path, cohort: Path, *, dp_seeded: bool = False) -> None:
     from federated.config import FedConfig
     from federated.federate import run_federated
     from workbench.jsonout import jsonable
@@ -159,9 +168,11 @@ def _train_and_evaluate(out: Path, cohort: Path) -> None:
     ct_reader = _ct_reader(out / "ct_reader")
     init = _fusion_init(out / "fusion_init", ct_reader, reader)
     run = out / "run"
+    # the measured DP recipe is FedConfig's default (the fused head, SGD, 32 steps of rate 0.5 per round, lr 0.5);
+    # the demo sets only its own run: 5 rounds at epsilon 3, the mean of the last 2 rounds' weights
     fed = FedConfig(cohort=str(cohort), text_encoder=str(reader), ct_encoder=str(ct_reader), init_model=str(init),
-                    num_server_rounds=5, dp=True, dp_epsilon=3.0, dp_budget=8.0, dp_sample_rate=0.5, dp_epochs=16.0,
-                    dp_lr=0.5, dp_train="head", dp_optimizer="sgd", final_average=2, state_dir=str(out / "nodes"))
+                    num_server_rounds=5, dp=True, dp_epsilon=3.0, dp_budget=8.0, final_average=2, dp_seeded=dp_seeded,
+                    state_dir=str(out / "nodes"))
     print(f"\n[4/4] federated training with DP: {fed.num_server_rounds} Flower rounds, one node per site, DP-SGD at "
           f"each node on the fused head (65 weights; target epsilon {fed.dp_epsilon:g} per run, lifetime budget "
           f"{fed.dp_budget:g}, delta {fed.dp_delta:g}) -> {run}")
@@ -181,7 +192,7 @@ def _train_and_evaluate(out: Path, cohort: Path) -> None:
     print(f"      {summary['seconds']:.0f} s; rounds: {run / 'rounds.json'}, plot: {run / 'rounds.png'}; "
           f"ledgers and audit logs: {out / 'nodes'}/<site>/")
     res = jsonable(evaluate_run(run, cohort, ablations=True, cache_dir=default_cache_dir(), progress=False))
-    (out / "evaluation.json").write_text(json.dumps(res, indent=2))
+    write_json(out / "evaluation.json", res)
 
     def fmt(v: float | None) -> str:
         return "  -  " if v is None else f"{v:.3f}"

@@ -11,7 +11,7 @@ from workbench.models import build_model
 
 
 def test_a_malignant_case_gets_localisation_sanity_deletion_and_occlusion() -> None:
-    from tests.train.test_private import random_cases, tiny_config
+    from tests.helpers.cases import random_cases, tiny_config
 
     torch.manual_seed(0)
     model = build_model(tiny_config()).eval()

@@ -68,11 +68,11 @@ def test_generation_is_deterministic_and_resumes(tmp_path: Path) -> None:
     rows[0].unlink()
     if victim["series_dir"]:
         shutil.rmtree(site / victim["series_dir"])
-        (site / "dicom" / f".tmp_{victim['case_id']}").mkdir()
+        (site / "dicom" / f".{victim['case_id']}.99999.tmp").mkdir()  # what atomic_write of a dead pid leaves
     generate_cohort(tmp_path / "a", cfg, progress=False)
     assert (site / "manifest.csv").read_text() == manifest
     assert (tmp_path / "a" / "truth.jsonl").read_text() == truth
-    assert not list((site / "dicom").glob(".tmp_*"))
+    assert not list((site / "dicom").glob(".*"))
     # same request elsewhere: same bytes of truth
     generate_cohort(tmp_path / "b", cfg, progress=False)
     assert (tmp_path / "b" / "truth.jsonl").read_text() == truth

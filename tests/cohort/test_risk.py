@@ -63,7 +63,7 @@ def test_sites_differ_in_who_they_see() -> None:
 
 
 def test_full_preset_ceilings_match_the_design() -> None:
-    """DESIGN §5: Bayes ~0.89, CT-only ~0.81, notes-only ~0.72; prevalence 20-30%."""
+    """docs/architecture.md §5: Bayes ~0.89, CT-only ~0.81, notes-only ~0.72; prevalence 20-30%."""
     truths = full_preset_truth(seed=0)
     c = ceilings(truths)
     assert c["bayes"] == pytest.approx(0.89, abs=0.03)

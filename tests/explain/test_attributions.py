@@ -24,7 +24,7 @@ def test_word_pieces_merge_into_words_and_their_scores_add() -> None:
 
 
 def test_a_case_without_its_note_is_explained_and_says_so() -> None:
-    from tests.train.test_private import random_cases, tiny_config
+    from tests.helpers.cases import random_cases, tiny_config
 
     torch.manual_seed(0)
     model = build_model(tiny_config())
@@ -66,7 +66,7 @@ def test_explain_command_writes_files_readers_open_and_no_phi(tiny_run, tiny_coh
     arrays = np.load(out / "explanation.npz")
     if summary["present"].get("ct"):
         assert arrays["ct_attribution"].shape == arrays["ct_patch"].shape and (out / "ct_slices.png").exists()
-    from tests.conftest import truth_phi
+    from tests.helpers.cohort import truth_phi
 
     phi = truth_phi(tiny_cohort)
     texts = [p.read_text(errors="ignore") for p in out.iterdir() if p.suffix in (".json", ".html")]
@@ -107,7 +107,7 @@ def test_calibrated_run_explains_with_set_interval_refer_and_same_site_similar_c
     train_ids = {c.case_id for c in load_cases(site) if c.split == "train"}
     assert exp["similar_cases"] and all(s["site"] == sites[0] and s["case_id"] in train_ids for s in exp["similar_cases"])
     # no PHI of the truth in what the RUN now holds or the explanation wrote (the notes there are de-identified)
-    from tests.conftest import truth_phi
+    from tests.helpers.cohort import truth_phi
 
     phi = truth_phi(tiny_cohort)
     files = [*out.iterdir(), run / "uncertainty.json", *(run / "similar").glob("*/cases.json")]

@@ -10,7 +10,7 @@ from workbench.models import build_model
 
 
 def test_randomized_copy_redraws_every_weight_and_leaves_the_model_alone() -> None:
-    from tests.train.test_private import tiny_config
+    from tests.helpers.cases import tiny_config
 
     torch.manual_seed(0)
     model = build_model(tiny_config())

@@ -11,7 +11,7 @@ from workbench.models import build_model
 
 
 def test_padded_uncompiled_fast_explainer_matches_explain() -> None:
-    from tests.train.test_private import random_cases, tiny_config
+    from tests.helpers.cases import random_cases, tiny_config
 
     torch.manual_seed(0)
     model = build_model(tiny_config()).eval()

@@ -51,3 +51,20 @@ def test_a_node_evaluates_only_the_splits_it_allows() -> None:
     assert FedConfig().dp_secure  # secret randomness unless asked otherwise
     with pytest.raises(WorkbenchError, match="dp-engine"):
         FedConfig.from_run_config({"dp-engine": "fast"})
+
+
+def test_the_defaults_are_the_measured_dp_recipe() -> None:
+    """The demo and ``workbench bench federated`` read the recipe from FedConfig's defaults, not a copy of it."""
+    fed = FedConfig()
+    assert (fed.dp_train, fed.dp_optimizer, fed.dp_sample_rate, fed.dp_lr, fed.dp_steps) == ("head", "sgd", 0.5, 0.5, 32)
+    assert (fed.batch_size, fed.local_epochs, fed.dp_count_noise, fed.dp_class_prior) == (8, 1, 20.0, 0.25)
+
+
+def test_a_saved_run_record_names_no_absolute_machine_path(tmp_path: Path) -> None:
+    run = tmp_path / "out" / "run"
+    fed = FedConfig(cohort="/data/hospitals/cohort", init_model=str(tmp_path / "out" / "fusion_init"),
+                    state_dir=str(tmp_path / "out" / "nodes"), out_dir=str(run), text_encoder="")
+    record = fed.to_record(run)
+    assert record["out-dir"] == "." and record["state-dir"] == "../nodes" and record["init-model"] == "../fusion_init"
+    assert "cohort" not in record and record["text-encoder"] == ""  # outside the RUN's folder: left out; unset: kept
+    assert str(tmp_path) not in str(record) and record["dp-class-prior"] == fed.dp_class_prior

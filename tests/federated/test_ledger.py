@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import json
 
-import dp_accounting
 import pytest
 
 from federated.ledger import BudgetExhausted, PrivacyLedger, epsilon_of
+from tests.helpers.privacy import independent_epsilon
 from workbench.train.accounting import epsilon_dp_accounting
-
-
-def independent_epsilon(entries: list[tuple[float, float, int]], delta: float) -> float:
-    """Google's dp-accounting RDP accountant over the same releases (a second implementation)."""
-    acc = dp_accounting.rdp.RdpAccountant()
-    for sigma, q, steps in entries:
-        acc.compose(dp_accounting.SelfComposedDpEvent(
-            dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(sigma)), steps))
-    return float(acc.get_epsilon(delta))
 
 
 def test_planned_noise_spends_the_run_target_and_never_more(tmp_path) -> None:

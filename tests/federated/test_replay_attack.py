@@ -19,7 +19,7 @@ import torch
 from federated import task
 from federated.config import FedConfig
 from federated.ledger import PrivacyLedger
-from tests.train.test_private import random_cases, tiny_config
+from tests.helpers.cases import random_cases, tiny_config
 from workbench.models import build_model
 
 EPSILON = 1.0

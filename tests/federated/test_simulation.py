@@ -17,8 +17,8 @@ import torch
 from federated import audit
 from federated.config import FedConfig
 from federated.ledger import PrivacyLedger
-from tests.conftest import truth_phi
-from tests.federated.test_ledger import independent_epsilon
+from tests.helpers.cohort import truth_phi
+from tests.helpers.privacy import independent_epsilon
 from workbench.models.model import load_model
 from workbench.runtime.run import site_dirs_of
 
@@ -42,8 +42,8 @@ def test_three_nodes_two_rounds_dp_refusal_ledger_restart_and_accounting(tiny_co
     reader = tmp_path / "reader"  # a frozen note reader (untrained here): DP trains the rest, the vmap engine
     save_note_reader(build_model(ModelConfig(modalities=("notes",))), reader, "test reader, not pretrained")
     fed = FedConfig(cohort=str(tiny_cohort), num_server_rounds=2, dp=True, dp_epsilon=1.0, dp_budget=3.0,
-                    dp_sample_rate=0.25, dp_epochs=1.0, state_dir=str(state), progress=False, run_tag="study1",
-                    text_encoder=str(reader))
+                    dp_sample_rate=0.25, dp_epochs=1.0, dp_train="all", dp_optimizer="adamw", dp_lr=2e-3,
+                    state_dir=str(state), progress=False, run_tag="study1", text_encoder=str(reader))
     summary = run_federated(fed, tmp_path / "run1")
 
     rounds = json.loads((tmp_path / "run1" / "rounds.json").read_text())["rounds"]
@@ -53,6 +53,10 @@ def test_three_nodes_two_rounds_dp_refusal_ledger_restart_and_accounting(tiny_co
     model = load_model(tmp_path / "run1" / "model")  # the server carried on and saved a model folder
     assert model.modalities == ("ct", "notes")
     assert (tmp_path / "run1" / "rounds.png").stat().st_size > 1000
+    for record in ("rounds.json", "federation.json"):  # no absolute machine path: relative to the RUN or left out
+        text = (tmp_path / "run1" / record).read_text()
+        assert str(tmp_path) not in text and str(tiny_cohort) not in text
+        assert json.loads(text)["config"]["state-dir"] == "../nodes"
     for s in sites[:2]:
         eps = summary["epsilon"][s.name]
         assert 0.5 < eps["run"] <= 1.0 + 1e-9  # never above the run target

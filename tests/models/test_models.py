@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.train.test_private import random_cases, tiny_config
+from tests.helpers.cases import random_cases, tiny_config
 from workbench.models import TextEncoderConfig, build_model, load_model, save_model
 from workbench.models.tokenizer import (
     TOKENIZER_DIR,

@@ -1,4 +1,4 @@
-"""A real browser drives the case-review notebook (DESIGN §11): JupyterLab on 127.0.0.1, headless Debian chromium
+"""A real browser drives the case-review notebook (docs/architecture.md §10): JupyterLab on 127.0.0.1, headless Debian chromium
 through Playwright, run all cells, find the slice slider and the CT image, move the slider, see the image change.
 It also takes the README's screenshots (the case review, a report page) into ``$WORKBENCH_SCREENSHOTS``."""
 

@@ -40,7 +40,7 @@ def test_the_four_notebooks_run_headless_and_show_no_phi(calibrated_run, tiny_co
     assert "cases listed:" in review and "image changed: True" in review
     assert "references series 2.25." in _stream(done["04_reports.ipynb"])
     assert (tmp_path / "reports").is_dir()
-    from tests.conftest import truth_phi
+    from tests.helpers.cohort import truth_phi
 
     phi = truth_phi(tiny_cohort)
     for name, nb in done.items():

@@ -4,9 +4,12 @@ outside text is escaped, long text stays on the page, and the writers are atomic
 from __future__ import annotations
 
 import base64
+import html
 import io
 import itertools
 import re
+import shutil
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -22,7 +25,8 @@ from workbench.report.content import (
     ReportContent,
     SourceSeries,
 )
-from workbench.report.document import _pdf_figures, render_html, render_pdf, write_html
+from workbench.report.html import render_html, write_html
+from workbench.report.pdf import render_pdf
 
 IDENTIFIERS = ["MRN123", "Doe", "Jane", "19550129", "ACC9"]
 DATA_URI = re.compile(r"data:image/png;base64,[A-Za-z0-9+/=]+")
@@ -167,22 +171,40 @@ def test_outside_text_is_escaped_in_html_and_printed_literally_in_pdf(tmp_path: 
     assert "cost $5^2$ & more" in text and attack in text  # no mathtext: a dollar sign is a dollar sign
 
 
-def test_long_text_is_wrapped_onto_further_pages_without_overlap() -> None:
+def _word_boxes(path: Path) -> list[tuple[int, float, float, float, float, float, str]]:
+    """Every word poppler finds in the PDF: (page, page width, xMin, yMin, xMax, yMax, word) in points."""
+    out = subprocess.run(["pdftotext", "-bbox", str(path), "-"], capture_output=True, text=True, timeout=60).stdout
+    boxes, page, width = [], 0, 0.0
+    for line in out.splitlines():
+        if m := re.search(r'<page width="([\d.]+)"', line):
+            page, width = page + 1, float(m.group(1))
+        elif m := re.search(r'xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">(.*)</word>', line):
+            boxes.append((page, width, *(float(v) for v in m.groups()[:4]), html.unescape(m.group(5))))
+    return boxes
+
+
+def test_long_text_is_wrapped_onto_further_pages_without_overlap(tmp_path: Path) -> None:
     content = sample_content("export")
     content.notes = ["W" * 400, " ".join(f"word{i}" for i in range(1200))]
     content.refer_reasons = ["a reason that goes on " * 30]
     content.top_phrases = [(f"phrase{i}", (-1) ** i / (i + 1)) for i in range(40)]
     content.model.training_sites = [f"hospital_{i:02d}" for i in range(60)]
-    pages = _pdf_figures(content)
-    assert len(pages) >= 4
-    for n, fig in enumerate(pages, 1):
-        r = fig.canvas.get_renderer()
-        w, h = fig.bbox.width, fig.bbox.height
-        boxes = [t.get_window_extent(r) for t in fig.texts] + [ax.get_tightbbox(r) for ax in fig.axes]
-        for b in boxes:
-            assert b.x0 >= 0.4 * fig.dpi and b.x1 <= w - 0.4 * fig.dpi and b.y0 >= 0 and b.y1 <= h, (n, b)
-        for a, b in itertools.combinations(boxes, 2):
-            assert not a.overlaps(b), (n, a, b)
+    reader, text = _pdf_text(render_pdf(content, tmp_path / "long.pdf"))
+    assert len(reader.pages) >= 4
+    squashed = text.replace(" ", "")
+    assert "W" * 400 in squashed and all(f"word{i}" in text for i in range(1200))  # nothing dropped at a break
+    assert all(f"phrase{i}" in text for i in range(40)) and "hospital_59" in text
+    if not shutil.which("pdftotext"):  # poppler's word boxes (.ci/run installs poppler-utils)
+        return
+    boxes = _word_boxes(tmp_path / "long.pdf")
+    assert len(boxes) > 1200
+    margin = 0.4 * 72  # points: no word closer than 0.4 inch to either side, none below or above the page
+    for page, width, x0, y0, x1, y1, word in boxes:
+        assert x0 >= margin and x1 <= width - margin and y0 >= 0 and y1 <= 842, (page, word, x0, x1, y0, y1)
+    for (a, b) in itertools.combinations(boxes, 2):
+        if a[0] == b[0]:
+            overlap = min(a[4], b[4]) - max(a[2], b[2]) > 0.5 and min(a[5], b[5]) - max(a[3], b[3]) > 0.5
+            assert not overlap, (a, b)
 
 
 def test_writers_replace_atomically_and_leave_no_temp_file(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import sys
 
 import pydicom
 
-from tests.conftest import truth_phi
+from tests.helpers.cohort import truth_phi
 
 
 def _texts(out) -> dict[str, str]:  # noqa: ANN001

@@ -7,7 +7,7 @@ import subprocess
 import pydicom
 import pytest
 
-from tests.conftest import has_tool
+from tests.helpers.tools import has_tool
 from workbench.report.content import ModelProvenance, Patient, ReportContent, SourceSeries
 from workbench.report.source import remap_uid
 from workbench.report.sr import write_sr

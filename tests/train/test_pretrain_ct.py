@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from workbench.cohort.ct_corpus import CLASSES, CTCorpus, ct_corpus
+from workbench.cohort.ct_corpus import write_ct_corpus
+from workbench.data.corpus import CTCorpus, load_ct_corpus, phantom_inputs
 from workbench.errors import WorkbenchError
 from workbench.models.ct_encoder import CTEncoderConfig
 from workbench.models.model import ModelConfig, build_model, load_model, save_model
@@ -19,13 +20,14 @@ from workbench.train.pretrain_ct import CTReaderConfig, pretrain_ct_reader, save
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> CTCorpus:
-    return ct_corpus(4, tmp_path_factory.mktemp("ct_corpus"), workers=1, progress=False)
+    return load_ct_corpus(write_ct_corpus(4, tmp_path_factory.mktemp("ct_corpus"), phantom_inputs, workers=1,
+                                          progress=False))
 
 
 @pytest.fixture(scope="module")
 def reader(corpus: CTCorpus, tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = CTReaderConfig(n_cases=len(corpus), epochs=2, batch_size=2, val_share=0.25, progress=False)
-    enc, report = pretrain_ct_reader(corpus, CLASSES, config)
+    enc, report = pretrain_ct_reader(corpus, config)
     assert report["n_val"] == 1 and set(report["val_loss"]) == set(corpus.facts)
     return save_ct_reader(enc, tmp_path_factory.mktemp("readers") / "ct_reader", config, 77_077, report)
 
@@ -33,8 +35,8 @@ def reader(corpus: CTCorpus, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_pretraining_lowers_the_annotation_loss(corpus: CTCorpus) -> None:
     """On its own training cases (4 of them), 60 epochs must fit the annotations much better than 1."""
     def train_loss(epochs: int) -> float:
-        enc, report = pretrain_ct_reader(corpus, CLASSES, CTReaderConfig(epochs=epochs, batch_size=4, val_share=0.0,
-                                                                        lr=3e-3, progress=False))
+        enc, report = pretrain_ct_reader(corpus, CTReaderConfig(epochs=epochs, batch_size=4, val_share=0.0, lr=3e-3,
+                                                                progress=False))
         return sum(report["val_loss"].values())  # val_share 0: reported on the training cases
 
     assert train_loss(60) < 0.6 * train_loss(1)

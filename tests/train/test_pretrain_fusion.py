@@ -73,14 +73,15 @@ def test_pretrain_fusion_command_writes_a_starting_model(tmp_path) -> None:  # n
     import subprocess
     import sys
 
-    from workbench.cohort.ct_corpus import CLASSES, ct_corpus
+    from workbench.cohort.ct_corpus import write_ct_corpus
+    from workbench.data.corpus import load_ct_corpus, phantom_inputs
     from workbench.models.model import load_model
     from workbench.train.pretrain_ct import CTReaderConfig, pretrain_ct_reader, save_ct_reader
 
     corpus_dir = tmp_path / "corpus"
-    corpus = ct_corpus(4, corpus_dir, workers=1, progress=False)
+    corpus = load_ct_corpus(write_ct_corpus(4, corpus_dir, phantom_inputs, workers=1, progress=False))
     config = CTReaderConfig(n_cases=4, epochs=1, batch_size=2, val_share=0.25, progress=False)
-    enc, report = pretrain_ct_reader(corpus, CLASSES, config)
+    enc, report = pretrain_ct_reader(corpus, config)
     ct_reader = save_ct_reader(enc, tmp_path / "ct_reader", config, 77_077, report)
     notes = tmp_path / "note_reader"
     run = [sys.executable, "-m", "workbench.cli"]

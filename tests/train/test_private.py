@@ -1,45 +1,16 @@
-"""DP-ready, proven (DESIGN §6): Opacus' per-sample gradients of the full model equal a loop over batches of one."""
+"""DP-ready, proven (docs/architecture.md §6): Opacus' per-sample gradients of the full model equal a loop over batches of one."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from tests.helpers.cases import random_cases, tiny_config
 from workbench.errors import WorkbenchError
-from workbench.models import CTEncoderConfig, FusionConfig, ModelConfig, TextEncoderConfig, build_model
-from workbench.runtime.encode import EncodedCases
+from workbench.models import FusionConfig, ModelConfig, build_model
 from workbench.train.dp_random import dp_generator
 from workbench.train.loss import loss_fn
 from workbench.train.private import POSITIONAL, PrivacyConfig, as_batch, make_private, train_private
-
-
-def tiny_config(moe: bool = False) -> ModelConfig:
-    return ModelConfig(
-        ct=CTEncoderConfig(patch_size=16, context_size=16, patch_channels=(8, 16), context_channels=(8, 8), groups=4),
-        text=TextEncoderConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=32, max_length=24,
-                               dropout=0.0),
-        fusion=FusionConfig(d_model=32, n_heads=2, n_layers=2, ffn_size=32, dropout=0.0, gate_hidden=8, moe=moe),
-    )
-
-
-def random_cases(n: int, seed: int = 0) -> EncodedCases:
-    g = torch.Generator().manual_seed(seed)
-    length = 24
-    mask = torch.ones(n, length, dtype=torch.long)
-    mask[1, 10:] = 0  # real padding
-    modality = torch.ones(n, 2, dtype=torch.bool)
-    modality[2, 1] = False  # a case without its note
-    modality[3, 0] = False  # a case without its CT
-    ids = torch.randint(10, 1900, (n, length), generator=g) * mask
-    values = torch.where(ids % 7 == 0, torch.rand(n, length, generator=g), torch.zeros(n, length)) * mask
-    t = {
-        "ct_patch": torch.rand(n, 1, 16, 16, 16, generator=g),
-        "ct_context": torch.rand(n, 2, 16, 16, 16, generator=g),
-        "ct_position": torch.rand(n, 3, generator=g),
-        "note_ids": ids, "note_mask": mask, "note_values": values, "modality_mask": modality,
-        "label": torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0, 1.0][:n]),
-    }
-    return EncodedCases([f"c{i}" for i in range(n)], ["s"] * n, t)
 
 
 def test_opacus_per_sample_gradients_match_a_loop_of_batches_of_one() -> None:

@@ -1,4 +1,5 @@
-"""Train / evaluate / predict on the tiny cohort, through the library and the CLI."""
+"""Training on the tiny cohort (workbench.train): the RUN folder it writes, the CLI's refusals, seeding and resume,
+the pretrained note reader. Using a RUN (evaluate, predict) is tests/runtime/test_run.py."""
 
 from __future__ import annotations
 
@@ -10,12 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import workbench
 from workbench.data import load_cases
-from workbench.errors import CaseError
 from workbench.models import build_model
 from workbench.runtime.encode import EncodedCases, encode_cases
-from workbench.runtime.run import load_run
 from workbench.train.trainer import TrainConfig, train_model
 
 
@@ -29,43 +27,14 @@ def test_a_run_folder_holds_model_calibration_log_and_curve(tiny_run: Path) -> N
     assert json.loads((tiny_run / "calibration.json").read_text())["temperature"] > 0
 
 
-def test_evaluate_cli_prints_metrics_with_ablations(tiny_run: Path, tiny_cohort: Path, tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "workbench.cli", "evaluate", str(tiny_run), str(tiny_cohort), "--json",
-                          "--ablations", "--split", "train", "--quiet", "--cache", str(tmp_path / "cache")],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    res = json.loads(out.stdout)
-    assert res["overall"]["n"] > 0 and 0 <= res["overall"]["auroc"] <= 1
-    assert res["ablations"]["without_notes"]["gate_notes_max"] == 0.0
-    assert res["ablations"]["without_ct"]["gate_ct_max"] == 0.0
-    assert set(res["per_site"]) == {p.name for p in tiny_cohort.iterdir() if (p / "manifest.csv").exists()}
-
-
 def test_train_cli_refuses_a_bad_modality_with_one_line(tiny_cohort: Path, tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "workbench.cli", "train", str(tiny_cohort), "--out", str(tmp_path / "r"),
                           "--modalities", "ct,xray"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "xray" in out.stderr
 
 
-def test_predict_one_case_with_and_without_a_note(tiny_run: Path, tiny_cohort: Path, tmp_path: Path) -> None:
-    from dataclasses import replace
-
-    model, calibration = load_run(tiny_run)
-    site = sorted(p for p in tiny_cohort.iterdir() if (p / "manifest.csv").exists())[0]
-    case = next(c for c in load_cases(site) if c.has_ct and c.has_note)
-    pred = workbench.predict(model, case, calibration=calibration)
-    assert 0 < pred.probability < 1 and pred.present == {"ct": True, "notes": True}
-    assert sum(pred.gate.values()) == pytest.approx(1.0)
-    no_note = workbench.predict(model, replace(case, note=None))
-    assert no_note.gate["notes"] == 0.0 and no_note.present["notes"] is False
-    no_ct = workbench.predict(model, replace(case, series_dir=None, nodule_lps_mm=None))
-    assert no_ct.gate["ct"] == 0.0
-    with pytest.raises(CaseError, match=case.case_id):
-        workbench.predict(model, replace(case, note=None, series_dir=Path(tmp_path / "missing")))
-
-
 def test_training_is_seeded_and_resumes_from_its_checkpoint(tiny_cohort: Path, tmp_path: Path) -> None:
-    from tests.train.test_private import tiny_config
+    from tests.helpers.cases import tiny_config
     from workbench.data.cache import PreprocessCache
 
     model = build_model(tiny_config())
@@ -109,18 +78,19 @@ def test_training_is_seeded_and_resumes_from_its_checkpoint(tiny_cohort: Path, t
 
 
 def test_note_reader_pretrained_on_the_corpus_reads_sex_and_loads_as_a_local_encoder(tmp_path: Path) -> None:
-    from workbench.cohort.note_corpus import CLASSES, note_corpus
+    from workbench.cohort.note_corpus import write_note_corpus
+    from workbench.data.corpus import load_note_corpus
     from workbench.models import ModelConfig, TextEncoderConfig, trainable_parameters
     from workbench.runtime.encode import encode_note
     from workbench.train.pretrain_text import ReaderConfig, pretrain_note_reader, save_note_reader
 
-    corpus = note_corpus(500)
+    corpus = load_note_corpus(write_note_corpus(500, tmp_path / "corpus"))
     model = build_model(ModelConfig(modalities=("notes",)))
     torch.manual_seed(0)
-    pretrain_note_reader(model, corpus.texts, corpus.facts, CLASSES, ReaderConfig(n_notes=500, epochs=2, progress=False))
+    pretrain_note_reader(model, corpus, ReaderConfig(n_notes=500, epochs=2, progress=False))
     out = save_note_reader(model, tmp_path / "reader", "test reader")
     # held-out notes (another seed): sex is stated in nearly every note; a mean-pooled linear probe reads it
-    held = note_corpus(200, seed=12345)
+    held = load_note_corpus(write_note_corpus(200, tmp_path / "corpus", seed=12345))
     enc = model.text_encoder
 
     def pooled(texts: list[str]) -> torch.Tensor:

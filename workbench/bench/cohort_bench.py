@@ -1,4 +1,4 @@
-"""``workbench bench cohort``: the accuracy ceilings and prevalence the truth allows, per DESIGN §5."""
+"""``workbench bench cohort``: the accuracy ceilings and prevalence the truth allows, per docs/architecture.md §5."""
 
 from __future__ import annotations
 

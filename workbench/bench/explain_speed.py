@@ -1,6 +1,6 @@
 """``workbench bench explain --device cuda``: the median full explanation of one case on a device.
 
-A full explanation is what ``workbench explain`` computes (DESIGN §8): CT Integrated Gradients with 32 steps,
+A full explanation is what ``workbench explain`` computes (docs/architecture.md §8): CT Integrated Gradients with 32 steps,
 note Layer Integrated Gradients with 32 steps, gate and attention rollout; Occlusion is left out. Inputs are
 random of the real shapes (a 32^3 patch, a 32^3 two-channel context, a note of ``note_tokens`` tokens): the
 time does not depend on their content, so this runs where the DICOM stack is not installed. ``--model DIR``

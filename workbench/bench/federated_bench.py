@@ -18,7 +18,7 @@ on the pooled ``test`` split with raw logits (AUROC needs no calibration):
 Federated variants end on the mean of the last rounds' weights (``final-average``). ``dp_step_ratio`` times a
 DP step against a plain step on the fedavg_dp configuration, side by side.
 
-Resumable (DESIGN §10): the work folder (named by the plan) keeps each finished variant's result; a killed run
+Resumable (docs/architecture.md §9): the work folder (named by the plan) keeps each finished variant's result; a killed run
 redoes only what is missing (a killed DP variant restarts with fresh ledgers: benchmark data, not a hospital's).
 """
 
@@ -61,10 +61,14 @@ def _plan(quick: bool) -> dict[str, Any]:
     # Issue 14 made the DP path private for real: secret randomness, the exact Poisson rate, a DP-released case
     # count as the divisor and FedAvg weight, the public class prior; the recipe itself is unchanged (its choice
     # on test is issue 16's to redo on val).
-    return {"rounds": 3 if quick else 10, "local_epochs": 1, "local_batch_size": 8, "central_batch_size": 32,
-            "dp_sample_rate": 0.5, "dp_epochs": 16.0, "dp_lr": 0.5, "dp_train": "head", "dp_optimizer": "sgd",
-            "final_average": 2 if quick else 5, "dp_repeats": 3, "dp_secure_randomness": True,
-            "dp_count_noise": 20.0, "dp_class_prior": 0.25,
+    # The recipe is FedConfig's default ([tool.flwr.app.config]), read here, not restated; the plan keeps its
+    # values so that its digest (the results folder's name) changes when the recipe does.
+    r = FedConfig()
+    return {"rounds": 3 if quick else 10, "local_epochs": r.local_epochs, "local_batch_size": r.batch_size,
+            "central_batch_size": 32, "dp_sample_rate": r.dp_sample_rate, "dp_epochs": r.dp_epochs, "dp_lr": r.dp_lr,
+            "dp_train": r.dp_train, "dp_optimizer": r.dp_optimizer,
+            "final_average": 2 if quick else 5, "dp_repeats": 3, "dp_secure_randomness": r.dp_secure,
+            "dp_count_noise": r.dp_count_noise, "dp_class_prior": r.dp_class_prior,
             "fusion_init": {"ct_cases": 400 if quick else 1500, "notes": 1000 if quick else 3000,
                             "steps": 150 if quick else 600, "pairs": True}}
 
@@ -76,12 +80,17 @@ def _digest(obj: Any, n: int) -> str:
 
 def shared_fusion_init(ct_reader: Path, note_reader: Path, init: dict[str, Any], progress: bool) -> Path:
     """The label-free pretrained starting model for these readers, built once per cache."""
+    from workbench.cohort.ct_corpus import write_ct_corpus
+    from workbench.cohort.note_corpus import FUSION_NOTE_SEED, write_note_corpus
+    from workbench.data.corpus import phantom_inputs
     from workbench.train.fusion_init import FusionInitConfig, build_fusion_init
 
     root = cohort_cache_root().parent
     return build_fusion_init(root / "fusion_init" / _digest([str(ct_reader), str(note_reader), init], 10), FusionInitConfig(
         ct_encoder=str(ct_reader), text_encoder=str(note_reader), ct_cases=init["ct_cases"], notes=init["notes"],
-        steps=init["steps"], pairs=init["pairs"], corpus_dir=str(root / "ct_corpus"), progress=progress))
+        steps=init["steps"], pairs=init["pairs"], progress=progress),
+        lambda: write_ct_corpus(init["ct_cases"], root / "ct_corpus", phantom_inputs, progress=progress),
+        lambda: write_note_corpus(init["notes"], root / "note_corpus", FUSION_NOTE_SEED))
 
 
 def _scores(model: Any, test: EncodedCases) -> dict[str, Any]:
@@ -182,14 +191,9 @@ def federated_setup(*, quick: bool = False, cohort: str | Path | None = None, se
     reader = _reader(model_work, 2000 if quick else 6000, progress)
     ct_reader = shared_ct_reader(400 if quick else 1500, progress)
     init = shared_fusion_init(ct_reader, reader, plan["fusion_init"], progress)
-    base = FedConfig(cohort=str(cohort_dir), text_encoder=str(reader), ct_encoder=str(ct_reader),
-                     init_model=str(init), encoded_dir=str(model_work), dp_train=plan["dp_train"],
-                     dp_optimizer=plan["dp_optimizer"], final_average=plan["final_average"],
-                     num_server_rounds=plan["rounds"], local_epochs=plan["local_epochs"],
-                     batch_size=plan["local_batch_size"], seed=seed,
-                     dp_sample_rate=plan["dp_sample_rate"], dp_epochs=plan["dp_epochs"], dp_lr=plan["dp_lr"],
-                     dp_seeded=not plan["dp_secure_randomness"], dp_count_noise=plan["dp_count_noise"],
-                     dp_class_prior=plan["dp_class_prior"], progress=progress)
+    base = FedConfig(cohort=str(cohort_dir), text_encoder=str(reader), ct_encoder=str(ct_reader),  # the recipe: defaults
+                     init_model=str(init), encoded_dir=str(model_work), final_average=plan["final_average"],
+                     num_server_rounds=plan["rounds"], seed=seed, progress=progress)
     return FederatedSetup(cohort_dir, work, model_work, plan, base, data, init)
 
 

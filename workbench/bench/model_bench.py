@@ -5,7 +5,7 @@ temperature on ``val``): ``fused`` (the modality-gated model), ``ct_only``, ``no
 (concatenated modality summaries, no gate, no bias). Reference points from the truth on the same test cases:
 ``bayes`` (the true risk), ``brock_oracle`` (Brock on the true variables), and the ceilings of each modality.
 
-Resumable (DESIGN §10): the encoded splits, each trained model and its predictions are kept in a work folder
+Resumable (docs/architecture.md §9): the encoded splits, each trained model and its predictions are kept in a work folder
 (``$WORKBENCH_CACHE/bench/model-<preset>-seed<seed>``); a killed run starts again from its finished parts.
 ``--device cuda`` runs ``model_speed`` instead: training speed and one-case latency on that device only.
 """
@@ -59,31 +59,27 @@ def variants(reader: Path | None, ct_reader: Path | None = None) -> dict[str, Mo
 
 def shared_ct_reader(n_cases: int, progress: bool) -> Path:
     """The CT reader pretrained on ``n_cases`` corpus phantoms, built once per cache and shared by benchmarks."""
+    from workbench.cohort.ct_corpus import write_ct_corpus
+    from workbench.data.corpus import phantom_inputs
     from workbench.train.pretrain_ct import CTReaderConfig, build_ct_reader
 
     root = cohort_cache_root().parent
-    return build_ct_reader(root / "ct_reader" / f"n{n_cases}", root / "ct_corpus",
+    return build_ct_reader(root / "ct_reader" / f"n{n_cases}",
+                           lambda: write_ct_corpus(n_cases, root / "ct_corpus", phantom_inputs, progress=progress),
                            CTReaderConfig(n_cases=n_cases, progress=progress))
 
 
 def _reader(work: Path, n_notes: int, progress: bool) -> Path:
     """The note reader, pretrained once on the separate synthetic note corpus (no cohort note, no label)."""
-    from workbench.cohort.note_corpus import CLASSES, CORPUS_SEED, note_corpus
-    from workbench.train.pretrain_text import (
-        ReaderConfig,
-        pretrain_note_reader,
-        reader_card,
-        save_note_reader,
-    )
+    from workbench.cohort.note_corpus import write_note_corpus
+    from workbench.train.pretrain_text import ReaderConfig, build_note_reader
 
     out = work / "note_reader"
     if (out / "config.json").exists():
         return out
-    corpus = note_corpus(n_notes)
+    corpus = write_note_corpus(n_notes, cohort_cache_root().parent / "note_corpus")
     model = build_model(ModelConfig(modalities=("notes",)))
-    config = ReaderConfig(n_notes=n_notes, progress=progress)
-    losses = pretrain_note_reader(model, corpus.texts, corpus.facts, CLASSES, config)
-    save_note_reader(model, out, reader_card(config, CORPUS_SEED, losses))
+    build_note_reader(model, out, corpus, ReaderConfig(n_notes=n_notes, progress=progress))
     return out
 
 

@@ -1,7 +1,7 @@
 """The best accuracy each modality allows, computed from the truth (benchmarks only).
 
 ``bayes`` scores the test split with the true risk itself. The modality ceilings fit a logistic model on the
-train split to exactly the true variables that modality carries (DESIGN §5 table) and score the test split:
+train split to exactly the true variables that modality carries (docs/architecture.md §5 table) and score the test split:
 what a model that read that modality perfectly could reach. Targets in later issues are stated against these.
 """
 

@@ -8,70 +8,44 @@ one: phantoms from the cohort's own renderer and scanner profiles with a seed no
 annotated with what a radiologist reads off the image (diameter, type, spiculation, emphysema, upper lobe),
 never with malignancy. No cohort's truth file is read and no cohort patient is in it.
 
-The phantoms are rendered and preprocessed in memory (no DICOM round trip, which would triple the cost): the
-rendered HU volume becomes the same RAS ``MetaTensor`` that ``load_ct_series`` returns for its written series
-(``tests/cohort/test_ct_corpus.py`` checks the arrays are the same), and goes through the same MONAI pipeline.
-Generated in parallel and kept in chunk files, so a killed run resumes.
+The corpus is data for training, which never imports this module: :func:`write_ct_corpus` writes it as files
+(chunk files and a manifest; the format is documented in ``workbench.data.corpus``, which reads it). Each
+phantom is rendered in memory and turned into model inputs by the ``preprocess`` function the caller passes
+(``workbench.data.corpus.phantom_inputs``: the cohort may not import the data layer, and storing raw HU volumes
+instead would take about 10 GB). Generated in parallel and kept in chunk files, so a killed run resumes and a
+larger corpus reuses a smaller one's chunks.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
+from workbench.atomic import atomic_write
+from workbench.cohort.phantom import RenderedCT
 from workbench.cohort.sample import case_id_for, case_rng, sample_truth
 from workbench.cohort.sites import default_sites
 from workbench.cohort.spec import NODULE_TYPES, UPPER_LOBES
-
-if TYPE_CHECKING:
-    from monai.data import MetaTensor
-
-    from workbench.cohort.phantom import RenderedCT
+from workbench.jsonout import write_json
 
 CT_CORPUS_SEED = 77_077  # never a cohort seed (cohorts use small seeds) nor the note corpus' seed
 CHUNK = 50  # cases per chunk file
 FACTS = ("log_diameter", "nodule_type", "spiculated", "emphysema", "upper_lobe")
 CLASSES: dict[str, tuple[str, ...]] = {"nodule_type": NODULE_TYPES}  # the rest: log_diameter (regression) and binary facts
 
-
-@dataclass
-class CTCorpus:
-    ct_patch: torch.Tensor  # (N, 1, P, P, P) float16, windowed HU in [0, 1]
-    ct_context: torch.Tensor  # (N, 2, C, C, C) float16
-    ct_position: torch.Tensor  # (N, 3) float32
-    facts: dict[str, np.ndarray]  # fact -> (N,) float32 (log mm; class index; 0/1)
-
-    def __len__(self) -> int:
-        return len(self.ct_position)
+# A rendered phantom and its index nodule's centre (LPS mm) -> the arrays a chunk stores for it.
+Preprocess = Callable[[RenderedCT, tuple[float, float, float]], dict[str, np.ndarray]]
 
 
-def rendered_image(ct: RenderedCT) -> MetaTensor:
-    """A rendered phantom as ``load_ct_series`` would return its written series: (1, I=col, J=row, K=slice) HU,
-    RAS affine (rows along +x, columns along +y, slices along +z in LPS; then x and y negated)."""
-    from monai.data import MetaTensor
-
-    ps, ss = ct.pixel_spacing_mm, ct.slice_spacing_mm
-    affine = np.eye(4)
-    affine[0, 0], affine[1, 1], affine[2, 2] = ps, ps, ss
-    affine[:3, 3] = ct.origin_lps
-    affine[:2] *= -1.0  # LPS -> RAS
-    hu = np.ascontiguousarray(ct.hu.transpose(2, 1, 0)).astype(np.float32)  # (cols, rows, slices)
-    meta = {"spacing": np.array([ps, ps, ss]), "filename_or_obj": "phantom"}
-    return MetaTensor(torch.from_numpy(hu[None]), affine=torch.from_numpy(affine), meta=meta)
-
-
-def _one_case(index: int, seed: int) -> dict[str, Any]:
+def _one_case(index: int, seed: int, preprocess: Preprocess) -> dict[str, Any]:
     from workbench.cohort.generate import nodules_for
     from workbench.cohort.phantom import render_chest
-    from workbench.data.transforms import PreprocessConfig, ct_pipeline, lps_to_ras
 
     sites = default_sites(4)
     si = index % len(sites)
@@ -79,12 +53,8 @@ def _one_case(index: int, seed: int) -> dict[str, Any]:
     t = sample_truth(site, case_id_for(site, index), case_rng(seed, si, index, 0))
     rng = case_rng(seed, si, index, 2)
     ct = render_chest(nodules_for(t, rng), t.emphysema, site.scanner, rng)
-    out = ct_pipeline(PreprocessConfig(), load=False)({"image": rendered_image(ct),
-                                                       "nodule_ras": lps_to_ras(ct.nodule_centers_lps[0])})
     return {
-        "ct_patch": np.asarray(out["ct_patch"], dtype=np.float16),
-        "ct_context": np.asarray(out["ct_context"], dtype=np.float16),
-        "ct_position": np.asarray(out["ct_position"], dtype=np.float32),
+        **preprocess(ct, ct.nodule_centers_lps[0]),
         "log_diameter": np.float32(np.log(t.diameter_mm)),
         "nodule_type": np.float32(NODULE_TYPES.index(t.nodule_type)),
         "spiculated": np.float32(t.spiculated),
@@ -93,22 +63,28 @@ def _one_case(index: int, seed: int) -> dict[str, Any]:
     }
 
 
-def _chunk_task(args: tuple[int, int, int, str]) -> int:
-    start, stop, seed, path = args
-    rows = [_one_case(i, seed) for i in range(start, stop)]
+def _chunk_task(args: tuple[int, int, int, str, Preprocess]) -> int:
+    start, stop, seed, path, preprocess = args
+    rows = [_one_case(i, seed, preprocess) for i in range(start, stop)]
     arrays = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
-    tmp = Path(path).with_name(f".{Path(path).stem}.tmp.npz")
-    np.savez(tmp, **arrays)  # type: ignore[arg-type]
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:  # a killed run leaves no half chunk, so resuming trusts every chunk file
+        np.savez(tmp, **arrays)  # type: ignore[arg-type]
     return stop - start
 
 
-def ct_corpus(n: int, out_dir: str | Path, seed: int = CT_CORPUS_SEED, *, workers: int = 2,
-              progress: bool = True) -> CTCorpus:
-    """``n`` annotated phantoms (generated into ``out_dir`` once, in chunks; a killed run resumes)."""
+def manifest_path(n: int, out_dir: str | Path, seed: int = CT_CORPUS_SEED) -> Path:
+    """Where :func:`write_ct_corpus` puts the manifest of ``n`` cases of ``seed``."""
+    return Path(out_dir) / f"ct_corpus_{seed}_{n}.json"
+
+
+def write_ct_corpus(n: int, out_dir: str | Path, preprocess: Preprocess, seed: int = CT_CORPUS_SEED, *,
+                    workers: int = 2, progress: bool = True) -> Path:
+    """``n`` annotated phantoms into ``out_dir`` (chunks generated once; a killed run resumes); returns the manifest
+    that ``workbench.data.corpus.load_ct_corpus`` reads. ``preprocess`` must be a module-level function (spawned
+    workers receive it by name)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    chunks = [(s, min(s + CHUNK, n), seed, str(out / f"chunk_{seed}_{s:06d}_{min(s + CHUNK, n):06d}.npz"))
+    chunks = [(s, min(s + CHUNK, n), seed, str(out / f"chunk_{seed}_{s:06d}_{min(s + CHUNK, n):06d}.npz"), preprocess)
               for s in range(0, n, CHUNK)]
     todo = [c for c in chunks if not Path(c[3]).exists()]
     bar = tqdm(total=n, initial=n - sum(c[1] - c[0] for c in todo), desc="CT corpus", unit="case",
@@ -122,7 +98,11 @@ def ct_corpus(n: int, out_dir: str | Path, seed: int = CT_CORPUS_SEED, *, worker
         for c in todo:
             bar.update(_chunk_task(c))
     bar.close()
-    parts = [dict(np.load(c[3])) for c in chunks]
-    cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    return CTCorpus(torch.from_numpy(cat["ct_patch"]), torch.from_numpy(cat["ct_context"]),
-                    torch.from_numpy(cat["ct_position"]), {k: cat[k].astype(np.float32) for k in FACTS})
+    manifest = manifest_path(n, out, seed)
+    write_json(manifest, {"kind": "ct_corpus", "format": 1, "seed": seed, "n": n, "facts": list(FACTS),
+                          "classes": {k: list(v) for k, v in CLASSES.items()},
+                          "chunks": [Path(c[3]).name for c in chunks]})
+    return manifest
+
+
+__all__ = ["CLASSES", "CT_CORPUS_SEED", "FACTS", "manifest_path", "write_ct_corpus"]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from workbench.atomic import write_text
 from workbench.cohort.spec import SiteProfile
 
 
@@ -65,6 +65,4 @@ The truth of every variable lives only in the cohort's `truth.jsonl`, which the 
 
 
 def write_site_card(site_dir: Path, site: SiteProfile, truths: list[dict]) -> None:
-    tmp = site_dir / ".DATA_CARD.md.tmp"
-    tmp.write_text(site_card_text(site, truths), encoding="utf-8")
-    os.replace(tmp, site_dir / "DATA_CARD.md")
+    write_text(site_dir / "DATA_CARD.md", site_card_text(site, truths))

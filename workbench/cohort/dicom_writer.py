@@ -13,7 +13,6 @@ Every file passes dciodvfy (dicom3tools) without errors in all three transfer sy
 from __future__ import annotations
 
 import hashlib
-import os
 from datetime import date
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from workbench.atomic import write_bytes
 from workbench.cohort.phantom import RenderedCT
 from workbench.cohort.spec import PatientIdentity, ScannerProfile
 from workbench.errors import CohortError
@@ -224,8 +224,6 @@ def write_ct_series(out_dir: Path, ct: RenderedCT, scanner: ScannerProfile, iden
         ], [])
         group_len = _encode([DataElement(0x00020000, "UL", len(meta))], [])
         name = hashlib.sha1(sop.encode()).hexdigest()[:16] + ".dcm"
-        tmp = out_dir / f".{name}.tmp"
-        tmp.write_bytes(b"\x00" * 128 + b"DICM" + group_len + meta + body)
-        os.replace(tmp, out_dir / name)
+        write_bytes(out_dir / name, b"\x00" * 128 + b"DICM" + group_len + meta + body)
         paths.append(out_dir / name)
     return paths

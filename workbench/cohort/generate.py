@@ -1,4 +1,4 @@
-"""Write a synthetic multi-hospital cohort to disk (the file contract of DESIGN §5).
+"""Write a synthetic multi-hospital cohort to disk (the file contract of docs/architecture.md §5).
 
 Per case, three seeded streams (truth, identity + note, image) make the case independent of every other, so
 generation runs in parallel and a killed run resumes: a case whose series folder and row file exist is done.
@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -27,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from workbench.atomic import atomic_write, sweep_leftovers, write_text
 from workbench.cohort.config import CohortConfig
 from workbench.cohort.data_card import write_site_card
 from workbench.cohort.sample import case_id_for, case_rng, case_split, sample_truth
@@ -86,14 +85,10 @@ def make_case(site: SiteProfile, site_index: int, case_index: int, seed: int, si
         rng_img = case_rng(seed, site_index, case_index, 2)
         ct = render_chest(nodules_for(truth, rng_img), truth.emphysema, site.scanner, rng_img)
         final = site_dir / "dicom" / cid
-        tmp = site_dir / "dicom" / f".tmp_{cid}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.mkdir(parents=True)
-        write_ct_series(tmp, ct, site.scanner, identity, uid_seed=f"{seed}:{cid}")
-        os.replace(tmp, final)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(final) as tmp:
+            tmp.mkdir()
+            write_ct_series(tmp, ct, site.scanner, identity, uid_seed=f"{seed}:{cid}")
         x, y, z = ct.nodule_centers_lps[0]
         row.update(series_dir=f"dicom/{cid}", nodule_x_mm=f"{x:.2f}", nodule_y_mm=f"{y:.2f}", nodule_z_mm=f"{z:.2f}")
         phi += dicom_phi_strings(identity)
@@ -115,14 +110,8 @@ def _case_task(args: tuple[SiteProfile, int, int, int, str]) -> tuple[str, int]:
     rec = make_case(site, site_index, case_index, seed, Path(site_dir))
     rows = Path(site_dir) / _ROWS_DIR
     rows.mkdir(exist_ok=True)
-    _atomic_write(rows / f"{rec['row']['case_id']}.json", json.dumps(rec))
+    write_text(rows / f"{rec['row']['case_id']}.json", json.dumps(rec))
     return site.name, case_index
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _pending(sites: list[SiteProfile], out: Path, n: int, seed: int) -> Iterator[tuple[SiteProfile, int, int, int, str]]:
@@ -140,6 +129,7 @@ def generate_cohort(out: str | Path, config: CohortConfig, *, progress: bool = T
     sites = sites_for(config)
     for site in sites:
         (out / site.name / "dicom").mkdir(parents=True, exist_ok=True)
+        sweep_leftovers(out / site.name / "dicom")  # a killed run's half-written series
     stamp = out / "cohort.json"
     request = {"preset": config.preset, "sites": [s.name for s in sites], "patients_per_site": config.n_patients,
                "seed": config.seed, "transfer_syntax": config.transfer_syntax}
@@ -161,22 +151,20 @@ def generate_cohort(out: str | Path, config: CohortConfig, *, progress: bool = T
     truths: list[dict] = []
     for site in sites:
         truths += _write_site_files(out / site.name, site, config.n_patients)
-    _atomic_write(out / "truth.jsonl", "".join(json.dumps(t) + "\n" for t in truths))
+    write_text(out / "truth.jsonl", "".join(json.dumps(t) + "\n" for t in truths))
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     seconds = time.perf_counter() - start
-    _atomic_write(stamp, json.dumps({"request": request, "n_cases": len(truths), "bytes": size}, indent=2))
+    write_text(stamp, json.dumps({"request": request, "n_cases": len(truths), "bytes": size}, indent=2))
     return CohortSummary(out, [s.name for s in sites], len(truths), seconds, size)
 
 
 def _write_site_files(site_dir: Path, site: SiteProfile, n: int) -> list[dict]:
     recs = [json.loads((site_dir / _ROWS_DIR / f"{case_id_for(site, i)}.json").read_text()) for i in range(n)]
-    tmp = site_dir / ".manifest.csv.tmp"
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+    with atomic_write(site_dir / "manifest.csv") as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
         w.writeheader()
         w.writerows(r["row"] for r in recs)
-    os.replace(tmp, site_dir / "manifest.csv")
-    _atomic_write(site_dir / "notes.jsonl", "".join(json.dumps(r["note"]) + "\n" for r in recs if r["note"]))
+    write_text(site_dir / "notes.jsonl", "".join(json.dumps(r["note"]) + "\n" for r in recs if r["note"]))
     write_site_card(site_dir, site, [r["truth"] for r in recs])
     return [r["truth"] for r in recs]
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from workbench.atomic import atomic_write, write_text
+
 
 def series_files(series_dir: Path) -> list[Path]:
     """The files of a series folder (one level, hidden files skipped), sorted by name for a stable hash."""
@@ -67,9 +69,7 @@ class PreprocessCache:
             pass
         key = content_digest(files, extra)
         memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
-        tmp.write_text(key)
-        os.replace(tmp, memo)
+        write_text(memo, key)
         return key
 
     def get(self, key: str) -> tuple[dict[str, np.ndarray], dict] | None:
@@ -87,8 +87,6 @@ class PreprocessCache:
     def put(self, key: str, arrays: dict[str, np.ndarray], meta: dict) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with tmp.open("wb") as f:
+        with atomic_write(path) as tmp, tmp.open("wb") as f:
             payload: dict[str, Any] = {"__meta__": np.array(json.dumps(meta)), **arrays}
             np.savez(f, **payload)
-        os.replace(tmp, path)

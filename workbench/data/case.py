@@ -126,3 +126,10 @@ def find_case(cases: list[Case], case_id: str, where: str | Path) -> Case:
             return c
     known = ", ".join(c.case_id for c in cases[:3])
     raise CaseError(f"{where}: unknown case {case_id!r} (this site has {len(cases)} cases, e.g. {known})")
+
+
+def find_site_case(site_dir: str | Path, case_id: str) -> Case:
+    """The case ``case_id`` of a site folder: one lookup for the commands that take ``CASE_ID --site SITE_DIR``;
+    a missing manifest or an unknown id is a CaseError naming the manifest."""
+    site_dir = Path(site_dir)
+    return find_case(load_cases(site_dir), case_id, site_dir / "manifest.csv")

@@ -7,7 +7,6 @@ the JSON summary, and the other cases go on. A case is usable when at least one 
 from __future__ import annotations
 
 import csv
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from workbench.atomic import atomic_write
 from workbench.data.cache import PreprocessCache, default_cache_dir
 from workbench.data.case import Case, load_cases
 from workbench.data.preprocess import preprocess_ct
@@ -119,9 +119,7 @@ def ingest_site(
 
 
 def write_quarantine(path: Path, refusals: list[Refusal]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+    with atomic_write(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=QUARANTINE_COLUMNS)
         w.writeheader()
         w.writerows(r.__dict__ for r in refusals)
-    os.replace(tmp, path)

@@ -41,12 +41,16 @@ class Explanation:
     word_attribution: np.ndarray | None = None  # (n_words,)
     notes: list[str] = field(default_factory=list)  # what was not explained, and why
 
+    def top_words(self, n: int = 10) -> list[tuple[str, float]]:
+        """The ``n`` words of the note with the largest attribution either way, strongest first."""
+        if self.word_attribution is None or not len(self.words):
+            return []
+        order = np.argsort(-np.abs(self.word_attribution))[:n]
+        return [(self.words[i], float(self.word_attribution[i])) for i in order]
+
     def summary(self) -> dict[str, Any]:
         """The JSON-able part (arrays as their shapes and top words)."""
-        top = []
-        if self.word_attribution is not None and len(self.words):
-            order = np.argsort(-np.abs(self.word_attribution))[:10]
-            top = [[self.words[i], float(self.word_attribution[i])] for i in order]
+        top = [[w, v] for w, v in self.top_words()]
         return {"case_id": self.case_id, "logit": self.logit, "gate": self.gate, "present": self.present,
                 "rollout": self.rollout, "ct_baseline": self.ct_baseline,
                 "ct_completeness_gap": self.ct_completeness_gap,

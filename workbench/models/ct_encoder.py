@@ -11,7 +11,7 @@ Three inputs, three kinds of token:
   mean-pooled cells gave a pretrained reader only R^2 0.53 on log diameter. The CT reader's heads read this
   vector linearly, so the fusion (and, under DP, a linear head alone) can read the findings from one token.
 
-GroupNorm, not BatchNorm, and no in-place activation, so that Opacus computes per-sample gradients (DESIGN §6).
+GroupNorm, not BatchNorm, and no in-place activation, so that Opacus computes per-sample gradients (docs/architecture.md §6).
 
 ``CTEncoderConfig(path=DIR, freeze=True)`` starts from a CT reader pretrained without malignancy labels
 (``workbench pretrain-ct``, ``workbench.train.pretrain_ct``) and keeps its convolution stacks fixed; the
@@ -37,7 +37,7 @@ class CTEncoderConfig:
     context_grid: int = 2  # context tokens per side
     groups: int = 8  # GroupNorm groups (must divide every channel count)
     dropout: float = 0.0  # 3-D feature dropout; 0 by default: its masks cost as much as a convolution on CPU
-    path: str | None = None  # a pretrained CT reader directory (ct_reader.safetensors); None: random start
+    path: str | None = None  # a pretrained CT reader directory, read at build only (not saved); None: random start
     freeze: bool = False  # keep the convolution stacks and the finding MLP fixed (a pretrained reader under DP)
     finding_token: bool = True  # one more token: the finding MLP's output (False: models saved before it)
     finding_size: int = 64

@@ -1,17 +1,16 @@
 """The whole model: CT encoder + note encoder + gated fusion, its config, and its directory on disk.
 
 A saved model is a directory that needs nothing else: ``model.safetensors`` (weights), ``config.json`` (the
-dataclass configs), the tokenizer files, the note encoder's own ``text_encoder/config.json`` (so an encoder that
-came from a local pretrained directory is rebuilt without it), and ``MODEL_CARD.md``. Written to a temporary
-sibling and renamed: a killed save leaves the previous model intact.
+dataclass configs, versioned and free of machine paths: ``workbench.models.config``), the tokenizer files, the
+note encoder's own ``text_encoder/config.json`` (so an encoder that came from a local pretrained directory is
+rebuilt without it), and ``MODEL_CARD.md``. Written through ``atomic_write``: a killed save leaves the previous
+model intact, and the folder can be copied to another machine.
 """
 
 from __future__ import annotations
 
+import copy
 import json
-import os
-import shutil
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, PreTrainedTokenizerFast
 
+from workbench.atomic import atomic_write
 from workbench.errors import WorkbenchError
-from workbench.models.ct_encoder import CTEncoder, CTEncoderConfig
-from workbench.models.fusion import MODALITIES, FusionConfig, FusionOutput, FusionTransformer
-from workbench.models.text_encoder import TextEncoder, TextEncoderConfig
+from workbench.jsonout import write_json
+from workbench.models.config import ModelConfig, migrate_model_config
+from workbench.models.ct_encoder import CTEncoder
+from workbench.models.fusion import MODALITIES, FusionOutput, FusionTransformer
+from workbench.models.text_encoder import TextEncoder
 from workbench.models.tokenizer import TOKENIZER_DIR, load_tokenizer, numeric_table
 
 WEIGHTS = "model.safetensors"
@@ -35,28 +37,6 @@ POSITIONAL = ("ct_patch", "ct_context", "ct_position", "note_ids", "note_mask", 
 STATE_KEYS = ("note_states", "ct_patch_states", "ct_context_states")
 """Optional keyword inputs: a frozen reader's outputs, precomputed once per case (``with_note_states``,
 ``with_ct_states``); the model then skips that reader."""
-
-
-@dataclass
-class ModelConfig:
-    modalities: tuple[str, ...] = MODALITIES  # which encoders exist: ("ct",), ("notes",) or both
-    ct: CTEncoderConfig = field(default_factory=CTEncoderConfig)
-    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
-    fusion: FusionConfig = field(default_factory=FusionConfig)
-    tokenizer_path: str = str(TOKENIZER_DIR)  # where build_model reads the tokenizer
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        ct = {"finding_token": False, **d.get("ct", {})}  # saved before the finding token existed: without it
-        for k in ("patch_channels", "context_channels"):
-            if k in ct:
-                ct[k] = tuple(ct[k])
-        return cls(modalities=tuple(d.get("modalities", MODALITIES)), ct=CTEncoderConfig(**ct),
-                   text=TextEncoderConfig(**d.get("text", {})), fusion=FusionConfig(**{"gate_sum": False, **d.get("fusion", {})}),
-                   tokenizer_path=d.get("tokenizer_path", str(TOKENIZER_DIR)))
 
 
 class NoduleRiskModel(nn.Module):
@@ -117,15 +97,18 @@ class NoduleRiskModel(nn.Module):
 def build_model(config: ModelConfig | None = None) -> NoduleRiskModel:
     """A fresh model from dataclass configs, with the tokenizer it reads notes with.
 
+    ``config`` is left as it is: the model holds a resolved copy (the tokenizer's folder and vocabulary size
+    filled in), so one config can build several models, and a caller's config never changes under it.
+
     Example:
         >>> model = build_model(ModelConfig(modalities=("ct",)))
         >>> model.modalities
         ('ct',)
     """
-    config = config or ModelConfig()
+    config = copy.deepcopy(config) if config is not None else ModelConfig()
     if config.text.path and (Path(config.text.path) / "tokenizer.json").is_file():
         config.tokenizer_path = config.text.path  # a pretrained encoder comes with the tokenizer it was trained with
-    tokenizer = load_tokenizer(config.tokenizer_path)
+    tokenizer = load_tokenizer(config.tokenizer_path or TOKENIZER_DIR)
     if config.text.path is None:
         config.text.vocab_size = len(tokenizer)
     return NoduleRiskModel(config, tokenizer)
@@ -136,42 +119,55 @@ def trainable_parameters(model: nn.Module) -> int:
 
 
 def save_model(model: NoduleRiskModel, out_dir: str | Path, card: str | None = None) -> Path:
-    """Write the model directory atomically (temporary sibling, then rename)."""
+    """Write the model directory atomically (a temporary sibling folder, swapped in whole).
+
+    ``config.json`` is ``ModelConfig.to_saved_dict``: versioned, no machine path; everything loading needs is
+    in the folder."""
     out = Path(out_dir)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
-    (tmp / CONFIG).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n", encoding="utf-8")
-    if model.tokenizer is not None:
-        model.tokenizer.save_pretrained(str(tmp))
-    if model.text_encoder is not None:
-        model.text_encoder.encoder.config.save_pretrained(str(tmp / "text_encoder"))
-    (tmp / "MODEL_CARD.md").write_text(card or _card_stub(model), encoding="utf-8")
-    old = out.with_name(f".{out.name}.old")
-    if out.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out) as tmp:
+        tmp.mkdir()
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
+        write_json(tmp / CONFIG, model.config.to_saved_dict())
+        if model.tokenizer is not None:
+            model.tokenizer.save_pretrained(str(tmp))
+        if model.text_encoder is not None:
+            model.text_encoder.encoder.config.save_pretrained(str(tmp / "text_encoder"))
+        (tmp / "MODEL_CARD.md").write_text(card or _card_stub(model), encoding="utf-8")
     return out
 
 
+def read_model_config(model_dir: str | Path) -> ModelConfig:
+    """A model folder's ``config.json``, any version, through ``migrate_model_config``; its relative
+    ``tokenizer_path`` resolved against the folder. Raises WorkbenchError naming the file."""
+    f = Path(model_dir) / CONFIG
+    try:
+        raw = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise WorkbenchError(f"{f}: cannot read the model config ({e})") from e
+    try:
+        config = ModelConfig.from_dict(migrate_model_config(raw, f))
+    except (TypeError, ValueError) as e:  # an unknown field, a wrong type
+        raise WorkbenchError(f"{f}: not a model config this workbench reads ({e})") from e
+    config.tokenizer_path = str(Path(model_dir) / (config.tokenizer_path or "."))
+    return config
+
+
 def load_model(model_dir: str | Path, map_location: str = "cpu") -> NoduleRiskModel:
-    """A model directory -> the model in eval mode. Raises WorkbenchError naming what is missing."""
+    """A model directory -> the model in eval mode. Raises WorkbenchError naming what is missing.
+
+    Needs nothing outside the folder: the pretrained readers a model was built from are inside its weights."""
     d = Path(model_dir)
     for name in (CONFIG, WEIGHTS):
         if not (d / name).is_file():
             raise WorkbenchError(f"{d}: not a model directory ({name} is missing)")
-    config = ModelConfig.from_dict(json.loads((d / CONFIG).read_text(encoding="utf-8")))
-    config.tokenizer_path = str(d)
-    config.ct.path = None  # every weight, a pretrained CT reader's included, is in the model file
+    config = read_model_config(d)
+    config.ct.path = config.text.path = None  # every weight, the pretrained readers' included, is in the model file
     hf_config = None
     if "notes" in config.modalities:
         hf_config = AutoConfig.from_pretrained(str(d / "text_encoder"), local_files_only=True)
-        config.text.path = None
-    model = NoduleRiskModel(config, load_tokenizer(d), hf_config)
+    model = NoduleRiskModel(config, load_tokenizer(config.tokenizer_path or d), hf_config)
     state = load_file(str(d / WEIGHTS), device=map_location)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:

@@ -7,7 +7,7 @@ BERT-style config is built from the fields below and trained from scratch. Nothi
 The encoder is fed ``inputs_embeds`` that we compute: the model's own word embedding plus a learned projection
 of each whole-number token's value (``tokenizer.numeric_values``), so "78" sits next to "77" from the start.
 Position and token-type ids are passed per sample, shaped (B, L): a stock BertModel's shared (1, L) buffers break
-Opacus' per-sample gradients (DESIGN §6).
+Opacus' per-sample gradients (docs/architecture.md §6).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from transformers import AutoModel, BertConfig, BertModel
 
 @dataclass
 class TextEncoderConfig:
-    path: str | None = None  # a local save_pretrained directory; None: build the small config below
+    path: str | None = None  # a local save_pretrained directory, read by build_model only (not saved); None: small config below
     vocab_size: int = 2300  # set from the tokenizer by build_model
     hidden_size: int = 64
     num_layers: int = 2

@@ -1,9 +1,13 @@
 """The note tokenizer shipped with the package, and the text clean-up every note gets before it.
 
 The tokenizer is a lower-cased WordPiece vocabulary learned only from non-patient text: the string templates of
-the note generator's source (``workbench/cohort/notes.py``, read as Python literals, never a generated note), a
-hand-written list of pulmonary and oncology words, the de-identifier's placeholders and the numbers 0-300.
-``python -m workbench.models.tokenizer`` rebuilds it into ``workbench/models/tokenizer/`` deterministically.
+the note generator (shipped as ``vocab_corpus.json`` beside this file, never a generated note), a hand-written
+list of pulmonary and oncology words, the de-identifier's placeholders and the numbers 0-300. The templates come
+as a shipped file, not by reading the generator: the model layer never looks into the cohort package.
+``python -m workbench.cohort.note_corpus`` regenerates the file from the templates (a test keeps them equal);
+``python -m workbench.models.tokenizer`` rebuilds the tokenizer into ``workbench/models/tokenizer/``. That
+rebuild is not reproducible to the token (the WordPiece trainer breaks ties between equally frequent merges in
+hash order), so the shipped tokenizer folder, not a rebuild, is what every reader was trained with.
 
 Before tokenizing, :func:`normalize_note` spells numbers the way the encoder reads them: dictated notes say
 "sixty-five year old", structured ones "65 y/o"; both become ``65``, and :func:`numeric_values` gives every
@@ -13,15 +17,18 @@ few hundred labelled notes cannot teach eighty separate number tokens an order).
 
 from __future__ import annotations
 
-import ast
+import json
 import re
 from pathlib import Path
 
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from workbench.atomic import atomic_write
+from workbench.errors import WorkbenchError
+
 TOKENIZER_DIR = Path(__file__).with_name("tokenizer")
-NOTES_SOURCE = Path(__file__).parents[1] / "cohort" / "notes.py"
+VOCAB_CORPUS = Path(__file__).with_name("vocab_corpus.json")  # the note generator's templates
 VOCAB_SIZE = 3000
 NUMBER_SCALE = 100.0  # token "65" -> value 0.65
 
@@ -85,36 +92,38 @@ def numeric_table(tokenizer: PreTrainedTokenizerFast) -> torch.Tensor:
 
 
 def _template_corpus() -> list[str]:
-    """Every string literal of the note generator's source: templates and word lists, no generated note."""
-    tree = ast.parse(NOTES_SOURCE.read_text(encoding="utf-8"))
-    docstrings = set()
-    for node in ast.walk(tree):  # docstrings explain code with examples ("her husband, Carlos"): not templates
-        if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and node.body:
-            first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
-                docstrings.add(id(first.value))
-    return [node.value for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+    """The note generator's string templates and word lists, as shipped in ``vocab_corpus.json``."""
+    try:
+        corpus = json.loads(VOCAB_CORPUS.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise WorkbenchError(f"{VOCAB_CORPUS}: the tokenizer's vocabulary corpus is missing or broken ({e})") from None
+    if not isinstance(corpus, list) or not all(isinstance(t, str) for t in corpus):
+        raise WorkbenchError(f"{VOCAB_CORPUS}: not a JSON list of strings")
+    return corpus
+
+
+def training_text() -> list[str]:
+    """What the WordPiece trainer reads: templates, the word list and the numbers, normalised, as a sorted set."""
+    corpus = _template_corpus() + [" ".join(MEDICAL_WORDS)] * 3 + [" ".join(str(i) for i in range(301))] * 5
+    return sorted({normalize_note(t) for t in corpus})
 
 
 def build_tokenizer(out_dir: str | Path = TOKENIZER_DIR) -> PreTrainedTokenizerFast:
     """Learn the WordPiece vocabulary from non-patient text and save it with ``save_pretrained``."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-    corpus = _template_corpus() + [" ".join(MEDICAL_WORDS)] * 3 + [" ".join(str(i) for i in range(301))] * 5
-    corpus = [normalize_note(t) for t in corpus]
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True, clean_text=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     trainer = trainers.WordPieceTrainer(vocab_size=VOCAB_SIZE, min_frequency=1, special_tokens=specials,
                                         initial_alphabet=list("abcdefghijklmnopqrstuvwxyz0123456789"))
-    tok.train_from_iterator(sorted(set(corpus)), trainer=trainer)
+    tok.train_from_iterator(training_text(), trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
                                    sep_token="[SEP]", mask_token="[MASK]", model_max_length=512)
     fast.add_tokens([t.lower() for t in PLACEHOLDER_WORDS], special_tokens=False)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    fast.save_pretrained(str(out_dir))
+    with atomic_write(out_dir) as tmp:  # the shipped folder is swapped whole, never left half written
+        fast.save_pretrained(str(tmp))
     return fast
 
 

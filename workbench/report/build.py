@@ -1,9 +1,10 @@
 """``workbench report RUN CASE_ID --site SITE_DIR --out DIR [--format pdf,html,sr,fhir] [--clinical]``.
 
-Gathers one ``ReportContent`` (prediction, explanation, the RUN's per-site uncertainty, provenance, the source
-series) and renders the formats asked for into DIR: ``report.pdf``, ``report.html``, ``report_sr.dcm``,
+Gathers one ``ReportContent`` from the case explained in memory (``workbench.explain.case.CaseExplanation``:
+prediction, explanation, the RUN's per-site uncertainty, similar cases) plus provenance and the source series,
+and renders the formats asked for into DIR: ``report.pdf``, ``report.html``, ``report_sr.dcm``,
 ``report_fhir.json`` and ``report.json`` (the content itself, images as their titles). The whole folder is
-written into a temporary sibling and renamed: a killed run leaves no half-written report. Export mode (the
+written through ``workbench.atomic``: a killed run leaves no half-written report. Export mode (the
 default) is de-identified; ``--clinical`` keeps identifiers and original UIDs and must not leave the node.
 """
 
@@ -11,14 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from workbench.atomic import atomic_write
 from workbench.errors import WorkbenchError
+from workbench.jsonout import write_json
 from workbench.report.content import KeyImage, ModelProvenance, Patient, ReportContent
+
+if TYPE_CHECKING:
+    from workbench.explain.case import CaseExplanation
 
 FORMATS = ("pdf", "html", "sr", "fhir")
 
@@ -42,84 +46,88 @@ def _provenance(run: Path) -> ModelProvenance:
 
 
 def build_content(run: str | Path, case_id: str, site_dir: str | Path, *, clinical: bool = False,
-                  steps: int = 32, work: Path | None = None) -> ReportContent:
-    """Everything the report says about one case (the explanation's files land in ``work``)."""
-    from workbench.explain.export import explain_case, find_case
+                  steps: int = 32) -> ReportContent:
+    """Everything the report says about the site's case ``case_id``, explained afresh with the RUN's model."""
+    from workbench.explain.case import explain_case
+
+    return report_content(explain_case(run, case_id, site_dir, steps=steps), site_dir, clinical=clinical)
+
+
+def report_content(ce: CaseExplanation, site_dir: str | Path, *, clinical: bool = False) -> ReportContent:
+    """The report's content from a case explained in memory; ``site_dir`` holds the node's UID secret."""
+    from workbench.explain.figures import case_figures
     from workbench.report.measure import volume_equivalent_diameter
     from workbench.report.source import node_secret, read_source
 
-    run, site = Path(run), Path(site_dir)
-    case = find_case(site, case_id)
-    work = work or Path(os.environ.get("TMPDIR", "/tmp")) / f"report-{case_id}"
-    summary = explain_case(run, case_id, site, work, steps=steps)
-    import numpy as np
-
-    arrays = np.load(work / "explanation.npz")
-    diameter = volume_equivalent_diameter(arrays["ct_patch"]) if "ct_patch" in arrays else None
+    case, exp, a = ce.case, ce.explanation, ce.assessment
+    patch = ce.ct_patch
+    diameter = volume_equivalent_diameter(patch) if patch is not None else None
     mode = "clinical" if clinical else "export"
-    source, patient = (read_source(case.series_dir, case_id, mode, None if clinical else node_secret(site))
+    source, patient = (read_source(case.series_dir, case.case_id, mode, None if clinical else node_secret(site_dir))
                        if case.series_dir is not None else (None, Patient()))
-    u = summary.get("uncertainty") or {}
-    notes = list(summary.get("notes", []))
+    notes = list(exp.notes)
     if diameter is not None:
         notes.append("diameter: volume-equivalent sphere of the central component above -650 HU in the model's "
                      "1.25 mm patch (a measurement, not a learned estimate)")
     x = case.nodule_lps_mm[0] if case.nodule_lps_mm else 0.0
-    images = [KeyImage(t, (work / f).read_bytes()) for t, f in (
+    figures = case_figures(ce)
+    images = [KeyImage(t, png) for t, png in (
         ("CT: three slices through the most attributed voxel (Integrated Gradients; red raises the risk)",
-         "ct_slices.png"), ("the de-identified note, words shaded by attribution", "note.png"),
-        ("how much each modality counted (gate)", "gate.png")) if (work / f).is_file()]
+         figures.ct_slices), ("the de-identified note, words shaded by attribution", figures.note),
+        ("how much each modality counted (gate)", figures.gate)) if png is not None]
     return ReportContent(
-        case_id=case_id, mode=mode, created=datetime.now(UTC).isoformat(timespec="seconds"),
-        probability=float(u.get("probability", summary["probability"])),
-        interval=tuple(u["interval"]) if u.get("interval") else None,  # type: ignore[arg-type]
-        interval_method=(f"{u['interval_method']}, {u.get('interval_calib_cases', '?')} cases"
-                         if u.get("interval_method") else None), prediction_set=list(u.get("prediction_set", [])),
-        coverage_target=u.get("coverage_target"), refer=bool(u.get("refer", False)),
-        refer_reasons=list(u.get("reasons", [])), diameter_mm=diameter,
+        case_id=case.case_id, mode=mode, created=datetime.now(UTC).isoformat(timespec="seconds"),
+        probability=a.probability if a is not None else ce.prediction.probability,
+        interval=a.interval if a is not None else None,
+        interval_method=(f"{a.interval_method}, {a.interval_calib_cases} cases"
+                         if a is not None and a.interval_method else None),
+        prediction_set=list(a.prediction_set) if a is not None else [],
+        coverage_target=a.coverage_target if a is not None else None, refer=a.refer if a is not None else False,
+        refer_reasons=list(a.reasons) if a is not None else [], diameter_mm=diameter,
         finding_site="left lung" if x > 0 else "right lung",  # LPS: +x is the patient's left
-        nodule_center_lps_mm=case.nodule_lps_mm, modality_contributions=dict(summary["gate"]),
-        attention_rollout=dict(summary["rollout"]), top_phrases=[(w, float(v)) for w, v in summary["top_words"]],
-        key_images=images, model=_provenance(run), patient=patient, source=source, notes=notes)
+        nodule_center_lps_mm=case.nodule_lps_mm, modality_contributions=dict(exp.gate),
+        attention_rollout=dict(exp.rollout), top_phrases=exp.top_words(),
+        key_images=images, model=_provenance(Path(ce.run)), patient=patient, source=source, notes=notes)
 
 
 def write_report(run: str | Path, case_id: str, site_dir: str | Path, out_dir: str | Path, *,
-                 formats: tuple[str, ...] = FORMATS, clinical: bool = False, steps: int = 32) -> dict[str, Any]:
+                 formats: tuple[str, ...] = FORMATS, clinical: bool = False, steps: int = 32,
+                 explanation: CaseExplanation | None = None) -> dict[str, Any]:
+    """The reports of one case into ``out_dir``. ``explanation``: the case already explained (``explain_case``),
+    so a caller that shows the explanation too does not compute it twice."""
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise WorkbenchError(f"--format {','.join(formats)}: expected a comma list of {', '.join(FORMATS)}")
+    if explanation is not None and explanation.case.case_id != case_id:
+        raise WorkbenchError(f"case {case_id}: the explanation given is of case {explanation.case.case_id}")
+    content = (report_content(explanation, site_dir, clinical=clinical) if explanation is not None
+               else build_content(run, case_id, site_dir, clinical=clinical, steps=steps))
     out = Path(out_dir)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    content = build_content(run, case_id, site_dir, clinical=clinical, steps=steps, work=tmp / ".explain")
-    shutil.rmtree(tmp / ".explain", ignore_errors=True)
     written = []
-    if "pdf" in formats:
-        from workbench.report.document import render_pdf
+    with atomic_write(out) as tmp:
+        tmp.mkdir(parents=True)
+        if "pdf" in formats:
+            from workbench.report.pdf import render_pdf
 
-        written.append(render_pdf(content, tmp / "report.pdf"))
-    if "html" in formats:
-        from workbench.report.document import write_html
+            written.append(render_pdf(content, tmp / "report.pdf"))
+        if "html" in formats:
+            from workbench.report.html import write_html
 
-        written.append(write_html(content, tmp / "report.html"))
-    if "sr" in formats and content.source is not None:
-        from workbench.report.sr import write_sr
+            written.append(write_html(content, tmp / "report.html"))
+        if "sr" in formats and content.source is not None:
+            from workbench.report.sr import write_sr
 
-        written.append(write_sr(content, tmp / "report_sr.dcm"))
-    elif "sr" in formats:
-        content.notes.append("no DICOM SR: the case has no CT series to reference")
-    if "fhir" in formats:
-        from workbench.report.fhir import write_fhir
+            written.append(write_sr(content, tmp / "report_sr.dcm"))
+        elif "sr" in formats:
+            content.notes.append("no DICOM SR: the case has no CT series to reference")
+        if "fhir" in formats:
+            from workbench.report.fhir import write_fhir
 
-        written.append(write_fhir(content, tmp / "report_fhir.json"))
-    (tmp / "report.json").write_text(json.dumps(content.to_dict(), indent=2) + "\n", encoding="utf-8")
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+            written.append(write_fhir(content, tmp / "report_fhir.json"))
+        write_json(tmp / "report.json", content.to_dict())
     return {"case_id": case_id, "mode": content.mode, "out": str(out), "probability": content.probability,
             "refer": content.refer, "files": sorted([p.name for p in written] + ["report.json"]),
             "notes": content.notes}
 
 
-__all__ = ["FORMATS", "build_content", "write_report"]
+__all__ = ["FORMATS", "build_content", "report_content", "write_report"]

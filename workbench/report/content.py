@@ -1,7 +1,7 @@
 """What a diagnostic report says, gathered once and rendered four ways (PDF, HTML, DICOM SR, FHIR).
 
 ``ReportContent`` is plain data: every renderer reads only this, so the four formats cannot disagree. Two
-modes (DESIGN §8): ``export`` (default) carries no identifier of the patient and the source series' UIDs remapped
+modes (docs/architecture.md §8): ``export`` (default) carries no identifier of the patient and the source series' UIDs remapped
 (``SourceSeries`` holds the remapped ones; the same mapping is applied everywhere, so references still resolve);
 ``clinical`` keeps the identifiers and original UIDs, for the hospital's own PACS and EHR.
 """

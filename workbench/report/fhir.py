@@ -21,7 +21,6 @@ Export mode puts nothing identifying in the Bundle: the Patient has only a Bundl
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -44,6 +43,7 @@ from fhir.resources.R4B.provenance import Provenance, ProvenanceAgent
 from fhir.resources.R4B.quantity import Quantity
 from fhir.resources.R4B.reference import Reference
 
+from workbench.atomic import write_text
 from workbench.errors import WorkbenchError
 from workbench.report.content import ReportContent
 from workbench.runtime.privacy import NOT_PRIVATE
@@ -262,12 +262,10 @@ def fhir_bundle(content: ReportContent) -> dict[str, Any]:
 
 
 def write_fhir(content: ReportContent, path: str | Path) -> Path:
-    """The Bundle as indented JSON at ``path``, via a temporary sibling and a rename (never half-written)."""
+    """The Bundle as indented JSON at ``path``, written atomically (never half-written)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(fhir_bundle(content), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(fhir_bundle(content), indent=2) + "\n")
     return path
 
 

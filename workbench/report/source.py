@@ -17,6 +17,7 @@ import os
 import secrets
 from pathlib import Path
 
+from workbench.atomic import atomic_write
 from workbench.errors import WorkbenchError
 from workbench.report.content import Patient, SourceSeries
 
@@ -24,14 +25,14 @@ SECRET_FILE = ".deid_secret"
 
 
 def node_secret(site_dir: str | Path) -> bytes:
-    """The node's UID-remapping secret, created on first use (atomic, mode 0600)."""
+    """The node's UID-remapping secret, created on first use (atomic, mode 0600 from the start: the secret is
+    never readable by others, not even for a moment)."""
     path = Path(site_dir) / SECRET_FILE
     if not path.is_file():
-        tmp = path.with_name(f"{SECRET_FILE}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
     return bytes.fromhex(path.read_text().strip())
 
 

@@ -16,13 +16,13 @@ attributes from the first evidence dataset.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
 
+from workbench.atomic import atomic_write
 from workbench.errors import WorkbenchError
 from workbench.report.content import ReportContent
 from workbench.report.source import remap_uid
@@ -109,12 +109,11 @@ def build_sr(content: ReportContent) -> Dataset:
 
 
 def write_sr(content: ReportContent, path: str | Path) -> Path:
-    """Write the SR (DICOM file with meta header) to a temporary sibling, then rename."""
+    """Write the SR (DICOM file with meta header) atomically: a reader never sees half of it."""
     path = Path(path)
     ds = build_sr(content)
-    tmp = path.with_name(f".{path.name}.tmp")
-    ds.save_as(tmp, enforce_file_format=True)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        ds.save_as(tmp, enforce_file_format=True)
     return path
 
 

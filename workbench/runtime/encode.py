@@ -9,7 +9,6 @@ Notes are de-identified before tokenizing: the model never reads an identifier.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerFast
 
+from workbench.atomic import atomic_write
 from workbench.data.cache import PreprocessCache
 from workbench.data.case import Case
 from workbench.data.deid import deidentify
@@ -68,10 +68,9 @@ class EncodedCases:
 
     def save(self, path: str | Path) -> None:
         """Atomic write (torch format): encoding a full cohort reads gigabytes of DICOM; do it once."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save({"case_ids": self.case_ids, "sites": self.sites, "tensors": self.tensors, "refused": self.refused}, tmp)
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:
+            torch.save({"case_ids": self.case_ids, "sites": self.sites, "tensors": self.tensors, "refused": self.refused},
+                       tmp)
 
     @classmethod
     def load(cls, path: str | Path) -> EncodedCases:

@@ -1,4 +1,4 @@
-"""``workbench.predict(model, case)``: one case in, one ``Prediction`` out (DESIGN §2).
+"""``workbench.predict(model, case)``: one case in, one ``Prediction`` out (docs/architecture.md §2).
 
 The case's CT goes through the same preprocessing (and cache) as training, its note is de-identified and
 tokenized by the model's own tokenizer; a modality the case lacks, or one that is refused, is left out and the

@@ -32,13 +32,13 @@ RUN/
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from workbench.atomic import write_text
 from workbench.errors import WorkbenchError
 from workbench.runtime.calibration import Calibration, fit_calibration
 from workbench.runtime.encode import EncodedCases
@@ -165,9 +165,7 @@ class RunUncertainty:
 
     def save(self, run: str | Path) -> Path:
         path = Path(run) / UNCERTAINTY_FILE
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
         return path
 
     @classmethod

@@ -5,7 +5,7 @@ holds, for one site only, each training case's fused representation (the vector 
 L2-normalised so that inner product is cosine similarity (``faiss.IndexFlatIP``: exact search; a site has
 thousands of cases, not millions). Next to it, ``cases.json`` keeps each case's id, label and the
 de-identified note the model read. No index ever holds two sites' cases, and a query names its site: in a
-federation this folder lives at the node and never travels (DESIGN §8).
+federation this folder lives at the node and never travels (docs/architecture.md §8).
 
 The same index gives the out-of-distribution score: the cosine distance to the k-th nearest training case
 (Sun et al. 2022, "Out-of-distribution detection with deep nearest neighbors"). A case farther from its
@@ -15,13 +15,13 @@ site's training cases than nearly all of that site's calib cases is one the mode
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from workbench.atomic import atomic_write, write_text
 from workbench.errors import WorkbenchError
 
 INDEX_FILE = "index.faiss"
@@ -88,14 +88,11 @@ class SiteIndex:
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{INDEX_FILE}.tmp"
-        faiss.write_index(self.index, str(tmp))
-        os.replace(tmp, folder / INDEX_FILE)
+        with atomic_write(folder / INDEX_FILE) as tmp:
+            faiss.write_index(self.index, str(tmp))
         meta = {"site": self.site, "case_ids": self.case_ids, "labels": self.labels, "notes": self.notes,
                 "metric": "cosine (inner product of L2-normalised fused embeddings)"}
-        tmp = folder / f".{CASES_FILE}.tmp"
-        tmp.write_text(json.dumps(meta) + "\n", encoding="utf-8")
-        os.replace(tmp, folder / CASES_FILE)
+        write_text(folder / CASES_FILE, json.dumps(meta) + "\n")
         return folder
 
     @classmethod

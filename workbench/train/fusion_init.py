@@ -1,8 +1,9 @@
 """The starting model of a private federation: both readers frozen, the fusion pretrained without labels.
 
 ``workbench pretrain-fusion`` builds it: the CT reader's phantom corpus and a note corpus (the note generator
-with a seed beside the note reader's own, so notes it has not read) become one-modality cases; the fusion
-layers learn to state each corpus' facts linearly (``pretrain_fusion``); the model folder it writes is what
+with a seed beside the note reader's own, so notes it has not read), handed in as corpus files by the caller
+(training never runs the generator), become one-modality cases; the fusion layers learn to state each
+corpus' facts linearly (``pretrain_fusion``); the model folder it writes is what
 ``workbench federate --init-model`` (``init-model`` in ``[tool.flwr.app.config]``) starts every node from. Under
 DP a node then trains the fused head alone (``dp-train = head``, 65 weights). No cohort case and no malignancy
 label is read.
@@ -11,16 +12,15 @@ label is read.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from workbench.cohort.ct_corpus import CLASSES as CT_CLASSES
-from workbench.cohort.ct_corpus import CT_CORPUS_SEED, ct_corpus
-from workbench.cohort.note_corpus import CLASSES as NOTE_CLASSES
-from workbench.cohort.note_corpus import CORPUS_SEED, note_corpus
+from workbench.atomic import write_text
+from workbench.data.corpus import CTCorpus, NoteCorpus, load_ct_corpus, load_note_corpus
 from workbench.errors import WorkbenchError
 from workbench.models.ct_encoder import CTEncoderConfig
 from workbench.models.model import ModelConfig, NoduleRiskModel, build_model, save_model
@@ -34,7 +34,7 @@ from workbench.train.pretrain_fusion import (
 )
 from workbench.train.pretrain_text import standard_age
 
-NOTE_SEED = CORPUS_SEED + 1  # beside the note reader's corpus: notes the reader has not seen
+CorpusFile = str | Path | Callable[[], Path]  # a corpus file, or a function that writes it and returns its path
 
 
 @dataclass
@@ -42,10 +42,9 @@ class FusionInitConfig:
     ct_encoder: str  # a CT reader folder (``workbench pretrain-ct``)
     text_encoder: str  # a note reader folder (``workbench pretrain-notes``)
     ct_cases: int = 1500  # phantoms (the CT reader's corpus: its cached chunks are reused)
-    notes: int = 3000
+    notes: int = 3000  # notes of the fusion's note corpus (its own seed: notes the note reader has not read)
     steps: int = 600
     pairs: bool = True  # also made-up two-modality cases (see FusionPretrainConfig.pairs)
-    corpus_dir: str = ""  # where the phantom chunks live ("" = a hidden sibling of the output folder)
     seed: int = 0
     progress: bool = True
 
@@ -73,25 +72,23 @@ def _standardised(facts: dict[str, Any], classes: dict[str, tuple[str, ...]]) ->
     return out, counts
 
 
-def fusion_corpora(model: NoduleRiskModel, config: FusionInitConfig, corpus_dir: Path) -> dict[str, ModalityCorpus]:
+def fusion_corpora(model: NoduleRiskModel, ct: CTCorpus, notes: NoteCorpus) -> dict[str, ModalityCorpus]:
     """The two corpora as one-modality model inputs, each frozen reader's states computed once."""
     from workbench.train.pretrain_text import tokenized_notes
 
     assert model.ct_encoder is not None and model.text_encoder is not None and model.tokenizer is not None
-    ct = ct_corpus(config.ct_cases, corpus_dir, progress=config.progress)
     with torch.no_grad():
         cells = [model.ct_encoder.features(ct.ct_patch[s:s + 64].float(), ct.ct_context[s:s + 64].float())
                  for s in range(0, len(ct), 64)]
     ct_inputs = {"ct_patch_states": torch.cat([c[0] for c in cells]), "ct_context_states": torch.cat([c[1] for c in cells]),
                  "ct_position": ct.ct_position.float()}
-    notes = note_corpus(config.notes, seed=NOTE_SEED)
     ids, mask, values = tokenized_notes(notes.texts, model.tokenizer, model.config.text.max_length)
     with torch.no_grad():
         states = torch.cat([model.text_encoder.hidden_states(ids[s:s + 128], mask[s:s + 128], values[s:s + 128])
                             for s in range(0, len(ids), 128)])
     note_inputs = {"note_ids": ids, "note_mask": mask, "note_values": values, "note_states": states}
-    ct_facts, ct_counts = _standardised(ct.facts, CT_CLASSES)
-    note_facts, note_counts = _standardised(notes.facts, NOTE_CLASSES)
+    ct_facts, ct_counts = _standardised(ct.facts, ct.classes)
+    note_facts, note_counts = _standardised(notes.facts, notes.classes)
     tp, cp = ct_inputs["ct_patch_states"].shape[1:]
     tc, cc = ct_inputs["ct_context_states"].shape[1:]
     shapes = (tp, cp, tc, cc)
@@ -101,40 +98,48 @@ def fusion_corpora(model: NoduleRiskModel, config: FusionInitConfig, corpus_dir:
                                     note_facts, note_counts)}
 
 
-def build_fusion_init(out_dir: str | Path, config: FusionInitConfig) -> Path:
-    """Pretrain the fusion of a model with both readers frozen; write it as a model folder (reused if there)."""
+def build_fusion_init(out_dir: str | Path, config: FusionInitConfig, ct_corpus: CorpusFile,
+                      note_corpus: CorpusFile) -> Path:
+    """Pretrain the fusion of a model with both readers frozen; write it as a model folder (reused if there).
+
+    ``ct_corpus``: a CT corpus manifest, ``note_corpus``: a note corpus file (``workbench.cohort`` writes both;
+    either may be a function that writes it and returns its path, called only when the model is built)."""
     out = Path(out_dir)
     if (out / "config.json").is_file() and (out / "fusion_init.json").is_file():
         return out
     for name, path in (("CT reader", config.ct_encoder), ("note reader", config.text_encoder)):
         if not path or not Path(path).is_dir():
             raise WorkbenchError(f"pretrain-fusion: {name} folder {path!r} not found")
+    ct_file = Path(ct_corpus() if callable(ct_corpus) else ct_corpus)
+    note_file = Path(note_corpus() if callable(note_corpus) else note_corpus)
+    ct, notes = load_ct_corpus(ct_file), load_note_corpus(note_file)
+    for file, have, want in ((ct_file, len(ct), config.ct_cases), (note_file, len(notes), config.notes)):
+        if have != want:
+            raise WorkbenchError(f"pretrain-fusion: {file} holds {have} cases, the config asks for {want}")
     torch.manual_seed(config.seed)
     model = build_model(ModelConfig(ct=CTEncoderConfig(path=config.ct_encoder, freeze=True),
                                     text=TextEncoderConfig(path=config.text_encoder, freeze=True)))
     model.eval()
-    corpus_dir = Path(config.corpus_dir) if config.corpus_dir else out.with_name(f".{out.name}.ct_corpus")
-    corpora = fusion_corpora(model, config, corpus_dir)
+    corpora = fusion_corpora(model, ct, notes)
     losses = pretrain_fusion(model, corpora, FusionPretrainConfig(steps=config.steps, seed=config.seed,
                                                                   progress=config.progress, pairs=config.pairs))
     with torch.no_grad():  # the risk head starts at "no evidence": log-odds 0 for every case until a node trains it
         model.fusion.head.weight.zero_()
         model.fusion.head.bias.zero_()
-    card = fusion_init_card(config, losses)
+    card = fusion_init_card(config, losses, ct.seed, notes.seed)
     save_model(model, out, card)
-    (out / "fusion_init.json").write_text(json.dumps({"config": config.to_dict(), "ct_corpus_seed": CT_CORPUS_SEED,
-                                                      "note_corpus_seed": NOTE_SEED, "losses": losses}, indent=2) + "\n",
-                                          encoding="utf-8")
+    write_text(out / "fusion_init.json", json.dumps({"config": config.to_dict(), "ct_corpus_seed": ct.seed,
+                                                     "note_corpus_seed": notes.seed, "losses": losses}, indent=2) + "\n")
     return out
 
 
-def fusion_init_card(config: FusionInitConfig, losses: dict[str, float]) -> str:
+def fusion_init_card(config: FusionInitConfig, losses: dict[str, float], ct_seed: int, note_seed: int) -> str:
     rows = "\n".join(f"| {k} | {v:.3f} |" for k, v in sorted(losses.items()))
     return (
         "# Starting model for private federated training (label-free)\n\n"
         "Both readers frozen (CT reader, note reader); the projections and fusion layers pretrained so that each "
-        f"modality's summary states its findings: {config.ct_cases} synthetic CT phantoms (seed {CT_CORPUS_SEED}) "
-        f"and {config.notes} synthetic notes (seed {NOTE_SEED}), {config.steps} steps"
+        f"modality's summary states its findings: {config.ct_cases} synthetic CT phantoms (seed {ct_seed}) "
+        f"and {config.notes} synthetic notes (seed {note_seed}), {config.steps} steps"
         f"{', with made-up two-modality pairs' if config.pairs else ''}. No cohort case, no malignancy "
         "label: its risk head is untrained (it predicts nothing yet). Start a federation from it with "
         "`workbench federate COHORT --init-model THIS_DIR --config dp-train=head`.\n\n"

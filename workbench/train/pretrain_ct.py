@@ -3,10 +3,10 @@
 Why: from a few hundred malignancy labels per site a 3-D network learns size and margin slowly and noisily, and
 under DP at epsilon 1-8 not at all (measured, full preset: DP-SGD from scratch stayed at test AUROC 0.55-0.58).
 Annotated public collections (LIDC-IDRI-like: diameter, texture, spiculation per nodule) are what groups use to
-pretrain nodule encoders; ``workbench.cohort.ct_corpus`` stands in for one (a seed no cohort uses, no
-malignancy label). The reader is then loaded with ``CTEncoderConfig(path=DIR, freeze=True)``: its convolution
+pretrain nodule encoders; the phantom corpus ``workbench.cohort.ct_corpus`` writes stands in for one (a seed no
+cohort uses, no malignancy label), read here as data (``workbench.data.corpus.CTCorpus``). The reader is then loaded with ``CTEncoderConfig(path=DIR, freeze=True)``: its convolution
 stacks stay fixed and only the projections, fusion and heads train, which is also the trainable subset that
-DP-SGD at a hospital can afford (DESIGN §7).
+DP-SGD at a hospital can afford (docs/architecture.md §7).
 
 The heads read the encoder's finding vector (an MLP over pooled cells and position, which becomes the finding
 token) linearly, so every annotated fact is readable from one token the fusion's [CT] summary attends to.
@@ -15,8 +15,7 @@ token) linearly, so every annotated fact is readable from one token the fusion's
 from __future__ import annotations
 
 import json
-import os
-import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,13 +25,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from workbench.atomic import atomic_write
+from workbench.data.corpus import CTCorpus, load_ct_corpus
 from workbench.models.ct_encoder import CT_READER_WEIGHTS, CTEncoder, CTEncoderConfig
 from workbench.train.trainer import flip_patches
 
 
 @dataclass
 class CTReaderConfig:
-    n_cases: int = 1500  # corpus size (workbench.cohort.ct_corpus, a seed no cohort uses)
+    n_cases: int = 1500  # corpus size (the phantom corpus, a seed no cohort uses)
     epochs: int = 20
     batch_size: int = 32
     lr: float = 3e-3
@@ -67,11 +68,12 @@ def _losses(heads: nn.ModuleDict, pooled: torch.Tensor, y: dict[str, torch.Tenso
     return out
 
 
-def pretrain_ct_reader(corpus: Any, classes: dict[str, tuple[str, ...]], config: CTReaderConfig | None = None,
+def pretrain_ct_reader(corpus: CTCorpus, config: CTReaderConfig | None = None,
                        encoder_config: CTEncoderConfig | None = None) -> tuple[CTEncoder, dict[str, Any]]:
-    """Train a fresh ``CTEncoder`` on ``corpus`` (a ``CTCorpus``); returns it and what it reached on held-out
-    corpus cases (per fact: loss; diameter: R^2; classes and binaries: accuracy)."""
+    """Train a fresh ``CTEncoder`` on ``corpus``; returns it and what it reached on held-out corpus cases (per
+    fact: loss; diameter: R^2; classes and binaries: accuracy)."""
     config = config or CTReaderConfig()
+    classes = corpus.classes
     torch.manual_seed(config.seed)
     g = torch.Generator().manual_seed(config.seed)
     enc = CTEncoder(encoder_config or CTEncoderConfig(), config.d_model)
@@ -132,18 +134,14 @@ def save_ct_reader(enc: CTEncoder, out_dir: str | Path, config: CTReaderConfig, 
     """A CT reader directory: ``ct_reader.safetensors``, ``ct_reader.json`` (configs, report), a card. Atomic."""
     from safetensors.torch import save_file
 
-    out = Path(out_dir)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({k: v.detach().contiguous() for k, v in enc.state_dict().items()}, str(tmp / CT_READER_WEIGHTS))
-    enc_cfg = {k: v for k, v in asdict(enc.config).items() if k not in ("path", "freeze")}
-    meta = {"encoder": enc_cfg, "pretraining": config.to_dict(), "corpus_seed": corpus_seed, "report": report}
-    (tmp / "ct_reader.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    (tmp / "README.md").write_text(ct_reader_card(config, corpus_seed, report), encoding="utf-8")
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
-    return out
+    with atomic_write(out_dir) as tmp:
+        tmp.mkdir(parents=True)
+        save_file({k: v.detach().contiguous() for k, v in enc.state_dict().items()}, str(tmp / CT_READER_WEIGHTS))
+        enc_cfg = {k: v for k, v in asdict(enc.config).items() if k not in ("path", "freeze")}
+        meta = {"encoder": enc_cfg, "pretraining": config.to_dict(), "corpus_seed": corpus_seed, "report": report}
+        (tmp / "ct_reader.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        (tmp / "README.md").write_text(ct_reader_card(config, corpus_seed, report), encoding="utf-8")
+    return Path(out_dir)
 
 
 def ct_reader_card(config: CTReaderConfig, corpus_seed: int, report: dict[str, Any]) -> str:
@@ -160,18 +158,19 @@ def ct_reader_card(config: CTReaderConfig, corpus_seed: int, report: dict[str, A
     )
 
 
-def build_ct_reader(out_dir: str | Path, corpus_dir: str | Path, config: CTReaderConfig | None = None,
-                    workers: int = 2) -> Path:
-    """Corpus (generated once into ``corpus_dir``) -> pretrained reader in ``out_dir``; reused when present."""
-    from workbench.cohort.ct_corpus import CLASSES, CT_CORPUS_SEED, ct_corpus
+def build_ct_reader(out_dir: str | Path, corpus: str | Path | Callable[[], Path], config: CTReaderConfig | None = None
+                    ) -> Path:
+    """A CT corpus -> a pretrained reader in ``out_dir``; reused when present.
 
+    ``corpus``: the manifest ``workbench.cohort.ct_corpus.write_ct_corpus`` returns, or a function that writes
+    the corpus and returns it (the caller's way of generating it only when the reader has to be trained)."""
     out = Path(out_dir)
     if (out / CT_READER_WEIGHTS).is_file():
         return out
     config = config or CTReaderConfig()
-    corpus = ct_corpus(config.n_cases, corpus_dir, workers=workers, progress=config.progress)
-    enc, report = pretrain_ct_reader(corpus, CLASSES, config)
-    return save_ct_reader(enc, out, config, CT_CORPUS_SEED, report)
+    data = load_ct_corpus(corpus() if callable(corpus) else corpus)
+    enc, report = pretrain_ct_reader(data, config)
+    return save_ct_reader(enc, out, config, data.seed, report)
 
 
 __all__ = ["CTReaderConfig", "build_ct_reader", "pretrain_ct_reader", "save_ct_reader"]

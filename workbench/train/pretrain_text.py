@@ -3,15 +3,14 @@
 Why: a few hundred labelled notes per site teach a from-scratch encoder to memorise notes, not to read them
 (measured on the full preset: notes-only test AUROC 0.53-0.55; masked-language-model pretraining on the train
 notes did not change that; a bag-of-words model reached 0.60; ceiling 0.70). Hospitals use an upstream clinical
-information-extraction model trained elsewhere; ``workbench.cohort.note_corpus`` stands in for that elsewhere
-(no malignancy label, no cohort note). The reader is then loaded like any local pretrained encoder and kept
-frozen; it is also what lets private training later touch only the fusion and heads (DESIGN §7).
+information-extraction model trained elsewhere; the note corpus ``workbench.cohort.note_corpus`` writes stands
+in for that elsewhere (no malignancy label, no cohort note), read here as data (``workbench.data.corpus``). The reader is then loaded like any local pretrained encoder and kept
+frozen; it is also what lets private training later touch only the fusion and heads (docs/architecture.md §7).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from workbench.atomic import atomic_write
+from workbench.data.corpus import NoteCorpus, load_note_corpus
 from workbench.models.model import NoduleRiskModel
 
 NUMERIC_PROJ = "numeric_proj.safetensors"
@@ -28,7 +29,7 @@ NUMERIC_PROJ = "numeric_proj.safetensors"
 
 @dataclass
 class ReaderConfig:
-    n_notes: int = 8000  # corpus size (workbench.cohort.note_corpus, a seed no cohort uses)
+    n_notes: int = 8000  # corpus size (the note corpus, a seed no cohort uses)
     epochs: int = 3
     batch_size: int = 32
     lr: float = 1e-3
@@ -58,15 +59,17 @@ def tokenized_notes(texts: list[str], tokenizer: Any, max_length: int,
     return ids, mask, numeric_values(tokenizer, ids) * mask
 
 
-def pretrain_note_reader(model: NoduleRiskModel, texts: list[str], facts: dict[str, Any],
-                         classes: dict[str, tuple[str, ...]], config: ReaderConfig | None = None) -> dict[str, float]:
-    """Teach ``model.text_encoder`` to state the facts of a note (mean-pooled token states -> one head per fact).
+def pretrain_note_reader(model: NoduleRiskModel, corpus: NoteCorpus, config: ReaderConfig | None = None
+                         ) -> dict[str, float]:
+    """Teach ``model.text_encoder`` to state the facts of ``corpus``' notes (mean-pooled token states -> one head
+    per fact).
 
     Mean pooling keeps each fact readable from the token states themselves, which is what the fusion's note
     summary token reads. Returns the last epoch's loss per fact.
     """
     import numpy as np
 
+    texts, facts, classes = corpus.texts, corpus.facts, corpus.classes
     config = config or ReaderConfig()
     if model.text_encoder is None or model.tokenizer is None:
         raise ValueError("the model has no note encoder to pretrain")
@@ -113,17 +116,14 @@ def save_note_reader(model: NoduleRiskModel, out_dir: str | Path, card: str) -> 
     from safetensors.torch import save_file
 
     assert model.text_encoder is not None and model.tokenizer is not None
-    out = Path(out_dir)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.text_encoder.encoder.save_pretrained(str(tmp))
-    model.tokenizer.save_pretrained(str(tmp))
-    vp = model.text_encoder.value_proj
-    save_file({"weight": vp.weight.detach().contiguous(), "bias": vp.bias.detach().contiguous()}, str(tmp / NUMERIC_PROJ))
-    (tmp / "README.md").write_text(card, encoding="utf-8")
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
-    return out
+    with atomic_write(out_dir) as tmp:
+        model.text_encoder.encoder.save_pretrained(str(tmp))
+        model.tokenizer.save_pretrained(str(tmp))
+        vp = model.text_encoder.value_proj
+        save_file({"weight": vp.weight.detach().contiguous(), "bias": vp.bias.detach().contiguous()},
+                  str(tmp / NUMERIC_PROJ))
+        (tmp / "README.md").write_text(card, encoding="utf-8")
+    return Path(out_dir)
 
 
 def reader_card(config: ReaderConfig, corpus_seed: int, losses: dict[str, float]) -> str:
@@ -136,3 +136,18 @@ def reader_card(config: ReaderConfig, corpus_seed: int, losses: dict[str, float]
         "clinical information-extraction model. Load it with `TextEncoderConfig(path=THIS_DIR, freeze=True)`.\n\n"
         f"Last-epoch losses: {', '.join(f'{k} {v:.3f}' for k, v in losses.items())}.\n"
     )
+
+
+def build_note_reader(model: NoduleRiskModel, out_dir: str | Path, corpus: str | Path | Callable[[], Path],
+                      config: ReaderConfig | None = None) -> tuple[Path, dict[str, float]]:
+    """A note corpus file (``workbench.cohort.note_corpus.write_note_corpus``, or a function that writes it and
+    returns its path) -> ``model``'s note encoder pretrained on it, saved as a reader folder with its card; the
+    folder and the last epoch's losses."""
+    config = config or ReaderConfig()
+    data = load_note_corpus(corpus() if callable(corpus) else corpus)
+    losses = pretrain_note_reader(model, data, config)
+    return save_note_reader(model, out_dir, reader_card(config, data.seed, losses)), losses
+
+
+__all__ = ["ReaderConfig", "build_note_reader", "pretrain_note_reader", "reader_card", "save_note_reader",
+           "standard_age", "tokenized_notes"]

@@ -1,6 +1,6 @@
 """The trainer's private mode: Opacus DP-SGD with Poisson sampling and a fixed number of steps.
 
-Record-level differential privacy at a node (DESIGN §7): each step draws every case independently with chance
+Record-level differential privacy at a node (docs/architecture.md §7): each step draws every case independently with chance
 ``sample_rate`` (Poisson), clips each case's gradient to ``max_grad_norm`` and adds Gaussian noise of
 ``noise_multiplier x max_grad_norm``; the privacy spent follows from (noise, rate, steps, delta) alone, which is
 what the node's ledger keeps. No early stopping and no validation inside (either would look at private data
@@ -70,7 +70,7 @@ class PrivacyConfig:
     # run is an error, not a silent switch.
     engine: str = "auto"
     optimizer: str = "adamw"  # "adamw" or "sgd": SGD lets the noise of successive steps average out, where Adam's
-    # per-coordinate scaling moves every weight by about lr whatever the signal (measured below, DESIGN §7)
+    # per-coordinate scaling moves every weight by about lr whatever the signal (measured below, docs/architecture.md §7)
     seed: int | None = None  # None: draws and noise from OS entropy (private); an int replays them (NOT private)
     class_prior: float = 0.25  # public malignant prevalence: class weight (1 - p) / p, never the node's labels
     expected_batch: float | None = None  # the public divisor of the noised sum; None: rate x cases (standalone use)

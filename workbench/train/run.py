@@ -11,7 +11,6 @@ RUN/
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench.atomic import atomic_write
 from workbench.data.cache import PreprocessCache, default_cache_dir
 from workbench.errors import WorkbenchError
 from workbench.jsonout import write_json
@@ -48,10 +48,9 @@ def save_training_curve(history: list[dict[str, float]], path: Path) -> None:
         ax2.set_ylabel("val AUROC")
     ax.set_title("training")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def train_run(
@@ -98,7 +97,7 @@ def train_run(
         "refused": train.refused + val.refused,
         "trainable_params": trainable_parameters(model),
         "train_config": train_config.__dict__,
-        "model_config": model_config.to_dict(),
+        "model_config": model.config.to_saved_dict(),  # as model/config.json: resolved, versioned, no machine path
         **result.to_dict(),
     }
     write_json(out / "train_log.json", log)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from workbench.atomic import atomic_write
 from workbench.metrics import auroc
 from workbench.models.model import NoduleRiskModel
 from workbench.runtime.encode import (
@@ -120,9 +120,8 @@ def lr_lambda(total_steps: int, warmup_frac: float):  # noqa: ANN201 - a LambdaL
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        torch.save(state, tmp)
 
 
 def train_model(model: NoduleRiskModel, train: EncodedCases, val: EncodedCases | None, config: TrainConfig,

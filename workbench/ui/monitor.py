@@ -1,56 +1,16 @@
 """The federated-run monitor: rounds done, per-round metrics per site, epsilon spent per node.
 
 It reads the RUN's ``rounds.json`` (written after every round) and ``federation.json`` (at the end), so the
-same widget follows a running federation (``refresh()``) and shows a finished one.
+same widget follows a running federation (``refresh()``) and shows a finished one. The plot is the server's own
+(``workbench.runtime.rounds``): the widget and ``RUN/rounds.png`` never disagree.
 """
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
-from typing import Any
 
-
-def read_rounds(run: str | Path) -> list[dict[str, Any]]:
-    path = Path(run) / "rounds.json"
-    return json.loads(path.read_text())["rounds"] if path.is_file() else []
-
-
-def rounds_png(rounds: list[dict[str, Any]]) -> bytes:
-    """Val AUROC per site and epsilon per node, by round (PNG bytes)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3), dpi=90)
-    per_site: dict[str, list[tuple[int, float]]] = {}
-    per_node: dict[str, list[tuple[int, float]]] = {}
-    for r in rounds:
-        for site, v in (r.get("evaluate") or {}).items():
-            if v.get("auroc") is not None:
-                per_site.setdefault(site, []).append((r["round"], v["auroc"]))
-        for n in r.get("nodes", []):
-            if n.get("epsilon_total") is not None:
-                per_node.setdefault(n["site"], []).append((r["round"], n["epsilon_total"]))
-    for name, pts in per_site.items():
-        a1.plot(*zip(*pts, strict=True), marker="o", label=name)
-    for name, pts in per_node.items():
-        a2.plot(*zip(*pts, strict=True), marker="o", label=name)
-    a1.set(xlabel="round", ylabel="val AUROC", title="val AUROC per site")
-    if not per_site and any("kept-local" in v for r in rounds for v in (r.get("evaluate") or {}).values()):
-        a1.text(0.5, 0.5, "DP run: each node keeps its val metrics\n(<state-dir>/<site>/local_metrics.jsonl)",
-                ha="center", va="center", transform=a1.transAxes, fontsize=8)
-    a2.set(xlabel="round", ylabel="epsilon", title="epsilon spent per node")
-    for a in (a1, a2):
-        if a.lines:
-            a.legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+from workbench.runtime.rounds import read_rounds, rounds_png
 
 
 class RunMonitor:

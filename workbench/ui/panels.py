@@ -1,17 +1,20 @@
 """The case-review panels: note with highlighted words, gate bar, risk badge, similar cases, case browser, what-if.
 
-Each panel is a small function from plain data (an ``explanation.json`` summary, a list of cases) to an
-ipywidget, so the notebooks stay thin and the HTML they show can be tested without a browser. Every text
-shown is escaped; notes are the de-identified text the model read, never the raw note.
+Each panel is a small function from plain data (an explanation's words and scores, an uncertainty ``Assessment``,
+a list of cases) to an ipywidget, so the notebooks stay thin and the HTML they show can be tested without a
+browser. Every text shown is escaped; notes are the de-identified text the model read, never the raw note.
 """
 
 from __future__ import annotations
 
 import html
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from workbench.runtime.run_uncertainty import Assessment
 
 
 def note_html(words: list[str], scores: np.ndarray | list[float]) -> str:
@@ -31,17 +34,17 @@ def gate_html(gate: dict[str, float], present: dict[str, bool] | None = None) ->
     return "<div class='gate-bar'><b>modality contributions (gate)</b>" + "".join(rows) + "</div>"
 
 
-def risk_html(probability: float, uncertainty: dict[str, Any] | None) -> str:
+def risk_html(probability: float, uncertainty: Assessment | None) -> str:
     """Risk, interval, conformal set, and a refer badge (or why there is none)."""
     parts = [f"<div class='risk' style='font-family:sans-serif'><span style='font-size:1.6em'>risk {probability:.0%}</span>"]
     if uncertainty:
-        lo, hi = uncertainty["interval"]
-        parts.append(f" &nbsp; interval [{lo:.0%}, {hi:.0%}] ({html.escape(uncertainty['interval_method'])}, "
-                     f"{uncertainty.get('interval_calib_cases', '?')} cases)")
-        parts.append(f"<br>{uncertainty.get('coverage_target', 0.9):.0%} set: "
-                     f"{{{html.escape(', '.join(uncertainty['prediction_set']))}}}")
-        if uncertainty["refer"]:
-            reasons = "; ".join(html.escape(r) for r in uncertainty["reasons"])
+        lo, hi = uncertainty.interval
+        parts.append(f" &nbsp; interval [{lo:.0%}, {hi:.0%}] ({html.escape(uncertainty.interval_method)}, "
+                     f"{uncertainty.interval_calib_cases} cases)")
+        parts.append(f"<br>{uncertainty.coverage_target:.0%} set: "
+                     f"{{{html.escape(', '.join(uncertainty.prediction_set))}}}")
+        if uncertainty.refer:
+            reasons = "; ".join(html.escape(r) for r in uncertainty.reasons)
             parts.append(f"<br><span class='refer-badge' style='background:#b2182b;color:white;padding:2px 8px;"
                          f"border-radius:4px'>REFER TO A CLINICIAN</span> {reasons}")
         else:

@@ -61,7 +61,7 @@ class CaseReview:
         from workbench.data.dicom_io import load_ct_series
         from workbench.data.transforms import lps_to_ras, ras_to_voxel
         from workbench.explain.attributions import explain
-        from workbench.explain.export import case_uncertainty
+        from workbench.explain.case import case_uncertainty
         from workbench.runtime.encode import encode_note
         from workbench.runtime.predict import predict
         from workbench.ui.ct_viewer import CTViewer, place_patch, to_ras

@@ -1,0 +1,90 @@
+"""The review panels as the HTML and widget state they produce: escaping, numbers shown, browser filters, what-if."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import numpy as np
+
+from workbench.runtime.run_uncertainty import Assessment
+from workbench.ui.panels import case_browser, gate_html, note_html, risk_html, similar_html, what_if
+
+
+def test_the_gate_bar_is_proportional_and_says_which_modality_was_absent() -> None:
+    out = gate_html({"ct": 0.75, "notes": 0.25})
+    assert re.findall(r"width:(\d+)px", out) == ["150", "50"] and "75%" in out and "25%" in out
+    assert "(absent)" not in out
+    absent = gate_html({"ct": 1.0, "notes": 0.0}, {"ct": True, "notes": False})
+    assert absent.count("(absent)") == 1 and re.search(r"notes .*0% \(absent\)", absent)
+
+
+def test_the_risk_badge_shows_interval_set_and_refer_reasons_escaped() -> None:
+    unc = Assessment(probability=0.2049, interval=(0.12, 0.345), prediction_set=["benign", "malignant"], refer=True,
+                     reasons=["both classes in the set", "<script>x</script>"], ood_distance=None,
+                     out_of_distribution=None, calibrated_by="site_a", interval_method="venn-abers",
+                     coverage_target=0.9, interval_calib_cases=40)
+    out = risk_html(0.2049, unc)
+    assert "risk 20%" in out and "interval [12%, 34%] (venn-abers, 40 cases)" in out
+    assert "90% set: {benign, malignant}" in out and "REFER TO A CLINICIAN" in out
+    assert "<script>" not in out and "&lt;script&gt;" in out
+    calm = risk_html(0.05, replace(unc, refer=False, prediction_set=["benign"], coverage_target=0.8))
+    assert "no referral flag" in calm and "REFER" not in calm and "80% set: {benign}" in calm
+    bare = risk_html(0.5, None)
+    assert "not calibrated" in bare and "workbench calibrate" in bare and "interval [" not in bare
+
+
+def test_similar_cases_are_escaped_labelled_and_notes_truncated() -> None:
+    assert "no similar-case index" in similar_html([])
+    rows = [{"case_id": "site_a_001", "label": 1, "similarity": 0.9876, "note": "x" * 200},
+            {"case_id": "site_a_<2>", "label": 0, "similarity": 0.5, "note": "short & sweet"}]
+    out = similar_html(rows, max_note=160)
+    assert out.count("<tr>") == 3 and "0.99" in out and "0.50" in out
+    assert "malignant" in out and "benign" in out
+    assert "x" * 160 + "..." in out and "x" * 161 not in out
+    assert "site_a_&lt;2&gt;" in out and "short &amp; sweet" in out
+
+
+def test_note_words_are_escaped_and_shaded_by_their_attribution() -> None:
+    out = note_html(["nodule", "<b>", "benign"], np.array([0.8, 0.0, -0.4]))
+    assert "&lt;b&gt;" in out and "<b>" not in out
+    assert "rgb(255,0,0)" in out  # the strongest word, raising the risk: full red
+    assert "rgb(127,127,255)" in out  # half as strong, lowering it: half blue
+    assert 'title="+0.800"' in out and 'title="-0.400"' in out
+
+
+def test_the_case_browser_filters_by_site_label_search_and_refer_and_selects() -> None:
+    cases = [{"case_id": "a_001", "site": "a", "label": 1, "refer": True},
+             {"case_id": "a_002", "site": "a", "label": 0, "refer": False},
+             {"case_id": "b_001", "site": "b", "label": 1, "refer": None},
+             {"case_id": "b_002", "site": "b", "label": 0, "refer": True}]
+    chosen: list[str] = []
+    box = case_browser(cases, chosen.append)
+    sites, labels = box.children[0].children
+    search, refer = box.children[1].children
+    assert list(box.select.options) == ["a_001", "a_002", "b_001", "b_002"]
+    labels.value = "malignant"
+    assert list(box.select.options) == ["a_001", "b_001"]
+    sites.value = "b"
+    assert box.matching() == ["b_001"]
+    labels.value, sites.value = "all", "all"
+    refer.value = True
+    assert list(box.select.options) == ["a_001", "b_002"]
+    search.value = "B_0"
+    assert list(box.select.options) == ["b_002"]
+    box.select.value = "b_002"
+    assert chosen == ["b_002"]
+
+
+def test_what_if_rescores_the_edited_note() -> None:
+    seen: list[str] = []
+
+    def rescore(text: str) -> float:
+        seen.append(text)
+        return 0.9 if "spiculated" in text else 0.1
+
+    box = what_if("smooth nodule", rescore)
+    assert box.result.value == "risk with this note: 10%" and seen == ["smooth nodule"]
+    box.text.value = "spiculated nodule"
+    box.rescore(None)
+    assert box.result.value == "risk with this note: 90%" and seen[-1] == "spiculated nodule"

@@ -1,0 +1,122 @@
+"""What the human-readable reports say, worded once: the PDF and the HTML page print the same rows and lines.
+
+Every row is built from ``ReportContent`` only. Export mode shows no identifier of the patient even when
+``Patient`` happens to carry some: the wording does not trust its input to have been cleaned, and an unknown mode
+is refused rather than guessed (a typo must not show identifiers).
+"""
+
+from __future__ import annotations
+
+from workbench.errors import WorkbenchError
+from workbench.report.content import ReportContent
+from workbench.runtime.privacy import NOT_PRIVATE
+
+TITLE = "Pulmonary nodule malignancy risk — decision-support report"
+POS, NEG, ZERO = "#b2182b", "#2166ac", "#555555"  # attribution colours: red raised the risk, blue lowered it
+
+
+def clinical(content: ReportContent) -> bool:
+    """True for clinical mode; an unknown mode is refused rather than guessed (a typo must not show identifiers)."""
+    if content.mode not in ("export", "clinical"):
+        raise WorkbenchError(f"case {content.case_id}: report mode {content.mode!r}: expected 'export' or 'clinical'")
+    return content.mode == "clinical"
+
+
+def mode_line(content: ReportContent) -> str:
+    return "clinical" if clinical(content) else "export: de-identified"
+
+
+def pct(p: float) -> str:
+    return f"{p:.0%}"
+
+
+def person_name(pn: str) -> str:
+    """DICOM PN "Family^Given^Middle^Prefix^Suffix" (alphabetic group) as a reader writes it: "Given Family"."""
+    parts = (pn.split("=")[0].split("^") + [""] * 5)[:5]
+    family, given, middle, prefix, suffix = (p.strip() for p in parts)
+    return " ".join(p for p in (prefix, given, middle, family, suffix) if p)
+
+
+def _date(d: str) -> str:
+    return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) == 8 and d.isdigit() else d
+
+
+_SEX = {"M": "male", "F": "female", "O": "other"}
+
+
+def patient_rows(content: ReportContent) -> list[tuple[str, str]]:
+    if not clinical(content):
+        return [("Case", content.case_id), ("Patient", "de-identified export")]
+    p = content.patient
+    return [("Case", content.case_id), ("Patient ID", p.patient_id or "—"), ("Name", person_name(p.name) or "—"),
+            ("Birth date", _date(p.birth_date) or "—"), ("Sex", _SEX.get(p.sex, p.sex) or "—"),
+            ("Accession number", p.accession_number or "—")]
+
+
+def finding_rows(content: ReportContent) -> list[tuple[str, str]]:
+    rows = [("Diameter", f"{content.diameter_mm:.1f} mm" if content.diameter_mm is not None
+             else "not estimated by this model"), ("Site", content.finding_site or "—")]
+    if content.nodule_center_lps_mm is not None:
+        rows.append(("Centre (LPS, mm)", ", ".join(f"{v:.1f}" for v in content.nodule_center_lps_mm)))
+    return rows
+
+
+def interval_line(content: ReportContent) -> str:
+    if content.interval is None:
+        return "Interval: not available (the model has not been calibrated)"
+    lo, hi = content.interval
+    return f"Interval: [{pct(lo)}, {pct(hi)}]" + (f" ({content.interval_method})" if content.interval_method else "")
+
+
+def set_line(content: ReportContent) -> str:
+    level = f"{content.coverage_target:.0%} " if content.coverage_target is not None else ""
+    members = ", ".join(content.prediction_set) if content.prediction_set else "empty"
+    return f"{level}prediction set: {{{members}}}"
+
+
+def contribution_rows(content: ReportContent) -> list[tuple[str, float | None, float | None]]:
+    names = list(dict.fromkeys([*content.modality_contributions, *content.attention_rollout]))
+    return [(n, content.modality_contributions.get(n), content.attention_rollout.get(n)) for n in names]
+
+
+def share(v: float | None) -> str:
+    if v is None:
+        return "—"
+    return pct(v) + (" (absent)" if v == 0 else "")
+
+
+def provenance_rows(content: ReportContent) -> list[tuple[str, str]]:
+    m = content.model
+    if m.epsilon:
+        dp = "; ".join(f"{node}: ε = {eps:.2f}" for node, eps in m.epsilon.items())
+        if m.delta is not None:
+            dp += f"; δ = {m.delta:g}"
+        if not m.dp_secure:
+            dp += f" ({NOT_PRIVATE})"
+    else:
+        dp = "none"
+    rows = [("Model", m.name), ("Version", m.version), ("Manufacturer", m.manufacturer),
+            ("Training sites", ", ".join(m.training_sites) or "—"), ("Federated", "yes" if m.federated else "no"),
+            ("Differential privacy (lifetime, per node)", dp), ("Report time", content.created)]
+    s = content.source
+    if s is None:
+        rows.append(("Source series", "none (no CT for this case)"))
+        return rows
+    rows += [("Study UID", s.study_uid), ("Series UID", s.series_uid),
+             ("Frame of reference UID", s.frame_of_reference_uid), ("SOP class UID", s.sop_class_uid),
+             ("Referenced instances", str(len(s.sop_instance_uids)))]
+    if clinical(content):
+        when = " ".join(x for x in (_date(s.study_date), s.study_time) if x)
+        rows += [(k, v) for k, v in (("Study date", when), ("Study ID", s.study_id),
+                                     ("Referring physician", person_name(s.referring_physician))) if v]
+    if s.manufacturer:
+        rows.append(("Scanner manufacturer", s.manufacturer))
+    return rows
+
+
+def phrase_colour(v: float) -> str:
+    return POS if v > 0 else NEG if v < 0 else ZERO
+
+
+__all__ = ["NEG", "POS", "TITLE", "ZERO", "clinical", "contribution_rows", "finding_rows", "interval_line",
+           "mode_line", "patient_rows", "pct", "person_name", "phrase_colour", "provenance_rows", "set_line", "share"]

@@ -149,13 +149,11 @@ def _cmd_federate(a: argparse.Namespace) -> int:
 
 def _cmd_pretrain_notes(a: argparse.Namespace) -> int:
     from workbench.cohort.note_corpus import write_note_corpus
-    from workbench.models.model import ModelConfig, build_model
-    from workbench.train.pretrain_text import ReaderConfig, build_note_reader
+    from workbench.train.pretrain_text import ReaderConfig, build_note_reader, fresh_note_model
 
     config = ReaderConfig(n_notes=a.notes, epochs=a.epochs, progress=not a.quiet)
     corpus = write_note_corpus(a.notes, Path(a.out).with_name(f".{Path(a.out).name}.corpus"))
-    model = build_model(ModelConfig(modalities=("notes",)))
-    out, losses = build_note_reader(model, a.out, corpus, config)
+    out, losses = build_note_reader(fresh_note_model(config), a.out, corpus, config)
     print(json.dumps({"out": str(out), "notes": a.notes, "epochs": a.epochs, "losses": losses}, indent=2))
     return 0
 

@@ -113,16 +113,14 @@ def _report_one(out: Path, case_id: str, site: Path, explained: CaseExplanation)
 def _note_reader(out: Path) -> Path:
     """A small note reader, pretrained on a separate synthetic note corpus (``workbench pretrain-notes``)."""
     from workbench.cohort.note_corpus import write_note_corpus
-    from workbench.models.model import ModelConfig, build_model
-    from workbench.train.pretrain_text import ReaderConfig, build_note_reader
+    from workbench.train.pretrain_text import ReaderConfig, build_note_reader, fresh_note_model
 
     print(f"\n[3/4] pretrain the note reader on 2,000 separate synthetic notes (facts, no labels) -> {out}")
     if (out / "config.json").exists():
         return out
     config = ReaderConfig(n_notes=2000, epochs=2)
     corpus = write_note_corpus(config.n_notes, out.with_name("note_corpus"))
-    model = build_model(ModelConfig(modalities=("notes",)))
-    return build_note_reader(model, out, corpus, config)[0]
+    return build_note_reader(fresh_note_model(config), out, corpus, config)[0]
 
 
 def _ct_reader(out: Path, n_cases: int = 160) -> Path:

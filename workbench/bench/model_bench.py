@@ -72,14 +72,14 @@ def shared_ct_reader(n_cases: int, progress: bool) -> Path:
 def _reader(work: Path, n_notes: int, progress: bool) -> Path:
     """The note reader, pretrained once on the separate synthetic note corpus (no cohort note, no label)."""
     from workbench.cohort.note_corpus import write_note_corpus
-    from workbench.train.pretrain_text import ReaderConfig, build_note_reader
+    from workbench.train.pretrain_text import ReaderConfig, build_note_reader, fresh_note_model
 
     out = work / "note_reader"
     if (out / "config.json").exists():
         return out
     corpus = write_note_corpus(n_notes, cohort_cache_root().parent / "note_corpus")
-    model = build_model(ModelConfig(modalities=("notes",)))
-    build_note_reader(model, out, corpus, ReaderConfig(n_notes=n_notes, progress=progress))
+    config = ReaderConfig(n_notes=n_notes, progress=progress)
+    build_note_reader(fresh_note_model(config), out, corpus, config)
     return out
 
 

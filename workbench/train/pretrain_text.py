@@ -138,6 +138,18 @@ def reader_card(config: ReaderConfig, corpus_seed: int, losses: dict[str, float]
     )
 
 
+def fresh_note_model(config: ReaderConfig) -> NoduleRiskModel:
+    """A notes-only model to pretrain, its weights drawn from ``config.seed``: the same corpus and config give
+    the same reader in every run (before, the draw came from torch's global state and the reader, the fusion over
+    it and the demo's figures moved from run to run)."""
+    import torch
+
+    from workbench.models.model import ModelConfig, build_model
+
+    torch.manual_seed(config.seed)
+    return build_model(ModelConfig(modalities=("notes",)))
+
+
 def build_note_reader(model: NoduleRiskModel, out_dir: str | Path, corpus: str | Path | Callable[[], Path],
                       config: ReaderConfig | None = None) -> tuple[Path, dict[str, float]]:
     """A note corpus file (``workbench.cohort.note_corpus.write_note_corpus``, or a function that writes it and
@@ -149,5 +161,5 @@ def build_note_reader(model: NoduleRiskModel, out_dir: str | Path, corpus: str |
     return save_note_reader(model, out_dir, reader_card(config, data.seed, losses)), losses
 
 
-__all__ = ["ReaderConfig", "build_note_reader", "pretrain_note_reader", "reader_card", "save_note_reader",
+__all__ = ["ReaderConfig", "build_note_reader", "fresh_note_model", "pretrain_note_reader", "reader_card", "save_note_reader",
            "standard_age", "tokenized_notes"]

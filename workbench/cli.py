@@ -79,7 +79,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
         from workbench.bench.ingest_bench import run_ingest_bench
 
         result = run_ingest_bench(quick=a.quick, cohort=a.cohort, seed=a.seed)
-    from workbench.jsonout import jsonable
+    from workbench.jsonout import jsonable, write_json
 
     result = jsonable(result)
     text = json.dumps(result, indent=None if a.json else 2)
@@ -88,9 +88,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)
         name = f"{a.name}{'_quick' if a.quick else ''}{'_' + a.device if a.device != 'cpu' else ''}.json"
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        tmp.replace(out / name)
+        write_json(out / name, result)
     return 0
 
 

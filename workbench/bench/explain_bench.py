@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from workbench.atomic import atomic_write
 from workbench.bench.common import envelope
 from workbench.explain import checks as C
 
@@ -247,10 +248,9 @@ def _figure(recs: list[dict[str, Any]], result: dict[str, Any], path: Path) -> P
     ax.set_title("conformal coverage per site and class (target 0.9)", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 

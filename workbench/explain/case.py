@@ -33,6 +33,12 @@ class CaseExplanation:
     steps: int = 32  # Integrated Gradients path points
 
     @property
+    def risk(self) -> float:
+        """The one risk to state: the assessment's (inside its interval) when the RUN is calibrated, else the
+        prediction's calibrated probability."""
+        return self.assessment.probability if self.assessment is not None else self.prediction.probability
+
+    @property
     def ct_patch(self) -> np.ndarray | None:
         """The (P, P, P) nodule patch the CT attribution explains, or None when the CT was not attributed."""
         if self.explanation.ct_attribution is None:

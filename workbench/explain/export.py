@@ -30,7 +30,7 @@ SUMMARY_FILE = "explanation.json"
 def explanation_summary(ce: CaseExplanation, files: list[str]) -> dict[str, Any]:
     """What ``explanation.json`` holds (and ``workbench explain`` prints): the explanation's JSON-able part,
     the risk, the uncertainty, the similar cases, and the folder's ``files``."""
-    return {**ce.explanation.summary(), "probability": ce.prediction.probability,
+    return {**ce.explanation.summary(), "probability": ce.risk,
             "uncertainty": ce.assessment.to_dict() if ce.assessment is not None else None,
             "similar_cases": ce.similar, "run": str(ce.run), "steps": ce.steps,
             "files": sorted(files) + [SUMMARY_FILE]}

@@ -77,7 +77,7 @@ def report_content(ce: CaseExplanation, site_dir: str | Path, *, clinical: bool 
         ("how much each modality counted (gate)", figures.gate)) if png is not None]
     return ReportContent(
         case_id=case.case_id, mode=mode, created=datetime.now(UTC).isoformat(timespec="seconds"),
-        probability=a.probability if a is not None else ce.prediction.probability,
+        probability=ce.risk,
         interval=a.interval if a is not None else None,
         interval_method=(f"{a.interval_method}, {a.interval_calib_cases} cases"
                          if a is not None and a.interval_method else None),

@@ -87,7 +87,14 @@ class SiteUncertainty:
 
 @dataclass
 class Assessment:
-    """What a clinician sees next to the risk: how sure, and whether to refer."""
+    """What a clinician sees next to the risk: how sure, and whether to refer.
+
+    ``probability`` is the one risk every screen and report states, and it always lies inside ``interval``: the
+    Venn-Abers point estimate p1 / (1 - p0 + p1) of the interval [p0, p1] when calib cases back the interval, else
+    (no calib case: the interval is [0, 1]) the site's calibrated probability. Stating the Platt-calibrated
+    probability beside a Venn-Abers interval put the risk outside its own interval for most cases (issue 16:
+    inside for 21% of the full preset's test cases); ``calibrated_probability`` keeps that figure, which the
+    conformal set and the refer flag are computed from. Why this choice: data_cards/explanations.md."""
 
     probability: float
     interval: tuple[float, float]  # Venn-Abers [p0, p1]
@@ -101,6 +108,8 @@ class Assessment:
     coverage_target: float = 0.9
     interval_point: float | None = None  # Venn-Abers' own point estimate, p1 / (1 - p0 + p1)
     interval_calib_cases: int = 0  # how many calib cases the interval rests on (few: a coarse, step-wise fit)
+    calibrated_probability: float | None = None  # the site's Platt/prior-calibrated probability (sets, refer flag)
+    risk_method: str = ""  # how ``probability`` was made, in words a report can print
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "interval": list(self.interval)}
@@ -134,6 +143,8 @@ class RunUncertainty:
                 raise WorkbenchError(f"similar-case index of {index.site} queried for a case of {site}: "
                                      "indexes never serve another site")
             dist = index.knn_distance(fused, su.ood_k)
+        points = VennAbers.point(intervals)
+        n_calib = len(su.venn_abers.labels)
         out = []
         for i in range(len(p)):
             labels = [c for j, c in enumerate(CLASSES) if sets[i, j]]
@@ -151,12 +162,14 @@ class RunUncertainty:
                                    f"({self.config.ood_quantile:.0%} of {site} calib cases lie closer)")
             elif site not in self.sites:
                 reasons.append(f"no calibrators for site {site!r}: pooled ones used, distribution not checked")
-            out.append(Assessment(float(p[i]), (float(intervals[i, 0]), float(intervals[i, 1])), labels,
+            stated, method = ((float(points[i]), "Venn-Abers point estimate") if n_calib else
+                              (float(p[i]), "calibrated probability (no calib case: no interval)"))
+            out.append(Assessment(stated, (float(intervals[i, 0]), float(intervals[i, 1])), labels,
                                   len(labels) != 1 or bool(ood), reasons,
                                   None if dist is None else float(dist[i]), ood,
                                   site if site in self.sites else "pooled", coverage_target=1 - self.config.alpha,
-                                  interval_point=float(VennAbers.point(intervals[i:i + 1])[0]),
-                                  interval_calib_cases=len(su.venn_abers.labels)))
+                                  interval_point=float(points[i]), interval_calib_cases=n_calib,
+                                  calibrated_probability=float(p[i]), risk_method=method))
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -85,7 +85,7 @@ class CaseReview:
         else:
             self.viewer = None
             self.viewer_box.children = [w.HTML("<i>no CT for this case</i>")]
-        self.risk.value = risk_html(pred.probability, assessment)
+        self.risk.value = risk_html(assessment.probability if assessment is not None else pred.probability, assessment)
         self.gate.value = gate_html(exp.gate, exp.present)
         self.similar.value = similar_html(similar)
         self.note.value = note_html(exp.words, exp.word_attribution) if exp.word_attribution is not None else "<i>no note</i>"
@@ -93,7 +93,10 @@ class CaseReview:
             clean = encode_note(case.note, self.model.tokenizer, self.model.config.text.max_length)[1]
 
             def rescore(text: str) -> float:
-                return predict(self.model, dataclasses.replace(case, note=text), calibration=self.calibration).probability
+                """The same risk as shown above (inside its interval), for the edited note."""
+                edited = predict(self.model, dataclasses.replace(case, note=text), calibration=self.calibration)
+                a, _ = case_uncertainty(self.run, site.name, case_id, self.model, edited, [])
+                return a.probability if a is not None else edited.probability
 
             self.what_if_box.children = [w.HTML("<b>what if: edit the de-identified note and re-score</b>"),
                                          what_if(clean, rescore)]

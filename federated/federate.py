@@ -40,6 +40,7 @@ from federated.ledger import PrivacyLedger
 from workbench.errors import WorkbenchError
 from workbench.jsonout import write_json
 from workbench.runtime.run import site_dirs_of
+from workbench.train.dp_signal import SignalCheck, check_signal
 
 
 def run_federated(fed: FedConfig, out: str | Path, *, calibrate: bool = True,
@@ -59,6 +60,10 @@ def run_federated(fed: FedConfig, out: str | Path, *, calibrate: bool = True,
     fed = FedConfig(**{**fed.__dict__, "out_dir": str(out), "cohort": str(Path(fed.cohort).resolve()),
                        "run_tag": fed.run_tag or f"{out.name}-{time.strftime('%Y%m%dT%H%M%S')}"})
     fed.check()
+    signal = dp_preflight(fed, sites) if fed.dp else {}
+    for check in signal.values():
+        if not check.learnable:
+            print(f"warning: {check.message()}", flush=True)
     t0 = time.perf_counter()
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     logging.getLogger("flwr").setLevel(logging.ERROR)  # node errors are kept in rounds.json and the summary
@@ -80,6 +85,8 @@ def run_federated(fed: FedConfig, out: str | Path, *, calibrate: bool = True,
                                "errors": [f"round {r['round']}, node {n['node_id']}: {n['error']}" for r in rounds
                                           for n in r["nodes"] if "error" in n]}
     summary["privacy"] = json.loads((out / "rounds.json").read_text()).get("privacy", {})
+    if signal:
+        summary["dp_signal"] = {s: c.to_dict() for s, c in signal.items()}
     if fed.dp:
         from federated.task import state_dir
 
@@ -96,6 +103,30 @@ def run_federated(fed: FedConfig, out: str | Path, *, calibrate: bool = True,
         summary["calibration"] = _calibrate_at_nodes(out, sites) if fed.dp else _calibrate(fed, out)
     write_json(out / "federation.json", summary)
     return summary
+
+
+def dp_preflight(fed: FedConfig, sites: list[Path]) -> dict[str, SignalCheck]:
+    """Before DP training, each node's best-case signal-to-noise (``workbench.train.dp_signal``): its train cases,
+    the noise its ledger would plan for this run now, the weights ``dp-train`` trains. Read-only: no ledger is
+    written. A node whose budget cannot fund the run is left out here (it refuses, and says so, when asked)."""
+    from federated.ledger import BudgetExhausted
+    from federated.task import build, dp_trainable, state_dir
+    from workbench.data.case import load_cases
+
+    dim = dp_trainable(build(fed), fed)
+    out: dict[str, SignalCheck] = {}
+    for site in sites:
+        n = sum(c.split == "train" for c in load_cases(site))
+        ledger = PrivacyLedger.open(state_dir(fed, {}, site) / "privacy_ledger.json", site.name, fed.dp_budget,
+                                    fed.dp_delta)
+        try:
+            sigma = ledger.plan_noise(fed.run_tag, fed.dp_epsilon, fed.num_server_rounds, fed.dp_sample_rate,
+                                      fed.dp_steps)
+        except BudgetExhausted:
+            continue
+        out[site.name] = check_signal(site.name, n, fed.dp_epsilon, fed.dp_sample_rate, fed.dp_steps,
+                                      fed.num_server_rounds, sigma, dim)
+    return out
 
 
 def _calibrate_at_nodes(out: Path, sites: list[Path]) -> dict[str, Any]:

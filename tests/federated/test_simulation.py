@@ -45,6 +45,9 @@ def test_three_nodes_two_rounds_dp_refusal_ledger_restart_and_accounting(tiny_co
                     dp_sample_rate=0.25, dp_epochs=1.0, dp_train="all", dp_optimizer="adamw", dp_lr=2e-3,
                     state_dir=str(state), progress=False, run_tag="study1", text_encoder=str(reader))
     summary = run_federated(fed, tmp_path / "run1")
+    # said before training: the two nodes with budget are far too small for epsilon 1; the spent one is left out
+    assert sorted(summary["dp_signal"]) == [s.name for s in sites[:2]]
+    assert all(not c["learnable"] and c["snr"] < 1 for c in summary["dp_signal"].values())
 
     rounds = json.loads((tmp_path / "run1" / "rounds.json").read_text())["rounds"]
     assert [r["trained"] for r in rounds] == [2, 2] and [r["refused"] for r in rounds] == [1, 1]

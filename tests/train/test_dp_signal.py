@@ -46,7 +46,7 @@ def test_preflight_flags_every_tiny_site_and_writes_no_ledger(tiny_cohort: Path,
     checks = dp_preflight(fed, site_dirs_of(tiny_cohort))
     assert sorted(checks) == [s.name for s in site_dirs_of(tiny_cohort)]
     for site, c in checks.items():
-        assert 0 < c.n <= 8 and not c.learnable and c.dim == 65  # dp-train = head: the fused head
+        assert c.site == site and 0 < c.n <= 8 and not c.learnable and c.dim == 65  # dp-train = head: the fused head
         assert c.snr == pytest.approx(best_case_snr(c.n, fed.dp_sample_rate, fed.dp_steps, fed.num_server_rounds,
                                                     c.noise_multiplier, c.dim))
     assert not (tmp_path / "nodes").exists() or not list((tmp_path / "nodes").rglob("privacy_ledger.json"))

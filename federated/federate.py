@@ -134,14 +134,10 @@ def _calibrate_at_nodes(out: Path, sites: list[Path]) -> dict[str, Any]:
     alone and merges its calibrators into the RUN's ``uncertainty.json``)."""
     from workbench.runtime.run_uncertainty import calibrate_run
 
-    per_site: dict[str, Any] = {}
-    warnings: list[str] = []
-    for site in sites:
+    res: dict[str, Any] = {"sites": {}, "warnings": []}
+    for site in sites:  # each call merges its site into the RUN's uncertainty.json and returns all sites so far
         res = calibrate_run(out, site, progress=False)
-        per_site.update(res["sites"])
-        # each call returns the RUN's merged warnings (every site so far): keep each once
-        warnings = list(dict.fromkeys(warnings + res["warnings"]))
-    return {"fitted_at": "each node, on its own records", "sites": per_site, "warnings": warnings}
+    return {"fitted_at": "each node, on its own records", "sites": res["sites"], "warnings": res["warnings"]}
 
 
 def _calibrate(fed: FedConfig, out: Path) -> dict[str, Any]:

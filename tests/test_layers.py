@@ -31,23 +31,23 @@ def test_the_tree_keeps_every_import_contract() -> None:
         assert contract in r.stdout
 
 
-def test_an_upward_import_breaks_the_layers_contract(tmp_path: Path) -> None:
+def _lint_with(tmp_path: Path, module: str, source: str) -> subprocess.CompletedProcess[str]:
+    """``lint-imports`` on a scratch copy of both packages with one more module, ``module`` (a path inside it)."""
     for pkg in ("workbench", "federated"):
         shutil.copytree(ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    (tmp_path / "workbench" / "data" / "upward.py").write_text(
-        '"""A deliberate violation: data may not import train."""\n\nfrom workbench.train.trainer import TrainConfig\n'
-    )
-    r = _lint(tmp_path)
+    (tmp_path / module).write_text(source)
+    return _lint(tmp_path)
+
+
+def test_an_upward_import_breaks_the_layers_contract(tmp_path: Path) -> None:
+    r = _lint_with(tmp_path, "workbench/data/upward.py",
+                   '"""A deliberate violation: data may not import train."""\n\nfrom workbench.train.trainer import TrainConfig\n')
     assert r.returncode != 0
     assert "workbench.data.upward -> workbench.train.trainer" in r.stdout
 
 
 def test_training_may_not_import_the_cohort_generator(tmp_path: Path) -> None:
-    for pkg in ("workbench", "federated"):
-        shutil.copytree(ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    (tmp_path / "workbench" / "train" / "peek.py").write_text("from workbench.cohort.generate import generate_cohort\n")
-    r = _lint(tmp_path)
+    r = _lint_with(tmp_path, "workbench/train/peek.py", "from workbench.cohort.generate import generate_cohort\n")
     assert r.returncode != 0
     assert "workbench.train.peek -> workbench.cohort.generate" in r.stdout

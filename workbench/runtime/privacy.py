@@ -1,7 +1,7 @@
 """How a privacy claim is shown: what reports, the monitor and the node ledger print beside an epsilon.
 
 Shown by layers that never train (report, ui), so it lives here rather than beside the DP generator
-(``workbench.train.dp_random``), which re-exports it.
+(``workbench.train.dp_random``).
 """
 
 from __future__ import annotations

@@ -18,8 +18,6 @@ import os
 
 import torch
 
-from workbench.runtime.privacy import NOT_PRIVATE, privacy_label
-
 
 def dp_generator(seed: int | None = None) -> torch.Generator:
     """A CPU generator for one DP release: OS entropy when ``seed`` is None (private), else ``seed`` (not)."""
@@ -28,4 +26,4 @@ def dp_generator(seed: int | None = None) -> torch.Generator:
     return g
 
 
-__all__ = ["NOT_PRIVATE", "dp_generator", "privacy_label"]
+__all__ = ["dp_generator"]

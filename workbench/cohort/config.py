@@ -1,9 +1,10 @@
-"""What cohort to make: preset, sizes, seed, workers."""
+"""What cohort to make: preset, sizes, seed, workers, and which true risk function labels it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from workbench.cohort.spec import TRUTHS
 from workbench.errors import CohortError
 
 # preset -> (sites, patients per site)
@@ -20,6 +21,7 @@ class CohortConfig:
     seed: int = 0  # everything (truth, notes, images, splits) follows from it
     workers: int = 2  # processes rendering in parallel
     transfer_syntax: str | None = None  # force one syntax for every site (jpegls | rle | explicit)
+    truth: str = "brock"  # brock (risk.py) | shifted (risk_shifted.py): the risk function that draws the labels
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -30,6 +32,8 @@ class CohortConfig:
             raise CohortError(f"--patients {self.patients}: need 1 to 100000 patients per site")
         if self.transfer_syntax not in (None, "jpegls", "rle", "explicit"):
             raise CohortError(f"unknown transfer syntax {self.transfer_syntax!r}: jpegls, rle or explicit")
+        if self.truth not in TRUTHS:
+            raise CohortError(f"unknown truth {self.truth!r}: choose one of {', '.join(TRUTHS)}")
 
     @property
     def n_sites(self) -> int:

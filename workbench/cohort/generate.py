@@ -3,6 +3,9 @@
 Per case, three seeded streams (truth, identity + note, image) make the case independent of every other, so
 generation runs in parallel and a killed run resumes: a case whose series folder and row file exist is done.
 Each series is written to a hidden temporary folder and renamed, so a half-written series never looks done.
+A ``shifted`` cohort (``--truth shifted``, ``risk_shifted.py``) adds a fourth stream for its own variables and
+renders / writes them; a brock cohort never touches that stream, so it is what it was before that truth existed,
+and its request in ``cohort.json`` names no truth (old brock folders still resume).
 
 OUT/
   truth.jsonl                 every true variable, risk, label and the PHI strings of each case
@@ -28,7 +31,7 @@ from tqdm import tqdm
 from workbench.atomic import atomic_write, sweep_leftovers, write_text
 from workbench.cohort.config import CohortConfig
 from workbench.cohort.data_card import write_site_card
-from workbench.cohort.sample import case_id_for, case_rng, case_split, sample_truth
+from workbench.cohort.sample import case_id_for, case_rng, case_truth
 from workbench.cohort.sites import default_sites
 from workbench.cohort.spec import LOBES, NoduleSpec, PatientTruth, SiteProfile
 from workbench.errors import CohortError
@@ -55,7 +58,8 @@ def sites_for(config: CohortConfig) -> list[SiteProfile]:
 
 def nodules_for(truth: PatientTruth, rng: np.random.Generator) -> list[NoduleSpec]:
     """The index nodule from the truth plus (count - 1) small, smooth, solid incidental nodules."""
-    index = NoduleSpec(truth.diameter_mm, truth.nodule_type, truth.spiculated, truth.lobe, is_index=True)
+    index = NoduleSpec(truth.diameter_mm, truth.nodule_type, truth.spiculated, truth.lobe, is_index=True,
+                       bubbly_lucency=truth.bubbly_lucency)
     extra = [
         NoduleSpec(round(float(rng.uniform(3.0, 5.5)), 1), "solid", False, str(rng.choice(LOBES)))
         for _ in range(truth.nodule_count - 1)
@@ -63,7 +67,8 @@ def nodules_for(truth: PatientTruth, rng: np.random.Generator) -> list[NoduleSpe
     return [index, *extra]
 
 
-def make_case(site: SiteProfile, site_index: int, case_index: int, seed: int, site_dir: Path) -> dict:
+def make_case(site: SiteProfile, site_index: int, case_index: int, seed: int, site_dir: Path,
+              truth_name: str = "brock") -> dict:
     """Sample, render and write one case; return its manifest row, note and truth record."""
     from workbench.cohort.dicom_writer import dicom_phi_strings, write_ct_series
     from workbench.cohort.identity import make_identity, sample_visit_date
@@ -71,7 +76,7 @@ def make_case(site: SiteProfile, site_index: int, case_index: int, seed: int, si
     from workbench.cohort.phantom import render_chest
 
     cid = case_id_for(site, case_index)
-    truth = sample_truth(site, cid, case_rng(seed, site_index, case_index, 0), split=case_split(seed, site.name, cid))
+    truth = case_truth(site, site_index, case_index, seed, truth_name)
     rng_note = case_rng(seed, site_index, case_index, 1)
     identity = make_identity(rng_note, site, age=truth.age, female=truth.female, visit_date=sample_visit_date(rng_note))
     style = str(rng_note.choice(site.note_styles))
@@ -105,21 +110,22 @@ def make_case(site: SiteProfile, site_index: int, case_index: int, seed: int, si
     return {"row": row, "note": {"note_id": row["note_id"], "text": note.text} if note else None, "truth": truth_rec}
 
 
-def _case_task(args: tuple[SiteProfile, int, int, int, str]) -> tuple[str, int]:
-    site, site_index, case_index, seed, site_dir = args
-    rec = make_case(site, site_index, case_index, seed, Path(site_dir))
+def _case_task(args: tuple[SiteProfile, int, int, int, str, str]) -> tuple[str, int]:
+    site, site_index, case_index, seed, site_dir, truth_name = args
+    rec = make_case(site, site_index, case_index, seed, Path(site_dir), truth_name)
     rows = Path(site_dir) / _ROWS_DIR
     rows.mkdir(exist_ok=True)
     write_text(rows / f"{rec['row']['case_id']}.json", json.dumps(rec))
     return site.name, case_index
 
 
-def _pending(sites: list[SiteProfile], out: Path, n: int, seed: int) -> Iterator[tuple[SiteProfile, int, int, int, str]]:
+def _pending(sites: list[SiteProfile], out: Path, n: int, seed: int, truth: str
+             ) -> Iterator[tuple[SiteProfile, int, int, int, str, str]]:
     for si, site in enumerate(sites):
         site_dir = out / site.name
         for ci in range(n):
             if not (site_dir / _ROWS_DIR / f"{case_id_for(site, ci)}.json").exists():
-                yield site, si, ci, seed, str(site_dir)
+                yield site, si, ci, seed, str(site_dir), truth
 
 
 def generate_cohort(out: str | Path, config: CohortConfig, *, progress: bool = True) -> CohortSummary:
@@ -133,9 +139,14 @@ def generate_cohort(out: str | Path, config: CohortConfig, *, progress: bool = T
     stamp = out / "cohort.json"
     request = {"preset": config.preset, "sites": [s.name for s in sites], "patients_per_site": config.n_patients,
                "seed": config.seed, "transfer_syntax": config.transfer_syntax}
-    if stamp.exists() and json.loads(stamp.read_text())["request"] != request:
+    if config.truth != "brock":  # brock requests stay as they were, so brock folders made before still resume
+        request["truth"] = config.truth
+    if stamp.exists() and (held := json.loads(stamp.read_text())["request"]) != request:
+        if held.get("truth", "brock") != config.truth:
+            raise CohortError(f"{out}: holds a cohort of the {held.get('truth', 'brock')} truth, not {config.truth}; "
+                              "choose an empty folder")
         raise CohortError(f"{out}: holds a different cohort ({stamp.name} differs); choose an empty folder")
-    tasks = list(_pending(sites, out, config.n_patients, config.seed))
+    tasks = list(_pending(sites, out, config.n_patients, config.seed, config.truth))
     bar = tqdm(total=len(sites) * config.n_patients, initial=len(sites) * config.n_patients - len(tasks),
                desc="cohort", unit="case", disable=not progress)
     if config.workers > 1 and len(tasks) > 1:
@@ -150,7 +161,7 @@ def generate_cohort(out: str | Path, config: CohortConfig, *, progress: bool = T
 
     truths: list[dict] = []
     for site in sites:
-        truths += _write_site_files(out / site.name, site, config.n_patients)
+        truths += _write_site_files(out / site.name, site, config.n_patients, config.truth)
     write_text(out / "truth.jsonl", "".join(json.dumps(t) + "\n" for t in truths))
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     seconds = time.perf_counter() - start
@@ -158,14 +169,14 @@ def generate_cohort(out: str | Path, config: CohortConfig, *, progress: bool = T
     return CohortSummary(out, [s.name for s in sites], len(truths), seconds, size)
 
 
-def _write_site_files(site_dir: Path, site: SiteProfile, n: int) -> list[dict]:
+def _write_site_files(site_dir: Path, site: SiteProfile, n: int, truth: str) -> list[dict]:
     recs = [json.loads((site_dir / _ROWS_DIR / f"{case_id_for(site, i)}.json").read_text()) for i in range(n)]
     with atomic_write(site_dir / "manifest.csv") as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
         w.writeheader()
         w.writerows(r["row"] for r in recs)
     write_text(site_dir / "notes.jsonl", "".join(json.dumps(r["note"]) + "\n" for r in recs if r["note"]))
-    write_site_card(site_dir, site, [r["truth"] for r in recs])
+    write_site_card(site_dir, site, [r["truth"] for r in recs], truth)
     return [r["truth"] for r in recs]
 
 

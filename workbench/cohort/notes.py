@@ -23,6 +23,7 @@ from datetime import date, timedelta
 import numpy as np
 
 from workbench.cohort.identity import CITY_STATE, person_name, pick
+from workbench.cohort.note_exposure import EXPOSURE_FACT, exposure_insert
 from workbench.cohort.spec import PatientIdentity, PatientTruth
 
 SITE_STYLES: tuple[str, ...] = ("structured", "narrative", "terse", "dictated")
@@ -488,6 +489,15 @@ def _emphysema(pen: _Pen, reg: str) -> str | None:
     return pen.f("emphysema", pen.pick(phrase))
 
 
+def _exposure(pen: _Pen, reg: str) -> str:
+    """The shifted truth's asbestos sentence (``note_exposure.py``, which says why it lives there), or nothing.
+    It draws no random number, so the rest of the note is the brock note's; no string literal here either."""
+    text, fact = exposure_insert(pen.t, reg, pen.she)
+    if fact:
+        pen.f(EXPOSURE_FACT, fact)
+    return text
+
+
 def _pmh(pen: _Pen, terse: bool) -> list[str]:
     n = int(pen.rng.integers(1, 4))
     idx = pen.rng.choice(len(PMH_ITEMS), size=n, replace=False)
@@ -572,6 +582,7 @@ def _structured(pen: _Pen) -> str:
         social += f"Lives in {pen.city()} with {pen.her} {pen.relative()}. "
     social += pen.pick(("Occasional alcohol.", "No alcohol.", "Drinks socially.", "Retired teacher.",
                         "Works in construction."))
+    social += _exposure(pen, "formal")
     lines.append(social)
     fam = _family(pen, "formal")
     lines.append("FAMILY HISTORY: " + (f"{fam}." if fam else "Noncontributory."))
@@ -610,6 +621,7 @@ def _narrative(pen: _Pen) -> str:
     cancer = _prior_cancer(pen, "formal")
     emph = _emphysema(pen, "formal")
     hist = _smoking_sentence(pen, smoking)
+    hist += _exposure(pen, "formal")
     if fam:
         hist += f" There is {fam}." if fam.startswith(("family", "no family")) else f" {_capf(pen, 'family_history', fam)}."
     other = _pmh(pen, terse=False)
@@ -670,7 +682,8 @@ def _terse(pen: _Pen) -> str:
     cancer = _prior_cancer(pen, "terse")
     lines.append("PMH: " + _join([*_pmh(pen, terse=True), emph, cancer], ", "))
     lines.append("Meds: " + ", ".join(m.split(" ")[0] for m in _meds(pen)))
-    lines.append("SH: " + pen.pick(("tob as above", "see HPI")) + ", " + pen.pick(("EtOH social", "no EtOH", "no IVDU")))
+    lines.append("SH: " + pen.pick(("tob as above", "see HPI")) + ", " + pen.pick(("EtOH social", "no EtOH", "no IVDU"))
+                 + _exposure(pen, "terse"))
     lines.append("FH: " + (fam if fam else "noncontrib"))
     lines.append(f"VS: {_vitals(pen, terse=True)}")
     lines.append("PE: NAD, CTAB, no clubbing")
@@ -699,6 +712,7 @@ def _dictated(pen: _Pen) -> str:
     s += f"{pen.she} denies {pen.pick(SYMPTOMS[:3])} denies {pen.pick(SYMPTOMS[3:])} "
     smoking = _smoking(pen, "spoken")
     s += f"social history {smoking} "
+    s += _exposure(pen, "spoken")
     fam = _family(pen, "spoken")
     if fam:
         s += f"{fam} "
@@ -746,6 +760,7 @@ def _letter(pen: _Pen) -> str:
     cancer = _prior_cancer(pen, "letter")
     emph = _emphysema(pen, "letter")
     hist = f"As regards risk factors, {smoking}."
+    hist += _exposure(pen, "letter")
     if fam:
         hist += f" {_capf(pen, 'family_history', fam)}."
     if cancer:

@@ -604,6 +604,25 @@ def _place_nodules(nodules: list[NoduleSpec], body: _Body, g: _Grids, lung: np.n
     return [placed[i] for i in range(len(nodules))]
 
 
+def _bubbles(nod: _Nodule) -> list[tuple[np.ndarray, float]]:
+    """Air pockets of a bubbly lucency (pseudocavitation): (offset from the nodule centre in mm, radius in mm).
+
+    One pocket sits at the centre, large enough for a 1.25-2.5 mm slice to resolve (0.2 x diameter, 1.5-3 mm
+    radius), so the centre reads far below the nodule's own HU; two to four smaller ones cluster around it,
+    inside 80% of the radius. Their layout comes from a generator seeded by the nodule's centre and size, not
+    from the image stream: a lucent nodule is the same phantom as a plain one but for its air."""
+    d = nod.spec.diameter_mm
+    r0 = float(np.clip(0.2 * d, 1.5, 3.0))
+    rng = np.random.default_rng([int(round(abs(float(c)) * 100)) for c in nod.center] + [int(round(d * 10))])
+    out = [(np.zeros(3), r0)]
+    for _ in range(2 + min(2, int(d // 10))):
+        rb = r0 * float(rng.uniform(0.45, 0.75))
+        direction = rng.normal(size=3)
+        direction /= np.linalg.norm(direction)
+        out.append((direction * float(rng.uniform(0.3, 1.0)) * max(0.0, 0.4 * d - rb), rb))
+    return out
+
+
 def _paint_nodule(hu: np.ndarray, nod: _Nodule, g: _Grids, scanner: ScannerProfile) -> tuple[tuple[slice, ...], np.ndarray]:
     """Paint one nodule into the full-resolution volume in place; return its box and occupancy >= 0.5 there.
 
@@ -649,6 +668,13 @@ def _paint_nodule(hu: np.ndarray, nod: _Nodule, g: _Grids, scanner: ScannerProfi
         s_sd = np.sqrt((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2) - rs
         s_occ = np.clip(0.5 - s_sd / ramp, 0.0, 1.0).reshape(nz, sub, *sd.shape[1:]).mean(axis=1)
         value += s_occ * (NODULE_HU["solid"] - NODULE_HU["part_solid"])
+    if nod.spec.bubbly_lucency:
+        b_occ = np.zeros_like(sd)
+        for (bx, by, bz), rb in _bubbles(nod):
+            b_sd = np.sqrt((x - bx) ** 2 + (y - by) ** 2 + (z - bz) ** 2) - rb
+            np.maximum(b_occ, np.clip(0.5 - b_sd / ps, 0.0, 1.0), out=b_occ)
+        b_occ = b_occ.reshape(nz, sub, *sd.shape[1:]).mean(axis=1)
+        value += b_occ * (TISSUE_HU["air"] + scanner.hu_offset - value)
     box = tuple(sl)
     _lerp(hu[box], value, occ.astype(np.float32))
     return box, occ >= 0.5

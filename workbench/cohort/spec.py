@@ -18,6 +18,7 @@ LOBES = ("RUL", "RML", "RLL", "LUL", "LLL")
 UPPER_LOBES = ("RUL", "LUL")
 SMOKING = ("never", "former", "current")
 PRIOR_CT = ("none", "stable_2y", "stable_short", "growing")
+TRUTHS = ("brock", "shifted")  # the risk functions a cohort can follow (risk.py, risk_shifted.py)
 TRANSFER_SYNTAXES = ("jpegls", "rle", "explicit")
 
 
@@ -47,11 +48,13 @@ class NoduleSpec:
     spiculated: bool
     lobe: str  # one of LOBES
     is_index: bool = False
+    bubbly_lucency: bool = False  # internal air pockets (pseudocavitation); only shifted cohorts have them
 
 
 @dataclass(frozen=True)
 class SiteProfile:
-    """Who a hospital sees and how it scans: the distributions shift per site, the risk function never does."""
+    """Who a hospital sees and how it scans: the distributions shift per site, the brock risk function never does
+    (the shifted truth scales two of its terms per site: ``risk_shifted.SITE_MULTIPLIERS``)."""
 
     name: str
     age_mean: float = 63.0
@@ -127,9 +130,15 @@ class PatientTruth:
     # availability and outcome
     has_ct: bool
     has_note: bool
-    logit: float  # true log-odds (Brock + Mayo history + prior-CT terms + enrichment shift)
+    logit: float  # true log-odds under ``truth`` (brock: Brock + Mayo history + prior-CT terms + enrichment shift)
     risk: float  # true probability of malignancy
     label: int  # Bernoulli(risk)
+    # Which risk function made logit, risk and label (one of TRUTHS), and the variables only the shifted truth
+    # has (risk_shifted.py). They default to a brock case's values, so truth files written before they existed
+    # still load; a brock cohort never draws them.
+    truth: str = "brock"
+    bubbly_lucency: bool = False  # CT only: air pockets inside the index nodule, rendered by phantom.py
+    asbestos_job: str | None = None  # notes only: the job that exposed the patient to asbestos (None: no exposure)
 
     @property
     def upper_lobe(self) -> bool:
@@ -138,3 +147,7 @@ class PatientTruth:
     @property
     def ever_smoker(self) -> bool:
         return self.smoking != "never"
+
+    @property
+    def asbestos_exposure(self) -> bool:
+        return self.asbestos_job is not None

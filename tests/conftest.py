@@ -44,6 +44,18 @@ def tiny_site_copy(tiny_cohort: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_calibrated_run(tiny_run: Path, tiny_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of ``tiny_run`` calibrated on the tiny cohort (``workbench calibrate``: per-site sets, intervals,
+    refer flags, similar-case indexes), shared by the session; tests must not modify it."""
+    from workbench.runtime.run_uncertainty import calibrate_run
+
+    run = tmp_path_factory.mktemp("runs") / "tiny_calibrated_run"
+    shutil.copytree(tiny_run, run)
+    calibrate_run(run, tiny_cohort, cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
+    return run
+
+
+@pytest.fixture(scope="session")
 def tiny_run(tiny_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One fused model trained for 2 epochs on the tiny cohort (a RUN folder), shared by the session."""
     from workbench.train.run import train_run

@@ -110,8 +110,11 @@ def test_values_are_coded_in_ucum() -> None:
     prob = obs["malignancy-probability"]
     q = prob["valueQuantity"]
     assert (q["system"], q["code"], q["unit"]) == (UCUM, "%", "%") and q["value"] == pytest.approx(37.0)
-    bounds = [c["valueQuantity"]["value"] for c in prob["component"]]
-    assert bounds == pytest.approx([31.0, 42.0])
+    bounds = {c["code"]["coding"][0]["code"]: c["valueQuantity"] for c in prob["component"]}
+    assert {k: v["value"] for k, v in bounds.items()} == pytest.approx(
+        {"malignancy-probability-lower": 31.0, "malignancy-probability-upper": 42.0})
+    assert all((v["system"], v["code"]) == (UCUM, "%") for v in bounds.values())
+    assert any("Interval [31.0 %, 42.0 %]" in n["text"] for n in prob["note"])  # the note in the value's unit
     assert any("Venn-Abers" in n["text"] for n in prob["note"])
     d = obs["81827009"]
     assert d["valueQuantity"]["value"] == pytest.approx(8.4)

@@ -46,6 +46,9 @@ def test_sr_validates_and_carries_probability_diameter_and_source_series(mode: s
     if has_tool("dsrdump"):
         out = subprocess.run(["dsrdump", "+Pu", str(path)], capture_output=True, text=True, timeout=60).stdout
         assert '"Probability of cancer")="37.1" (%,UCUM' in out
+        # its interval [31%, 42%] as the TID 310 uncertainty range, in the same unit: 37.1 - 6.1 and 37.1 + 4.9
+        assert '"-, range of lower measurement uncertainty")="6.1" (%,UCUM' in out
+        assert '"+, range of upper measurement uncertainty")="4.9" (%,UCUM' in out
         assert '"Diameter")="8.4" (mm,UCUM' in out and "(27925004,SCT,\"Nodule\")" in out
         assert "(7771000,SCT,\"Left\")" in out and '"Algorithm Version")="0123abcd4567ef89"' in out
         assert '"Source Series for Segmentation")="2.25.22"' in out  # the referenced series, named in the tree

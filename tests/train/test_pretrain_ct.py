@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from workbench.cli import main
 from workbench.cohort.ct_corpus import write_ct_corpus
 from workbench.data.corpus import CTCorpus, load_ct_corpus, phantom_inputs
 from workbench.errors import WorkbenchError
@@ -19,9 +22,20 @@ from workbench.train.pretrain_ct import CTReaderConfig, pretrain_ct_reader, save
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> CTCorpus:
-    return load_ct_corpus(write_ct_corpus(4, tmp_path_factory.mktemp("ct_corpus"), phantom_inputs, workers=1,
-                                          progress=False))
+def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ct_corpus")
+
+
+@pytest.fixture(scope="module")
+def corpus(corpus_dir: Path) -> CTCorpus:
+    return load_ct_corpus(write_ct_corpus(4, corpus_dir, phantom_inputs, workers=1, progress=False))
+
+
+@pytest.fixture(scope="module")
+def noisy_corpus(corpus: CTCorpus, corpus_dir: Path) -> CTCorpus:
+    """The same four phantoms (chunks reused) with one simulated radiologist's annotations beside the truth."""
+    return load_ct_corpus(write_ct_corpus(4, corpus_dir, phantom_inputs, workers=1, progress=False,
+                                          annotation_noise=True))
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +97,48 @@ def test_pretrain_ct_command(tmp_path: Path) -> None:
     again = subprocess.run([sys.executable, "-m", "workbench.cli", "pretrain-ct", "--out", str(out), "--quiet"],
                            capture_output=True, text=True, timeout=120)
     assert again.returncode != 0 and "not empty" in again.stderr
+
+
+def test_annotation_noise_off_changes_nothing_on_changes_the_targets_not_the_yardstick(
+        corpus: CTCorpus, noisy_corpus: CTCorpus) -> None:
+    """Off: a corpus carrying noisy annotations trains exactly as the clean one. On: the reader learns the noisy
+    annotations, and its figures (reported on its 4 training cases, val_share 0) are still against the clean
+    truth: the annotator's own figures equal what the annotations and the truth give by hand."""
+    base = {"n_cases": 4, "epochs": 1, "batch_size": 2, "val_share": 0.0, "progress": False}
+    _, clean_report = pretrain_ct_reader(corpus, CTReaderConfig(**base))
+    _, off_report = pretrain_ct_reader(noisy_corpus, CTReaderConfig(**base))
+    assert off_report == clean_report and clean_report["annotations"] == "clean" and "annotator" not in off_report
+    _, report = pretrain_ct_reader(noisy_corpus, CTReaderConfig(**base, annotation_noise=True))
+    assert report["annotations"] == "noisy" and report["val_loss"] != clean_report["val_loss"]
+    clean, noisy = corpus.facts, noisy_corpus.annotations
+    assert noisy is not None
+    by_hand = float(np.abs(np.exp(noisy["log_diameter"]) - np.exp(clean["log_diameter"])).mean())
+    assert report["annotator"]["diameter_mae_mm"] == pytest.approx(by_hand, rel=1e-5) and by_hand > 0
+    assert report["annotator"]["nodule_type_accuracy"] == pytest.approx(
+        float((noisy["nodule_type"] == clean["nodule_type"]).mean()))
+    assert report["annotator"]["emphysema_accuracy"] == 1.0  # emphysema is not a noisy fact
+
+
+def test_a_reader_taught_wrong_annotations_is_scored_against_the_truth(corpus: CTCorpus) -> None:
+    """Annotations that invert spiculation: the reader learns them (on its own 4 cases) and the report, measured
+    against the clean truth, says it is wrong, as the annotator is."""
+    inverted = {"spiculated": 1.0 - corpus.facts["spiculated"]}
+    wrong = replace(corpus, annotations=inverted, annotation_noise={"note": "inverted spiculation"})
+    _, report = pretrain_ct_reader(wrong, CTReaderConfig(epochs=40, batch_size=4, val_share=0.0, progress=False,
+                                                         annotation_noise=True))
+    assert report["annotator"]["spiculated_accuracy"] == 0.0
+    assert report["spiculated_accuracy"] <= 0.25  # fits the inverted labels, so fails the truth
+
+
+def test_pretrain_ct_command_with_annotation_noise_records_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "reader"
+    assert main(["pretrain-ct", "--out", str(out), "--cases", "2", "--epochs", "1", "--workers", "1", "--quiet",
+                 "--annotation-noise"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    meta = json.loads((out / "ct_reader.json").read_text())
+    assert summary["annotations"] == meta["annotations"] == "noisy" and meta["pretraining"]["annotation_noise"]
+    assert meta["annotation_noise"]["facts"] == ["log_diameter", "nodule_type", "spiculated"]
+    assert "annotator" in meta["report"] and "Trained on noisy annotations" in (out / "README.md").read_text()
 
 
 def test_cached_ct_states_give_the_same_model_and_private_step(reader: Path) -> None:

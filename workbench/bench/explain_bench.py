@@ -18,6 +18,9 @@ Per test case (kept line by line in ``cases.jsonl``: a killed run resumes where 
   by rank correlation over the same blocks (``occlusion_spearman``), outside the timed budget.
 Coverage: each site's test cases through that site's conformal sets, per true class, against the exact 95%
 binomial interval around the target for that n.
+Calibration per site (``workbench.bench.site_calibration``): ECE of the risk a report states, per site, beside the
+ECE of the truth's own risk on the same cases (the floor for that many cases), and per-site reliability diagrams
+(``explain_reliability_per_site.png``, next to the JSON when ``--out`` is given, else in the work folder).
 """
 
 from __future__ import annotations
@@ -95,9 +98,10 @@ def _case_record(model: Any, random_model: Any, batch: dict[str, torch.Tensor], 
     return rec
 
 
-def _coverage(unc: Any, run: Path, pred: dict[str, np.ndarray], test: Any) -> dict[str, Any]:
+def _coverage(unc: Any, assessments: list[Any], test: Any) -> dict[str, Any]:
+    """Coverage, refer rate and pooled ECE of the stated risk from each test case's ``Assessment``
+    (``site_calibration.stated_assessments``; the per-site calibration figures come from ``site_calibration``)."""
     from workbench.metrics import ece
-    from workbench.runtime.run_uncertainty import site_index
     from workbench.runtime.uncertainty import binomial_interval, class_coverage
 
     sites = np.array(test.sites)
@@ -109,8 +113,7 @@ def _coverage(unc: Any, run: Path, pred: dict[str, np.ndarray], test: Any) -> di
     coverage, inside, reasons = {}, {}, {"both_classes": 0, "empty_set": 0, "out_of_distribution": 0}
     for s in sorted(set(test.sites)):
         rows = np.flatnonzero(sites == s)
-        index = site_index(run, s)
-        res = unc.assess(s, pred["logits"][rows], pred["fused"][rows], index)
+        res = [assessments[i] for i in rows]
         p_all[rows] = [r.probability for r in res]
         refer[rows] = [r.refer for r in res]
         size[rows] = [len(r.prediction_set) for r in res]
@@ -126,17 +129,44 @@ def _coverage(unc: Any, run: Path, pred: dict[str, np.ndarray], test: Any) -> di
         reasons["out_of_distribution"] += int(sum(bool(r.out_of_distribution) for r in res))
     return {"coverage_target": target, "coverage": coverage, "coverage_check": inside,
             "coverage_all_inside": all(v["inside"] for d in inside.values() for v in d.values()),
-            "ece": ece(y, p_all), "ece_per_site": {s: ece(y[sites == s], p_all[sites == s]) for s in sorted(set(test.sites))},
-            "refer_rate": float(refer.mean()), "refer_reasons": reasons,
+            "ece": ece(y, p_all), "refer_rate": float(refer.mean()), "refer_reasons": reasons,
             "set_size_mean": float(size.mean())}
 
 
+def _truths(cohort_dir: Path) -> dict[str, dict[str, Any]]:
+    """The cohort's ``truth.jsonl`` by case id (the benchmark's known truth: label, risk, true variables)."""
+    truths = {}
+    with open(cohort_dir / "truth.jsonl", encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                d = json.loads(line)
+                truths[d["case_id"]] = d
+    return truths
+
+
+def calibration_per_site(unc: Any, run: Path, pred: dict[str, np.ndarray], test: Any,
+                         truths: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], list[Any]]:
+    """Coverage and refer figures plus per-site calibration of the stated risk against the true risk's floor, on
+    every test case; returns them and each case's ``Assessment`` (row order of ``test``)."""
+    from workbench.bench.site_calibration import site_calibration, stated_assessments
+
+    assessments = stated_assessments(unc, run, pred, test)
+    result = _coverage(unc, assessments, test)
+    result.update(site_calibration(list(test.sites), test.labels, np.array([a.probability for a in assessments]),
+                                   np.array([float(truths[c]["risk"]) for c in test.case_ids])))
+    return result, assessments
+
+
 def run_explain_bench(*, quick: bool = False, cohort: str | Path | None = None, seed: int = 0,
-                      progress: bool = True, limit: int | None = None) -> dict[str, Any]:
+                      progress: bool = True, limit: int | None = None, out_dir: str | Path | None = None
+                      ) -> dict[str, Any]:
+    """The benchmark (module docstring); ``out_dir``: the folder the JSON goes to (``--out``), where the per-site
+    reliability figure is written too."""
     from tqdm import tqdm
 
     from workbench.bench.federated_bench import fedavg_run, federated_setup
     from workbench.bench.model_bench import _encoded
+    from workbench.bench.site_calibration import reliability_figure
     from workbench.data.case import load_cases
     from workbench.metrics import ece
     from workbench.runtime.encode import encode_note
@@ -161,15 +191,13 @@ def run_explain_bench(*, quick: bool = False, cohort: str | Path | None = None, 
     unc = RunUncertainty.load(run)
     test = data["test"]
     pred = predict_logits(model, test)
-    result: dict[str, Any] = _coverage(unc, run, pred, test)
+    truths = _truths(setup.cohort_dir)
+    result, _ = calibration_per_site(unc, run, pred, test, truths)
     result["ece_pooled_calibration"] = ece(test.labels, pooled.apply(pred["logits"]))
-
-    truths = {}
-    with open(setup.cohort_dir / "truth.jsonl", encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                d = json.loads(line)
-                truths[d["case_id"]] = d
+    figure_dir = Path(out_dir) if out_dir else work
+    figure_dir.mkdir(parents=True, exist_ok=True)
+    result["reliability_figure"] = str(reliability_figure(
+        result, figure_dir / f"explain{'_quick' if quick else ''}_reliability_per_site.png"))
     cases = {c.case_id: c for s in sorted(set(test.sites)) for c in load_cases(setup.cohort_dir / s)}
     log = work / "cases.jsonl"
     done: dict[str, dict[str, Any]] = {}
@@ -290,4 +318,4 @@ def _aggregate(recs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["run_explain_bench"]
+__all__ = ["calibration_per_site", "run_explain_bench"]

@@ -14,10 +14,17 @@ phantom is rendered in memory and turned into model inputs by the ``preprocess``
 (``workbench.data.corpus.phantom_inputs``: the cohort may not import the data layer, and storing raw HU volumes
 instead would take about 10 GB). Generated in parallel and kept in chunk files, so a killed run resumes and a
 larger corpus reuses a smaller one's chunks.
+
+With ``annotation_noise`` the corpus also carries one simulated radiologist's annotations
+(``workbench.cohort.annotation_noise``: inter-reader disagreement on diameter, type and spiculation): the chunks
+and the clean manifest are written exactly as without it (the noise has its own seed stream), and a second
+manifest, ``ct_corpus_{seed}_{n}_noisy.json``, names the same chunks plus ``annotations_noisy_{seed}_{n}.npz``
+with the noisy facts, so the clean truth stays beside them for measuring a reader against.
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -28,6 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from workbench.atomic import atomic_write
+from workbench.cohort.annotation_noise import NOISY_FACTS, noise_model, noisy_annotations
 from workbench.cohort.phantom import RenderedCT
 from workbench.cohort.sample import case_id_for, case_rng, sample_truth
 from workbench.cohort.sites import default_sites
@@ -72,16 +80,18 @@ def _chunk_task(args: tuple[int, int, int, str, Preprocess]) -> int:
     return stop - start
 
 
-def manifest_path(n: int, out_dir: str | Path, seed: int = CT_CORPUS_SEED) -> Path:
-    """Where :func:`write_ct_corpus` puts the manifest of ``n`` cases of ``seed``."""
-    return Path(out_dir) / f"ct_corpus_{seed}_{n}.json"
+def manifest_path(n: int, out_dir: str | Path, seed: int = CT_CORPUS_SEED, annotation_noise: bool = False) -> Path:
+    """Where :func:`write_ct_corpus` puts the manifest of ``n`` cases of ``seed`` (``annotation_noise``: the
+    manifest that adds the noisy annotations)."""
+    return Path(out_dir) / f"ct_corpus_{seed}_{n}{'_noisy' if annotation_noise else ''}.json"
 
 
 def write_ct_corpus(n: int, out_dir: str | Path, preprocess: Preprocess, seed: int = CT_CORPUS_SEED, *,
-                    workers: int = 2, progress: bool = True) -> Path:
+                    workers: int = 2, progress: bool = True, annotation_noise: bool = False) -> Path:
     """``n`` annotated phantoms into ``out_dir`` (chunks generated once; a killed run resumes); returns the manifest
     that ``workbench.data.corpus.load_ct_corpus`` reads. ``preprocess`` must be a module-level function (spawned
-    workers receive it by name)."""
+    workers receive it by name). ``annotation_noise``: also write one simulated radiologist's annotations and
+    return the manifest that adds them (the clean files are the same either way; module docstring)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     chunks = [(s, min(s + CHUNK, n), seed, str(out / f"chunk_{seed}_{s:06d}_{min(s + CHUNK, n):06d}.npz"), preprocess)
@@ -102,7 +112,25 @@ def write_ct_corpus(n: int, out_dir: str | Path, preprocess: Preprocess, seed: i
     write_json(manifest, {"kind": "ct_corpus", "format": 1, "seed": seed, "n": n, "facts": list(FACTS),
                           "classes": {k: list(v) for k, v in CLASSES.items()},
                           "chunks": [Path(c[3]).name for c in chunks]})
-    return manifest
+    return _add_noisy_annotations(manifest, n, out, seed) if annotation_noise else manifest
+
+
+def _add_noisy_annotations(manifest: Path, n: int, out: Path, seed: int) -> Path:
+    """The noisy annotations of the clean corpus ``manifest`` names, computed from its clean facts (no phantom is
+    rendered again), and the manifest that adds them."""
+    head = json.loads(manifest.read_text(encoding="utf-8"))
+    clean: dict[str, list[np.ndarray]] = {k: [] for k in NOISY_FACTS}
+    for name in head["chunks"]:
+        with np.load(out / name) as z:
+            for k in NOISY_FACTS:
+                clean[k].append(z[k])
+    noisy = noisy_annotations({k: np.concatenate(v) for k, v in clean.items()}, seed)
+    file = out / f"annotations_noisy_{seed}_{n}.npz"
+    with atomic_write(file) as tmp:
+        np.savez(tmp, **noisy)  # type: ignore[arg-type]
+    path = manifest_path(n, out, seed, annotation_noise=True)
+    write_json(path, {**head, "annotations": {"file": file.name, "facts": list(NOISY_FACTS), "noise": noise_model()}})
+    return path
 
 
 __all__ = ["CLASSES", "CT_CORPUS_SEED", "FACTS", "manifest_path", "write_ct_corpus"]

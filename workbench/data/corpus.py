@@ -12,7 +12,10 @@ File formats (written by the cohort, read here):
   ``{"kind": "ct_corpus", "format": 1, "seed", "n", "facts": [...], "classes": {fact: [class, ...]},
   "chunks": [file name, ...]}`` beside its chunk files ``chunk_{seed}_{start}_{stop}.npz``, each holding
   ``ct_patch`` (k, 1, P, P, P) float16, ``ct_context`` (k, 2, C, C, C) float16, ``ct_position`` (k, 3) float32
-  and one (k,) float32 array per fact. The arrays are model inputs already: the generator renders a phantom in
+  and one (k,) float32 array per fact. A corpus with reader disagreement has a second manifest,
+  ``ct_corpus_{seed}_{n}_noisy.json``: the same keys plus ``"annotations": {"file", "facts", "noise"}``, naming an
+  ``.npz`` with one (n,) float32 array per noisy fact (one simulated radiologist's annotation) and describing the
+  error model; the clean facts stay in the chunks. The arrays are model inputs already: the generator renders a phantom in
   memory and hands it to :func:`phantom_inputs` (passed in by the caller, so the cohort never imports this
   layer), because a raw HU volume is 5-8 MB compressed and a corpus of 1,500 of them would be about 10 GB.
 * Note corpus: ``notes_{seed}_{n}.jsonl``; line 1 a header ``{"kind": "note_corpus", "format": 1, "seed",
@@ -47,9 +50,23 @@ class CTCorpus:
     facts: dict[str, np.ndarray]  # fact -> (N,) float32 (log mm; class index; 0/1), in the generator's order
     classes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # class facts' names; the rest: regression/binary
     seed: int = 0  # the generator's seed (reported in the reader's card)
+    # one simulated radiologist's annotations of some facts (reader disagreement), None for a clean corpus; the
+    # clean ``facts`` stay the truth a reader's held-out figures are measured against
+    annotations: dict[str, np.ndarray] | None = None
+    annotation_noise: dict[str, Any] | None = None  # the error model that made ``annotations``
 
     def __len__(self) -> int:
         return len(self.ct_position)
+
+    def training_facts(self, noisy: bool) -> dict[str, np.ndarray]:
+        """What a reader learns from: the clean facts, or (``noisy``) with the noisy annotations in place of the
+        facts they cover; a clean corpus asked for noisy annotations is refused."""
+        if not noisy:
+            return self.facts
+        if self.annotations is None:
+            raise WorkbenchError("annotation noise asked for, but this CT corpus has no noisy annotations (write it "
+                                 "with write_ct_corpus(..., annotation_noise=True) and load its _noisy manifest)")
+        return {**self.facts, **self.annotations}
 
 
 @dataclass
@@ -136,9 +153,20 @@ def load_ct_corpus(manifest: str | Path) -> CTCorpus:
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     if len(cat["ct_position"]) != head["n"]:
         raise WorkbenchError(f"{path}: names {head['n']} cases, its chunks hold {len(cat['ct_position'])}")
+    annotations, noise = None, None
+    if "annotations" in head:
+        ann = head["annotations"]
+        try:
+            with np.load(path.parent / ann["file"]) as z:
+                annotations = {k: z[k].astype(np.float32) for k in ann["facts"]}
+        except (OSError, ValueError, KeyError) as e:
+            raise WorkbenchError(f"{path.parent / ann['file']}: noisy annotations missing or unreadable ({e})") from None
+        if any(len(v) != head["n"] for v in annotations.values()):
+            raise WorkbenchError(f"{path}: names {head['n']} cases, its noisy annotations hold another number")
+        noise = dict(ann.get("noise", {}))
     return CTCorpus(torch.from_numpy(cat["ct_patch"]), torch.from_numpy(cat["ct_context"]),
                     torch.from_numpy(cat["ct_position"]), {k: cat[k].astype(np.float32) for k in head["facts"]},
-                    _classes(head), int(head["seed"]))
+                    _classes(head), int(head["seed"]), annotations, noise)
 
 
 def load_note_corpus(path: str | Path) -> NoteCorpus:

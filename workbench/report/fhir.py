@@ -181,16 +181,18 @@ def _observations(content: ReportContent, common: dict[str, Any]) -> list[tuple[
     """(id, Observation) for the probability, the diameter (when estimated) and the prediction set."""
     common = {**common, "category": [_cc(OBSERVATION_CATEGORY, "imaging", "Imaging")]}
     out = []
-    # (1) the probability in %, its Venn-Abers interval as components (not referenceRange: a normal range)
+    # (1) the probability in %, its Venn-Abers interval as components (not referenceRange: a normal range), each
+    # bound coded and in the value's unit and rounding (UCUM %, one decimal), so a reader compares like with like
     notes = []
     comps: list[ObservationComponent] | None = None
     if content.interval is not None:
         lo, hi = content.interval
         comps = []
         for bound, v in (("lower", lo), ("upper", hi)):
-            code = _local(f"malignancy-probability-{bound}", f"Malignancy probability, {bound}")
+            code = _local(f"malignancy-probability-{bound}", f"Malignancy probability, {bound} bound of its interval")
             comps.append(ObservationComponent(code=code, valueQuantity=_percent(v)))
-        notes.append(f"Interval [{lo:.3f}, {hi:.3f}] by {content.interval_method or 'an unnamed method'}.")
+        method = content.interval_method or "an unnamed method"
+        notes.append(f"Interval [{_percent(lo).value} %, {_percent(hi).value} %] by {method}.")
     if content.modality_contributions:
         gate = ", ".join(f"{k} {v:.2f}" for k, v in content.modality_contributions.items())
         notes.append(f"Modality gate weights: {gate}.")

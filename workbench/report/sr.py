@@ -2,7 +2,10 @@
 
 One measurement group for the nodule: tracking identifier, finding type Nodule (SCT 27925004), its site (lung
 with laterality), the algorithm's identification (name, version), and the measurements: the diameter in mm
-(SCT 81827009, UCUM mm) when one is measured, and the probability of cancer (DCM 111047, UCUM %), coded. With a
+(SCT 81827009, UCUM mm) when one is measured, and the probability of cancer (DCM 111047, UCUM %), coded, with its
+Venn-Abers interval as the measurement's uncertainty range (TID 310: SCT 371885007 "-, range of lower measurement
+uncertainty" and 371886008 "+, range of upper ...", in percentage points of the same rounded value, so a reader
+gets the interval's printed bounds as value - lower and value + upper, and the risk lies inside them). With a
 nodule centre it is a volumetric group (TID 1411): the nodule as an ellipsoid (or point) in the series' frame of
 reference, naming the source series (UIDREF "Source series for segmentation"); without one, a TID 1501 group
 whose source image is the middle slice. The SR's evidence lists every instance of the source series (Current
@@ -65,8 +68,9 @@ def build_sr(content: ReportContent) -> Dataset:
     algorithm = hd.sr.AlgorithmIdentification(name=content.model.name, version=content.model.version)
     site = hd.sr.FindingSite(anatomic_location=codes.SCT.Lung,
                              laterality=Code(*(RIGHT if content.finding_site.startswith("right") else LEFT)))
-    measurements = [hd.sr.Measurement(name=codes.DCM.ProbabilityOfCancer, value=round(100 * content.probability, 1),
-                                      unit=codes.UCUM.Percent, algorithm_id=algorithm)]
+    risk = round(100 * content.probability, 1)
+    measurements = [hd.sr.Measurement(name=codes.DCM.ProbabilityOfCancer, value=risk, unit=codes.UCUM.Percent,
+                                      algorithm_id=algorithm, properties=_interval_properties(content, risk))]
     if content.diameter_mm is not None:
         measurements.insert(0, hd.sr.Measurement(name=codes.SCT.Diameter, value=round(content.diameter_mm, 1),
                                                  unit=codes.UCUM.Millimeter, algorithm_id=algorithm, finding_sites=[site]))
@@ -106,6 +110,27 @@ def build_sr(content: ReportContent) -> Dataset:
         evidence=_evidence(content), content=report, series_instance_uid=remap_uid(seed, b"sr-series"), series_number=901,
         sop_instance_uid=remap_uid(seed, b"sr-instance"), instance_number=1, manufacturer=content.model.manufacturer,
         is_complete=True, is_final=False, is_verified=False)
+
+
+def _interval_properties(content: ReportContent, risk: float) -> Any:
+    """TID 310 measurement properties holding the interval as the risk's uncertainty range, in percentage points
+    (UCUM %, the measurement's unit, as TID 310 asks; highdicom's own arguments for these rows carry no unit), or
+    None without an interval. Offsets are taken between the rounded numbers, so value - lower and value + upper
+    are the interval's bounds rounded as the value is."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    if content.interval is None:
+        return None
+    lo, hi = (round(100 * v, 1) for v in content.interval)
+    props = hd.sr.MeasurementProperties()
+    for code, meaning, offset in (("371885007", "-, range of lower measurement uncertainty", risk - lo),
+                                  ("371886008", "+, range of upper measurement uncertainty", hi - risk)):
+        props.append(hd.sr.NumContentItem(
+            name=hd.sr.CodedConcept(value=code, meaning=meaning, scheme_designator="SCT"),
+            value=round(max(offset, 0.0), 1), unit=codes.UCUM.Percent,
+            relationship_type=hd.sr.RelationshipTypeValues.HAS_PROPERTIES))
+    return props
 
 
 def write_sr(content: ReportContent, path: str | Path) -> Path:

@@ -62,10 +62,12 @@ def finding_rows(content: ReportContent) -> list[tuple[str, str]]:
 
 
 def interval_line(content: ReportContent) -> str:
+    """The risk's interval, rounded as the risk is (``pct``), so the printed risk lies inside the printed bounds; named
+    "risk interval" because a bare "interval" in a nodule report reads as a follow-up interval."""
     if content.interval is None:
-        return "Interval: not available (the model has not been calibrated)"
+        return "Risk interval: not available (the model has not been calibrated)"
     lo, hi = content.interval
-    return f"Interval: [{pct(lo)}, {pct(hi)}]" + (f" ({content.interval_method})" if content.interval_method else "")
+    return f"Risk interval: [{pct(lo)}, {pct(hi)}]" + (f" ({content.interval_method})" if content.interval_method else "")
 
 
 def set_line(content: ReportContent) -> str:

@@ -8,6 +8,12 @@ cohort uses, no malignancy label), read here as data (``workbench.data.corpus.CT
 stacks stay fixed and only the projections, fusion and heads train, which is also the trainable subset that
 DP-SGD at a hospital can afford (docs/architecture.md §7).
 
+With ``CTReaderConfig.annotation_noise`` the reader learns from one simulated radiologist's annotations (the
+corpus' noisy manifest: inter-reader disagreement on diameter, type and spiculation, ``data_cards/ct_corpus.md``)
+instead of the generator's truth; its held-out figures are still measured against the clean truth, and the report
+adds the annotations' own figures on the same cases (``annotator``), so one sees whether the reader learned the
+finding or the annotator's errors. ``ct_reader.json`` and the card say which annotations it was trained on.
+
 The heads read the encoder's finding vector (an MLP over pooled cells and position, which becomes the finding
 token) linearly, so every annotated fact is readable from one token the fusion's [CT] summary attends to.
 """
@@ -41,6 +47,9 @@ class CTReaderConfig:
     val_share: float = 0.1  # corpus cases held out to report how well each fact is read (0: report on train)
     seed: int = 0
     progress: bool = True
+    # learn from the corpus' noisy annotations (reader disagreement) instead of the clean truth; held-out figures
+    # are measured against the clean truth either way
+    annotation_noise: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,10 +77,25 @@ def _losses(heads: nn.ModuleDict, pooled: torch.Tensor, y: dict[str, torch.Tenso
     return out
 
 
+def _figures(pred: dict[str, torch.Tensor], truth: dict[str, torch.Tensor]) -> dict[str, float]:
+    """How well ``pred`` (log mm; class index; 0/1 per fact) states ``truth``: diameter R^2 and mean absolute
+    error in mm, accuracy of the rest."""
+    out: dict[str, float] = {}
+    for k, y in truth.items():
+        if k == "log_diameter":
+            out["diameter_r2"] = float(1 - ((pred[k] - y) ** 2).mean() / y.var())
+            out["diameter_mae_mm"] = float((pred[k].exp() - y.exp()).abs().mean())
+        else:
+            out[f"{k}_accuracy"] = float((pred[k].round() == y.round()).float().mean())
+    return out
+
+
 def pretrain_ct_reader(corpus: CTCorpus, config: CTReaderConfig | None = None,
                        encoder_config: CTEncoderConfig | None = None) -> tuple[CTEncoder, dict[str, Any]]:
-    """Train a fresh ``CTEncoder`` on ``corpus``; returns it and what it reached on held-out corpus cases (per
-    fact: loss; diameter: R^2; classes and binaries: accuracy)."""
+    """Train a fresh ``CTEncoder`` on ``corpus``; returns it and what it reached on held-out corpus cases against
+    the clean truth (per fact: loss; diameter: R^2 and mean absolute error in mm; classes and binaries:
+    accuracy). Trained on the noisy annotations when ``config.annotation_noise`` (the report's ``annotations``
+    says which, and ``annotator`` gives the noisy annotations' own figures on the held-out cases)."""
     config = config or CTReaderConfig()
     classes = corpus.classes
     torch.manual_seed(config.seed)
@@ -83,7 +107,8 @@ def pretrain_ct_reader(corpus: CTCorpus, config: CTReaderConfig | None = None,
     order = torch.randperm(n, generator=g)
     n_val = max(1, int(n * config.val_share)) if config.val_share > 0 else n
     val_idx, train_idx = (order[:n_val], order[n_val:]) if config.val_share > 0 else (order, order)
-    targets = {k: torch.as_tensor(v) for k, v in corpus.facts.items()}
+    targets = {k: torch.as_tensor(v) for k, v in corpus.training_facts(config.annotation_noise).items()}
+    clean = {k: torch.as_tensor(v) for k, v in corpus.facts.items()}  # the truth held-out figures are measured on
     params = [*enc.parameters(), *heads.parameters()]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.01)
     steps = config.epochs * max(1, (len(train_idx) + config.batch_size - 1) // config.batch_size)
@@ -114,31 +139,39 @@ def pretrain_ct_reader(corpus: CTCorpus, config: CTReaderConfig | None = None,
     enc.eval()
     with torch.no_grad():
         z = torch.cat([pooled(val_idx[s:s + 64], False) for s in range(0, n_val, 64)])
-        yv = {k: v[val_idx] for k, v in targets.items()}
+        yv = {k: v[val_idx] for k, v in clean.items()}
         report: dict[str, Any] = {"n_train": len(train_idx), "n_val": n_val,
+                                  "annotations": "noisy" if config.annotation_noise else "clean",
                                   "val_loss": {k: float(v) for k, v in _losses(heads, z, yv, classes).items()}}
+        pred: dict[str, torch.Tensor] = {}
         for k, head in heads.items():
             out = head(z)
             if k == "log_diameter":
-                pred = out.squeeze(-1) * LOG_DIAMETER_SPREAD + LOG_DIAMETER_CENTRE
-                report["diameter_r2"] = float(1 - ((pred - yv[k]) ** 2).mean() / yv[k].var())
+                pred[k] = out.squeeze(-1) * LOG_DIAMETER_SPREAD + LOG_DIAMETER_CENTRE
             elif k in classes:
-                report[f"{k}_accuracy"] = float((out.argmax(-1) == yv[k].long()).float().mean())
+                pred[k] = out.argmax(-1).float()
             else:
-                report[f"{k}_accuracy"] = float(((out.squeeze(-1) > 0) == (yv[k] > 0.5)).float().mean())
+                pred[k] = (out.squeeze(-1) > 0).float()
+        report.update(_figures(pred, yv))
+        if config.annotation_noise:  # the annotations the reader learned from, against the same clean truth
+            report["annotator"] = _figures({k: v[val_idx] for k, v in targets.items()}, yv)
     return enc, report
 
 
 def save_ct_reader(enc: CTEncoder, out_dir: str | Path, config: CTReaderConfig, corpus_seed: int,
-                   report: dict[str, Any]) -> Path:
-    """A CT reader directory: ``ct_reader.safetensors``, ``ct_reader.json`` (configs, report), a card. Atomic."""
+                   report: dict[str, Any], annotation_noise: dict[str, Any] | None = None) -> Path:
+    """A CT reader directory: ``ct_reader.safetensors``, ``ct_reader.json`` (configs, report, which annotations it
+    learned from and, for noisy ones, their error model ``annotation_noise``), a card. Atomic."""
     from safetensors.torch import save_file
 
     with atomic_write(out_dir) as tmp:
         tmp.mkdir(parents=True)
         save_file({k: v.detach().contiguous() for k, v in enc.state_dict().items()}, str(tmp / CT_READER_WEIGHTS))
         enc_cfg = {k: v for k, v in asdict(enc.config).items() if k not in ("path", "freeze")}
-        meta = {"encoder": enc_cfg, "pretraining": config.to_dict(), "corpus_seed": corpus_seed, "report": report}
+        meta = {"encoder": enc_cfg, "pretraining": config.to_dict(), "corpus_seed": corpus_seed,
+                "annotations": "noisy" if config.annotation_noise else "clean", "report": report}
+        if config.annotation_noise:
+            meta["annotation_noise"] = annotation_noise or {}
         (tmp / "ct_reader.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(ct_reader_card(config, corpus_seed, report), encoding="utf-8")
     return Path(out_dir)
@@ -146,6 +179,10 @@ def save_ct_reader(enc: CTEncoder, out_dir: str | Path, config: CTReaderConfig, 
 
 def ct_reader_card(config: CTReaderConfig, corpus_seed: int, report: dict[str, Any]) -> str:
     acc = ", ".join(f"{k.removesuffix('_accuracy')} {v:.2f}" for k, v in report.items() if k.endswith("_accuracy"))
+    learned = ("**Trained on noisy annotations**: one simulated radiologist's diameter, type and spiculation, with "
+               "published-like inter-reader disagreement (`workbench.cohort.annotation_noise`); the held-out figures "
+               "below are against the clean truth." if config.annotation_noise else
+               "Trained on the generator's noise-free annotations (no reader disagreement).")
     return (
         "# CT reader (pretrained CT encoder)\n\n"
         "A MONAI 3-D encoder (nodule patch + coarse chest view + position) taught to state what a radiologist "
@@ -154,6 +191,7 @@ def ct_reader_card(config: CTReaderConfig, corpus_seed: int, report: dict[str, A
         f"{corpus_seed}, which no cohort uses; never on a cohort's scans and never on malignancy labels. It stands "
         "in for an encoder pretrained on an annotated public collection (LIDC-IDRI-like). Load it with "
         "`CTEncoderConfig(path=THIS_DIR, freeze=True)`.\n\n"
+        f"{learned}\n\n"
         f"Held-out corpus cases ({report['n_val']}): diameter R^2 {report['diameter_r2']:.3f}; accuracy {acc}.\n"
     )
 
@@ -170,7 +208,7 @@ def build_ct_reader(out_dir: str | Path, corpus: str | Path | Callable[[], Path]
     config = config or CTReaderConfig()
     data = load_ct_corpus(corpus() if callable(corpus) else corpus)
     enc, report = pretrain_ct_reader(data, config)
-    return save_ct_reader(enc, out, config, data.seed, report)
+    return save_ct_reader(enc, out, config, data.seed, report, data.annotation_noise)
 
 
 __all__ = ["CTReaderConfig", "build_ct_reader", "pretrain_ct_reader", "save_ct_reader"]

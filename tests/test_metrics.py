@@ -10,8 +10,10 @@ from workbench.metrics import (
     auprc,
     auroc,
     brier,
+    cohen_kappa,
     ece,
     paired_bootstrap_auroc_diff,
+    reliability_bins,
     sensitivity_at_specificity,
 )
 from workbench.runtime.calibration import apply_temperature, fit_temperature
@@ -46,6 +48,33 @@ def test_ece_is_zero_for_perfect_calibration_and_known_for_a_constant() -> None:
     assert ece(np.array([0, 0, 0, 1.0]), np.full(4, 0.75)) == pytest.approx(0.5)
 
 
+def test_reliability_bins_by_hand_and_ece_is_their_weighted_gap() -> None:
+    """Six cases in three of five bins, worked by hand: [0, .2): 0.05, 0.15 (labels 0, 1); [.4, .6): 0.5 (1);
+    [.8, 1]: 0.85, 0.95, 1.0 (1, 1, 0); 1.0 falls in the top bin, not past it."""
+    y = np.array([0, 1, 1, 1, 1, 0.0])
+    p = np.array([0.05, 0.15, 0.5, 0.85, 0.95, 1.0])
+    r = reliability_bins(y, p, n_bins=5)
+    assert r["lo"] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8]) and r["hi"] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
+    assert r["n"] == [2, 0, 1, 0, 3]
+    assert r["mean_p"][0] == pytest.approx(0.10) and r["mean_p"][2] == pytest.approx(0.5)
+    assert r["mean_p"][4] == pytest.approx(0.9333333333)
+    assert r["observed"] == pytest.approx([0.5, None, 1.0, None, 2 / 3])
+    assert r["mean_p"][1] is None and r["mean_p"][3] is None
+    # ECE = (2 |0.10 - 0.5| + 1 |0.5 - 1| + 3 |0.9333 - 0.6667|) / 6 = (0.8 + 0.5 + 0.8) / 6 = 0.35
+    assert ece(y, p, n_bins=5) == pytest.approx(0.35)
+    assert ece(np.zeros(0), np.zeros(0)) == 0.0
+
+
+def test_cohen_kappa_by_hand() -> None:
+    """Two raters, 10 cases, labels 0/1: agree on 8 (6 zeros, 2 ones); rater a says 1 three times, b three times.
+    p_o = 0.8, p_e = 0.7 x 0.7 + 0.3 x 0.3 = 0.58, kappa = 0.22 / 0.42."""
+    a = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 0])
+    b = np.array([0, 0, 0, 0, 0, 0, 1, 1, 0, 1])
+    assert cohen_kappa(a, b) == pytest.approx(0.22 / 0.42)
+    assert cohen_kappa(a, a) == pytest.approx(1.0)
+    assert cohen_kappa(np.zeros(5), np.zeros(5)) == 1.0
+
+
 def test_temperature_scaling_recovers_the_true_temperature() -> None:
     rng = np.random.default_rng(2)
     true_logit = rng.normal(0, 2, 40_000)
@@ -53,6 +82,24 @@ def test_temperature_scaling_recovers_the_true_temperature() -> None:
     t = fit_temperature(3.0 * true_logit, y)  # an over-confident model: logits 3x too large
     assert t == pytest.approx(3.0, rel=0.05)
     assert ece(y, apply_temperature(3.0 * true_logit, t)) < ece(y, apply_temperature(3.0 * true_logit, 1.0))
+
+
+def test_bootstrap_auroc_interval_narrows_with_cases_and_is_undefined_for_one_class() -> None:
+    from workbench.metrics import bootstrap_auroc_ci
+
+    rng = np.random.default_rng(5)
+    widths = []
+    for n in (100, 1600):
+        y = rng.integers(0, 2, n).astype(float)
+        s = y + rng.normal(0, 1.2, n)
+        lo, hi = bootstrap_auroc_ci(y, s, n_boot=400)
+        assert lo < auroc(y, s) < hi
+        widths.append(hi - lo)
+    assert widths[1] < widths[0] / 2.5  # about 1/sqrt(16) = 1/4 as wide with 16x the cases
+    perfect = np.r_[np.zeros(20), np.ones(20)]
+    assert bootstrap_auroc_ci(perfect, perfect, n_boot=200) == (1.0, 1.0)
+    lo, hi = bootstrap_auroc_ci(np.ones(30), rng.random(30), n_boot=200)
+    assert np.isnan(lo) and np.isnan(hi)
 
 
 def test_paired_bootstrap_interval_contains_the_difference(scores) -> None:

@@ -72,16 +72,43 @@ def brier(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean((np.asarray(p, dtype=float) - np.asarray(y, dtype=float)) ** 2))
 
 
-def ece(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> float:
-    """Expected calibration error with equal-width probability bins (weighted by bin size)."""
+def reliability_bins(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> dict[str, list]:
+    """A reliability diagram's numbers: equal-width probability bins ([0, 0.1), ..., [0.9, 1.0] for 10) and, per
+    bin, its edges, how many cases fall in it, their mean stated risk and the observed share of positives (None
+    for an empty bin). Plain lists, so several runs (seeds) can be summed or averaged bin by bin; ``ece`` is the
+    count-weighted mean gap of the same bins, so the figure and the number cannot disagree."""
     y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
     bins = np.clip((p * n_bins).astype(int), 0, n_bins - 1)
-    total = 0.0
+    out: dict[str, list] = {"lo": [b / n_bins for b in range(n_bins)], "hi": [(b + 1) / n_bins for b in range(n_bins)],
+                            "n": [], "mean_p": [], "observed": []}
     for b in range(n_bins):
         sel = bins == b
-        if sel.any():
-            total += sel.mean() * abs(p[sel].mean() - y[sel].mean())
-    return float(total)
+        out["n"].append(int(sel.sum()))
+        out["mean_p"].append(float(p[sel].mean()) if sel.any() else None)
+        out["observed"].append(float(y[sel].mean()) if sel.any() else None)
+    return out
+
+
+def ece(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> float:
+    """Expected calibration error with equal-width probability bins (weighted by bin size; ``reliability_bins``);
+    0 for no case."""
+    r = reliability_bins(y, p, n_bins)
+    total = sum(r["n"])
+    if not total:
+        return 0.0
+    return float(sum(n * abs(m - o) for n, m, o in zip(r["n"], r["mean_p"], r["observed"], strict=True) if n) / total)
+
+
+def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
+    """Cohen's kappa of two raters' integer labels: their agreement beyond what their label frequencies give by
+    chance (1: always agree; 0: chance). 1.0 when both use a single, identical label throughout."""
+    a, b = np.asarray(a).astype(int), np.asarray(b).astype(int)
+    k = int(max(a.max(), b.max())) + 1
+    joint = np.zeros((k, k))
+    np.add.at(joint, (a, b), 1.0)
+    joint /= joint.sum()
+    po, pe = float(np.trace(joint)), float(joint.sum(0) @ joint.sum(1))
+    return (po - pe) / (1 - pe) if pe < 1 else 1.0
 
 
 def risk_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
@@ -96,6 +123,25 @@ def risk_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
         "n": int(len(y)),
         "prevalence": float(y.mean()) if len(y) else float("nan"),
     }
+
+
+def bootstrap_auroc_ci(y: np.ndarray, score: np.ndarray, *, n_boot: int = 2000, seed: int = 0
+                       ) -> tuple[float, float]:
+    """95% percentile interval of AUROC over case resamples (one model, one seed: the case sampling alone).
+
+    Resamples that draw a single class are skipped; fewer than 20 usable resamples (a handful of cases of one
+    class) give (nan, nan) rather than an interval nobody should quote."""
+    y, score = np.asarray(y), np.asarray(score)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(y), len(y))
+        if 0 < y[i].sum() < len(i):
+            values.append(auroc(y[i], score[i]))
+    if len(values) < 20:
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return float(lo), float(hi)
 
 
 def paired_bootstrap_auroc_diff(y: np.ndarray, a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000,

@@ -102,9 +102,22 @@ def test_evaluate_cli_prints_metrics_with_ablations(tiny_run: Path, tiny_cohort:
     assert out.returncode == 0, out.stderr
     res = json.loads(out.stdout)
     assert res["overall"]["n"] > 0 and 0 <= res["overall"]["auroc"] <= 1
+    lo, hi = res["overall"]["auroc_ci95"]
+    assert lo is None or lo <= res["overall"]["auroc"] <= hi  # the tiny cohort may be too small for an interval
     assert res["ablations"]["without_notes"]["gate_notes_max"] == 0.0
     assert res["ablations"]["without_ct"]["gate_ct_max"] == 0.0
     assert set(res["per_site"]) == {p.name for p in _sites(tiny_cohort)}
+
+
+def test_evaluate_all_scores_every_usable_case_of_an_evaluation_cohort(tiny_run: Path, tiny_cohort: Path,
+                                                                        tmp_path: Path) -> None:
+    from workbench.runtime.run import ALL_SPLITS, evaluate_run
+
+    everything = evaluate_run(tiny_run, tiny_cohort, split="all", cache_dir=tmp_path / "cache", progress=False)
+    per_split = [evaluate_run(tiny_run, tiny_cohort, split=s, cache_dir=tmp_path / "cache", progress=False)["overall"]
+                 ["n"] for s in ALL_SPLITS]
+    usable = sum(1 for site in _sites(tiny_cohort) for c in load_cases(site) if c.has_ct or c.has_note)
+    assert everything["overall"]["n"] == sum(per_split) == usable
 
 
 def test_predict_one_case_with_and_without_a_note(tiny_run: Path, tiny_cohort: Path, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 from workbench.data.cache import PreprocessCache, default_cache_dir
 from workbench.data.case import Case, load_cases
 from workbench.errors import WorkbenchError
-from workbench.metrics import risk_metrics
+from workbench.metrics import bootstrap_auroc_ci, risk_metrics
 from workbench.models.model import NoduleRiskModel, load_model
 from workbench.runtime.calibration import Calibration
 from workbench.runtime.encode import EncodedCases, drop_modality, encode_cases
@@ -61,6 +61,12 @@ def _rounded(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
 
 
+def _ci(y: np.ndarray, scores: np.ndarray) -> list[float | None]:
+    """The AUROC's 95% case-bootstrap interval (one model: case sampling only), rounded; None where undefined."""
+    lo, hi = bootstrap_auroc_ci(y, scores)
+    return [None if np.isnan(v) else round(v, 4) for v in (lo, hi)]
+
+
 def site_calibrations(run: str | Path) -> dict[str, Calibration]:
     """Each site's own calibration from the RUN's ``uncertainty.json`` when nothing there is pooled (a DP run:
     every node fitted its own), else {} (the RUN's one calibration applies to every case)."""
@@ -92,7 +98,7 @@ def evaluate_encoded(model: NoduleRiskModel, data: EncodedCases, calibration: Ca
     y = data.labels
     sites = np.array(data.sites)
     out: dict[str, Any] = {
-        "overall": _rounded(risk_metrics(y, p)),
+        "overall": {**_rounded(risk_metrics(y, p)), "auroc_ci95": _ci(y, pred["logits"])},
         "per_site": {s: _rounded(risk_metrics(y[sites == s], p[sites == s])) for s in sorted(set(data.sites))},
         "gate_mean": {m: round(float(pred["gate"][:, i].mean()), 4) for i, m in enumerate(model.modalities)},
         "calibration": calibration.to_dict() if not per_site else {s: c.to_dict() for s, c in per_site.items()},
@@ -107,6 +113,7 @@ def evaluate_encoded(model: NoduleRiskModel, data: EncodedCases, calibration: Ca
             kept = [m for m in model.modalities if m != removed][0]
             abl[f"without_{removed}"] = {
                 **_rounded(risk_metrics(sub.labels, _calibrated(calibration, per_site, ps["logits"], list(sub.sites)))),
+                "auroc_ci95": _ci(sub.labels, ps["logits"]),
                 f"gate_{removed}_max": round(float(ps["gate"][:, model.modalities.index(removed)].max()), 6),
                 f"gate_{kept}_mean": round(float(ps["gate"][:, model.modalities.index(kept)].mean()), 4),
             }
@@ -114,13 +121,18 @@ def evaluate_encoded(model: NoduleRiskModel, data: EncodedCases, calibration: Ca
     return out
 
 
+ALL_SPLITS = ("train", "val", "calib", "test")
+
+
 def evaluate_run(run: str | Path, target: str | Path, *, ablations: bool = False, split: str = "test",
                  cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Evaluate the RUN on ``target``'s ``split`` (a cohort or a site folder)."""
+    """Evaluate the RUN on ``target``'s ``split`` (a cohort or a site folder). ``split="all"`` scores every case:
+    for an evaluation cohort, generated with a seed no training or choice has seen (docs/architecture.md §9)."""
     model, calibration = load_run(run)
     assert model.tokenizer is not None
     cache = PreprocessCache(cache_dir if cache_dir is not None else default_cache_dir())
-    data = encode_cases(cases_of([target], [split]), model.tokenizer, cache=cache, modalities=model.modalities,
+    splits = ALL_SPLITS if split == "all" else (split,)
+    data = encode_cases(cases_of([target], splits), model.tokenizer, cache=cache, modalities=model.modalities,
                         progress=progress, desc=f"encode {split}", max_length=model.config.text.max_length)
     if len(data) == 0:
         raise WorkbenchError(f"{target}: no usable case in the {split!r} split")

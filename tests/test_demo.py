@@ -1,0 +1,38 @@
+"""``workbench demo`` end to end, made tiny: two cohorts of different seeds, the shipped readers, one DP round,
+the evaluation cohort scored whole with an interval, one case explained and reported."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from workbench.cohort.generate import read_truth
+from workbench.demo import DEMO_EVAL_SEED, DemoConfig, run_demo
+
+
+@pytest.mark.integration
+def test_tiny_demo_scores_a_separate_evaluation_cohort_with_an_interval(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "demo"
+    config = DemoConfig(preset="tiny", patients=10, eval_patients=10, rounds=1)
+    assert run_demo(out, config=config) == 0
+    printed = capsys.readouterr().out
+    train = json.loads((out / "cohort" / "cohort.json").read_text())["request"]
+    evaluation = json.loads((out / "evaluation_cohort" / "cohort.json").read_text())["request"]
+    assert train["seed"] == 0 and evaluation["seed"] == DEMO_EVAL_SEED
+    assert train["sites"] == evaluation["sites"]
+    # no case of the evaluation cohort is a training case: different seeds give different patients
+    seen = {(t.site, t.age, t.diameter_mm, t.smoking) for t in read_truth(out / "cohort")}
+    fresh = read_truth(out / "evaluation_cohort")
+    assert sum((t.site, t.age, t.diameter_mm, t.smoking) in seen for t in fresh) <= 2
+
+    res = json.loads((out / "evaluation.json").read_text())
+    assert res["split"] == "all" and res["target"].endswith("evaluation_cohort")
+    usable = len(fresh) - sum(1 for t in fresh if not (t.has_ct or t.has_note))
+    assert res["overall"]["n"] == usable - len(res.get("refused", []))
+    assert 0.5 <= res["true_risk_auroc"] <= 1.0
+    assert "auroc_ci95" in res["overall"]
+    assert "result: the federated DP model's AUROC on" in printed
+    assert "the shipped readers" in printed and "held out" in printed
+    assert (out / "reports").is_dir() and any((out / "reports").rglob("report.pdf"))

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from workbench.errors import WorkbenchError
 
-BENCHES = ("cohort", "deid", "ingest", "model", "federated", "explain")
+BENCHES = ("cohort", "deid", "ingest", "model", "federated", "explain", "shipped")
+SEEDED_BENCHES = ("model", "federated")  # figures over training seeds, scored on an evaluation cohort
 
 
 def _cmd_cohort(a: argparse.Namespace) -> int:
@@ -21,7 +22,7 @@ def _cmd_cohort(a: argparse.Namespace) -> int:
     from workbench.cohort.generate import generate_cohort
 
     cfg = CohortConfig(preset=a.preset, sites=a.sites, patients=a.patients, seed=a.seed, workers=a.workers,
-                       transfer_syntax=a.transfer_syntax)
+                       transfer_syntax=a.transfer_syntax, truth=a.truth)
     s = generate_cohort(a.out, cfg, progress=not a.quiet)
     print(json.dumps({"out": str(s.out), "sites": s.sites, "cases": s.n_cases, "seconds": round(s.seconds, 1),
                       "megabytes": round(s.bytes_on_disk / 2**20, 1)}))
@@ -43,10 +44,17 @@ def _cmd_ingest(a: argparse.Namespace) -> int:
 
 
 def _cmd_bench(a: argparse.Namespace) -> int:
-    if a.name == "cohort":
+    if a.truth != "brock" and (a.name not in (*SEEDED_BENCHES, "cohort") or a.device != "cpu"):
+        raise WorkbenchError(f"--truth {a.truth}: only `bench cohort`, `bench model` and `bench federated` (on the "
+                             "CPU) take it")
+    if a.name == "shipped":
+        from workbench.bench.shipped_bench import run_shipped_bench
+
+        result = run_shipped_bench(quick=a.quick)
+    elif a.name == "cohort":
         from workbench.bench.cohort_bench import run_cohort_bench
 
-        result = run_cohort_bench(cohort=a.cohort, seed=a.seed)
+        result = run_cohort_bench(cohort=a.cohort, seed=a.seed, truth=a.truth)
     elif a.name == "deid":
         from workbench.bench.deid_bench import run_deid_bench
 
@@ -66,15 +74,17 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     elif a.name == "explain":
         from workbench.bench.explain_bench import run_explain_bench
 
-        result = run_explain_bench(quick=a.quick, cohort=a.cohort, seed=a.seed, limit=a.limit)
+        result = run_explain_bench(quick=a.quick, cohort=a.cohort, seed=a.seed, limit=a.limit, out_dir=a.out)
     elif a.name == "federated":
         from workbench.bench.federated_bench import run_federated_bench
 
-        result = run_federated_bench(quick=a.quick, cohort=a.cohort, seed=a.seed)
+        result = run_federated_bench(quick=a.quick, cohort=a.cohort, seed=a.seed, seeds=a.seeds, truth=a.truth,
+                                     eval_seed=a.eval_seed, eval_cohort=a.eval_cohort)
     elif a.name == "model":
         from workbench.bench.model_bench import run_model_bench
 
-        result = run_model_bench(quick=a.quick, cohort=a.cohort, seed=a.seed, epochs=a.epochs)
+        result = run_model_bench(quick=a.quick, cohort=a.cohort, seed=a.seed, epochs=a.epochs, seeds=a.seeds,
+                                 truth=a.truth, eval_seed=a.eval_seed, eval_cohort=a.eval_cohort)
     else:
         from workbench.bench.ingest_bench import run_ingest_bench
 
@@ -87,7 +97,8 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     if a.out:
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)
-        name = f"{a.name}{'_quick' if a.quick else ''}{'_' + a.device if a.device != 'cpu' else ''}.json"
+        shifted = "_" + a.truth if a.truth != "brock" else ""  # model_shifted.json: the shifted truth's table
+        name = f"{a.name}{shifted}{'_quick' if a.quick else ''}{'_' + a.device if a.device != 'cpu' else ''}.json"
         write_json(out / name, result)
     return 0
 
@@ -164,13 +175,14 @@ def _cmd_pretrain_ct(a: argparse.Namespace) -> int:
     out = Path(a.out)
     if out.exists() and any(out.iterdir()):
         raise WorkbenchError(f"{out}: exists and is not empty; choose a new folder for the CT reader")
-    config = CTReaderConfig(n_cases=a.cases, epochs=a.epochs, progress=not a.quiet)
+    config = CTReaderConfig(n_cases=a.cases, epochs=a.epochs, progress=not a.quiet,
+                            annotation_noise=a.annotation_noise)
     corpus = Path(a.corpus) if a.corpus else out.with_name(f".{out.name}.corpus")
-    build_ct_reader(out, write_ct_corpus(a.cases, corpus, phantom_inputs, workers=a.workers, progress=not a.quiet),
-                    config)
+    build_ct_reader(out, write_ct_corpus(a.cases, corpus, phantom_inputs, workers=a.workers, progress=not a.quiet,
+                                         annotation_noise=a.annotation_noise), config)
     meta = json.loads((out / "ct_reader.json").read_text())
     print(json.dumps({"out": str(out), "cases": a.cases, "epochs": a.epochs, "corpus": str(corpus),
-                      "report": meta["report"]}, indent=2))
+                      "annotations": meta["annotations"], "report": meta["report"]}, indent=2))
     return 0
 
 
@@ -248,9 +260,10 @@ def _cmd_node_ledger(a: argparse.Namespace) -> int:
 
 
 def _cmd_demo(a: argparse.Namespace) -> int:
-    from workbench.demo import run_demo
+    from workbench.demo import DemoConfig, run_demo
 
-    return run_demo(Path(a.out), preset=a.preset, dp_seeded=a.dp_seeded)
+    given = {k: getattr(a, k) for k in ("patients", "eval_patients", "epsilon", "rounds") if getattr(a, k) is not None}
+    return run_demo(Path(a.out), config=DemoConfig(preset=a.preset, pretrain=a.pretrain, dp_seeded=a.dp_seeded, **given))
 
 
 def _case_command(sub: argparse._SubParsersAction, name: str, help_: str, run_help: str,
@@ -277,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
     c.add_argument("--transfer-syntax", choices=("jpegls", "rle", "explicit"), help="force one syntax for all sites")
+    c.add_argument("--truth", default="brock", choices=("brock", "shifted"),
+                   help="true risk function: brock (published model, default) or shifted (departs from it)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=_cmd_cohort)
 
@@ -345,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--epochs", type=int, default=20)
     pc.add_argument("--corpus", help="where the corpus chunks are kept (default: a hidden sibling of --out); resumable")
     pc.add_argument("--workers", type=int, default=2, help="processes rendering the corpus")
+    pc.add_argument("--annotation-noise", action="store_true",
+                    help="learn from one simulated radiologist's annotations (inter-reader disagreement on diameter, "
+                    "type, spiculation) instead of the clean truth; held-out figures stay against the clean truth")
     pc.add_argument("--quiet", action="store_true")
     pc.set_defaults(func=_cmd_pretrain_ct)
 
@@ -391,7 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("target", help="a cohort folder or a site folder")
     e.add_argument("--json", action="store_true", help="compact JSON on one line")
     e.add_argument("--ablations", action="store_true", help="also each modality removed in turn")
-    e.add_argument("--split", default="test", choices=("train", "val", "calib", "test"))
+    e.add_argument("--split", default="test", choices=("train", "val", "calib", "test", "all"),
+                   help="split to score (all: every case, for an evaluation cohort no run has seen)")
     e.add_argument("--cache", help="preprocessing cache folder")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=_cmd_evaluate)
@@ -402,7 +421,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="compact JSON on one line")
     b.add_argument("--cohort", help="use this cohort folder instead of the cached preset")
     b.add_argument("--out", help="also write the JSON into this folder (e.g. bench/results)")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=int, default=0, help="the training cohort's seed (default 0)")
+    b.add_argument("--seeds", type=int, metavar="N",
+                   help="model / federated: training seeds, figures are their mean with a 95%% interval "
+                        "(default 5 for model, 3 for federated, 2 with --quick)")
+    b.add_argument("--eval-seed", type=int, metavar="S",
+                   help="model / federated: the evaluation cohort's seed (default 1000003, "
+                        "workbench.cohort.config.EVAL_SEED; same preset, sites and truth; every case of it is scored)")
+    b.add_argument("--eval-cohort", metavar="DIR", help="model / federated: score on this cohort folder instead")
+    b.add_argument("--truth", default="brock", choices=("brock", "shifted"),
+                   help="cohort / model / federated: the cohort's risk function (shifted writes NAME_shifted.json)")
     b.add_argument("--device", default="cpu", help="model bench: cuda measures speed only, on random inputs")
     b.add_argument("--epochs", type=int, help="model bench: training epochs (default 30, quick 20)")
     b.add_argument("--limit", type=int, help="explain bench: explain only the first N test cases")
@@ -420,6 +448,13 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the main job on the embedded synthetic cohort")
     d.add_argument("--out", default="demo_out")
     d.add_argument("--preset", default="small", choices=("tiny", "small", "full"))
+    d.add_argument("--patients", type=int, help="patients per site in the training cohort (default: DemoConfig's)")
+    d.add_argument("--eval-patients", type=int,
+                   help="patients per site in the evaluation cohort, every one scored (default: DemoConfig's)")
+    d.add_argument("--epsilon", type=float, help="each node's target epsilon (default: DemoConfig's)")
+    d.add_argument("--rounds", type=int, help="Flower rounds (default: DemoConfig's)")
+    d.add_argument("--pretrain", action="store_true",
+                   help="pretrain small readers and fusion layers here instead of using the shipped ones (slower, weaker)")
     d.add_argument("--dp-seeded", action="store_true",
                    help="replayable DP draws and noise, to compare runs figure for figure -- NOT private")
     d.set_defaults(func=_cmd_demo)

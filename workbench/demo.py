@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
-from workbench.cohort.config import CohortConfig
+from workbench.cohort.config import EVAL_SEED, CohortConfig
 from workbench.cohort.generate import generate_cohort, read_truth
 from workbench.data.cache import default_cache_dir
 from workbench.data.ingest import ingest_site
@@ -40,7 +40,7 @@ from workbench.metrics import auroc
 if TYPE_CHECKING:
     from workbench.explain.case import CaseExplanation
 
-DEMO_EVAL_SEED = 1_000_003  # the evaluation cohort's seed: no training cohort, corpus or sweep uses it
+DEMO_EVAL_SEED = EVAL_SEED  # the evaluation cohort's seed (workbench.cohort.config): nothing trains or chooses on it
 
 
 @dataclass(frozen=True)

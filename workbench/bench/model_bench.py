@@ -1,12 +1,23 @@
-"""``workbench bench model``: the fused model against its ablations and the truth's ceilings, on ``test``.
+"""``workbench bench model``: the fused model against its ablations and the truth's ceilings, on an evaluation cohort.
 
-Four models trained by the same trainer on the same pooled ``train`` split (early stopping on ``val``,
-temperature on ``val``): ``fused`` (the modality-gated model), ``ct_only``, ``notes_only`` and ``late_fusion``
-(concatenated modality summaries, no gate, no bias). Reference points from the truth on the same test cases:
-``bayes`` (the true risk), ``brock_oracle`` (Brock on the true variables), and the ceilings of each modality.
+Four models trained by the same trainer on the training cohort's pooled ``train`` split (early stopping on its
+``val``, temperature on its ``val``): ``fused`` (the modality-gated model), ``ct_only``, ``notes_only`` and
+``late_fusion`` (concatenated modality summaries, no gate, no bias). Reference points from the truth on the same
+cases: ``bayes`` (the true risk), ``brock_oracle`` (Brock on the true variables), and the ceilings of each
+modality (a logistic fit on the training cohort's train split to the true variables that modality carries).
 
-Resumable (docs/architecture.md §9): the encoded splits, each trained model and its predictions are kept in a work folder
-(``$WORKBENCH_CACHE/bench/model-<preset>-seed<seed>``); a killed run starts again from its finished parts.
+The protocol (docs/architecture.md §9, "How the figures are made"): every choice is made on the training
+cohort's ``val``; the figures are scored once on **every case of the evaluation cohort** (the same preset, sites
+and truth from ``--eval-seed``, a seed no training run or choice has seen), never on the training cohort's test
+split. Each variant is trained once per training seed (``--seeds N``, default 5: model init, data order,
+modality dropout and flips follow the seed); every figure is the mean over the seeds with a 95% interval from a
+hierarchical bootstrap over seeds and cases (``workbench.bench.seeds``), written beside it as ``<key>_ci95``.
+``auroc_marked_centre``: the fused model with each CT's centre moved like a reader's mark
+(``workbench.bench.marked_centre``) instead of the generator's exact centre.
+
+Resumable (docs/architecture.md §9): the encoded splits, the encoded evaluation cohort, and per seed each
+trained model and its predictions are kept in a work folder (``$WORKBENCH_CACHE/bench/model-<preset>-seed<seed>``,
+``-shifted`` for the shifted truth; ``seed<s>/<variant>/``); a killed run starts again at the missing seeds.
 ``--device cuda`` runs ``model_speed`` instead: training speed and one-case latency on that device only.
 """
 
@@ -15,19 +26,24 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from workbench.bench.common import cached_cohort, cohort_cache_root, envelope
-from workbench.cohort.ceilings import ceilings
+from workbench.bench.common import cohort_cache_root, envelope, training_cohort, with_evaluation
+from workbench.bench.marked_centre import MarkError, mark_offset, reader_marks
+from workbench.bench.seeds import BootstrapConfig, Figure, paired, put
+from workbench.cohort.ceilings import ct_features, note_features, truth_of
 from workbench.cohort.generate import read_truth
 from workbench.cohort.risk import brock_probability
+from workbench.cohort.spec import PatientTruth
 from workbench.data.cache import PreprocessCache, default_cache_dir
-from workbench.data.case import load_cases
-from workbench.metrics import auroc, ece, paired_bootstrap_auroc_diff
+from workbench.data.case import SPLITS
+from workbench.errors import WorkbenchError
+from workbench.metrics import auroc, ece, fit_logistic, predict_logistic
 from workbench.models.ct_encoder import CTEncoderConfig
 from workbench.models.fusion import FusionConfig
 from workbench.models.model import ModelConfig, build_model, load_model, save_model, trainable_parameters
@@ -39,6 +55,8 @@ from workbench.runtime.run import cases_of
 from workbench.train.run import write_json
 from workbench.train.trainer import TrainConfig, pos_weight_of, train_model
 
+SEEDS = 5  # training seeds of a full run (issue 16: at least 5)
+QUICK_SEEDS = 2  # --quick: the fewest that give an interval over seeds
 
 def variants(reader: Path | None, ct_reader: Path | None = None) -> dict[str, ModelConfig]:
     """The four models; those that read notes start from the pretrained note reader (frozen) when given, those
@@ -93,39 +111,75 @@ def _encoded(work: Path, cohort: Path, split: str, tokenizer: Any, progress: boo
     return data
 
 
-def _variant(name: str, config: ModelConfig, work: Path, data: dict[str, EncodedCases],
-             train_config: TrainConfig) -> dict[str, Any]:
-    """Train (or reload) one variant; its val/test logits and training figures, kept on disk."""
-    d = work / name
-    preds = d / "predictions.json"
-    if preds.exists():
-        return json.loads(preds.read_text())
-    model = build_model(config)
-    result = train_model(model, data["train"], data["val"], train_config, d / ".checkpoint")
-    save_model(model, d / "model")
-    val = predict_logits(model, data["val"])
-    test = predict_logits(model, data["test"])
-    out = {
-        "calibration": fit_calibration(val["logits"], data["val"].labels,
-                                       pos_weight_of(data["train"].labels)).to_dict(),
-        "val_logits": val["logits"].tolist(),
-        "test_logits": test["logits"].tolist(),
-        "test_gate": test["gate"].tolist(),
-        "trainable_params": trainable_parameters(model),
-        "train_samples_per_s": result.samples_per_s,
-        "best_epoch": result.best_epoch,
-        "epochs_run": len(result.history),
-        "best_val_auroc": result.best_val_auroc,
-        "train_seconds": result.seconds,
-    }
+def evaluation_sets(work: Path, eval_dir: Path, tokenizer: Any, diameters_mm: dict[str, float],
+                    progress: bool, *, marked: bool = True) -> dict[str, EncodedCases]:
+    """Every case of the evaluation cohort, encoded once (kept in ``work/eval-<cohort>/``): ``exact`` with the
+    manifest's centres, and unless ``marked`` is False ``marked`` with reader-like marks (``marked_centre``;
+    ``diameters_mm`` gives each case's radius). Shared with ``bench federated``."""
+    folder = work / f"eval-{eval_dir.name}"
+    cases = cases_of([eval_dir], SPLITS)
+    out = {}
+    kinds = (("exact", "encode evaluation cohort"), ("marked", "encode marked centres"))
+    for name, desc in kinds if marked else kinds[:1]:
+        f = folder / ("encoded.pt" if name == "exact" else "encoded_marked.pt")
+        if f.exists():
+            out[name] = EncodedCases.load(f)
+            continue
+        # marked centres bypass the preprocessing cache: a second copy of every patch would only fill it
+        data = encode_cases(cases if name == "exact" else reader_marks(cases, diameters_mm), tokenizer,
+                            cache=PreprocessCache(default_cache_dir()) if name == "exact" else None,
+                            progress=progress, desc=desc)
+        folder.mkdir(parents=True, exist_ok=True)
+        data.save(f)
+        out[name] = data
+    return out
+
+
+def _variant(name: str, config: ModelConfig, seed_dir: Path, data: dict[str, EncodedCases],
+             train_config: TrainConfig, evals: dict[str, EncodedCases], eval_name: str) -> dict[str, Any]:
+    """Train (or reload) one variant for one training seed; its training figures and its logits on every case of
+    the evaluation cohort, each kept on disk (``seed_dir/<name>/``)."""
+    d = seed_dir / name
+    trained, scored = d / "trained.json", d / f"eval-{eval_name}.json"
+    model = None
+    if trained.exists():
+        summary = json.loads(trained.read_text())
+    else:
+        torch.manual_seed(train_config.seed)  # the model's initial weights follow the training seed too
+        model = build_model(config)
+        result = train_model(model, data["train"], data["val"], train_config, d / ".checkpoint")
+        save_model(model, d / "model")
+        val = predict_logits(model, data["val"])
+        summary = {
+            "seed": train_config.seed,
+            "calibration": fit_calibration(val["logits"], data["val"].labels,
+                                           pos_weight_of(data["train"].labels)).to_dict(),  # chosen on val
+            "trainable_params": trainable_parameters(model),
+            "train_samples_per_s": result.samples_per_s,
+            "best_epoch": result.best_epoch,
+            "epochs_run": len(result.history),
+            "best_val_auroc": result.best_val_auroc,
+            "train_seconds": result.seconds,
+        }
+        write_json(trained, summary)
+    exact = evals["exact"]
+    if scored.exists():
+        preds = json.loads(scored.read_text())
+        if preds["case_ids"] == exact.case_ids:
+            return {**summary, **preds}
+    model = model if model is not None else load_model(d / "model")
+    p = predict_logits(model, exact)
+    preds = {"case_ids": exact.case_ids, "logits": p["logits"].tolist(), "gate": p["gate"].tolist()}
     if len(model.modalities) == 2:
         for removed in model.modalities:
-            sub = drop_modality(data["test"], removed)
-            p = predict_logits(model, sub)
-            out[f"without_{removed}"] = {"case_ids": sub.case_ids, "logits": p["logits"].tolist(),
-                                         "gate": p["gate"].tolist()}
-    write_json(preds, out)
-    return out
+            sub = drop_modality(exact, removed)
+            q = predict_logits(model, sub)
+            preds[f"without_{removed}"] = {"case_ids": sub.case_ids, "logits": q["logits"].tolist(),
+                                           "gate": q["gate"].tolist()}
+        marked = evals["marked"]
+        preds["marked"] = {"case_ids": marked.case_ids, "logits": predict_logits(model, marked)["logits"].tolist()}
+    write_json(scored, preds)
+    return {**summary, **preds}
 
 
 def _latency_ms(model_dir: Path, cases: list[Any], calibration: Calibration, n: int = 25) -> dict[str, float]:
@@ -150,75 +204,149 @@ def _latency_ms(model_dir: Path, cases: list[Any], calibration: Calibration, n: 
 
 
 def run_model_bench(*, quick: bool = False, cohort: str | Path | None = None, seed: int = 0, progress: bool = True,
-                    epochs: int | None = None) -> dict[str, Any]:
+                    epochs: int | None = None, seeds: int | None = None, eval_seed: int | None = None,
+                    eval_cohort: str | Path | None = None, truth: str = "brock") -> dict[str, Any]:
+    """The benchmark (module docstring). ``seed``: the training cohort's; ``seeds``: how many training seeds
+    (0..N-1; default ``SEEDS``, ``QUICK_SEEDS`` with ``quick``); ``eval_seed`` / ``eval_cohort``: the cohort
+    the figures are scored on."""
     start = time.perf_counter()
-    preset = "small" if quick else "full"
-    cohort_dir = Path(cohort) if cohort else cached_cohort(preset, seed, progress=progress)
-    work = cohort_cache_root().parent / "bench" / f"model-{cohort_dir.name if cohort else f'{preset}-seed{seed}'}"
+    n_seeds = seeds if seeds is not None else (QUICK_SEEDS if quick else SEEDS)
+    if n_seeds < 1:
+        raise WorkbenchError(f"--seeds {n_seeds}: need at least one training seed")
+    cohorts = with_evaluation(training_cohort(quick=quick, cohort=cohort, seed=seed, truth=truth, progress=progress),
+                              eval_seed=eval_seed, eval_cohort=eval_cohort, progress=progress)
+    assert cohorts.eval is not None
+    work = cohort_cache_root().parent / "bench" / f"model-{cohorts.tag}"
     work.mkdir(parents=True, exist_ok=True)
     tokenizer = build_model(ModelConfig(modalities=("notes",))).tokenizer
-    data = {s: _encoded(work, cohort_dir, s, tokenizer, progress) for s in ("train", "val", "test")}
+    data = {s: _encoded(work, cohorts.train, s, tokenizer, progress) for s in ("train", "val")}
+    train_all, eval_all = read_truth(cohorts.train), read_truth(cohorts.eval)
+    for name, records in (("training", train_all), ("evaluation", eval_all)):
+        if truth_of(records) != cohorts.truth:  # a --cohort / --eval-cohort folder of another truth
+            raise WorkbenchError(f"the {name} cohort follows the {truth_of(records)} truth, not --truth {cohorts.truth}")
+    train_truth = [t for t in train_all if t.split == "train"]
+    eval_truth = {t.case_id: t for t in eval_all}
+    evals = evaluation_sets(work, cohorts.eval, tokenizer, {c: t.diameter_mm for c, t in eval_truth.items()}, progress)
     reader = _reader(work, 2000 if quick else 6000, progress)
     ct_reader = shared_ct_reader(400 if quick else 1500, progress)
-    train_config = TrainConfig(epochs=epochs or (20 if quick else 40), patience=6 if quick else 10, progress=progress,
-                               seed=seed)
-    runs = {name: _variant(name, cfg, work, data, train_config) for name, cfg in variants(reader, ct_reader).items()}
+    base = TrainConfig(epochs=epochs or (20 if quick else 40), patience=6 if quick else 10, progress=progress)
+    configs = variants(reader, ct_reader)
+    runs = {s: {name: _variant(name, cfg, work / f"seed{s}", data, replace(base, seed=s), evals, cohorts.eval.name)
+                for name, cfg in configs.items()}
+            for s in range(n_seeds)}
 
-    test = data["test"]
-    y = test.labels
-    logits = {k: np.asarray(v["test_logits"]) for k, v in runs.items()}
-    truth = {t.case_id: t for t in read_truth(cohort_dir)}
-    test_truth = [truth[c] for c in test.case_ids]
-    ref = ceilings([t for t in truth.values() if t.split == "train"] + test_truth)
-    gain, ci = paired_bootstrap_auroc_diff(y, logits["fused"], logits["ct_only"], seed=seed)
-    fused = runs["fused"]
-    calibration = Calibration.from_dict(fused["calibration"])
-    p_fused = calibration.apply(logits["fused"])
-    result: dict[str, Any] = {
-        "auroc": {
-            "fused": auroc(y, logits["fused"]),
-            "ct_only": auroc(y, logits["ct_only"]),
-            "notes_only": auroc(y, logits["notes_only"]),
-            "late_fusion": auroc(y, logits["late_fusion"]),
-            "brock_oracle": auroc(y, np.array([brock_probability(t) for t in test_truth])),
-            "bayes": auroc(y, np.array([t.risk for t in test_truth])),
-            "ct_only_ceiling": ref["ct_only_ceiling"],
-            "notes_only_ceiling": ref["notes_only_ceiling"],
-        },
-        "fusion_gain": {"value": gain, "ci95": list(ci)},
-        "ece": ece(y, p_fused),
-        "ece_uncalibrated": ece(y, apply_temperature(logits["fused"], 1.0)),
-        "ece_true_risk": ece(y, np.array([t.risk for t in test_truth])),  # the floor a perfect model meets on n_test
-        "calibration": calibration.to_dict(),
-        "n_test": len(test),
+    exact = evals["exact"]
+    truths = [eval_truth[c] for c in exact.case_ids]
+    result = _figures(runs, exact, truths, _references(train_truth, truths))
+    result.update(_marked_centre(runs, exact, evals["marked"], eval_truth))
+    fused0 = runs[0]["fused"]
+    result["calibration"] = {k: float(np.mean([r["fused"]["calibration"][k] for r in runs.values()]))
+                             if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+                             for k, v in fused0["calibration"].items()}  # mean of each seed's val fit
+    result["calibration_by_seed"] = [r["fused"]["calibration"] for r in runs.values()]
+    result.update({
+        "n_test": len(exact),  # the scored cases: every case of the evaluation cohort (= n_eval)
+        "n_eval": len(exact),
+        "n_eval_refused": len(exact.refused),
         "n_train": len(data["train"]),
-        "trainable_params": fused["trainable_params"],
-        "train_samples_per_s": fused["train_samples_per_s"],
-    }
-    result.update(_missing_modality(fused, test))
-    result["gate_by_evidence"] = _gate_by_evidence(np.asarray(fused["test_gate"]), test, test_truth)
-    result["variants"] = {k: {kk: v[kk] for kk in ("trainable_params", "train_samples_per_s", "best_epoch", "epochs_run",
-                                                    "best_val_auroc", "train_seconds")}
-                          for k, v in runs.items()}
-    cases = {c.case_id: c for site in sorted({s for s in test.sites}) for c in load_cases(cohort_dir / site)}
-    result.update(_latency_ms(work / "fused" / "model", [cases[c] for c in test.case_ids], calibration))
+        "eval_seed": cohorts.eval_seed,
+        "eval_cohort": cohorts.eval.name,
+        "training_cohort": cohorts.train.name,
+        "truth": cohorts.truth,
+        "seeds": list(runs),
+        "bootstrap": {**asdict(BootstrapConfig()), "method": "hierarchical: seeds and cases with replacement "
+                      "(the same cases for every seed in a replicate), percentile interval"},
+        "trainable_params": fused0["trainable_params"],
+        "train_samples_per_s": float(np.mean([r["fused"]["train_samples_per_s"] for r in runs.values()])),
+    })
+    fields = ("trainable_params", "train_samples_per_s", "best_epoch", "epochs_run", "best_val_auroc", "train_seconds")
+    result["variants"] = {k: {f: float(np.mean([r[k][f] for r in runs.values()])) for f in fields} for k in configs}
+    result["variants_by_seed"] = {k: [{f: r[k][f] for f in fields} for r in runs.values()] for k in configs}
+    cases = {c.case_id: c for c in cases_of([cohorts.eval], SPLITS)}
+    result.update(_latency_ms(work / "seed0" / "fused" / "model", [cases[c] for c in exact.case_ids],
+                              Calibration.from_dict(fused0["calibration"])))
     result["ct_reader"] = json.loads((ct_reader / "ct_reader.json").read_text())["report"]
     result["work_dir"] = str(work)
-    result.update(envelope(preset if not cohort else str(cohort), time.perf_counter() - start))
+    result.update(envelope(cohorts.label, time.perf_counter() - start))
     return result
 
 
-def _missing_modality(fused: dict[str, Any], test: EncodedCases) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    labels = dict(zip(test.case_ids, test.labels.tolist(), strict=True))
-    for removed in ("notes", "ct"):
-        r = fused[f"without_{removed}"]
-        y = np.array([labels[c] for c in r["case_ids"]])
-        gate = np.asarray(r["gate"])
-        col = 0 if removed == "ct" else 1
-        out[f"auroc_without_{removed}"] = auroc(y, np.asarray(r["logits"]))
-        out[f"gate_{removed}_max_when_removed"] = float(gate[:, col].max())
+def _references(train: list[PatientTruth], cases: list[PatientTruth]) -> dict[str, np.ndarray]:
+    """The truth's scores of the evaluation cases: the true risk, Brock on the true variables, and each modality's
+    ceiling (a logistic fit on the training cohort's train split to that modality's true variables;
+    ``workbench.cohort.ceilings``)."""
+    out = {"brock_oracle": np.array([brock_probability(t) for t in cases]), "bayes": np.array([t.risk for t in cases])}
+    y_train = np.array([t.label for t in train])
+    for key, feats in (("ct_only_ceiling", ct_features), ("notes_only_ceiling", note_features)):
+        w = fit_logistic(np.array([feats(t) for t in train]), y_train)
+        out[key] = predict_logistic(w, np.array([feats(t) for t in cases]))
     return out
+
+
+def _figures(runs: dict[int, dict[str, dict[str, Any]]], exact: EncodedCases, truths: list[PatientTruth],
+             refs: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Every figure as the mean over seeds with its ``_ci95`` sibling (``workbench.bench.seeds``)."""
+    y = exact.labels
+    seeds = list(runs)
+    logits = {k: [np.asarray(runs[s][k]["logits"]) for s in seeds] for k in runs[seeds[0]]}
+    out: dict[str, Any] = {}
+    auroc_figs: dict[str, Figure] = {k: Figure(y, v) for k, v in logits.items()}
+    auroc_figs.update({k: Figure(y, [v]) for k, v in refs.items()})  # the truth has no seed: cases only
+    put(out, "auroc", auroc_figs)
+    out["auroc_by_seed"] = {k: [auroc(y, v) for v in vs] for k, vs in logits.items()}
+    out["fusion_gain"] = paired(Figure(y, logits["fused"], baseline=logits["ct_only"]))
+    cals = [Calibration.from_dict(runs[s]["fused"]["calibration"]) for s in seeds]
+    put(out, "ece", Figure(y, [c.apply(v) for c, v in zip(cals, logits["fused"], strict=True)], metric=ece))
+    put(out, "ece_uncalibrated", Figure(y, [apply_temperature(v, 1.0) for v in logits["fused"]], metric=ece))
+    put(out, "ece_true_risk", Figure(y, [refs["bayes"]], metric=ece))  # the floor a perfect model meets on n_eval
+    sites = np.array(exact.sites)
+    put(out, "per_site_auroc", {s: Figure(y[sites == s], [v[sites == s] for v in logits["fused"]])
+                                for s in sorted(set(exact.sites))})
+    female = np.array([t.female for t in truths])
+    put(out, "per_sex_auroc", {k: Figure(y[sel], [v[sel] for v in logits["fused"]])
+                               for k, sel in (("female", female), ("male", ~female))})
+    labels = dict(zip(exact.case_ids, y.tolist(), strict=True))
+    for removed in ("notes", "ct"):
+        rs = [runs[s]["fused"][f"without_{removed}"] for s in seeds]
+        put(out, f"auroc_without_{removed}", Figure(np.array([labels[c] for c in rs[0]["case_ids"]]),
+                                                    [np.asarray(r["logits"]) for r in rs]))
+        col = 0 if removed == "ct" else 1
+        out[f"gate_{removed}_max_when_removed"] = max(float(np.asarray(r["gate"])[:, col].max()) for r in rs)
+    by_seed = [_gate_by_evidence(np.asarray(runs[s]["fused"]["gate"]), exact, truths) for s in seeds]
+    out["gate_by_evidence"] = {k: {"n": by_seed[0][k]["n"],
+                                   **{m: (float(np.mean([g[k][m] for g in by_seed])) if by_seed[0][k]["n"] else None)
+                                      for m in ("ct", "notes")}}
+                               for k in by_seed[0]}
+    return out
+
+
+def _marked_centre(runs: dict[int, dict[str, dict[str, Any]]], exact: EncodedCases, marked: EncodedCases,
+                   truth: dict[str, PatientTruth]) -> dict[str, Any]:
+    """The fused model's AUROC with reader-like marks, beside the exact-centre figure, and their paired difference
+    on the same cases (``workbench.bench.marked_centre``)."""
+    seeds = list(runs)
+    rs = [runs[s]["fused"]["marked"] for s in seeds]
+    labels = dict(zip(exact.case_ids, exact.labels.tolist(), strict=True))
+    y = np.array([labels[c] for c in rs[0]["case_ids"]])
+    out: dict[str, Any] = {}
+    put(out, "auroc_marked_centre", Figure(y, [np.asarray(r["logits"]) for r in rs]))
+    if rs[0]["case_ids"] == exact.case_ids:
+        out["marked_minus_exact_centre"] = paired(Figure(y, [np.asarray(r["logits"]) for r in rs],
+                                                         baseline=[np.asarray(runs[s]["fused"]["logits"]) for s in seeds]))
+    error = MarkError()
+    offsets = [mark_offset(c, t.diameter_mm, error) for c, t in truth.items() if t.has_ct]
+    out["marked_centre"] = {**error.to_dict(), "n_marked": len(offsets),
+                            "n_off_by_radius": sum(off for _, off in offsets),
+                            "median_error_mm": float(np.median([np.linalg.norm(o) for o, _ in offsets])) if offsets else None,
+                            "n_ct_lost": _ct_lost(exact, marked)}
+    return out
+
+
+def _ct_lost(exact: EncodedCases, marked: EncodedCases) -> int | None:
+    """Cases whose CT was read at the exact centre but refused at the mark (a mark outside the volume)."""
+    if marked.case_ids != exact.case_ids:
+        return None
+    return int((exact.tensors["modality_mask"][:, 0] & ~marked.tensors["modality_mask"][:, 0]).sum())
 
 
 def _gate_by_evidence(gate: np.ndarray, test: EncodedCases, truths: list[Any]) -> dict[str, Any]:

@@ -15,6 +15,35 @@ def _f(v: Any, nd: int = 3) -> str:
     return "n/a" if v is None else f"{v:.{nd}f}" if isinstance(v, float) else str(v)
 
 
+def _ci(ci: Any, nd: int = 3) -> str:
+    """A 95% interval as the card prints it ("0.812-0.861"), or "n/a" (an older JSON, or a reference point)."""
+    return f"{_f(ci[0], nd)}-{_f(ci[1], nd)}" if isinstance(ci, list) and len(ci) == 2 and None not in ci else "n/a"
+
+
+def _table(title: str, means: dict[str, Any], cis: dict[str, Any], names: dict[str, str] | None = None) -> list[str]:
+    rows = [f"| {title} | AUROC | 95% CI |", "| --- | --- | --- |"]
+    for k, v in means.items():
+        rows.append(f"| {(names or {}).get(k, k)} | {_f(v)} | {_ci(cis.get(k))} |")
+    return rows
+
+
+def _total_train_s(r: dict[str, Any]) -> float:
+    """Training seconds of every variant and seed (``variants`` holds the per-seed mean when there are seeds)."""
+    by_seed = r.get("variants_by_seed")
+    if by_seed:
+        return float(sum(x.get("train_seconds", 0) for runs in by_seed.values() for x in runs))
+    return float(sum(x.get("train_seconds", 0) for x in r.get("variants", {}).values()))
+
+
+def _scored_on(r: dict[str, Any]) -> str:
+    """Where the figures come from: the evaluation cohort and the seeds (issue 16), or an older JSON's test split."""
+    if r.get("eval_cohort"):
+        return (f"evaluation cohort `{r['eval_cohort']}` (seed {r.get('eval_seed')}, {r.get('n_eval')} cases, no "
+                f"model or choice has seen it), mean over {r.get('n_seeds')} training seeds with 95% intervals over "
+                "seeds and cases")
+    return f"`test` split, {r.get('n_test')} cases"
+
+
 def render_model_card(r: dict[str, Any], gpu: dict[str, Any] | None = None) -> str:
     a = r["auroc"]
     g = r["fusion_gain"]
@@ -51,29 +80,37 @@ def render_model_card(r: dict[str, Any], gpu: dict[str, Any] | None = None) -> s
         "",
         "## Training",
         f"- Pooled `train` split of the {r.get('preset')} preset ({r.get('n_train', 'n/a')} cases, 4 synthetic hospitals); "
-        "AdamW, warm-up + cosine, class-weighted loss, modality dropout 0.2, early stopping on `val` AUROC.",
+        "AdamW, warm-up + cosine, class-weighted loss, modality dropout 0.2, early stopping on `val` AUROC"
+        + (f"; each variant trained once per training seed ({r['n_seeds']} seeds: initial weights, data order, "
+           "dropout and flips)." if r.get("n_seeds") else "."),
         f"- Throughput on {r.get('machine')}: {_f(r.get('train_samples_per_s'), 1)} training samples/s."
         + (f" On {gpu.get('machine')}: {_f(gpu.get('train_samples_per_s'), 0)} samples/s "
            f"(batch {gpu.get('batch_size')}, {gpu.get('amp')} autocast)." if gpu else ""),
         "",
-        f"## Evaluation (`test` split, {r.get('n_test')} cases)",
+        f"## Evaluation ({_scored_on(r)})",
         "",
-        "| | AUROC |",
-        "| --- | --- |",
     ]
     names = {"fused": "fused (this model)", "ct_only": "CT-only model", "notes_only": "notes-only model",
              "late_fusion": "late fusion (no gate, no bias)", "brock_oracle": "Brock on the true variables",
              "bayes": "true risk (Bayes limit)", "ct_only_ceiling": "CT ceiling (true CT variables)",
              "notes_only_ceiling": "notes ceiling (true note variables)"}
-    for k, name in names.items():
-        lines.append(f"| {name} | {_f(a.get(k))} |")
+    lines += _table("", {k: a.get(k) for k in names}, r.get("auroc_ci95", {}), names)
+    if r.get("per_site_auroc"):
+        lines += ["", "The fused model by site and by sex (the same cases; sex from the truth's `female`):", ""]
+        lines += _table("site", r["per_site_auroc"], r.get("per_site_auroc_ci95", {}))
+    if r.get("per_sex_auroc"):
+        lines += [""] + _table("sex", r["per_sex_auroc"], r.get("per_sex_auroc_ci95", {}))
     lines += [
         "",
         f"- Fusion gain over CT alone: {_f(g['value'])} (95% paired bootstrap CI {_f(g['ci95'][0])} to {_f(g['ci95'][1])}).",
         f"- Calibration: ECE {_f(r.get('ece'))} after prior correction for the class weights (logit shift "
         f"{_f(r.get('calibration', {}).get('logit_shift'), 2)}) and Platt scaling on `val` "
         f"(T = {_f(r.get('calibration', {}).get('temperature'), 2)}, bias {_f(r.get('calibration', {}).get('bias'), 2)}); {_f(r.get('ece_uncalibrated'))} on raw logits; "
-        f"the true risk itself scores ECE {_f(r.get('ece_true_risk'))} on the same {r.get('n_test')} cases (the floor of this estimate).",
+        f"the true risk itself scores ECE {_f(r.get('ece_true_risk'))} on the same {r.get('n_test')} cases (the floor of this estimate)."
+        + (f" ECE 95% CI {_ci(r.get('ece_ci95'))}." if r.get("ece_ci95") else ""),
+        *([f"- Nodule centre as a reader marks it (about 2 mm per axis, 10% of marks off by a nodule radius): "
+            f"AUROC {_f(r.get('auroc_marked_centre'))} (95% CI {_ci(r.get('auroc_marked_centre_ci95'))}) against "
+            f"{_f(a.get('fused'))} at the generator's exact centre."] if "auroc_marked_centre" in r else []),
         f"- Missing modality: notes removed, AUROC {_f(r.get('auroc_without_notes'))} (gate on notes at most "
         f"{_f(r.get('gate_notes_max_when_removed'), 1)}); CT removed, AUROC {_f(r.get('auroc_without_ct'))}.",
     ]
@@ -97,7 +134,7 @@ def render_model_card(r: dict[str, Any], gpu: dict[str, Any] | None = None) -> s
         "notes longer than 320 tokens are truncated; sites outside the four archetypes are out of distribution.",
         "",
         f"Measured by `workbench bench model` (git {r.get('git_sha')}; the run is resumable and this invocation took "
-        f"{r.get('wall_s')} s; training of the four variants {sum(x.get('train_seconds', 0) for x in v.values()):.0f} s "
+        f"{r.get('wall_s')} s; training of the four variants {_total_train_s(r):.0f} s "
         "in all). "
         + ("Per-variant training: " + "; ".join(f"{k} best epoch {x.get('best_epoch')} of {x.get('epochs_run')}"
                                                   for k, x in v.items()) + "." if v else ""),

@@ -8,6 +8,10 @@ from workbench.cohort.spec import TRUTHS
 from workbench.errors import CohortError
 
 # preset -> (sites, patients per site)
+# The evaluation cohorts' seed (docs/architecture.md §9): benchmarks and the demo score cohorts drawn with it, a
+# seed no training cohort (small seeds), corpus (77 077, 90 210, ...) or sweep uses.
+EVAL_SEED = 1_000_003
+
 PRESETS: dict[str, tuple[int, int]] = {"tiny": (3, 8), "small": (4, 40), "full": (4, 500)}
 
 

@@ -135,7 +135,7 @@ def _explain_one(out: Path, cohort: Path) -> None:
     explained = explain_case(out / "run", case.case_id, site)
     summary = write_explanation(explained, dest)
     words = ", ".join(f"{w} {v:+.2f}" for w, v in summary["top_words"][:5])
-    print(f"\nexplained {case.case_id} ({site.name}): risk {summary['probability']:.2f}, gate ct "
+    print(f"\nexplained {case.case_id} ({site.parent.name}/{site.name}): risk {summary['probability']:.2f}, gate ct "
           f"{summary['gate'].get('ct', 0):.2f} / notes {summary['gate'].get('notes', 0):.2f}, attention rollout ct "
           f"{summary['rollout'].get('ct', 0):.2f} / notes {summary['rollout'].get('notes', 0):.2f}")
     print(f"      top words: {words}")

@@ -46,8 +46,7 @@ import torch
 
 from federated.config import FedConfig
 from workbench.bench.common import Cohorts, cohort_cache_root, envelope, training_cohort, with_evaluation
-from workbench.bench.seeds import BootstrapConfig, Figure, paired, put
-from workbench.errors import WorkbenchError
+from workbench.bench.seeds import BootstrapConfig, Figure, paired, put, seed_count
 from workbench.jsonout import write_json
 from workbench.metrics import auroc
 from workbench.runtime.encode import EncodedCases
@@ -269,9 +268,7 @@ def run_federated_bench(*, quick: bool = False, cohort: str | Path | None = None
     (0..N-1; default ``SEEDS``, ``QUICK_SEEDS`` with ``quick``); ``eval_seed`` / ``eval_cohort``: the cohort
     the figures are scored on."""
     start = time.perf_counter()
-    n_seeds = seeds if seeds is not None else (QUICK_SEEDS if quick else SEEDS)
-    if n_seeds < 1:
-        raise WorkbenchError(f"--seeds {n_seeds}: need at least one training seed")
+    n_seeds = seed_count(seeds, quick=quick, full=SEEDS, quick_default=QUICK_SEEDS)
     setup = federated_setup(quick=quick, cohort=cohort, seed=seed, progress=progress, truth=truth)
     assert setup.cohorts is not None
     cohorts = setup.cohorts = with_evaluation(setup.cohorts, eval_seed=eval_seed, eval_cohort=eval_cohort,

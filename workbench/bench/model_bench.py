@@ -35,7 +35,7 @@ import torch
 
 from workbench.bench.common import cohort_cache_root, envelope, training_cohort, with_evaluation
 from workbench.bench.marked_centre import MarkError, mark_offset, reader_marks
-from workbench.bench.seeds import BootstrapConfig, Figure, paired, put
+from workbench.bench.seeds import BootstrapConfig, Figure, paired, put, seed_count
 from workbench.cohort.ceilings import ct_features, note_features, truth_of
 from workbench.cohort.generate import read_truth
 from workbench.cohort.risk import brock_probability
@@ -210,9 +210,7 @@ def run_model_bench(*, quick: bool = False, cohort: str | Path | None = None, se
     (0..N-1; default ``SEEDS``, ``QUICK_SEEDS`` with ``quick``); ``eval_seed`` / ``eval_cohort``: the cohort
     the figures are scored on."""
     start = time.perf_counter()
-    n_seeds = seeds if seeds is not None else (QUICK_SEEDS if quick else SEEDS)
-    if n_seeds < 1:
-        raise WorkbenchError(f"--seeds {n_seeds}: need at least one training seed")
+    n_seeds = seed_count(seeds, quick=quick, full=SEEDS, quick_default=QUICK_SEEDS)
     cohorts = with_evaluation(training_cohort(quick=quick, cohort=cohort, seed=seed, truth=truth, progress=progress),
                               eval_seed=eval_seed, eval_cohort=eval_cohort, progress=progress)
     assert cohorts.eval is not None

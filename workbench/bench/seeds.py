@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench.errors import WorkbenchError
 from workbench.metrics import auroc
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
@@ -144,4 +145,12 @@ def _n_seeds(f: Any) -> int:
     return 0
 
 
-__all__ = ["BootstrapConfig", "Figure", "by_seed", "mean_ci", "paired", "put"]
+def seed_count(requested: int | None, *, quick: bool, full: int, quick_default: int) -> int:
+    """How many training seeds a benchmark runs: ``--seeds`` when given, else its preset's default; at least one."""
+    n = requested if requested is not None else (quick_default if quick else full)
+    if n < 1:
+        raise WorkbenchError(f"--seeds {n}: need at least one training seed")
+    return n
+
+
+__all__ = ["BootstrapConfig", "Figure", "by_seed", "mean_ci", "paired", "put", "seed_count"]

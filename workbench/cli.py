@@ -84,7 +84,8 @@ def _cmd_bench(a: argparse.Namespace) -> int:
         from workbench.bench.model_bench import run_model_bench
 
         result = run_model_bench(quick=a.quick, cohort=a.cohort, seed=a.seed, epochs=a.epochs, seeds=a.seeds,
-                                 truth=a.truth, eval_seed=a.eval_seed, eval_cohort=a.eval_cohort)
+                                 truth=a.truth, eval_seed=a.eval_seed, eval_cohort=a.eval_cohort,
+                                 train_device=a.train_device, prepare_only=a.prepare_only)
     else:
         from workbench.bench.ingest_bench import run_ingest_bench
 
@@ -94,7 +95,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     result = jsonable(result)
     text = json.dumps(result, indent=None if a.json else 2)
     print(text)
-    if a.out:
+    if a.out and not result.get("prepared"):  # a prepared work folder is no result
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)
         shifted = "_" + a.truth if a.truth != "brock" else ""  # model_shifted.json: the shifted truth's table
@@ -432,7 +433,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--truth", default="brock", choices=("brock", "shifted"),
                    help="cohort / model / federated: the cohort's risk function (shifted writes NAME_shifted.json)")
     b.add_argument("--device", default="cpu", help="model bench: cuda measures speed only, on random inputs")
-    b.add_argument("--epochs", type=int, help="model bench: training epochs (default 30, quick 20)")
+    b.add_argument("--epochs", type=int, help="model bench: training epochs (default 40, quick 20)")
+    b.add_argument("--train-device", default="cpu",
+                   help="model bench: train and score the variants on this device (cpu or cuda); the figures keep "
+                        "their meaning and the JSON names the device")
+    b.add_argument("--prepare-only", action="store_true",
+                   help="model bench: stop once the work folder is ready (cohorts, readers, encoded sets) and print "
+                        "it; train it anywhere with python -m workbench.bench.model_seeds (bench/model_seeds_gpu.sh)")
     b.add_argument("--limit", type=int, help="explain bench: explain only the first N test cases")
     b.add_argument("--model", metavar="DIR", help="explain bench on a device: time this saved model")
     b.set_defaults(func=_cmd_bench)

@@ -24,9 +24,10 @@ trained model and its predictions are kept in a work folder (``$WORKBENCH_CACHE/
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ import torch
 
 from workbench.bench.common import cohort_cache_root, envelope, training_cohort, with_evaluation
 from workbench.bench.marked_centre import MarkError, mark_offset, reader_marks
+from workbench.bench.model_seeds import Bundle, train_seeds
 from workbench.bench.seeds import BootstrapConfig, Figure, paired, put, seed_count
 from workbench.cohort.ceilings import ct_features, note_features, truth_of
 from workbench.cohort.generate import read_truth
@@ -44,36 +46,13 @@ from workbench.data.cache import PreprocessCache, default_cache_dir
 from workbench.data.case import SPLITS
 from workbench.errors import WorkbenchError
 from workbench.metrics import auroc, ece, fit_logistic, predict_logistic
-from workbench.models.ct_encoder import CTEncoderConfig
-from workbench.models.fusion import FusionConfig
-from workbench.models.model import ModelConfig, build_model, load_model, save_model, trainable_parameters
-from workbench.models.text_encoder import TextEncoderConfig
-from workbench.runtime.calibration import Calibration, apply_temperature, fit_calibration
-from workbench.runtime.encode import EncodedCases, drop_modality, encode_cases
-from workbench.runtime.inference import predict_logits
+from workbench.models.model import ModelConfig, build_model, load_model
+from workbench.runtime.calibration import Calibration, apply_temperature
+from workbench.runtime.encode import EncodedCases, encode_cases
 from workbench.runtime.run import cases_of
-from workbench.train.run import write_json
-from workbench.train.trainer import TrainConfig, pos_weight_of, train_model
 
 SEEDS = 5  # training seeds of a full run (issue 16: at least 5)
 QUICK_SEEDS = 2  # --quick: the fewest that give an interval over seeds
-
-def variants(reader: Path | None, ct_reader: Path | None = None) -> dict[str, ModelConfig]:
-    """The four models; those that read notes start from the pretrained note reader (frozen) when given, those
-    that read CT from the pretrained CT reader (convolutions frozen) when given."""
-    def text() -> TextEncoderConfig:
-        return TextEncoderConfig(path=str(reader), freeze=True) if reader else TextEncoderConfig()
-
-    def ct() -> CTEncoderConfig:
-        return CTEncoderConfig(path=str(ct_reader), freeze=True) if ct_reader else CTEncoderConfig()
-
-    return {
-        "fused": ModelConfig(ct=ct(), text=text()),
-        "ct_only": ModelConfig(modalities=("ct",), ct=ct()),
-        "notes_only": ModelConfig(modalities=("notes",), text=text()),
-        "late_fusion": ModelConfig(ct=ct(), text=text(), fusion=FusionConfig(mode="late")),
-    }
-
 
 def shared_ct_reader(n_cases: int, progress: bool) -> Path:
     """The CT reader pretrained on ``n_cases`` corpus phantoms, built once per cache and shared by benchmarks."""
@@ -135,53 +114,6 @@ def evaluation_sets(work: Path, eval_dir: Path, tokenizer: Any, diameters_mm: di
     return out
 
 
-def _variant(name: str, config: ModelConfig, seed_dir: Path, data: dict[str, EncodedCases],
-             train_config: TrainConfig, evals: dict[str, EncodedCases], eval_name: str) -> dict[str, Any]:
-    """Train (or reload) one variant for one training seed; its training figures and its logits on every case of
-    the evaluation cohort, each kept on disk (``seed_dir/<name>/``)."""
-    d = seed_dir / name
-    trained, scored = d / "trained.json", d / f"eval-{eval_name}.json"
-    model = None
-    if trained.exists():
-        summary = json.loads(trained.read_text())
-    else:
-        torch.manual_seed(train_config.seed)  # the model's initial weights follow the training seed too
-        model = build_model(config)
-        result = train_model(model, data["train"], data["val"], train_config, d / ".checkpoint")
-        save_model(model, d / "model")
-        val = predict_logits(model, data["val"])
-        summary = {
-            "seed": train_config.seed,
-            "calibration": fit_calibration(val["logits"], data["val"].labels,
-                                           pos_weight_of(data["train"].labels)).to_dict(),  # chosen on val
-            "trainable_params": trainable_parameters(model),
-            "train_samples_per_s": result.samples_per_s,
-            "best_epoch": result.best_epoch,
-            "epochs_run": len(result.history),
-            "best_val_auroc": result.best_val_auroc,
-            "train_seconds": result.seconds,
-        }
-        write_json(trained, summary)
-    exact = evals["exact"]
-    if scored.exists():
-        preds = json.loads(scored.read_text())
-        if preds["case_ids"] == exact.case_ids:
-            return {**summary, **preds}
-    model = model if model is not None else load_model(d / "model")
-    p = predict_logits(model, exact)
-    preds = {"case_ids": exact.case_ids, "logits": p["logits"].tolist(), "gate": p["gate"].tolist()}
-    if len(model.modalities) == 2:
-        for removed in model.modalities:
-            sub = drop_modality(exact, removed)
-            q = predict_logits(model, sub)
-            preds[f"without_{removed}"] = {"case_ids": sub.case_ids, "logits": q["logits"].tolist(),
-                                           "gate": q["gate"].tolist()}
-        marked = evals["marked"]
-        preds["marked"] = {"case_ids": marked.case_ids, "logits": predict_logits(model, marked)["logits"].tolist()}
-    write_json(scored, preds)
-    return {**summary, **preds}
-
-
 def _latency_ms(model_dir: Path, cases: list[Any], calibration: Calibration, n: int = 25) -> dict[str, float]:
     """Median one-case ``workbench.predict`` of ingested cases (preprocessing cache warm: a first, untimed pass
     plays ``workbench ingest``), notes de-identified and tokenized, CT read from the cache, forward pass."""
@@ -205,10 +137,13 @@ def _latency_ms(model_dir: Path, cases: list[Any], calibration: Calibration, n: 
 
 def run_model_bench(*, quick: bool = False, cohort: str | Path | None = None, seed: int = 0, progress: bool = True,
                     epochs: int | None = None, seeds: int | None = None, eval_seed: int | None = None,
-                    eval_cohort: str | Path | None = None, truth: str = "brock") -> dict[str, Any]:
+                    eval_cohort: str | Path | None = None, truth: str = "brock", train_device: str = "cpu",
+                    prepare_only: bool = False) -> dict[str, Any]:
     """The benchmark (module docstring). ``seed``: the training cohort's; ``seeds``: how many training seeds
     (0..N-1; default ``SEEDS``, ``QUICK_SEEDS`` with ``quick``); ``eval_seed`` / ``eval_cohort``: the cohort
-    the figures are scored on."""
+    the figures are scored on; ``train_device``: where the variants train (``cuda`` on a GPU machine that also
+    holds the cohorts); ``prepare_only``: stop once the work folder is ready for ``model_seeds`` (cohorts,
+    readers, encoded sets), so that training can run on another machine."""
     start = time.perf_counter()
     n_seeds = seed_count(seeds, quick=quick, full=SEEDS, quick_default=QUICK_SEEDS)
     cohorts = with_evaluation(training_cohort(quick=quick, cohort=cohort, seed=seed, truth=truth, progress=progress),
@@ -225,13 +160,18 @@ def run_model_bench(*, quick: bool = False, cohort: str | Path | None = None, se
     train_truth = [t for t in train_all if t.split == "train"]
     eval_truth = {t.case_id: t for t in eval_all}
     evals = evaluation_sets(work, cohorts.eval, tokenizer, {c: t.diameter_mm for c, t in eval_truth.items()}, progress)
-    reader = _reader(work, 2000 if quick else 6000, progress)
+    _reader(work, 2000 if quick else 6000, progress)  # work/note_reader
     ct_reader = shared_ct_reader(400 if quick else 1500, progress)
-    base = TrainConfig(epochs=epochs or (20 if quick else 40), patience=6 if quick else 10, progress=progress)
-    configs = variants(reader, ct_reader)
-    runs = {s: {name: _variant(name, cfg, work / f"seed{s}", data, replace(base, seed=s), evals, cohorts.eval.name)
-                for name, cfg in configs.items()}
-            for s in range(n_seeds)}
+    if not (work / "ct_reader" / "ct_reader.json").exists():  # the work folder carries its readers (model_seeds)
+        shutil.copytree(ct_reader, work / "ct_reader", dirs_exist_ok=True)
+    Bundle(eval_name=cohorts.eval.name, epochs=epochs or (20 if quick else 40), patience=6 if quick else 10).write(work)
+    if prepare_only:
+        return {"work_dir": str(work), "prepared": True, "seeds": list(range(n_seeds)),
+                "next": f"python -m workbench.bench.model_seeds pack {work} DEST; on a GPU machine python -m "
+                        f"workbench.bench.model_seeds train DEST --seeds 0-{n_seeds - 1} --device cuda; copy DEST's "
+                        "seed*/ back into the work folder; run this command again without --prepare-only"}
+    runs = train_seeds(work, list(range(n_seeds)), device=train_device, progress=progress)
+    configs = list(runs[0])
 
     exact = evals["exact"]
     truths = [eval_truth[c] for c in exact.case_ids]
@@ -264,6 +204,7 @@ def run_model_bench(*, quick: bool = False, cohort: str | Path | None = None, se
     result.update(_latency_ms(work / "seed0" / "fused" / "model", [cases[c] for c in exact.case_ids],
                               Calibration.from_dict(fused0["calibration"])))
     result["ct_reader"] = json.loads((ct_reader / "ct_reader.json").read_text())["report"]
+    result["train_device"] = sorted({r[k].get("train_device", "cpu") for r in runs.values() for k in r})
     result["work_dir"] = str(work)
     result.update(envelope(cohorts.label, time.perf_counter() - start))
     return result

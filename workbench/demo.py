@@ -235,7 +235,8 @@ def _train_and_evaluate(out: Path, cohort: Path, evaluation: Path, config: DemoC
 
     reader, ct_reader, init = _readers(out, config)
     run = out / "run"
-    # the measured DP recipe is FedConfig's default (the fused head, SGD, 32 steps of rate 0.5 per round, lr 0.5);
+    # the DP recipe is FedConfig's default (the fused head, SGD, 32 steps of rate 0.5 per round, lr 0.5; chosen
+    # earlier with test figures in view, to be re-confirmed on val: federated/config.py);
     # the demo sets only its own run: rounds, epsilon, the mean of the last 2 rounds' weights
     fed = FedConfig(cohort=str(cohort), text_encoder=str(reader), ct_encoder=str(ct_reader), init_model=str(init),
                     num_server_rounds=config.rounds, dp=True, dp_epsilon=config.epsilon,

@@ -134,3 +134,15 @@ def test_a_model_rebuilt_from_other_readers_is_refused(work: Path, tmp_path: Pat
     save_file(state, str(reader))
     with pytest.raises(WorkbenchError, match="differs from the one trained"):
         import_trained(back, other)
+
+
+def test_weights_a_variant_never_trains_still_come_back(work: Path, tmp_path: Path) -> None:
+    """Late fusion leaves the gate at its random init: such tensors travel, or the rebuilt model would differ."""
+    from workbench.bench.model_seeds import export_trained, import_trained
+
+    train_seeds(work, [3], progress=False, only=["late_fusion"])
+    back = export_trained(work, tmp_path / "back")
+    import torch
+
+    torch.manual_seed(12345)  # whatever the generator's state here
+    assert import_trained(back, work)

@@ -1,12 +1,14 @@
 """A corpus of synthetic chest CTs with the radiologist's annotations of each nodule, for pretraining the CT reader.
 
-Why: a few hundred labelled CTs per hospital are too few to teach a 3-D network what a nodule's size, solidity
-and margin look like from a malignancy label alone (measured on the full preset: CT-only test AUROC 0.80 against
-a 0.82 ceiling, and under DP at epsilon 1-8 near chance). Public annotated collections exist for exactly this
-(LIDC-IDRI: four radiologists' diameter, texture and spiculation ratings per nodule); this corpus stands in for
-one: phantoms from the cohort's own renderer and scanner profiles with a seed no cohort uses (``CT_CORPUS_SEED``),
-annotated with what a radiologist reads off the image (diameter, type, spiculation, emphysema, upper lobe),
-never with malignancy. No cohort's truth file is read and no cohort patient is in it.
+Why: a few hundred labelled CTs per hospital are too few to teach a 3-D network what a nodule's size, solidity and
+margin look like from a malignancy label alone (full preset: CT-only AUROC 0.80 against a 0.82 ceiling, and under DP
+at epsilon 1-8 near chance; one seed on the earlier protocol's test split, which guided this choice then and is not
+evidence: the figures of record are the JSONs in bench/results/ made under the protocol). Public annotated
+collections exist for exactly this (LIDC-IDRI: four radiologists' diameter, texture and spiculation ratings per
+nodule); this corpus stands in for one: phantoms from the cohort's own renderer and scanner profiles with a seed no
+cohort uses (``CT_CORPUS_SEED``), annotated with what a radiologist reads off the image (diameter, type,
+spiculation, emphysema, upper lobe), never with malignancy. No cohort's truth file is read and no cohort patient is
+in it.
 
 The corpus is data for training, which never imports this module: :func:`write_ct_corpus` writes it as files
 (chunk files and a manifest; the format is documented in ``workbench.data.corpus``, which reads it). Each

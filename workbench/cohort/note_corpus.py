@@ -1,12 +1,14 @@
 """A corpus of synthetic notes with the facts each one states, for pretraining the note reader; and the text the
 note tokenizer's vocabulary is learned from.
 
-Why: a few hundred labelled notes per hospital are too few to teach a note encoder to read (measured: a
-from-scratch encoder, and a bag-of-words model, stay near AUROC 0.55-0.60 against a 0.70 ceiling). Hospitals
-solve this with an upstream clinical information-extraction model trained elsewhere; this corpus stands in for
-that "elsewhere": notes from the same generator with a seed no cohort uses (``CORPUS_SEED``), labelled with the
-facts they state (age, sex, family history, smoking, prior cancer, prior CT, emphysema), never with malignancy.
-No cohort's truth file is read, and no cohort patient is in it.
+Why: a few hundred labelled notes per hospital are too few to teach a note encoder to read (a from-scratch encoder,
+and a bag-of-words model, stayed near AUROC 0.55-0.60 against a 0.70 ceiling: one seed on the earlier protocol's
+test split, which guided this choice then and is not evidence; the figures of record are the JSONs in bench/results/
+made under the protocol, README "How the figures are made"). Hospitals solve this with an upstream clinical
+information-extraction model trained elsewhere; this corpus stands in for that "elsewhere": notes from the same
+generator with a seed no cohort uses (``CORPUS_SEED``), labelled with the facts they state (age, sex, family
+history, smoking, prior cancer, prior CT, emphysema), never with malignancy. No cohort's truth file is read, and no
+cohort patient is in it.
 
 Training never imports this module: :func:`write_note_corpus` writes the corpus as a JSON-lines file (format in
 ``workbench.data.corpus``, which reads it), and :func:`vocabulary_corpus` is written once into the file the

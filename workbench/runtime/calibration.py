@@ -1,13 +1,13 @@
 """Calibration: prior correction for the class weights, then temperature and bias fitted on ``val``.
 
-p = sigmoid((logit - logit_shift) / T + bias). Training weighs malignant cases by w = n_benign / n_malignant,
-which moves every logit up by log w (the model learns balanced odds); ``logit_shift`` = log w takes that back,
-exactly, from numbers known at training time. Then T and a bias are fitted on the ``val`` split by maximum
-likelihood (Platt scaling; temperature scaling, Guo et al. 2017, is the bias-free special case). The bias is
-there because early stopping picks the epoch by AUROC, not by calibration: on the full cohort the chosen fused
-model still sat 0.2 logit off after the prior correction, and temperature alone left test ECE at 0.060 where
-temperature + bias gave 0.031 (same model, same val). Neither changes the ranking: AUROC is untouched.
-``method="temperature"`` keeps the one-parameter fit.
+p = sigmoid((logit - logit_shift) / T + bias). Training weighs malignant cases by w = n_benign / n_malignant, which
+moves every logit up by log w (the model learns balanced odds); ``logit_shift`` = log w takes that back, exactly,
+from numbers known at training time. Then T and a bias are fitted on the ``val`` split by maximum likelihood (Platt
+scaling; temperature scaling, Guo et al. 2017, is the bias-free special case). The bias is there because early
+stopping picks the epoch by AUROC, not by calibration: on the full cohort the chosen fused model still sat 0.2 logit
+off after the prior correction, and temperature alone left test ECE at 0.060 where temperature + bias gave 0.031
+(same model, same val; one seed on the earlier protocol's test split, which guided the choice then and is not
+evidence). Neither changes the ranking: AUROC is untouched. ``method="temperature"`` keeps the one-parameter fit.
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
 """The CT reader: a CT encoder pretrained to state what a radiologist annotates, on a separate phantom corpus.
 
 Why: from a few hundred malignancy labels per site a 3-D network learns size and margin slowly and noisily, and
-under DP at epsilon 1-8 not at all (measured, full preset: DP-SGD from scratch stayed at test AUROC 0.55-0.58).
-Annotated public collections (LIDC-IDRI-like: diameter, texture, spiculation per nodule) are what groups use to
-pretrain nodule encoders; the phantom corpus ``workbench.cohort.ct_corpus`` writes stands in for one (a seed no
-cohort uses, no malignancy label), read here as data (``workbench.data.corpus.CTCorpus``). The reader is then loaded with ``CTEncoderConfig(path=DIR, freeze=True)``: its convolution
-stacks stay fixed and only the projections, fusion and heads train, which is also the trainable subset that
-DP-SGD at a hospital can afford (docs/architecture.md §7).
+under DP at epsilon 1-8 not at all (full preset: DP-SGD from scratch stayed at AUROC 0.55-0.58; one seed on the
+earlier protocol's test split, which guided this choice then and is not evidence: the figures of record are the
+JSONs in bench/results/ made under the protocol). Annotated public collections (LIDC-IDRI-like: diameter, texture,
+spiculation per nodule) are what groups use to pretrain nodule encoders; the phantom corpus
+``workbench.cohort.ct_corpus`` writes stands in for one (a seed no cohort uses, no malignancy label), read here as
+data (``workbench.data.corpus.CTCorpus``). The reader is then loaded with
+``CTEncoderConfig(path=DIR, freeze=True)``: its convolution stacks stay fixed and only the projections, fusion and
+heads train, which is also the trainable subset that DP-SGD at a hospital can afford (docs/architecture.md §7).
 
 With ``CTReaderConfig.annotation_noise`` the reader learns from one simulated radiologist's annotations (the
 corpus' noisy manifest: inter-reader disagreement on diameter, type and spiculation, ``data_cards/ct_corpus.md``)

@@ -1,10 +1,12 @@
 """The note reader: a note encoder pretrained to state the facts a note gives, on a separate synthetic corpus.
 
-Why: a few hundred labelled notes per site teach a from-scratch encoder to memorise notes, not to read them
-(measured on the full preset: notes-only test AUROC 0.53-0.55; masked-language-model pretraining on the train
-notes did not change that; a bag-of-words model reached 0.60; ceiling 0.70). Hospitals use an upstream clinical
-information-extraction model trained elsewhere; the note corpus ``workbench.cohort.note_corpus`` writes stands
-in for that elsewhere (no malignancy label, no cohort note), read here as data (``workbench.data.corpus``). The reader is then loaded like any local pretrained encoder and kept
+Why: a few hundred labelled notes per site teach a from-scratch encoder to memorise notes, not to read them (full
+preset: notes-only AUROC 0.53-0.55; masked-language-model pretraining on the train notes did not change that; a
+bag-of-words model reached 0.60; ceiling 0.70; one seed on the earlier protocol's test split, which guided this
+choice then and is not evidence: the figures of record are the JSONs in bench/results/ made under the protocol).
+Hospitals use an upstream clinical information-extraction model trained elsewhere; the note corpus
+``workbench.cohort.note_corpus`` writes stands in for that elsewhere (no malignancy label, no cohort note), read
+here as data (``workbench.data.corpus``). The reader is then loaded like any local pretrained encoder and kept
 frozen; it is also what lets private training later touch only the fusion and heads (docs/architecture.md §7).
 """
 

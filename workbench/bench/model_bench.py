@@ -24,6 +24,7 @@ trained model and its predictions are kept in a work folder (``$WORKBENCH_CACHE/
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 import time
@@ -85,7 +86,7 @@ def _encoded(work: Path, cohort: Path, split: str, tokenizer: Any, progress: boo
     if f.exists():
         return EncodedCases.load(f)
     data = encode_cases(cases_of([cohort], [split]), tokenizer, cache=PreprocessCache(default_cache_dir()),
-                        progress=progress, desc=f"encode {split}")
+                        progress=progress, desc=f"encode {split}", workers=os.cpu_count() or 1)
     data.save(f)
     return data
 
@@ -107,7 +108,7 @@ def evaluation_sets(work: Path, eval_dir: Path, tokenizer: Any, diameters_mm: di
         # marked centres bypass the preprocessing cache: a second copy of every patch would only fill it
         data = encode_cases(cases if name == "exact" else reader_marks(cases, diameters_mm), tokenizer,
                             cache=PreprocessCache(default_cache_dir()) if name == "exact" else None,
-                            progress=progress, desc=desc)
+                            progress=progress, desc=desc, workers=os.cpu_count() or 1)
         folder.mkdir(parents=True, exist_ok=True)
         data.save(f)
         out[name] = data

@@ -9,7 +9,9 @@ Notes are de-identified before tokenizing: the model never reads an identifier.
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from workbench.data.cache import PreprocessCache
 from workbench.data.case import Case
 from workbench.data.deid import deidentify
 from workbench.data.ingest import check_note
-from workbench.data.preprocess import preprocess_ct
+from workbench.data.preprocess import CTInputs, preprocess_ct
 from workbench.data.transforms import PreprocessConfig
 from workbench.errors import WorkbenchError
 from workbench.models.tokenizer import normalize_note, numeric_values
@@ -99,19 +101,28 @@ def encode_cases(
     modalities: Sequence[str] = ("ct", "notes"),
     progress: bool = True,
     desc: str = "encode",
+    workers: int = 1,
 ) -> EncodedCases:
-    """Preprocess CT (through the cache) and tokenize notes of ``cases``; refusals are listed, not raised."""
+    """Preprocess CT (through the cache) and tokenize notes of ``cases``; refusals are listed, not raised.
+
+    ``workers`` > 1 reads the CTs in that many spawned processes (reading and resampling a series is nearly all
+    of the time); the result is the same, row for row."""
     config = preprocess or PreprocessConfig()
     p, c = config.patch_size, config.context_size
     rows: list[dict[str, np.ndarray]] = []
     ids_out, sites, refused = [], [], []
-    for case in tqdm(cases, desc=desc, unit="case", disable=not progress, leave=False):
+    with_ct = [case for case in cases if "ct" in modalities and case.has_ct]
+    ct_inputs = _read_cts(with_ct, config, cache, workers, progress, desc) if workers > 1 and len(with_ct) > 1 else {}
+    for case in tqdm(cases, desc=desc, unit="case", disable=not progress or bool(ct_inputs), leave=False):
         row: dict[str, np.ndarray] = {}
         reasons = []
         has_ct = has_note = False
         if "ct" in modalities and case.has_ct:
             try:
-                inputs = preprocess_ct(case, config, cache)
+                got = ct_inputs.get(case.case_id) or preprocess_ct(case, config, cache)
+                if isinstance(got, WorkbenchError):
+                    raise got
+                inputs = got
                 row.update(ct_patch=inputs.ct_patch, ct_context=inputs.ct_context, ct_position=inputs.ct_position)
                 has_ct = True
             except WorkbenchError as exc:
@@ -155,6 +166,31 @@ def encode_cases(
         t["label"][i] = float(r["label"])
     t["note_values"] = numeric_values(tokenizer, t["note_ids"]) * t["note_mask"]
     return EncodedCases(ids_out, sites, t, refused)
+
+
+def _read_ct(job: tuple[Case, PreprocessConfig, PreprocessCache | None]) -> CTInputs | WorkbenchError:
+    """One case's CT in a worker process; a refusal comes back as the error, to be listed, not raised."""
+    case, config, cache = job
+    try:
+        return preprocess_ct(case, config, cache)
+    except WorkbenchError as exc:
+        return exc
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # the processes are the parallelism; threads inside them would only compete
+
+
+def _read_cts(cases: Sequence[Case], config: PreprocessConfig, cache: PreprocessCache | None, workers: int,
+              progress: bool, desc: str) -> dict[str, CTInputs | WorkbenchError]:
+    """Every case's CT read in ``workers`` spawned processes (not forked: a process that already ran torch can
+    deadlock its forked children), in order, with one progress bar."""
+    jobs = [(case, config, cache) for case in cases]
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_one_thread) as pool:
+        results = list(tqdm(pool.map(_read_ct, jobs, chunksize=4), total=len(jobs), desc=desc, unit="case",
+                            disable=not progress, leave=False))
+    return {case.case_id: r for case, r in zip(cases, results, strict=True)}
 
 
 def note_reader_frozen(model: torch.nn.Module) -> bool:

@@ -84,18 +84,33 @@ def _digest(obj: Any, n: int) -> str:
 
 
 def shared_fusion_init(ct_reader: Path, note_reader: Path, init: dict[str, Any], progress: bool) -> Path:
-    """The label-free pretrained starting model for these readers, built once per cache."""
+    """The label-free pretrained starting model for these readers: the shipped one for its recipe (a full run),
+    else built once per cache."""
     from workbench.cohort.ct_corpus import write_ct_corpus
     from workbench.cohort.note_corpus import FUSION_NOTE_SEED, write_note_corpus
     from workbench.data.corpus import phantom_inputs
+    from workbench.models.shipped import shipped
     from workbench.train.fusion_init import FusionInitConfig, build_fusion_init
 
+    if _is_shipped_recipe(ct_reader, note_reader, init):
+        return shipped("fusion_init")
     root = cohort_cache_root().parent
     return build_fusion_init(root / "fusion_init" / _digest([str(ct_reader), str(note_reader), init], 10), FusionInitConfig(
         ct_encoder=str(ct_reader), text_encoder=str(note_reader), ct_cases=init["ct_cases"], notes=init["notes"],
         steps=init["steps"], pairs=init["pairs"], progress=progress),
         lambda: write_ct_corpus(init["ct_cases"], root / "ct_corpus", phantom_inputs, progress=progress),
         lambda: write_note_corpus(init["notes"], root / "note_corpus", FUSION_NOTE_SEED))
+
+
+def _is_shipped_recipe(ct_reader: Path, note_reader: Path, init: dict[str, Any]) -> bool:
+    """True when the shipped fusion_init is this very starting model: built from the shipped readers with the full
+    plan's recipe (models/pretrained/CARD.md: ``pretrain-fusion --cases 1500 --notes 3000 --steps 600``, pairs)."""
+    from workbench.models.shipped import shipped
+
+    same_ct = Path(ct_reader).resolve() == shipped("ct_reader").resolve()
+    weights = Path(note_reader) / "model.safetensors"
+    same_notes = weights.is_file() and weights.read_bytes() == (shipped("note_reader") / "model.safetensors").read_bytes()
+    return same_ct and same_notes and init == {"ct_cases": 1500, "notes": 3000, "steps": 600, "pairs": True}
 
 
 def _logits(model_dir: Path, evald: EncodedCases) -> dict[str, Any]:

@@ -185,9 +185,10 @@ def run_model_bench(*, quick: bool = False, cohort: str | Path | None = None, se
     Bundle(eval_name=cohorts.eval.name, epochs=epochs or (20 if quick else 40), patience=6 if quick else 10).write(work)
     if prepare_only:
         return {"work_dir": str(work), "prepared": True, "seeds": list(range(n_seeds)),
-                "next": f"python -m workbench.bench.model_seeds pack {work} DEST; on a GPU machine python -m "
-                        f"workbench.bench.model_seeds train DEST --seeds 0-{n_seeds - 1} --device cuda; copy DEST's "
-                        "seed*/ back into the work folder; run this command again without --prepare-only"}
+                "next": f"python -m workbench.bench.model_seeds pack {work} .pack/NAME; on a GPU machine "
+                        "bash bench/model_seeds_gpu.sh (or: model_seeds train .pack/NAME --device cuda, then export); "
+                        f"python -m workbench.bench.model_seeds import back/NAME {work}; run this command again "
+                        "without --prepare-only (bench/README.md)"}
     runs = train_seeds(work, list(range(n_seeds)), device=train_device, progress=progress)
     configs = list(runs[0])
 

@@ -27,6 +27,12 @@ def _table(title: str, means: dict[str, Any], cis: dict[str, Any], names: dict[s
     return rows
 
 
+def _trained_on(r: dict[str, Any]) -> str:
+    """Where the variants trained: ``train_device`` (a GPU machine, bench/model_seeds_gpu.sh), else the machine."""
+    devices = [d for d in r.get("train_device") or [] if d != "cpu"]
+    return ", ".join(devices) if devices else str(r.get("machine"))
+
+
 def _total_train_s(r: dict[str, Any]) -> float:
     """Training seconds of every variant and seed (``variants`` holds the per-seed mean when there are seeds)."""
     by_seed = r.get("variants_by_seed")
@@ -83,7 +89,8 @@ def render_model_card(r: dict[str, Any], gpu: dict[str, Any] | None = None) -> s
         "AdamW, warm-up + cosine, class-weighted loss, modality dropout 0.2, early stopping on `val` AUROC"
         + (f"; each variant trained once per training seed ({r['n_seeds']} seeds: initial weights, data order, "
            "dropout and flips)." if r.get("n_seeds") else "."),
-        f"- Throughput on {r.get('machine')}: {_f(r.get('train_samples_per_s'), 1)} training samples/s."
+        f"- Throughput on {_trained_on(r)}: {_f(r.get('train_samples_per_s'), 1)} training samples/s (batch 32, "
+        "the frozen readers' outputs computed once per case)."
         + (f" On {gpu.get('machine')}: {_f(gpu.get('train_samples_per_s'), 0)} samples/s "
            f"(batch {gpu.get('batch_size')}, {gpu.get('amp')} autocast)." if gpu else ""),
         "",
@@ -134,8 +141,8 @@ def render_model_card(r: dict[str, Any], gpu: dict[str, Any] | None = None) -> s
         "notes longer than 320 tokens are truncated; sites outside the four archetypes are out of distribution.",
         "",
         f"Measured by `workbench bench model` (git {r.get('git_sha')}; the run is resumable and this invocation took "
-        f"{r.get('wall_s')} s; training of the four variants {_total_train_s(r):.0f} s "
-        "in all). "
+        f"{r.get('wall_s')} s on {r.get('machine')}; training of the four variants {_total_train_s(r):.0f} s "
+        f"in all on {_trained_on(r)}). "
         + ("Per-variant training: " + "; ".join(f"{k} best epoch {x.get('best_epoch')} of {x.get('epochs_run')}"
                                                   for k, x in v.items()) + "." if v else ""),
         "",

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from workbench.bench import federated_bench, model_bench
-from workbench.metrics import auroc
+from workbench.metrics import auroc, ece
 from workbench.runtime.encode import EncodedCases
+from workbench.runtime.calibration import Calibration
 
 SITES = ("hospital_a", "hospital_b", "hospital_c")
 
@@ -78,6 +79,14 @@ def test_model_figures_keys_and_means() -> None:
         assert isinstance(result[k], float) and len(result[f"{k}_ci95"]) == 2, k
     assert set(result["per_site_auroc"]) == set(SITES) == set(result["per_site_auroc_ci95"])
     assert set(result["per_sex_auroc"]) == {"female", "male"} == set(result["per_sex_auroc_ci95"])
+    sites = np.array(enc.sites)
+    for site in SITES:  # per-site calibration beside the true risk's own ECE on the same cases (the floor)
+        sel = sites == site
+        stated = [runs[s]["fused"]["logits"] for s in range(2)]
+        want = np.mean([ece(y[sel], Calibration.from_dict(cal).apply(np.asarray(v))[sel]) for v in stated])
+        assert result["ece_per_site"][site] == pytest.approx(want)
+        assert result["ece_true_risk_per_site"][site] == pytest.approx(ece(y[sel], refs["bayes"][sel]))
+        assert result["ece_excess_per_site"][site] == pytest.approx(want - ece(y[sel], refs["bayes"][sel]))
     assert set(result["marked_minus_exact_centre"]) == {"value", "ci95"}
     assert result["gate_notes_max_when_removed"] == 0.0
     assert _ci_siblings_match(result) == []

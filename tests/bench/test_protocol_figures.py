@@ -12,8 +12,8 @@ import torch
 
 from workbench.bench import federated_bench, model_bench
 from workbench.metrics import auroc, ece
-from workbench.runtime.encode import EncodedCases
 from workbench.runtime.calibration import Calibration
+from workbench.runtime.encode import EncodedCases
 
 SITES = ("hospital_a", "hospital_b", "hospital_c")
 

@@ -35,3 +35,14 @@ def test_the_table_carries_the_json_figures(tmp_path: Path, capsys) -> None:
     f.write_text(json.dumps(_result("brock")))
     assert main([str(f)]) == 0 and "hospital_b" in capsys.readouterr().out
     assert main([]) == 2
+
+
+def test_the_readme_model_table_is_the_committed_json() -> None:
+    """The README's model table is what the tables module prints from bench/results: nobody retypes a figure."""
+    root = Path(__file__).resolve().parents[2]
+    marker = "<!-- python -m workbench.bench.tables bench/results/model.json bench/results/model_shifted.json -->"
+    readme = (root / "README.md").read_text()
+    assert marker in readme
+    shown = readme.split(marker, 1)[1].lstrip("\n")
+    results = [json.loads((root / "bench/results" / f).read_text()) for f in ("model.json", "model_shifted.json")]
+    assert shown.startswith(model_table(results))

@@ -3,11 +3,12 @@
 ``bench model`` first prepares a work folder (cohorts generated, readers pretrained, the training splits and the
 evaluation cohort encoded); what is left is training four small models per seed and scoring them, which is all
 matrix work. This module does only that, and imports only the model, runtime and train layers, so the same
-folder can be copied to a GPU machine that holds no cohort (and none of the DICOM stack), trained there with
-``python -m workbench.bench.model_seeds train PACKED --device cuda``, and the per-seed results copied back: ``bench
-model`` then finds every seed trained, scores the models on the evaluation cohort and assembles the figures
-(``bench/model_seeds_gpu.sh``; ``pack`` makes the copy small by sending the frozen CT reader's states instead of
-the CT patches, and leaves the evaluation sets behind).
+folder can be copied to a GPU machine that holds no cohort (the package with monai and pydicom installed is
+enough), trained there with ``python -m workbench.bench.model_seeds train PACKED --device cuda``, and each model's
+own weights sent back (``export`` there, ``import`` here): ``bench model`` then finds every seed trained, scores
+the models on the evaluation cohort and assembles the figures (``bench/model_seeds_gpu.sh``; ``pack`` makes the
+copy small by sending the frozen CT reader's states instead of the CT patches, and leaves the evaluation sets
+behind).
 
 Work folder (``prepare`` in ``model_bench`` writes it; ``bundle.json`` names the rest)::
 

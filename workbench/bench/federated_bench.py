@@ -110,7 +110,7 @@ def _is_shipped_recipe(ct_reader: Path, note_reader: Path, init: dict[str, Any])
     same_ct = Path(ct_reader).resolve() == shipped("ct_reader").resolve()
     weights = Path(note_reader) / "model.safetensors"
     same_notes = weights.is_file() and weights.read_bytes() == (shipped("note_reader") / "model.safetensors").read_bytes()
-    return same_ct and same_notes and init == {"ct_cases": 1500, "notes": 3000, "steps": 600, "pairs": True}
+    return same_ct and same_notes and init == _plan(quick=False)["fusion_init"]
 
 
 def _logits(model_dir: Path, evald: EncodedCases) -> dict[str, Any]:

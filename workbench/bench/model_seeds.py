@@ -109,11 +109,10 @@ def load_inputs(work: Path, eval_name: str) -> tuple[dict[str, EncodedCases], di
     return data, evals
 
 
-def with_reader_states(data: EncodedCases, work: Path, bundle: Bundle) -> EncodedCases:
+def with_reader_states(data: EncodedCases, model: torch.nn.Module) -> EncodedCases:
     """``data`` with both frozen readers' states (``with_ct_states``, ``with_note_states``) and without the CT
     patches they were read from. Every variant starts from the same frozen readers, so their states are computed
-    once for all variants and seeds: scoring a model is then the fusion alone."""
-    model = build_model(variants(work / "note_reader", bundle.ct_reader_path(work))["fused"])
+    once for all variants and seeds: scoring a model is then the fusion alone. ``model``: any fused variant."""
     out = with_note_states(model, with_ct_states(model, data))
     return EncodedCases(out.case_ids, out.sites, {k: v for k, v in out.tensors.items()
                                                   if k not in ("ct_patch", "ct_context")}, list(out.refused))
@@ -271,7 +270,8 @@ def train_seeds(work: Path, seeds: list[int], *, device: str = "cpu", progress: 
                if only is None or k in only}
     unscored = [work / f"seed{s}" / k / f"eval-{bundle.eval_name}.json" for s in seeds for k in configs]
     if any(not f.exists() for f in unscored):  # scoring ahead: read the evaluation sets once for every model
-        evals = {k: with_reader_states(v, work, bundle) for k, v in evals.items()}
+        readers = build_model(variants(work / "note_reader", bundle.ct_reader_path(work))["fused"])
+        evals = {k: with_reader_states(v, readers) for k, v in evals.items()}
     base = TrainConfig(epochs=bundle.epochs, patience=bundle.patience, progress=progress, device=device)
     return {s: {name: train_variant(name, cfg, work / f"seed{s}", data, replace(base, seed=s), evals, bundle.eval_name)
                 for name, cfg in configs.items()}

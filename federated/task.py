@@ -25,7 +25,14 @@ from workbench.metrics import auroc
 from workbench.models.ct_encoder import CTEncoderConfig
 from workbench.models.model import ModelConfig, NoduleRiskModel, build_model, load_model, trainable_parameters
 from workbench.models.text_encoder import TextEncoderConfig
-from workbench.runtime.encode import EncodedCases, encode_cases
+from workbench.runtime.encode import (
+    EncodedCases,
+    ct_reader_frozen,
+    encode_cases,
+    note_reader_frozen,
+    with_ct_states,
+    with_note_states,
+)
 from workbench.runtime.run import cases_of, site_dirs_of
 from workbench.train.dp_subsets import FUSION_PREFIXES, freeze_for_dp
 
@@ -105,11 +112,43 @@ def state_dir(fed: FedConfig, node_config: dict[str, Any], site: Path) -> Path:
 
 
 _DATA: dict[tuple[str, str, str], EncodedCases] = {}
+_STATES: dict[tuple[str, str, str, str], EncodedCases] = {}
+
+
+def frozen_reader_digest(model: NoduleRiskModel) -> str:
+    """A digest of the weights the frozen readers' states depend on ('' when neither reader is frozen)."""
+    h = hashlib.sha256()
+    tensors = []
+    if note_reader_frozen(model) and model.text_encoder is not None:
+        tensors += [p for p in model.text_encoder.parameters() if not p.requires_grad]
+    if ct_reader_frozen(model) and model.ct_encoder is not None:
+        tensors += list(model.ct_encoder.frozen_parameters())
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16] if tensors else ""
 
 
 def node_data(fed: FedConfig, site: Path, model: NoduleRiskModel, split: str) -> EncodedCases:
     """The node's own cases of ``split``, encoded once per process (and, with ``encoded-dir``, taken from the
-    benchmark's pooled encoding instead of reading DICOM again)."""
+    benchmark's pooled encoding instead of reading DICOM again), with the frozen readers' states.
+
+    The readers are frozen, so their states are the same in every round: they are computed once per process
+    for the readers' exact weights (a digest of them is the key; a node sent other reader weights computes them
+    again) instead of once per round, which was most of a round's time on a CPU."""
+    digest = frozen_reader_digest(model)
+    skey = (str(site), split, f"{fed.encoded_dir}|{','.join(model.modalities)}|{fed.text_encoder}", digest)
+    if skey in _STATES:
+        return _STATES[skey]
+    data = _encoded_node_data(fed, site, model, split)
+    if note_reader_frozen(model):
+        data = with_note_states(model, data)
+    if ct_reader_frozen(model):
+        data = with_ct_states(model, data)
+    _STATES[skey] = data
+    return data
+
+
+def _encoded_node_data(fed: FedConfig, site: Path, model: NoduleRiskModel, split: str) -> EncodedCases:
     key = (str(site), split, f"{fed.encoded_dir}|{','.join(model.modalities)}|{fed.text_encoder}")
     if key in _DATA:
         return _DATA[key]

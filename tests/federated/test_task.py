@@ -87,6 +87,26 @@ def test_a_node_takes_its_own_rows_of_a_pooled_encoding(tmp_path: Path) -> None:
     assert task.node_data(fed, Path("/cohort/site_b"), model, "train") is mine  # encoded once per process
 
 
+def test_a_node_reads_with_its_frozen_readers_once_and_again_for_other_reader_weights(tmp_path: Path) -> None:
+    pooled = random_cases(4)
+    pooled = EncodedCases(pooled.case_ids, ["site_a"] * 4, pooled.tensors)
+    pooled.save(tmp_path / "encoded_val.pt")
+    fed = FedConfig(encoded_dir=str(tmp_path))
+    config = tiny_config()
+    config.text.freeze = True
+    torch.manual_seed(0)
+    model = build_model(config)
+    mine = task.node_data(fed, Path("/cohort/site_a"), model, "val")
+    assert "note_states" in mine.tensors  # the frozen note reader's states, computed here once
+    expected = predict_logits(model, pooled)["logits"]  # the readers run on the tokens: the same logits
+    np.testing.assert_allclose(predict_logits(model, mine)["logits"], expected, rtol=1e-5, atol=1e-6)
+    assert task.node_data(fed, Path("/cohort/site_a"), model, "val") is mine  # the next round: not again
+    with torch.no_grad():  # other reader weights (another run's model): other states
+        next(p for p in model.text_encoder.parameters() if not p.requires_grad).add_(0.5)
+    again = task.node_data(fed, Path("/cohort/site_a"), model, "val")
+    assert again is not mine and not torch.equal(again.tensors["note_states"], mine.tensors["note_states"])
+
+
 def test_a_local_fit_moves_the_weights_and_evaluate_matches_its_own_numbers() -> None:
     torch.manual_seed(0)
     model = build_model(tiny_config())

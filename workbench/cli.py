@@ -74,7 +74,8 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     elif a.name == "explain":
         from workbench.bench.explain_bench import run_explain_bench
 
-        result = run_explain_bench(quick=a.quick, cohort=a.cohort, seed=a.seed, limit=a.limit, out_dir=a.out)
+        result = run_explain_bench(quick=a.quick, cohort=a.cohort, seed=a.seed, limit=a.limit, out_dir=a.out,
+                                   seeds=a.seeds, eval_seed=a.eval_seed, eval_cohort=a.eval_cohort)
     elif a.name == "federated":
         from workbench.bench.federated_bench import run_federated_bench
 
@@ -424,12 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", help="also write the JSON into this folder (e.g. bench/results)")
     b.add_argument("--seed", type=int, default=0, help="the training cohort's seed (default 0)")
     b.add_argument("--seeds", type=int, metavar="N",
-                   help="model / federated: training seeds, figures are their mean with a 95%% interval "
-                        "(default 5 for model, 3 for federated, 2 with --quick)")
+                   help="model / federated / explain: training seeds, figures are their mean with a 95%% interval "
+                        "(default 5 for model and explain, 3 for federated, 2 with --quick)")
     b.add_argument("--eval-seed", type=int, metavar="S",
-                   help="model / federated: the evaluation cohort's seed (default 1000003, "
+                   help="model / federated / explain: the evaluation cohort's seed (default 1000003, "
                         "workbench.cohort.config.EVAL_SEED; same preset, sites and truth; every case of it is scored)")
-    b.add_argument("--eval-cohort", metavar="DIR", help="model / federated: score on this cohort folder instead")
+    b.add_argument("--eval-cohort", metavar="DIR", help="model / federated / explain: score on this cohort folder instead")
     b.add_argument("--truth", default="brock", choices=("brock", "shifted"),
                    help="cohort / model / federated: the cohort's risk function (shifted writes NAME_shifted.json)")
     b.add_argument("--device", default="cpu", help="model bench: cuda measures speed only, on random inputs")
@@ -440,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--prepare-only", action="store_true",
                    help="model bench: stop once the work folder is ready (cohorts, readers, encoded sets) and print "
                         "it; train it anywhere with python -m workbench.bench.model_seeds (bench/model_seeds_gpu.sh)")
-    b.add_argument("--limit", type=int, help="explain bench: explain only the first N test cases")
+    b.add_argument("--limit", type=int, help="explain bench: evaluation cases explained per seed (default 120, quick 40; evenly spaced)")
     b.add_argument("--model", metavar="DIR", help="explain bench on a device: time this saved model")
     b.set_defaults(func=_cmd_bench)
 

@@ -157,49 +157,153 @@ def calibration_per_site(unc: Any, run: Path, pred: dict[str, np.ndarray], test:
     return result, assessments
 
 
-def run_explain_bench(*, quick: bool = False, cohort: str | Path | None = None, seed: int = 0,
-                      progress: bool = True, limit: int | None = None, out_dir: str | Path | None = None
-                      ) -> dict[str, Any]:
-    """The benchmark (module docstring); ``out_dir``: the folder the JSON goes to (``--out``), where the per-site
-    reliability figure is written too."""
-    from tqdm import tqdm
+EXPLAIN_CASES = 120  # evaluation cases explained per seed on the full preset (evenly spaced; --limit)
+SEEDS = 5  # training seeds of a full run (issue 16: at least 5 for bench explain)
+QUICK_SEEDS = 2
 
-    from workbench.bench.federated_bench import fedavg_run, federated_setup
-    from workbench.bench.model_bench import _encoded
-    from workbench.bench.site_calibration import reliability_figure
-    from workbench.data.case import load_cases
-    from workbench.metrics import ece
-    from workbench.runtime.encode import encode_note
+
+def explained_rows(n: int, limit: int) -> list[int]:
+    """``limit`` rows spread evenly over the evaluation cohort's ``n`` cases (every site, no label read)."""
+    if limit >= n:
+        return list(range(n))
+    return sorted({int(round(x)) for x in np.linspace(0, n - 1, limit)})
+
+
+def _seed_calibration(setup: Any, seed: int, evald: Any, states: Any, truths: dict[str, dict[str, Any]],
+                      progress: bool) -> dict[str, Any]:
+    """Seed ``seed``'s FedAvg model calibrated on the training cohort's splits (``calibrate_run``) and every
+    evaluation case's stated assessment; kept in ``explain/seed<s>/`` (``stated.json``)."""
+    from workbench.bench.federated_bench import fedavg_run
+    from workbench.bench.site_calibration import stated_assessments
+    from workbench.jsonout import write_json
     from workbench.runtime.inference import predict_logits
     from workbench.runtime.run import load_run
     from workbench.runtime.run_uncertainty import RunUncertainty, calibrate_run
 
-    start = time.perf_counter()
-    setup = federated_setup(quick=quick, cohort=cohort, seed=seed, progress=progress)
-    source = fedavg_run(setup)
-    work = setup.work / "explain"
-    run = work / "run"
+    sd = setup.work / "explain" / f"seed{seed}"
+    done = sd / "stated.json"
+    if done.is_file():
+        saved = json.loads(done.read_text())
+        if saved["case_ids"] == evald.case_ids:
+            return saved
+    source = fedavg_run(setup, seed)
+    run = sd / "run"
     if not (run / "model" / "config.json").is_file():
         shutil.rmtree(run, ignore_errors=True)
         shutil.copytree(source, run, ignore=shutil.ignore_patterns("checkpoint"))
-    model, _ = load_run(run)
-    data = dict(setup.data)
-    data["calib"] = _encoded(setup.model_work, setup.cohort_dir, "calib", model.tokenizer, progress)
     if not (run / "uncertainty.json").is_file():
-        calibrate_run(run, setup.cohort_dir, encoded=data, progress=progress)
-    model, pooled = load_run(run)
+        calibrate_run(run, setup.cohort_dir, encoded=states["training"], progress=progress)
+    model, _ = load_run(run)
     unc = RunUncertainty.load(run)
-    test = data["test"]
-    pred = predict_logits(model, test)
-    truths = _truths(setup.cohort_dir)
-    result, _ = calibration_per_site(unc, run, pred, test, truths)
-    result["ece_pooled_calibration"] = ece(test.labels, pooled.apply(pred["logits"]))
-    figure_dir = Path(out_dir) if out_dir else work
+    pred = predict_logits(model, states["eval"])
+    assessments = stated_assessments(unc, run, pred, evald)
+    result = _coverage(unc, assessments, evald)
+    saved = {"case_ids": evald.case_ids, "run": str(run), "model": str(source),
+             "stated": [a.probability for a in assessments], "refer": [bool(a.refer) for a in assessments],
+             "coverage": result, "sources": {s: u.sources for s, u in unc.sites.items()},
+             "ood_thresholds": {s: u.ood_threshold for s, u in unc.sites.items()}}
+    write_json(done, saved)
+    return saved
+
+
+def _reader_states(setup: Any, evald: Any, progress: bool) -> dict[str, Any]:
+    """The training splits and the evaluation cohort with the frozen readers' states, computed once for every
+    seed (every seed's model starts from the same frozen readers: checked by their weights' digest)."""
+    from federated.task import frozen_reader_digest
+    from workbench.bench.model_bench import _encoded
+    from workbench.models.model import load_model
+    from workbench.runtime.encode import with_ct_states, with_note_states
+
+    model = load_model(setup.init)
+    tok = model.tokenizer
+    data = {k: setup.data[k] for k in ("train", "val", "test")}
+    data["calib"] = _encoded(setup.model_work, setup.cohort_dir, "calib", tok, progress)
+
+    def states(d: Any) -> Any:
+        return with_ct_states(model, with_note_states(model, d))
+
+    return {"digest": frozen_reader_digest(model), "training": {k: states(v) for k, v in data.items()},
+            "eval": states(evald)}
+
+
+def run_explain_bench(*, quick: bool = False, cohort: str | Path | None = None, seed: int = 0,
+                      progress: bool = True, limit: int | None = None, out_dir: str | Path | None = None,
+                      seeds: int | None = None, eval_seed: int | None = None,
+                      eval_cohort: str | Path | None = None) -> dict[str, Any]:
+    """The benchmark (module docstring). ``seed``: the training cohort's; ``seeds``: how many training seeds'
+    FedAvg models (0..N-1, default ``SEEDS``; ``bench federated`` shares seeds 0-2); ``limit``: evaluation cases
+    explained per seed (default ``EXPLAIN_CASES``, evenly spaced); ``out_dir``: where the JSON goes (``--out``)
+    and the per-site reliability figure with it."""
+    from tqdm import tqdm
+
+    from federated.task import frozen_reader_digest
+    from workbench.bench.common import with_evaluation
+    from workbench.bench.explain_seeds import (
+        calibration_over_seeds,
+        coverage_over_seeds,
+        explanations_over_seeds,
+    )
+    from workbench.bench.federated_bench import _evaluation, federated_setup
+    from workbench.bench.seeds import seed_count
+    from workbench.bench.site_calibration import reliability_figure
+    from workbench.data.case import load_cases
+    from workbench.runtime.run import load_run
+
+    start = time.perf_counter()
+    n_seeds = seed_count(seeds, quick=quick, full=SEEDS, quick_default=QUICK_SEEDS)
+    setup = federated_setup(quick=quick, cohort=cohort, seed=seed, progress=progress)
+    assert setup.cohorts is not None
+    cohorts = setup.cohorts = with_evaluation(setup.cohorts, eval_seed=eval_seed, eval_cohort=eval_cohort,
+                                              progress=progress)
+    assert cohorts.eval is not None
+    evald = _evaluation(setup, progress)
+    truths = _truths(cohorts.eval)
+    states = _reader_states(setup, evald, progress)
+    per_seed = [_seed_calibration(setup, s, evald, states, truths, progress) for s in range(n_seeds)]
+    y = evald.labels
+    true_risk = np.array([float(truths[c]["risk"]) for c in evald.case_ids])
+    result = calibration_over_seeds(list(evald.sites), y, true_risk, [np.asarray(p["stated"]) for p in per_seed])
+    result.update(coverage_over_seeds([p["coverage"] for p in per_seed], [np.asarray(p["refer"]) for p in per_seed]))
+    figure_dir = Path(out_dir) if out_dir else setup.work / "explain"
     figure_dir.mkdir(parents=True, exist_ok=True)
     result["reliability_figure"] = str(reliability_figure(
         result, figure_dir / f"explain{'_quick' if quick else ''}_reliability_per_site.png"))
-    cases = {c.case_id: c for s in sorted(set(test.sites)) for c in load_cases(setup.cohort_dir / s)}
-    log = work / "cases.jsonl"
+
+    rows = explained_rows(len(evald), limit or (40 if quick else EXPLAIN_CASES))
+    cases = {c.case_id: c for s in sorted(set(evald.sites)) for c in load_cases(cohorts.eval / s)}
+    recs_by_seed, aggregates = [], []
+    for s, p in enumerate(per_seed):
+        model, _ = load_run(p["run"])
+        if frozen_reader_digest(model) != states["digest"]:
+            raise RuntimeError(f"seed {s}: its readers are not the starting model's; the shared states do not apply")
+        recs = _explain_cases(model, evald, rows, cases, truths, setup.work / "explain" / f"seed{s}", s, quick,
+                              progress, tqdm)
+        recs_by_seed.append(recs)
+        aggregates.append(_aggregate(recs))
+    result.update(explanations_over_seeds(recs_by_seed, aggregates))
+    all_recs = [r for recs in recs_by_seed for r in recs]
+    result["figure"] = str(_figure(all_recs, result, setup.work / "explain" / "explain_checks.png"))
+    result.update({"models": [p["model"] for p in per_seed], "runs": [p["run"] for p in per_seed],
+                   "n_test": len(evald), "n_eval": len(evald), "n_explained": len(rows),
+                   "explained_rows": "evenly spaced over the evaluation cohort (explained_rows)",
+                   "eval_seed": cohorts.eval_seed, "eval_cohort": cohorts.eval.name,
+                   "training_cohort": cohorts.train.name, "seeds": list(range(n_seeds)),
+                   "ct_fill": C.CT_FILL, "note_fill": C.NOTE_FILL, "ct_baseline": "zeros (air, -1000 HU)",
+                   "ig_steps": 32, "deletion_fractions": list(C.DELETION_FRACTIONS),
+                   "uncertainty_sources": per_seed[0]["sources"], "ood_thresholds": per_seed[0]["ood_thresholds"],
+                   "work_dir": str(setup.work / "explain")})
+    result.update(envelope(setup.cohort_dir.name if cohort else ("small" if quick else "full"),
+                           time.perf_counter() - start))
+    return result
+
+
+def _explain_cases(model: Any, evald: Any, rows: list[int], cases: dict[str, Any], truths: dict[str, dict[str, Any]],
+                   sd: Path, seed: int, quick: bool, progress: bool, tqdm: Any) -> list[dict[str, Any]]:
+    """One seed's explanation records of ``rows`` (kept line by line in ``sd/cases.jsonl``: a killed run resumes
+    where it stopped)."""
+    from workbench.runtime.encode import encode_note
+
+    log = sd / "cases.jsonl"
     done: dict[str, dict[str, Any]] = {}
     if log.exists():
         for line in log.read_text(encoding="utf-8").splitlines():
@@ -208,33 +312,23 @@ def run_explain_bench(*, quick: bool = False, cohort: str | Path | None = None, 
                 done[r["case_id"]] = r
     random_model = C.randomized_copy(model, seed)
     torch.manual_seed(seed)
-    rows = list(range(len(test)))[: limit or (80 if quick else None)]
     n_occ = sum(1 for r in done.values() if "occlusion_spearman" in r)
+    sd.mkdir(parents=True, exist_ok=True)
     with open(log, "a", encoding="utf-8") as out:
-        for i in tqdm(rows, desc="explain test cases", unit="case", disable=not progress):
-            cid = test.case_ids[i]
+        for i in tqdm(rows, desc=f"explain evaluation cases, seed {seed}", unit="case", disable=not progress):
+            cid = evald.case_ids[i]
             if cid in done:
                 continue
             case = cases[cid]
             clean = encode_note(case.note, model.tokenizer, model.config.text.max_length)[1] if case.note else None
-            batch = test.batch(torch.tensor([i]))
+            batch = evald.batch(torch.tensor([i]))
             occ = n_occ < (3 if quick else OCCLUSION_CASES) and int(truths[cid]["label"]) == 1 and bool(batch["modality_mask"][0, 0])
             rec = _case_record(model, random_model, batch, cid, truths[cid], clean, np.random.default_rng([seed, i]), occ)
             n_occ += "occlusion_spearman" in rec
             out.write(json.dumps(rec) + "\n")
             out.flush()
             done[cid] = rec
-    recs = [done[test.case_ids[i]] for i in rows]
-    result.update(_aggregate(recs))
-    result["figure"] = str(_figure(recs, result, work / "explain_checks.png"))
-    result.update({"model": str(source), "run": str(run), "n_test": len(test), "n_explained": len(recs),
-                   "ct_fill": C.CT_FILL, "note_fill": C.NOTE_FILL, "ct_baseline": "zeros (air, -1000 HU)",
-                   "ig_steps": 32, "deletion_fractions": list(C.DELETION_FRACTIONS),
-                   "uncertainty_sources": {s: u.sources for s, u in unc.sites.items()},
-                   "ood_thresholds": {s: u.ood_threshold for s, u in unc.sites.items()}, "work_dir": str(work)})
-    result.update(envelope(setup.cohort_dir.name if cohort else ("small" if quick else "full"),
-                           time.perf_counter() - start))
-    return result
+    return [done[evald.case_ids[i]] for i in rows]
 
 
 def _figure(recs: list[dict[str, Any]], result: dict[str, Any], path: Path) -> Path:

@@ -240,11 +240,11 @@ def _seeded(base: FedConfig, seed: int) -> FedConfig:
     return FedConfig(**{**asdict(base), "seed": seed})
 
 
-def fedavg_run(setup: FederatedSetup) -> Path:
-    """The FedAvg variant's RUN folder of training seed 0 (trained once per plan and cached): the model other
-    benchmarks explain."""
-    sd = setup.work / "seed0"
-    _cached(sd, "fedavg", lambda: _federated("fedavg", sd, _seeded(setup.base, 0)))
+def fedavg_run(setup: FederatedSetup, seed: int = 0) -> Path:
+    """The FedAvg variant's RUN folder of training seed ``seed`` (trained once per plan and cached, the same run
+    this benchmark scores): the model ``bench explain`` explains."""
+    sd = setup.work / f"seed{seed}"
+    _cached(sd, "fedavg", lambda: _federated("fedavg", sd, _seeded(setup.base, seed)))
     return sd / "fedavg" / "run"
 
 

@@ -19,6 +19,7 @@ import torch
 
 from federated.config import FedConfig
 from federated.ledger import PrivacyLedger
+from workbench.atomic import atomic_write
 from workbench.data.cache import PreprocessCache, default_cache_dir
 from workbench.errors import WorkbenchError
 from workbench.metrics import auroc
@@ -112,20 +113,31 @@ def state_dir(fed: FedConfig, node_config: dict[str, Any], site: Path) -> Path:
 
 
 _DATA: dict[tuple[str, str, str], EncodedCases] = {}
-_STATES: dict[tuple[str, str, str, str], EncodedCases] = {}
+_STATES: dict[tuple[str, str, str], list[tuple[torch.Tensor, EncodedCases]]] = {}
+READER_RTOL = 1e-5  # FedAvg's weighted mean of identical frozen weights can move them by an ulp; nothing more
 
 
-def frozen_reader_digest(model: NoduleRiskModel) -> str:
-    """A digest of the weights the frozen readers' states depend on ('' when neither reader is frozen)."""
-    h = hashlib.sha256()
+def frozen_reader_weights(model: NoduleRiskModel) -> torch.Tensor:
+    """The frozen readers' weights, flattened (empty when neither reader is frozen): what their states depend on."""
     tensors = []
     if note_reader_frozen(model) and model.text_encoder is not None:
         tensors += [p for p in model.text_encoder.parameters() if not p.requires_grad]
     if ct_reader_frozen(model) and model.ct_encoder is not None:
         tensors += list(model.ct_encoder.frozen_parameters())
-    for t in tensors:
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16] if tensors else ""
+    if not tensors:
+        return torch.zeros(0)
+    return torch.cat([t.detach().float().flatten().cpu() for t in tensors])
+
+
+def frozen_reader_digest(model: NoduleRiskModel) -> str:
+    """A digest of the frozen readers' exact weights ('' when neither reader is frozen)."""
+    w = frozen_reader_weights(model)
+    return hashlib.sha256(w.numpy().tobytes()).hexdigest()[:16] if w.numel() else ""
+
+
+def same_readers(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """The same frozen readers: equal up to the rounding that averaging identical weights introduces."""
+    return a.shape == b.shape and bool(torch.allclose(a, b, rtol=READER_RTOL, atol=1e-8))
 
 
 def node_data(fed: FedConfig, site: Path, model: NoduleRiskModel, split: str) -> EncodedCases:
@@ -133,19 +145,60 @@ def node_data(fed: FedConfig, site: Path, model: NoduleRiskModel, split: str) ->
     benchmark's pooled encoding instead of reading DICOM again), with the frozen readers' states.
 
     The readers are frozen, so their states are the same in every round: they are computed once per process
-    for the readers' exact weights (a digest of them is the key; a node sent other reader weights computes them
-    again) instead of once per round, which was most of a round's time on a CPU."""
-    digest = frozen_reader_digest(model)
-    skey = (str(site), split, f"{fed.encoded_dir}|{','.join(model.modalities)}|{fed.text_encoder}", digest)
-    if skey in _STATES:
-        return _STATES[skey]
-    data = _encoded_node_data(fed, site, model, split)
-    if note_reader_frozen(model):
-        data = with_note_states(model, data)
-    if ct_reader_frozen(model):
-        data = with_ct_states(model, data)
-    _STATES[skey] = data
+    (and, in a benchmark's simulation, kept beside the pooled encoding for the next run) for these readers, and
+    computed again only for other reader weights. Rounds of FedAvg send the frozen weights back averaged, which
+    can move them by an ulp; that is the same reader (``same_readers``)."""
+    weights = frozen_reader_weights(model)
+    key = (str(site), split, f"{fed.encoded_dir}|{','.join(model.modalities)}|{fed.text_encoder}")
+    for ref, data in _STATES.get(key, []):
+        if same_readers(ref, weights):
+            return data
+    data = _kept_states(fed, site, split, model, weights)
+    if data is None:
+        data = _encoded_node_data(fed, site, model, split)
+        if note_reader_frozen(model):
+            data = with_note_states(model, data)
+        if ct_reader_frozen(model):  # the patches were read once; the states are all training needs of them
+            data = with_ct_states(model, data)
+            data = EncodedCases(data.case_ids, data.sites, {k: v for k, v in data.tensors.items()
+                                                            if k not in ("ct_patch", "ct_context")}, list(data.refused))
+        folder = _states_folder(fed, split, model)
+        if folder is not None and weights.numel():
+            folder.mkdir(parents=True, exist_ok=True)
+            stem = f"{site.name}_{frozen_reader_digest(model)}"
+            data.save(folder / f"{stem}.pt")
+            with atomic_write(folder / f"{stem}.readers.pt") as tmp:
+                torch.save(weights, tmp)
+    _STATES[key] = [*_STATES.get(key, [])[-1:], (weights, data)]  # at most two reader sets per split in memory
     return data
+
+
+def _states_folder(fed: FedConfig, split: str, model: NoduleRiskModel) -> Path | None:
+    """Where a simulated node keeps its states between runs: beside the benchmark's pooled encoding
+    (``encoded-dir``), in a folder named by the split, the pooled file's size and time and the modalities, so
+    another encoding never reuses them; each file names its site and holds its readers' weights beside it. A real
+    node (no ``encoded-dir``) keeps them in memory only."""
+    if not fed.encoded_dir:
+        return None
+    pooled = Path(fed.encoded_dir) / f"encoded_{split}.pt"
+    if not pooled.is_file():
+        return None
+    st = pooled.stat()
+    tag = hashlib.sha256(f"{st.st_size}|{st.st_mtime_ns}|{','.join(model.modalities)}".encode()).hexdigest()[:12]
+    return Path(fed.encoded_dir) / "node_states" / f"{split}_{tag}"
+
+
+def _kept_states(fed: FedConfig, site: Path, split: str, model: NoduleRiskModel,
+                 weights: torch.Tensor) -> EncodedCases | None:
+    folder = _states_folder(fed, split, model)
+    if folder is None or not weights.numel() or not folder.is_dir():
+        return None
+    for readers in sorted(folder.glob(f"{site.name}_*.readers.pt")):
+        if same_readers(torch.load(readers, weights_only=True), weights):
+            states = readers.with_name(readers.name.replace(".readers.pt", ".pt"))
+            if states.is_file():
+                return EncodedCases.load(states)
+    return None
 
 
 def _encoded_node_data(fed: FedConfig, site: Path, model: NoduleRiskModel, split: str) -> EncodedCases:

@@ -101,10 +101,22 @@ def test_a_node_reads_with_its_frozen_readers_once_and_again_for_other_reader_we
     expected = predict_logits(model, pooled)["logits"]  # the readers run on the tokens: the same logits
     np.testing.assert_allclose(predict_logits(model, mine)["logits"], expected, rtol=1e-5, atol=1e-6)
     assert task.node_data(fed, Path("/cohort/site_a"), model, "val") is mine  # the next round: not again
+    kept = list((tmp_path / "node_states").glob("val_*/site_a_*.readers.pt"))
+    assert len(kept) == 1  # and kept beside the pooled encoding for the next run's node process
+    task._STATES.clear()
+    task._DATA.clear()
+    reloaded = task.node_data(fed, Path("/cohort/site_a"), model, "val")
+    assert torch.equal(reloaded.tensors["note_states"], mine.tensors["note_states"])
+    np.testing.assert_allclose(predict_logits(model, reloaded)["logits"], expected, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():  # FedAvg's mean of identical weights: an ulp off, the same reader
+        frozen = next(p for p in model.text_encoder.parameters() if not p.requires_grad)
+        frozen.mul_(1 + 2e-7)
+    assert task.node_data(fed, Path("/cohort/site_a"), model, "val") is reloaded
     with torch.no_grad():  # other reader weights (another run's model): other states
         next(p for p in model.text_encoder.parameters() if not p.requires_grad).add_(0.5)
     again = task.node_data(fed, Path("/cohort/site_a"), model, "val")
     assert again is not mine and not torch.equal(again.tensors["note_states"], mine.tensors["note_states"])
+    assert len(list((tmp_path / "node_states").glob("val_*/site_a_*.readers.pt"))) == 2
 
 
 def test_a_local_fit_moves_the_weights_and_evaluate_matches_its_own_numbers() -> None:

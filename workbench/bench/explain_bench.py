@@ -208,8 +208,8 @@ def _seed_calibration(setup: Any, seed: int, evald: Any, states: Any, truths: di
 
 def _reader_states(setup: Any, evald: Any, progress: bool) -> dict[str, Any]:
     """The training splits and the evaluation cohort with the frozen readers' states, computed once for every
-    seed (every seed's model starts from the same frozen readers: checked by their weights' digest)."""
-    from federated.task import frozen_reader_digest
+    seed (every seed's model starts from the same frozen readers: checked against their weights)."""
+    from federated.task import frozen_reader_weights
     from workbench.bench.model_bench import _encoded
     from workbench.models.model import load_model
     from workbench.runtime.encode import with_ct_states, with_note_states
@@ -222,7 +222,7 @@ def _reader_states(setup: Any, evald: Any, progress: bool) -> dict[str, Any]:
     def states(d: Any) -> Any:
         return with_ct_states(model, with_note_states(model, d))
 
-    return {"digest": frozen_reader_digest(model), "training": {k: states(v) for k, v in data.items()},
+    return {"readers": frozen_reader_weights(model), "training": {k: states(v) for k, v in data.items()},
             "eval": states(evald)}
 
 
@@ -236,7 +236,7 @@ def run_explain_bench(*, quick: bool = False, cohort: str | Path | None = None, 
     and the per-site reliability figure with it."""
     from tqdm import tqdm
 
-    from federated.task import frozen_reader_digest
+    from federated.task import frozen_reader_weights, same_readers
     from workbench.bench.common import with_evaluation
     from workbench.bench.explain_seeds import (
         calibration_over_seeds,
@@ -274,7 +274,7 @@ def run_explain_bench(*, quick: bool = False, cohort: str | Path | None = None, 
     recs_by_seed, aggregates = [], []
     for s, p in enumerate(per_seed):
         model, _ = load_run(p["run"])
-        if frozen_reader_digest(model) != states["digest"]:
+        if not same_readers(frozen_reader_weights(model), states["readers"]):
             raise RuntimeError(f"seed {s}: its readers are not the starting model's; the shared states do not apply")
         recs = _explain_cases(model, evald, rows, cases, truths, setup.work / "explain" / f"seed{s}", s, quick,
                               progress, tqdm)

@@ -113,12 +113,31 @@ def _is_shipped_recipe(ct_reader: Path, note_reader: Path, init: dict[str, Any])
     return same_ct and same_notes and init == _plan(quick=False)["fusion_init"]
 
 
+_EVAL_STATES: dict[int, tuple[torch.Tensor, EncodedCases]] = {}
+
+
 def _logits(model_dir: Path, evald: EncodedCases) -> dict[str, Any]:
-    """A trained variant's raw logits on every case of the evaluation cohort."""
+    """A trained variant's raw logits on every case of the evaluation cohort. Every variant reads with the same
+    frozen readers (``federated.task.same_readers``), so their states on the evaluation cohort are computed once."""
+    from federated.task import frozen_reader_weights, same_readers
     from workbench.models.model import load_model
+    from workbench.runtime.encode import (
+        ct_reader_frozen,
+        note_reader_frozen,
+        with_ct_states,
+        with_note_states,
+    )
     from workbench.runtime.inference import predict_logits
 
-    return {"case_ids": evald.case_ids, "logits": predict_logits(load_model(model_dir), evald)["logits"].tolist()}
+    model = load_model(model_dir)
+    weights = frozen_reader_weights(model)
+    kept = _EVAL_STATES.get(id(evald))
+    if kept is None or not same_readers(kept[0], weights):
+        data = with_note_states(model, evald) if note_reader_frozen(model) else evald
+        data = with_ct_states(model, data) if ct_reader_frozen(model) else data
+        _EVAL_STATES.clear()  # one evaluation cohort and one pair of readers at a time: 2,000 cases' states
+        _EVAL_STATES[id(evald)] = kept = (weights, data)
+    return {"case_ids": evald.case_ids, "logits": predict_logits(model, kept[1])["logits"].tolist()}
 
 
 def _centralized(run: Path, base: FedConfig, data: dict[str, EncodedCases],

@@ -142,22 +142,12 @@ def _logits(model_dir: Path, evald: EncodedCases) -> dict[str, Any]:
 
 def _centralized(run: Path, base: FedConfig, data: dict[str, EncodedCases],
                  plan: dict[str, Any], head_only: bool = False) -> dict[str, Any]:
-    from federated import task
-    from workbench.models.model import save_model
-    from workbench.train.dp_subsets import freeze_for_dp
-    from workbench.train.trainer import TrainConfig, train_model
+    """A pooled variant (``workbench.bench.federated_central.train_pooled``, which a GPU machine runs too)."""
+    from workbench.bench.federated_central import train_pooled
 
-    model = task.build(base)
-    lr = base.lr
-    if head_only:  # the DP subset's ceiling without DP: the same head, pooled, plain
-        freeze_for_dp(model, base.dp_train)
-        lr = 1e-2
-    cfg = TrainConfig(epochs=plan["rounds"] * plan["local_epochs"], batch_size=plan["central_batch_size"], lr=lr,
-                      patience=0, seed=base.seed, progress=base.progress)
-    t0 = time.perf_counter()
-    result = train_model(model, data["train"], None, cfg, run / ".checkpoint")
-    save_model(model, run / "model")
-    return {"seconds": time.perf_counter() - t0, "train_samples_per_s": result.samples_per_s}
+    return train_pooled(base.init_model, data["train"], run, seed=base.seed,
+                        epochs=plan["rounds"] * plan["local_epochs"], batch_size=plan["central_batch_size"],
+                        lr=base.lr, head_only=head_only, dp_train=base.dp_train, progress=base.progress)
 
 
 def _federated(name: str, seed_dir: Path, fed: FedConfig) -> dict[str, Any]:

@@ -228,3 +228,26 @@ def test_the_class_weight_under_dp_is_the_public_priors() -> None:
     assert public_pos_weight(PrivacyConfig(class_prior=0.25), class_weights=False) == 1.0
     with pytest.raises(WorkbenchError, match="class prior"):
         public_pos_weight(PrivacyConfig(class_prior=1.0))
+
+
+def test_head_only_rounds_read_the_fixed_layers_once_until_they_change() -> None:
+    from workbench.train.private import fixed_fused, fused_of
+
+    torch.manual_seed(0)
+    config = tiny_config()
+    config.text.freeze = True
+    model = build_model(config)
+    data = random_cases(6)
+    first = fixed_fused(model, data)
+    torch.testing.assert_close(first, fused_of(model, data))
+    with torch.no_grad():
+        model.fusion.head.weight.add_(1.0)  # the head learns: the fused vectors stay
+    assert fixed_fused(model, data) is first
+    with torch.no_grad():  # FedAvg's rounding of a fixed layer: the same layer
+        next(model.fusion.parameters()).mul_(1 + 2e-7)
+    assert fixed_fused(model, data) is first
+    with torch.no_grad():  # another model below the head: read again
+        next(model.fusion.parameters()).add_(0.1)
+    again = fixed_fused(model, data)
+    assert again is not first and not torch.equal(again, first)
+    torch.testing.assert_close(again, fused_of(model, data))

@@ -311,7 +311,8 @@ def fixed_fused(model: NoduleRiskModel, data: EncodedCases) -> torch.Tensor:
             and torch.allclose(kept[1], below, rtol=FIXED_RTOL, atol=1e-8)):
         return kept[2]
     fused = fused_of(model, data)
-    _FUSED.clear()  # one node's cases at a time (the cases are held, so their id is not reused)
+    while len(_FUSED) >= 8:  # a simulation's worker serves several nodes in turn (the cases are held: no id reuse)
+        _FUSED.pop(next(iter(_FUSED)))
     _FUSED[id(data)] = (data, below, fused)
     return fused
 

@@ -441,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--prepare-only", action="store_true",
                    help="model bench: stop once the work folder is ready (cohorts, readers, encoded sets) and print "
                         "it; train it anywhere with python -m workbench.bench.model_seeds (bench/model_seeds_gpu.sh)")
-    b.add_argument("--limit", type=int, help="explain bench: evaluation cases explained per seed (default 120, quick 40; evenly spaced)")
+    b.add_argument("--limit", type=int, help="explain bench: evaluation cases explained per seed (default 80, quick 40; evenly spaced)")
     b.add_argument("--model", metavar="DIR", help="explain bench on a device: time this saved model")
     b.set_defaults(func=_cmd_bench)
 

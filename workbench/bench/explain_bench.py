@@ -157,7 +157,7 @@ def calibration_per_site(unc: Any, run: Path, pred: dict[str, np.ndarray], test:
     return result, assessments
 
 
-EXPLAIN_CASES = 120  # evaluation cases explained per seed on the full preset (evenly spaced; --limit)
+EXPLAIN_CASES = 80  # evaluation cases explained per seed on the full preset (evenly spaced; --limit)
 SEEDS = 5  # training seeds of a full run (issue 16: at least 5 for bench explain)
 QUICK_SEEDS = 2
 

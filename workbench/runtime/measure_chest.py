@@ -94,8 +94,9 @@ def chest_geometry(hu: np.ndarray, origin: tuple[float, float, float], spacing: 
     half_w = float(np.median(0.5 * (x_hi - x_lo) + 0.5 * sx)) if has.any() else 0.0
     half_d = float(np.median(0.5 * (y_hi - y_lo) + 0.5 * sy)) if has.any() else 0.0
 
-    # lungs: air-like voxels inside the body, away from the midline (trachea)
-    lung = (hu < config.lung_hu) & body
+    # lungs: air-like voxels inside the body (less its partial-volume rim), away from the midline (trachea)
+    inner = ndi.binary_erosion(body, structure=np.ones((1, 3, 3), bool), iterations=2)
+    lung = (hu < config.lung_hu) & inner
     lateral = np.abs(xs - x_mid) > config.midline_mm  # (x,)
     counts = (lung & lateral[None, None, :]).sum(axis=(1, 2))
     slices = np.flatnonzero(counts >= config.min_lung_pixels)

@@ -18,6 +18,7 @@ leaves the previous ledger intact, never a half-written one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -159,9 +160,25 @@ class PrivacyLedger:
                    max_noise: float = 50.0) -> float:
         """The smallest noise multiplier that keeps this run within ``run_target`` and the node within its
         budget, if the run's ``rounds_left`` rounds (this one included) all use it: found by bisection on Opacus
-        RDP, then raised until dp-accounting's RDP and PLD accountants agree it fits too."""
+        RDP, then raised until dp-accounting's RDP and PLD accountants agree it fits too.
+
+        The answer is a deterministic function of public numbers (the history's noise multipliers, rates and
+        steps, the budget, delta and this request), and the PLD checks take seconds, so it is remembered by those
+        numbers (``_plan_memo``): a node asks the same question every round of every run with the same history,
+        and the nodes of a simulation share one machine. No record and no count value enters the key."""
         if rounds_left < 1:
             raise ValueError("rounds_left must be at least 1")
+        key = json.dumps([self.releases(), self.releases(run_id), self.budget_epsilon, self.delta, run_target,
+                          rounds_left, sample_rate, steps, max_noise, list(ORDERS)])
+        known = _plan_memo(key)
+        if known is not None:
+            return known
+        sigma = self._plan_noise(run_id, run_target, rounds_left, sample_rate, steps, max_noise)
+        _plan_memo(key, sigma)
+        return sigma
+
+    def _plan_noise(self, run_id: str, run_target: float, rounds_left: int, sample_rate: float, steps: int,
+                    max_noise: float) -> float:
 
         def future(sigma: float) -> list[tuple[float, float, int]]:
             return [(sigma, sample_rate, steps)] * rounds_left
@@ -233,6 +250,38 @@ def _read(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise WorkbenchError(f"{path}: privacy ledger unreadable ({e}); refusing to train without it") from e
+
+
+_PLANS: dict[str, float] = {}
+
+
+def _plan_memo(key: str, sigma: float | None = None) -> float | None:
+    """Remembered noise plans, in memory and in ``$WORKBENCH_CACHE/noise_plans/`` (one small JSON per question,
+    written atomically): with ``sigma``, store it; without, the stored answer or None."""
+    from workbench.atomic import atomic_write
+    from workbench.data.cache import default_cache_dir
+
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    path = Path(default_cache_dir()).parent / "noise_plans" / f"{digest}.json"
+    if sigma is not None:
+        _PLANS[key] = sigma
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(path) as tmp:
+                Path(tmp).write_text(json.dumps({"key": key, "noise_multiplier": sigma}), encoding="utf-8")
+        except OSError:  # a read-only cache only costs the next node the computation
+            pass
+        return sigma
+    if key in _PLANS:
+        return _PLANS[key]
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if d.get("key") != key:  # a digest collision or a foreign file: compute
+        return None
+    _PLANS[key] = float(d["noise_multiplier"])
+    return _PLANS[key]
 
 
 def _now() -> str:

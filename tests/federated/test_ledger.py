@@ -120,3 +120,25 @@ def test_node_ledger_command_prints_three_accountants_and_flags_seeded_runs(tmp_
     assert main(["node", "ledger", str(node)]) == 0
     assert "not private: seeded randomness" in capsys.readouterr().out
     assert main(["node", "ledger", str(tmp_path / "nowhere")]) == 2  # a clear error, exit 2
+
+
+def test_a_noise_plan_is_remembered_by_its_public_numbers(tmp_path, monkeypatch) -> None:
+    """The same history and request give the same plan from memory or disk; another history computes its own."""
+    import federated.ledger as L
+
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(L, "_PLANS", {})
+    a = PrivacyLedger.open(tmp_path / "a.json", "site_a", 1.0, 1e-5)
+    b = PrivacyLedger.open(tmp_path / "b.json", "site_b", 1.0, 1e-5)
+    first = a.plan_noise("run", 1.0, 3, 0.5, 8)
+
+    def no_more(*args, **kwargs):
+        raise AssertionError("computed again")
+
+    monkeypatch.setattr(L.PrivacyLedger, "_plan_noise", no_more)
+    L._PLANS.clear()  # a new node process: the disk answers
+    assert b.plan_noise("run", 1.0, 3, 0.5, 8) == first
+    assert list((tmp_path / "cache" / "noise_plans").glob("*.json"))
+    b.record("run", 1, first, 0.5, 8, 1.0)
+    with pytest.raises(AssertionError, match="computed again"):  # another history: its own question
+        b.plan_noise("run", 1.0, 2, 0.5, 8)

@@ -9,8 +9,9 @@ sqrt(R*T) Gaussian vectors of norm about sigma*C*sqrt(d) over the d trained weig
 does not depend on C and is an upper bound: real gradients agree far less than all the way, so below a few the
 weights the node sends are mostly its noise. ``SNR_FLOOR`` sits between two measured anchors, not a calibration: the
 full preset at epsilon 1 (about 280 train cases a site, 10 rounds, sigma 36.2: snr 8.6) reached AUROC 0.836 against
-FedAvg's 0.875 (bench/results/federated.json, which predates the protocol: one seed on the training cohort's test
-split; an anchor then, not evidence); the small demo cohort at epsilon 3 (about 23 a site, 5 rounds, sigma 9.6: snr
+FedAvg's 0.875 (bench/results/federated_before_issue16.json: one seed on the training cohort's test split; an anchor
+then, not evidence; under the protocol, bench/results/federated.json: 0.798 against 0.842 on the evaluation
+cohort, 3 seeds); the small demo cohort at epsilon 3 (about 23 a site, 5 rounds, sigma 9.6: snr
 1.9) ended below chance in three fresh clones (issue 16).
 
 Everything here is public or stays where it is computed: the warning is for the operator who holds the data (the

@@ -119,19 +119,22 @@ def table_for(result: dict[str, Any]) -> str:
     return model_table([result])
 
 
+def render(results: list[dict[str, Any]]) -> str:
+    """The table for these JSONs: the federation's, per-site calibration (one explain JSON) or the model's."""
+    if all("dp_curve" in r for r in results):
+        return federated_table(results)
+    if len(results) == 1:
+        return table_for(results[0])
+    return model_table(results)
+
+
 def main(argv: list[str] | None = None) -> int:
     paths = [Path(p) for p in (sys.argv[1:] if argv is None else argv)]
     if not paths:
         print("usage: python -m workbench.bench.tables bench/results/model.json [model_shifted.json ...]",
               file=sys.stderr)
         return 2
-    results = [json.loads(p.read_text()) for p in paths]
-    if all("dp_curve" in r for r in results):
-        print(federated_table(results))
-    elif len(results) == 1:
-        print(table_for(results[0]))
-    else:
-        print(model_table(results))
+    print(render([json.loads(p.read_text()) for p in paths]))
     return 0
 
 

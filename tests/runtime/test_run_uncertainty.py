@@ -3,6 +3,8 @@ coverage per class, the refer flag, out-of-distribution detection, and a round t
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -88,3 +90,15 @@ def test_a_calib_split_without_malignant_cases_puts_malignant_in_every_set_and_s
     d.logits["calib"], d.fused["calib"] = d.logits["calib"][:0], d.fused["calib"][:0]
     with pytest.raises(WorkbenchError, match="no calib case"):
         fit_uncertainty({"a": d}, Calibration())
+
+
+def test_a_site_with_a_few_dozen_val_cases_uses_the_pooled_fit_but_its_own_without_one() -> None:
+    """Where a pooled calibration exists, a site needs ``min_val_own`` val cases to replace it (chosen on val:
+    bench/results/calibration_sweep_val.jsonl); in a DP run (nothing pooled) ``min_val`` against the prior."""
+    rng = np.random.default_rng(3)
+    data = {s: _site(rng, {"train": 0, "val": 46, "calib": 70}) for s in ("a", "b")}
+    cfg = UncertaintyConfig(min_val_per_class=5, min_val_own=150, min_val_own_per_class=30)
+    pooled, _ = fit_uncertainty(data, Calibration(), cfg)
+    assert {u.sources["calibration"] for u in pooled.sites.values()} == {"pooled"}
+    alone, _ = fit_uncertainty(data, Calibration(), replace(cfg, pool=False))
+    assert {u.sources["calibration"] for u in alone.sites.values()} == {"site"}

@@ -1,11 +1,15 @@
-"""``workbench bench explain``: are the explanations right, and is the uncertainty honest? On ``test``.
+"""``workbench bench explain``: are the explanations right, and is the uncertainty honest? On the evaluation cohort.
 
-The model explained is the federated benchmark's FedAvg model (the product's model; trained once per plan and
-cached, ``bench federated`` shares it). Its RUN is copied into this benchmark's work folder and given its
-per-site uncertainty there (``calibrate_run``: Platt on each site's val, Mondrian conformal and Venn-Abers on
-each site's calib, FAISS indexes and OOD thresholds from each site's train cases).
+The models explained are the federated benchmark's FedAvg models, one per training seed (the product's model;
+trained once per plan and seed and cached, ``bench federated`` shares seeds 0-2), scored on every case of the fresh
+evaluation cohort (``--eval-seed``) for calibration, coverage and refer rate, and explained on ``--limit`` of its
+cases, evenly spaced (``explained_rows``); figures are means over seeds with 95% intervals
+(``workbench.bench.explain_seeds``). Each RUN is copied into this benchmark's work folder and given its
+per-site uncertainty there (``calibrate_run``: Platt on the pooled val unless a site has 150 val cases of its own,
+Mondrian conformal and Venn-Abers on each site's calib where it has 30 of a class, FAISS indexes and OOD
+thresholds from each site's train cases).
 
-Per test case (kept line by line in ``cases.jsonl``: a killed run resumes where it stopped):
+Per explained case (kept line by line in ``cases.jsonl``: a killed run resumes where it stopped):
 - the full explanation (CT Integrated Gradients, 32 steps + note Layer IG, 32 steps + gate and attention
   rollout), timed: ``explain_ms_cpu`` is the median over cases that have both modalities;
 - malignant cases with CT: the share of the top 1% |IG| voxels inside the truth's nodule dilated by 5 mm, for
@@ -16,7 +20,7 @@ Per test case (kept line by line in ``cases.jsonl``: a killed run resumes where 
   smoking, prior cancer, prior CT; the generator's ``note_facts``) outrank the median of the other words;
 - the first few malignant CT cases also get Captum Occlusion (blocks of 4 voxels, 5 mm, set to air), compared with IG
   by rank correlation over the same blocks (``occlusion_spearman``), outside the timed budget.
-Coverage: each site's test cases through that site's conformal sets, per true class, against the exact 95%
+Coverage: each site's evaluation cases through that site's conformal sets, per true class, against the exact 95%
 binomial interval around the target for that n.
 Calibration per site (``workbench.bench.site_calibration``): ECE of the risk a report states, per site, beside the
 ECE of the truth's own risk on the same cases (the floor for that many cases), and per-site reliability diagrams

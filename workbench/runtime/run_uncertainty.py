@@ -3,7 +3,8 @@ similar-case indexes, fitted once (``workbench calibrate RUN TARGET``) and kept 
 
 Per site, from that site's own cases only:
 - ``calibration``: Platt scaling (temperature and bias) on the site's ``val`` split when it has at least
-  ``min_val`` cases with ``min_val_per_class`` of each class, else the RUN's pooled calibration;
+  ``min_val_own`` cases with ``min_val_own_per_class`` of each class, else the RUN's pooled calibration (a site's
+  own fit on a few dozen cases was worse calibrated than the pooled one: ``workbench.bench.calibration_sweep``);
 - ``conformal``: Mondrian split-conformal thresholds at 1 - alpha, per class: from the site's ``calib`` split when
   the site has ``min_per_class`` calib cases of that class, else from every site's calib cases of that class
   (pooled: the rarer malignant class usually is, at a hospital's scale);
@@ -55,8 +56,13 @@ class UncertaintyConfig:
     # calib cases of a class a site needs for its own threshold of that class, else the pooled one: with n cases
     # the set over-covers by up to 1/(n + 1), and for n < 1/alpha the threshold is the class's worst calib case
     min_per_class: int = 30
-    min_val: int = 30  # val cases a site needs for its own Platt scaling ...
-    min_val_per_class: int = 8  # ... with at least this many of each class
+    min_val: int = 30  # val cases a site needs for its own Platt scaling when nothing is pooled (a DP run) ...
+    min_val_per_class: int = 8  # ... with at least this many of each class (else the public prior alone)
+    # where a pooled calibration exists, a site's own Platt replaces it only from this many val cases (of each
+    # class): chosen on val by workbench.bench.calibration_sweep (bench/results/calibration_sweep_val.jsonl: from
+    # 30 cases the worst site's error against the true risk was 0.077, from 150 (pooled at the full preset) 0.050)
+    min_val_own: int = 150
+    min_val_own_per_class: int = 30
     ood_k: int = 10  # the k of the k-th nearest training case
     ood_quantile: float = 0.99  # calib cases farther than this quantile are out of distribution
     pool: bool = True  # pooled fallbacks across sites; False in DP runs: each site's own records only
@@ -228,7 +234,8 @@ def fit_uncertainty(data: dict[str, SiteData], pooled_calibration: Calibration,
     cal = {}
     for site, d in data.items():
         yv = d.labels["val"]
-        cal[site] = fit_calibration(d.logits["val"], yv, pos_weight) if _enough_val(yv, config) else pooled_calibration
+        cal[site] = (fit_calibration(d.logits["val"], yv, pos_weight) if _enough_val(yv, config, pooled=True)
+                     else pooled_calibration)
     p_calib = {s: cal[s].apply(d.logits["calib"]) for s, d in data.items()}
     all_p = np.concatenate([p_calib[s] for s in data] or [np.zeros(0)])
     all_y = np.concatenate([data[s].labels["calib"] for s in data] or [np.zeros(0)])
@@ -252,8 +259,12 @@ def fit_uncertainty(data: dict[str, SiteData], pooled_calibration: Calibration,
     return RunUncertainty(config, pooled, sites, warnings), indexes
 
 
-def _enough_val(yv: np.ndarray, config: UncertaintyConfig) -> bool:
-    return len(yv) >= config.min_val and min((yv == 1).sum(), (yv == 0).sum()) >= config.min_val_per_class
+def _enough_val(yv: np.ndarray, config: UncertaintyConfig, pooled: bool = False) -> bool:
+    """Whether a site's val cases support its own Platt scaling: against the public prior alone (``pooled``
+    False, a DP run) a few dozen do; against a pooled fit of every site's val cases it takes more."""
+    n, per_class = (config.min_val_own, config.min_val_own_per_class) if pooled else (config.min_val,
+                                                                                      config.min_val_per_class)
+    return len(yv) >= n and min((yv == 1).sum(), (yv == 0).sum()) >= per_class
 
 
 def fit_site_uncertainty(site: str, d: SiteData, pos_weight: float, config: UncertaintyConfig,
@@ -265,7 +276,7 @@ def fit_site_uncertainty(site: str, d: SiteData, pos_weight: float, config: Unce
     warnings: list[str] = []
     yv = d.labels["val"]
     src: dict[str, str] = {}
-    if _enough_val(yv, config):
+    if _enough_val(yv, config, pooled=pooled is not None):
         cal, src["calibration"] = fit_calibration(d.logits["val"], yv, pos_weight), "site"
     elif pooled is not None:
         cal, src["calibration"] = pooled.calibration, "pooled"

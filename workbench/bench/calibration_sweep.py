@@ -1,0 +1,169 @@
+"""Who calibrates a site's stated risk: its own val/calib cases, or every site's? Chosen on the training cohort's
+val and calib splits, never on the evaluation cohort.
+
+Why: the stated risk (``Assessment.probability``, the Venn-Abers point estimate over Platt-calibrated scores) was
+fitted per site whenever a site had 30 val cases with 8 of each class. On the full preset a site has about 46 val
+cases, so its own Platt scaling rests on about a dozen malignant cases: the fitted temperatures ranged 0.74-1.30
+across the four sites of one model, and the stated risk of the evaluation cohort's hospital_c was off by more than
+the label noise explains. Where the truth is the same function at every site, a pooled fit has the same target
+and four times the cases; where sites truly differ, a site's own fit pays once it has enough cases. This sweep
+measures the trade-off with the production code (``fit_uncertainty`` and ``RunUncertainty.assess``) under
+different ``UncertaintyConfig`` thresholds.
+
+How: for each training seed's FedAvg model (the runs ``bench explain`` calibrates), the val and calib cases of
+every site are cross-fitted: 5 folds, the other 4 split at random into a val part (40%) and a calib part (60%),
+the calibrators fitted on those, the fold's cases assessed; repeated over ``partitions`` random partitions. Each
+case then has one out-of-fold stated risk per design. The figure is the calibration error **against the true
+risk** (``truth.jsonl`` ``risk``, known for a synthetic cohort): ECE with the true risk in place of the labels,
+which measures miscalibration without the label noise that dominates a label ECE on about 116 cases per site.
+
+    python -m workbench.bench.calibration_sweep [--seeds 5] [--partitions 4] [--out bench/results]
+
+writes ``calibration_sweep_val.jsonl`` (one record per design, ``"split": "val"``) and prints the choice: the
+design whose worst site is best calibrated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workbench.metrics import ece
+from workbench.runtime.calibration import fit_calibration
+from workbench.runtime.run_uncertainty import SiteData, UncertaintyConfig, fit_uncertainty
+
+# designs as the production thresholds that select them
+DESIGNS: dict[str, dict[str, int]] = {
+    "site Platt from 30 val cases (the earlier default)": {"min_val_own": 30, "min_val_own_per_class": 8},
+    "site Platt from 150 val cases, 30 of each class": {"min_val_own": 150, "min_val_own_per_class": 30},
+    "site Platt from 30 val cases, site Venn-Abers from 5 of each class": {"min_val_own": 30,
+                                                                          "min_val_own_per_class": 8,
+                                                                          "min_per_class": 5},
+}
+FOLDS = 5
+VAL_SHARE = 0.4
+
+
+@dataclass
+class Cases:
+    """The val and calib cases of every site, pooled: site, label, true risk and, per training seed, the logit."""
+
+    sites: np.ndarray
+    labels: np.ndarray
+    risk: np.ndarray
+    logits: dict[int, np.ndarray]
+
+
+def ece_vs_risk(risk: np.ndarray, p: np.ndarray) -> float:
+    """ECE with the true risk in place of the labels: sum over probability bins of |mean stated - mean true risk|
+    weighted by the bin's share of cases (0 for a perfectly calibrated estimate, whatever the label noise)."""
+    return ece(np.asarray(risk, dtype=float), np.asarray(p, dtype=float))
+
+
+def out_of_fold_risk(cases: Cases, seed: int, config: UncertaintyConfig, rng: np.random.Generator) -> np.ndarray:
+    """Every case's stated risk from calibrators fitted without it (module docstring), as ``assess`` states it."""
+    z, y, sites = cases.logits[seed], cases.labels, cases.sites
+    fold = rng.integers(0, FOLDS, len(z))
+    is_val = rng.random(len(z)) < VAL_SHARE
+    out = np.full(len(z), np.nan)
+    for k in range(FOLDS):
+        fit = fold != k
+        data = {}
+        for s in sorted(set(sites.tolist())):
+            m = sites == s
+            v, c = fit & m & is_val, fit & m & ~is_val
+            data[s] = SiteData(logits={"val": z[v], "calib": z[c]}, fused={},
+                               labels={"val": y[v], "calib": y[c], "train": np.zeros(0)},
+                               case_ids={"train": [], "val": [], "calib": []})
+        pooled = fit_calibration(z[fit & is_val], y[fit & is_val])
+        unc, _ = fit_uncertainty(data, pooled, config)
+        for s in data:
+            rows = np.flatnonzero((fold == k) & (sites == s))
+            if len(rows):
+                out[rows] = [a.probability for a in unc.assess(s, z[rows])]
+    return out
+
+
+def sweep(cases: Cases, partitions: int = 4, designs: dict[str, dict[str, int]] | None = None) -> list[dict[str, Any]]:
+    """One record per design: per site the mean (over seeds x partitions) ECE against the true risk, its spread,
+    the worst site, and what the design's thresholds chose per site in the last fit."""
+    designs = designs or DESIGNS
+    names = sorted(set(cases.sites.tolist()))
+    records = []
+    for design, thresholds in designs.items():
+        config = replace(UncertaintyConfig(), **thresholds)
+        per_site: dict[str, list[float]] = {s: [] for s in names}
+        for seed in sorted(cases.logits):
+            for part in range(partitions):
+                p = out_of_fold_risk(cases, seed, config, np.random.default_rng([seed, part]))
+                for s in names:
+                    m = cases.sites == s
+                    per_site[s].append(ece_vs_risk(cases.risk[m], p[m]))
+        means = {s: float(np.mean(v)) for s, v in per_site.items()}
+        records.append({"design": design, "thresholds": thresholds, "split": "val",
+                        "cases": "the training cohort's val and calib cases, cross-fitted",
+                        "seeds": sorted(cases.logits), "partitions": partitions,
+                        "cases_per_site": {s: int((cases.sites == s).sum()) for s in names},
+                        "ece_vs_true_risk_per_site": means,
+                        "ece_vs_true_risk_per_site_sd": {s: float(np.std(v)) for s, v in per_site.items()},
+                        "worst_site_ece_vs_true_risk": max(means.values())})
+    return records
+
+
+def choice(records: list[dict[str, Any]]) -> dict[str, Any]:
+    return min(records, key=lambda r: r["worst_site_ece_vs_true_risk"])
+
+
+def training_cases(seeds: int, progress: bool = True) -> Cases:
+    """The full preset's val and calib cases with each seed's FedAvg logits (``bench explain``'s models; trained
+    here with Flower if missing)."""
+    from workbench.bench.explain_bench import _truths
+    from workbench.bench.federated_bench import fedavg_run, federated_setup
+    from workbench.bench.model_bench import _encoded
+    from workbench.models.model import load_model
+    from workbench.runtime.encode import with_ct_states, with_note_states
+    from workbench.runtime.inference import predict_logits
+    from workbench.runtime.run import load_run
+
+    setup = federated_setup(quick=False, progress=progress)
+    init = load_model(setup.init)
+    splits = {"val": setup.data["val"],
+              "calib": _encoded(setup.model_work, setup.cohort_dir, "calib", init.tokenizer, progress)}
+    states = {k: with_ct_states(init, with_note_states(init, v)) for k, v in splits.items()}
+    truth = _truths(setup.cohort_dir)
+    ids = [c for d in states.values() for c in d.case_ids]
+    logits = {}
+    for s in range(seeds):
+        model, _ = load_run(fedavg_run(setup, s))
+        logits[s] = np.concatenate([predict_logits(model, d)["logits"] for d in states.values()])
+    return Cases(np.array([s for d in states.values() for s in d.sites]),
+                 np.concatenate([np.asarray(d.labels, dtype=float) for d in states.values()]),
+                 np.array([float(truth[c]["risk"]) for c in ids]), logits)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from workbench.atomic import write_text
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--out", type=Path, default=None)
+    a = ap.parse_args(argv)
+    records = sweep(training_cases(a.seeds), a.partitions)
+    for r in records:
+        print(f"{r['design']:70s} worst site {r['worst_site_ece_vs_true_risk']:.3f}  "
+              + " ".join(f"{s}={v:.3f}" for s, v in r["ece_vs_true_risk_per_site"].items()))
+    print("chosen:", choice(records)["design"])
+    if a.out:
+        write_text(a.out / "calibration_sweep_val.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+
+
+__all__ = ["DESIGNS", "Cases", "choice", "ece_vs_risk", "out_of_fold_risk", "sweep", "training_cases"]
+
+if __name__ == "__main__":
+    main()

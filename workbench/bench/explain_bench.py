@@ -367,7 +367,7 @@ def _figure(recs: list[dict[str, Any]], result: dict[str, Any], path: Path) -> P
                 hi.append(v["interval95"][1])
     x = np.arange(len(labels))
     ax.bar(x, np.asarray(hi) - np.asarray(lo), bottom=lo, color="tab:blue", alpha=0.2, label="95% binomial band")
-    ax.scatter(x, rates, color="tab:blue", zorder=3, label="test coverage")
+    ax.scatter(x, rates, color="tab:blue", zorder=3, label="coverage (evaluation cases, mean over seeds)")
     ax.axhline(result["coverage_target"], color="k", lw=0.8, ls="--")
     ax.set_xticks(x, labels, fontsize=7)
     ax.set_ylim(0.5, 1.02)

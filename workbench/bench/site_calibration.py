@@ -77,8 +77,9 @@ def reliability_figure(result: dict[str, Any], path: Path) -> Path:
             xs = [m for m, n in zip(r["mean_p"], r["n"], strict=True) if n]
             ys = [o for o, n in zip(r["observed"], r["n"], strict=True) if n]
             ns = [n for n in r["n"] if n]
+            total = max(sum(ns), 1)  # marker area by the bin's share of cases: seeds pooled or not, the same scale
             ax.plot(xs, ys, color=colour, lw=1.2, alpha=0.9 if key == "stated" else 0.7)
-            ax.scatter(xs, ys, s=[8 + 3 * n for n in ns], color=colour, alpha=0.6, zorder=3, label=label)
+            ax.scatter(xs, ys, s=[8 + 600 * n / total for n in ns], color=colour, alpha=0.6, zorder=3, label=label)
             if key == "stated":
                 for x, yv, n in zip(xs, ys, ns, strict=True):
                     ax.annotate(str(n), (x, yv), textcoords="offset points", xytext=(4, -9), fontsize=6, color=colour)
@@ -90,9 +91,11 @@ def reliability_figure(result: dict[str, Any], path: Path) -> Path:
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("mean risk in bin")
         ax.set_ylabel("observed malignant share")
-        ax.legend(fontsize=6, loc="upper left")
-    fig.suptitle("test cases per site: the risk a report states vs what happened (bins of 0.1; numbers: cases)",
-                 fontsize=9)
+        ax.legend(fontsize=6, loc="upper left", markerscale=0.3)
+    n_seeds = int(result.get("n_seeds", 1))
+    pooled = f"; {n_seeds} seeds' risks pooled, so a bin counts each case once per seed" if n_seeds > 1 else ""
+    fig.suptitle(f"evaluation cases per site: the risk a report states vs what happened (bins of 0.1; numbers: "
+                 f"cases{pooled})", fontsize=9)
     fig.tight_layout()
     with atomic_write(path) as tmp:
         fig.savefig(tmp)

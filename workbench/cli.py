@@ -13,7 +13,7 @@ from pathlib import Path
 
 from workbench.errors import WorkbenchError
 
-BENCHES = ("cohort", "deid", "ingest", "model", "federated", "explain", "shipped")
+BENCHES = ("cohort", "deid", "ingest", "model", "federated", "explain", "shipped", "measure")
 SEEDED_BENCHES = ("model", "federated")  # figures over training seeds, scored on an evaluation cohort
 
 
@@ -76,6 +76,10 @@ def _cmd_bench(a: argparse.Namespace) -> int:
 
         result = run_explain_bench(quick=a.quick, cohort=a.cohort, seed=a.seed, limit=a.limit, out_dir=a.out,
                                    seeds=a.seeds, eval_seed=a.eval_seed, eval_cohort=a.eval_cohort)
+    elif a.name == "measure":
+        from workbench.bench.measure_bench import run_measure_bench
+
+        result = run_measure_bench(quick=a.quick, cohort=a.cohort, seed=a.seed, limit=a.limit, split=a.split)
     elif a.name == "federated":
         from workbench.bench.federated_bench import run_federated_bench
 
@@ -441,7 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--prepare-only", action="store_true",
                    help="model bench: stop once the work folder is ready (cohorts, readers, encoded sets) and print "
                         "it; train it anywhere with python -m workbench.bench.model_seeds (bench/model_seeds_gpu.sh)")
-    b.add_argument("--limit", type=int, help="explain bench: evaluation cases explained per seed (default 80, quick 40; evenly spaced)")
+    b.add_argument("--limit", type=int, help="explain bench: evaluation cases explained per seed (default 80, quick 40; evenly "
+                   "spaced); measure bench: cases measured (default all of the split; evenly spaced)")
+    b.add_argument("--split", default="test", choices=("train", "val", "calib", "test"),
+                   help="measure bench: the split whose CT cases are measured (default test)")
     b.add_argument("--model", metavar="DIR", help="explain bench on a device: time this saved model")
     b.set_defaults(func=_cmd_bench)
 

@@ -56,19 +56,14 @@ def build_content(run: str | Path, case_id: str, site_dir: str | Path, *, clinic
 def report_content(ce: CaseExplanation, site_dir: str | Path, *, clinical: bool = False) -> ReportContent:
     """The report's content from a case explained in memory; ``site_dir`` holds the node's UID secret."""
     from workbench.explain.figures import case_figures
-    from workbench.report.measure import volume_equivalent_diameter
     from workbench.report.source import node_secret, read_source
 
     case, exp, a = ce.case, ce.explanation, ce.assessment
-    patch = ce.ct_patch
-    diameter = volume_equivalent_diameter(patch) if patch is not None else None
     mode = "clinical" if clinical else "export"
     source, patient = (read_source(case.series_dir, case.case_id, mode, None if clinical else node_secret(site_dir))
                        if case.series_dir is not None else (None, Patient()))
     notes = list(exp.notes)
-    if diameter is not None:
-        notes.append("diameter: volume-equivalent sphere of the central component above -650 HU in the model's "
-                     "1.25 mm patch (a measurement, not a learned estimate)")
+    measured = measured_nodule(case, notes)
     x = case.nodule_lps_mm[0] if case.nodule_lps_mm else 0.0
     figures = case_figures(ce)
     images = [KeyImage(t, png) for t, png in (
@@ -83,11 +78,46 @@ def report_content(ce: CaseExplanation, site_dir: str | Path, *, clinical: bool 
                          if a is not None and a.interval_method else None),
         prediction_set=list(a.prediction_set) if a is not None else [],
         coverage_target=a.coverage_target if a is not None else None, refer=a.refer if a is not None else False,
-        refer_reasons=list(a.reasons) if a is not None else [], diameter_mm=diameter,
-        finding_site="left lung" if x > 0 else "right lung",  # LPS: +x is the patient's left
+        refer_reasons=list(a.reasons) if a is not None else [], diameter_mm=measured.get("mean_diameter_mm"),
+        finding_site=(("left lung" if measured["lobe"].startswith("L") else "right lung") if measured.get("lobe")
+                      else "left lung" if x > 0 else "right lung"),  # LPS: +x is the patient's left
         nodule_center_lps_mm=case.nodule_lps_mm, modality_contributions=dict(exp.gate),
         attention_rollout=dict(exp.rollout), top_phrases=exp.top_words(),
-        key_images=images, model=_provenance(Path(ce.run)), patient=patient, source=source, notes=notes)
+        key_images=images, model=_provenance(Path(ce.run)), patient=patient, source=source, notes=notes, **measured)
+
+
+def measured_nodule(case: Any, notes: list[str]) -> dict[str, Any]:
+    """The nodule measured from the CT at its marked centre (``workbench.runtime.measure``) and its Lung-RADS v2022
+    baseline category, as ``ReportContent`` fields; ``{}`` with a note saying why when it cannot be measured (no
+    CT, no mark, nothing at the mark), so the report states no size rather than a wrong one."""
+    from workbench.runtime.guidelines import PART_SOLID, lung_rads
+    from workbench.runtime.measure import measure_case
+
+    if case.series_dir is None or case.nodule_lps_mm is None:
+        notes.append("size: not measured (no CT series or no nodule mark)")
+        return {}
+    try:
+        m = measure_case(case)
+    except WorkbenchError as exc:
+        notes.append(f"size: not measured ({exc})")
+        return {}
+    solid = m.solid_component_mm if m.nodule_type == PART_SOLID else None
+    out: dict[str, Any] = {"long_axis_mm": m.long_axis_mm, "short_axis_mm": m.short_axis_mm,
+                           "mean_diameter_mm": m.mean_diameter_mm, "volume_mm3": m.volume_mm3,
+                           "solid_component_mm": solid, "nodule_type": m.nodule_type, "lobe": m.lobe,
+                           "measurement_caveats": list(m.caveats)}
+    notes.append("size: measured from the CT at the marked centre (a partial-volume model fitted to the image: long "
+                 "and short axis on the axial slice of greatest extent, mean diameter as Lung-RADS v2022 defines it, "
+                 "volume of the fitted ellipsoid); type and lobe from the same fit; not a learned estimate")
+    try:
+        lr = lung_rads(m.long_axis_mm, m.short_axis_mm, nodule_type=m.nodule_type,
+                       solid_long_axis_mm=solid if m.nodule_type == PART_SOLID else None)
+        out.update(lung_rads=lr.category, lung_rads_management=lr.management,
+                   lung_rads_reason=f"{lr.reason} ({lr.citation}; baseline screen assumed, suspicious features "
+                                    "such as spiculation not assessed)")
+    except WorkbenchError as exc:
+        notes.append(f"Lung-RADS: not assigned ({exc})")
+    return out
 
 
 def write_report(run: str | Path, case_id: str, site_dir: str | Path, out_dir: str | Path, *,
@@ -130,4 +160,4 @@ def write_report(run: str | Path, case_id: str, site_dir: str | Path, out_dir: s
             "notes": content.notes}
 
 
-__all__ = ["FORMATS", "build_content", "report_content", "write_report"]
+__all__ = ["FORMATS", "build_content", "measured_nodule", "report_content", "write_report"]

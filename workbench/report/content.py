@@ -62,6 +62,11 @@ class ModelProvenance:
     dp_secure: bool = True
 
 
+NODULE_TYPE_WORDS = {"solid": "solid", "part_solid": "part-solid", "non_solid": "ground-glass"}
+LOBE_WORDS = {"RUL": "right upper lobe", "RML": "right middle lobe", "RLL": "right lower lobe",
+              "LUL": "left upper lobe", "LLL": "left lower lobe"}
+
+
 @dataclass
 class ReportContent:
     case_id: str
@@ -74,7 +79,7 @@ class ReportContent:
     coverage_target: float | None
     refer: bool
     refer_reasons: list[str]
-    diameter_mm: float | None  # the model's estimate (None when the model has no diameter read-out)
+    diameter_mm: float | None  # the measured mean diameter (Lung-RADS: mean of long and short axis); None: not measured
     finding_site: str  # "right lung" / "left lung" (from the nodule's position)
     nodule_center_lps_mm: tuple[float, float, float] | None
     modality_contributions: dict[str, float]  # gate weight per modality (0 = absent)
@@ -86,12 +91,26 @@ class ReportContent:
     source: SourceSeries | None  # None when the case has no CT
     notes: list[str] = field(default_factory=list)  # what was not used or not explained, and why
     disclaimer: str = DISCLAIMER
+    # measured from the CT at the marked centre (workbench.runtime.measure); None where not measured
+    long_axis_mm: float | None = None
+    short_axis_mm: float | None = None
+    mean_diameter_mm: float | None = None
+    volume_mm3: float | None = None
+    solid_component_mm: float | None = None  # part-solid nodules only
+    nodule_type: str | None = None  # solid, part_solid, non_solid (ground-glass)
+    lobe: str | None = None  # RUL, RML, RLL, LUL, LLL
+    measurement_caveats: list[str] = field(default_factory=list)  # why a reader should check the size by eye
+    lung_rads: str | None = None  # Lung-RADS v2022 category at baseline, from the measurement
+    lung_rads_management: str | None = None
+    lung_rads_reason: str | None = None
 
     @property
     def finding(self) -> str:
         """One line a reader can quote."""
         d = f"{self.diameter_mm:.1f} mm " if self.diameter_mm is not None else ""
-        return f"Pulmonary nodule, {d}{self.finding_site}: estimated malignancy risk {self.probability:.0%}"
+        kind = f"{NODULE_TYPE_WORDS.get(self.nodule_type, self.nodule_type)} " if self.nodule_type else ""
+        site = LOBE_WORDS.get(self.lobe, self.finding_site) if self.lobe else self.finding_site
+        return f"Pulmonary nodule, {d}{kind}{site}: estimated malignancy risk {self.probability:.0%}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able (images as their titles and sizes)."""
@@ -100,4 +119,5 @@ class ReportContent:
         return d
 
 
-__all__ = ["DISCLAIMER", "KeyImage", "ModelProvenance", "Patient", "ReportContent", "SourceSeries"]
+__all__ = ["DISCLAIMER", "LOBE_WORDS", "NODULE_TYPE_WORDS", "KeyImage", "ModelProvenance", "Patient", "ReportContent",
+           "SourceSeries"]

@@ -209,7 +209,7 @@ def _observations(content: ReportContent, common: dict[str, Any]) -> list[tuple[
         body = _cc(SNOMED, *site, text) if site else CodeableConcept(text=text)
         oid = _uuid(content, "observation/diameter")
         mm = Quantity(value=_decimal(content.diameter_mm, 1), unit="mm", system=UCUM, code="mm")
-        code = _cc(SNOMED, "81827009", "Diameter", "Nodule diameter (model estimate)")
+        code = _cc(SNOMED, "81827009", "Diameter", "Nodule mean diameter (measured from the CT)")
         out.append((oid, Observation(id=oid, code=code, bodySite=body, valueQuantity=mm, **common)))
     # (3) the conformal prediction set (one component per member), its coverage target and the refer flag
     member = _local("prediction-set-member", "Conformal prediction set member")

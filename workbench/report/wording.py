@@ -8,7 +8,7 @@ is refused rather than guessed (a typo must not show identifiers).
 from __future__ import annotations
 
 from workbench.errors import WorkbenchError
-from workbench.report.content import ReportContent
+from workbench.report.content import LOBE_WORDS, NODULE_TYPE_WORDS, ReportContent
 from workbench.runtime.privacy import NOT_PRIVATE
 
 TITLE = "Pulmonary nodule malignancy risk — decision-support report"
@@ -54,8 +54,26 @@ def patient_rows(content: ReportContent) -> list[tuple[str, str]]:
 
 
 def finding_rows(content: ReportContent) -> list[tuple[str, str]]:
-    rows = [("Diameter", f"{content.diameter_mm:.1f} mm" if content.diameter_mm is not None
-             else "not estimated by this model"), ("Site", content.finding_site or "—")]
+    """The nodule as measured from the CT (size, type, solid part, lobe, Lung-RADS), then where it was marked."""
+    c = content
+    if c.long_axis_mm is not None and c.short_axis_mm is not None:
+        size = (f"{c.long_axis_mm:.1f} x {c.short_axis_mm:.1f} mm, mean diameter {c.mean_diameter_mm:.1f} mm"
+                + (f", volume {c.volume_mm3:,.0f} mm3" if c.volume_mm3 is not None else ""))
+    elif c.diameter_mm is not None:
+        size = f"{c.diameter_mm:.1f} mm"
+    else:
+        size = "not measured (see notes)"
+    rows = [("Size (measured)", size)]
+    if c.nodule_type:
+        kind = NODULE_TYPE_WORDS.get(c.nodule_type, c.nodule_type)
+        if c.solid_component_mm is not None:
+            kind += f", solid component {c.solid_component_mm:.1f} mm"
+        rows.append(("Type", kind))
+    rows.append(("Site", LOBE_WORDS.get(c.lobe, c.lobe) if c.lobe else (c.finding_site or "—")))
+    if c.lung_rads:
+        rows.append(("Lung-RADS v2022", f"category {c.lung_rads}: {c.lung_rads_management}"))
+    if c.measurement_caveats:
+        rows.append(("Check the size by eye", "; ".join(c.measurement_caveats)))
     if content.nodule_center_lps_mm is not None:
         rows.append(("Centre (LPS, mm)", ", ".join(f"{v:.1f}" for v in content.nodule_center_lps_mm)))
     return rows

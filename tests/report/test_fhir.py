@@ -203,3 +203,29 @@ def test_a_seeded_dp_run_is_marked_not_private_in_the_device() -> None:
     (device,) = _by_type(fhir_bundle(content))["Device"]
     assert "Not private: seeded randomness" in device["resource"]["note"][0]["text"]
     assert all("not private: seeded randomness" in p["type"]["text"] for p in device["resource"]["property"])
+
+
+def test_the_measured_nodule_is_coded_with_its_lobe_and_lung_rads() -> None:
+    """Long and short axis and volume in SNOMED CT with UCUM units, the measured lobe as the body site (SNOMED CT),
+    and the Lung-RADS category, each an Observation the DiagnosticReport lists; the bundle validates as R4B."""
+    import dataclasses
+
+    from fhir.resources.R4B.bundle import Bundle
+
+    c = dataclasses.replace(sample_content("export"), long_axis_mm=9.4, short_axis_mm=7.6, mean_diameter_mm=8.5,
+                            diameter_mm=8.5, volume_mm3=301.24, nodule_type="solid", lobe="RLL", lung_rads="4A",
+                            lung_rads_management="3-month LDCT.")
+    b = fhir_bundle(c)
+    Bundle.model_validate(b) if hasattr(Bundle, "model_validate") else Bundle.parse_obj(b)
+    t = _by_type(b)
+    obs = {e["resource"]["code"]["coding"][0]["code"]: e["resource"] for e in t["Observation"]}
+    for code, value, unit in (("103339001", 9.4, "mm"), ("103340004", 7.6, "mm"), ("81827009", 8.5, "mm"),
+                              ("118565006", 301.2, "mm3")):
+        q = obs[code]["valueQuantity"]
+        assert (q["value"], q["system"], q["code"]) == (pytest.approx(value), UCUM, unit), code
+        assert obs[code]["bodySite"]["coding"][0]["code"] == "266005"  # lower lobe of right lung
+    lr = obs["lung-rads-category"]
+    assert lr["valueCodeableConcept"]["coding"][0]["display"] == "Lung-RADS 4A"
+    assert lr["note"][0]["text"] == "3-month LDCT."
+    listed = {r["reference"] for r in t["DiagnosticReport"][0]["resource"]["result"]}
+    assert {f"urn:uuid:{o['id']}" for o in obs.values()} <= listed

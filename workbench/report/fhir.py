@@ -65,6 +65,9 @@ AI_ASSERTED = Coding(system="http://terminology.hl7.org/CodeSystem/v3-Observatio
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://nodule-workbench.example/fhir")
 _GENDER = {"M": "male", "F": "female", "O": "other"}
 _LUNG = {"right lung": ("3341006", "Right lung structure"), "left lung": ("44029006", "Left lung structure")}
+_LOBES = {"RUL": ("45653009", "Upper lobe of right lung"), "RML": ("72481006", "Middle lobe of right lung"),
+          "RLL": ("266005", "Lower lobe of right lung"), "LUL": ("44714003", "Upper lobe of left lung"),
+          "LLL": ("90572001", "Lower lobe of left lung")}
 
 
 def _uuid(content: ReportContent, role: str) -> str:
@@ -178,7 +181,8 @@ def _imaging_study(content: ReportContent, sid: str, subject: Reference) -> Imag
 
 
 def _observations(content: ReportContent, common: dict[str, Any]) -> list[tuple[str, Observation]]:
-    """(id, Observation) for the probability, the diameter (when estimated) and the prediction set."""
+    """(id, Observation) for the probability, the measured size and Lung-RADS category (when measured) and the
+    prediction set."""
     common = {**common, "category": [_cc(OBSERVATION_CATEGORY, "imaging", "Imaging")]}
     out = []
     # (1) the probability in %, its Venn-Abers interval as components (not referenceRange: a normal range), each
@@ -202,15 +206,35 @@ def _observations(content: ReportContent, common: dict[str, Any]) -> list[tuple[
     value = _percent(content.probability)
     out.append((oid, Observation(id=oid, code=code, valueQuantity=value, component=comps,
                                  note=[Annotation(text=n) for n in notes] or None, **common)))
-    # (2) the diameter: SNOMED CT 81827009 "Diameter", as DICOM SR TID 1500 codes it
-    if content.diameter_mm is not None:
+    # (2) the size measured from the CT, coded in SNOMED CT as DICOM SR TID 1500 codes it, each Observation with
+    # the measured lobe (SNOMED CT) as its body site, else the lung
+    lobe = _LOBES.get(content.lobe or "")
+    if lobe:
+        body = _cc(SNOMED, *lobe, lobe[1])
+    else:
         site = _LUNG.get(content.finding_site.lower())
-        text = content.finding_site
-        body = _cc(SNOMED, *site, text) if site else CodeableConcept(text=text)
-        oid = _uuid(content, "observation/diameter")
-        mm = Quantity(value=_decimal(content.diameter_mm, 1), unit="mm", system=UCUM, code="mm")
-        code = _cc(SNOMED, "81827009", "Diameter", "Nodule mean diameter (measured from the CT)")
-        out.append((oid, Observation(id=oid, code=code, bodySite=body, valueQuantity=mm, **common)))
+        body = _cc(SNOMED, *site, content.finding_site) if site else CodeableConcept(text=content.finding_site)
+    for role, sct, display, text, v, unit in (
+            ("diameter", "81827009", "Diameter", "Nodule mean diameter (measured from the CT)", content.diameter_mm,
+             "mm"),
+            ("long-axis", "103339001", "Long axis", "Nodule long axis (measured from the CT)", content.long_axis_mm,
+             "mm"),
+            ("short-axis", "103340004", "Short axis", "Nodule short axis (measured from the CT)",
+             content.short_axis_mm, "mm"),
+            ("volume", "118565006", "Volume", "Nodule volume (measured from the CT)", content.volume_mm3, "mm3")):
+        if v is None:
+            continue
+        oid = _uuid(content, f"observation/{role}")
+        q = Quantity(value=_decimal(v, 1), unit=unit, system=UCUM, code=unit)
+        out.append((oid, Observation(id=oid, code=_cc(SNOMED, sct, display, text), bodySite=body, valueQuantity=q,
+                                     **common)))
+    if content.lung_rads:
+        oid = _uuid(content, "observation/lung-rads")
+        code = _local("lung-rads-category", "Lung-RADS v2022 assessment category")
+        value = _local(f"lung-rads-{content.lung_rads}", f"Lung-RADS {content.lung_rads}")
+        note = [Annotation(text=t) for t in (content.lung_rads_management, content.lung_rads_reason) if t]
+        out.append((oid, Observation(id=oid, code=code, bodySite=body, valueCodeableConcept=value, note=note or None,
+                                     **common)))
     # (3) the conformal prediction set (one component per member), its coverage target and the refer flag
     member = _local("prediction-set-member", "Conformal prediction set member")
     comps = [ObservationComponent(code=member, valueCodeableConcept=_local(label, label))

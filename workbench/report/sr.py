@@ -1,8 +1,10 @@
 """The report as a DICOM Comprehensive 3D SR (TID 1500 measurement report), built with highdicom.
 
 One measurement group for the nodule: tracking identifier, finding type Nodule (SCT 27925004), its site (lung
-with laterality), the algorithm's identification (name, version), and the measurements: the diameter in mm
-(SCT 81827009, UCUM mm) when one is measured, and the probability of cancer (DCM 111047, UCUM %), coded, with its
+with laterality: the measured lobe's SNOMED CT code when there is one), the algorithm's identification (name,
+version), and the measurements: long and short axis, mean diameter (SCT 103339001, 103340004, 81827009; UCUM mm)
+and volume (SCT 118565006, UCUM mm3) when measured, the Lung-RADS v2022 category as a qualitative evaluation
+(private scheme 99NODWB), and the probability of cancer (DCM 111047, UCUM %), coded, with its
 Venn-Abers interval as the measurement's uncertainty range (TID 310: SCT 371885007 "-, range of lower measurement
 uncertainty" and 371886008 "+, range of upper ...", in percentage points of the same rounded value, so a reader
 gets the interval's printed bounds as value - lower and value + upper, and the risk lies inside them). With a
@@ -32,6 +34,13 @@ from workbench.report.source import remap_uid
 
 RIGHT = ("24028007", "SCT", "Right")
 LEFT = ("7771000", "SCT", "Left")
+# SNOMED CT lobes of the lung (the measured lobe as the coded finding site)
+LOBES = {"RUL": ("45653009", "Upper lobe of right lung"), "RML": ("72481006", "Middle lobe of right lung"),
+         "RLL": ("266005", "Lower lobe of right lung"), "LUL": ("44714003", "Upper lobe of left lung"),
+         "LLL": ("90572001", "Lower lobe of left lung")}
+# Lung-RADS has no code in DICOM's or SNOMED's tables that highdicom ships: a private scheme ("99" prefix, PS3.16
+# 8.1), with the category's words as the code meaning a reader sees
+LUNG_RADS_SCHEME = "99NODWB"
 
 
 def _evidence(content: ReportContent) -> list[Dataset]:
@@ -66,14 +75,25 @@ def build_sr(content: ReportContent) -> Dataset:
         raise WorkbenchError(f"case {content.case_id}: no CT series, so no DICOM SR (it must reference its source)")
     src = content.source
     algorithm = hd.sr.AlgorithmIdentification(name=content.model.name, version=content.model.version)
-    site = hd.sr.FindingSite(anatomic_location=codes.SCT.Lung,
-                             laterality=Code(*(RIGHT if content.finding_site.startswith("right") else LEFT)))
+    laterality = Code(*(RIGHT if content.finding_site.startswith("right") else LEFT))
+    lobe = LOBES.get(content.lobe or "")
+    site = hd.sr.FindingSite(anatomic_location=Code(lobe[0], "SCT", lobe[1]) if lobe else codes.SCT.Lung,
+                             laterality=laterality)
     risk = round(100 * content.probability, 1)
     measurements = [hd.sr.Measurement(name=codes.DCM.ProbabilityOfCancer, value=risk, unit=codes.UCUM.Percent,
                                       algorithm_id=algorithm, properties=_interval_properties(content, risk))]
-    if content.diameter_mm is not None:
-        measurements.insert(0, hd.sr.Measurement(name=codes.SCT.Diameter, value=round(content.diameter_mm, 1),
-                                                 unit=codes.UCUM.Millimeter, algorithm_id=algorithm, finding_sites=[site]))
+    sizes = [(codes.SCT.LongAxis, content.long_axis_mm, codes.UCUM.Millimeter),
+             (codes.SCT.ShortAxis, content.short_axis_mm, codes.UCUM.Millimeter),
+             (codes.SCT.Diameter, content.diameter_mm, codes.UCUM.Millimeter),
+             (codes.SCT.Volume, content.volume_mm3, codes.UCUM.CubicMillimeter)]
+    measurements[:0] = [hd.sr.Measurement(name=name, value=round(float(v), 1), unit=unit, algorithm_id=algorithm,
+                                          finding_sites=[site]) for name, v, unit in sizes if v is not None]
+    evaluations = None
+    if content.lung_rads:
+        evaluations = [hd.sr.QualitativeEvaluation(
+            name=hd.sr.CodedConcept("LRCAT", LUNG_RADS_SCHEME, "Lung-RADS v2022 category"),
+            value=hd.sr.CodedConcept(f"LR{content.lung_rads}", LUNG_RADS_SCHEME,
+                                     f"Lung-RADS {content.lung_rads}"))]
     key = content.case_id if content.mode == "export" else f"{src.study_uid}/{content.case_id}"
     tracking = hd.sr.TrackingIdentifier(uid=remap_uid(key, b"tracking"), identifier="nodule 1")
     group: Any
@@ -91,12 +111,14 @@ def build_sr(content: ReportContent) -> Dataset:
                                       source_series=hd.sr.SourceSeriesForSegmentation(src.series_uid))
         group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=tracking, referenced_volume_surface=surface, finding_type=codes.SCT.Nodule,
-            finding_sites=[site], algorithm_id=algorithm, measurements=measurements)
+            finding_sites=[site], algorithm_id=algorithm, measurements=measurements,
+            qualitative_evaluations=evaluations)
     else:
         nearest = src.sop_instance_uids[len(src.sop_instance_uids) // 2]
         group = hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=tracking, finding_type=codes.SCT.Nodule, finding_sites=[site], algorithm_id=algorithm,
-            measurements=measurements, source_images=[hd.sr.SourceImageForMeasurementGroup(src.sop_class_uid, nearest)])
+            measurements=measurements, qualitative_evaluations=evaluations,
+            source_images=[hd.sr.SourceImageForMeasurementGroup(src.sop_class_uid, nearest)])
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(

@@ -88,3 +88,17 @@ def test_what_if_rescores_the_edited_note() -> None:
     box.text.value = "spiculated nodule"
     box.rescore(None)
     assert box.result.value == "risk with this note: 90%" and seen[-1] == "spiculated nodule"
+
+
+def test_the_nodule_card_shows_the_measurement_or_says_why_there_is_none() -> None:
+    from workbench.ui.panels import nodule_card_html
+
+    card = {"long_axis_mm": 11.24, "short_axis_mm": 9.0, "mean_diameter_mm": 10.1, "volume_mm3": 612.0,
+            "solid_component_mm": 3.0, "nodule_type": "part_solid", "lobe": "LLL", "lung_rads": "3",
+            "lung_rads_management": "6-month LDCT.", "measurement_caveats": ["touches a vessel <of its width>"]}
+    out = nodule_card_html(card)
+    assert "11.2 x 9.0 mm (mean 10.1 mm)" in out and "part-solid, solid component 3.0 mm" in out
+    assert "left lower lobe" in out and "Lung-RADS v2022</td><td>3: 6-month LDCT." in out
+    assert "check by eye: touches a vessel &lt;of its width&gt;" in out
+    none = nodule_card_html({}, ["size: not measured (hospital_a_0001: nothing at the mark)", "other"])
+    assert "nothing at the mark" in none and "other" not in none

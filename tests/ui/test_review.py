@@ -10,6 +10,7 @@ import numpy as np
 
 from tests.helpers.cohort import truth_phi
 from workbench.data.case import load_cases
+from workbench.runtime.nodule_card import measured_nodule
 from workbench.runtime.predict import predict
 from workbench.runtime.run import load_run, site_dirs_of
 from workbench.ui.review import CaseReview
@@ -17,7 +18,7 @@ from workbench.ui.review import CaseReview
 
 def shown(review: CaseReview) -> str:
     """Every text the screen shows for the current case."""
-    texts = [review.title.value, review.risk.value, review.gate.value, review.similar.value, review.note.value]
+    texts = [review.title.value, review.card.value, review.risk.value, review.gate.value, review.similar.value, review.note.value]
     texts += [getattr(c, "value", "") for c in review.what_if_box.children]
     texts += [getattr(c, "value", "") for box in review.what_if_box.children for c in getattr(box, "children", ())]
     return "\n".join(str(t) for t in texts)
@@ -37,6 +38,9 @@ def test_the_review_lists_the_split_shows_a_case_and_switches(tiny_run: Path, ti
     widths = [int(w) for w in re.findall(r"width:(\d+)px", review.gate.value)]
     assert len(widths) == 2 and abs(sum(widths) - 200) <= 2  # the two gate weights sum to one
     if first.series_dir is not None and first.nodule_lps_mm is not None:
+        card = measured_nodule(first, [])
+        assert f"{card['long_axis_mm']:.1f} x {card['short_axis_mm']:.1f} mm" in review.card.value
+        assert f"Lung-RADS v2022</td><td>{card['lung_rads']}:" in review.card.value
         assert review.viewer is not None and review.viewer.slider.value == int(review.viewer.marker[2])
         assert review.viewer.overlay.shape == review.viewer.volume.shape and np.abs(review.viewer.overlay).max() > 0
     if first.note:

@@ -57,6 +57,7 @@ def report_content(ce: CaseExplanation, site_dir: str | Path, *, clinical: bool 
     """The report's content from a case explained in memory; ``site_dir`` holds the node's UID secret."""
     from workbench.explain.figures import case_figures
     from workbench.report.source import node_secret, read_source
+    from workbench.runtime.nodule_card import measured_nodule
 
     case, exp, a = ce.case, ce.explanation, ce.assessment
     mode = "clinical" if clinical else "export"
@@ -84,40 +85,6 @@ def report_content(ce: CaseExplanation, site_dir: str | Path, *, clinical: bool 
         nodule_center_lps_mm=case.nodule_lps_mm, modality_contributions=dict(exp.gate),
         attention_rollout=dict(exp.rollout), top_phrases=exp.top_words(),
         key_images=images, model=_provenance(Path(ce.run)), patient=patient, source=source, notes=notes, **measured)
-
-
-def measured_nodule(case: Any, notes: list[str]) -> dict[str, Any]:
-    """The nodule measured from the CT at its marked centre (``workbench.runtime.measure``) and its Lung-RADS v2022
-    baseline category, as ``ReportContent`` fields; ``{}`` with a note saying why when it cannot be measured (no
-    CT, no mark, nothing at the mark), so the report states no size rather than a wrong one."""
-    from workbench.runtime.guidelines import PART_SOLID, lung_rads
-    from workbench.runtime.measure import measure_case
-
-    if case.series_dir is None or case.nodule_lps_mm is None:
-        notes.append("size: not measured (no CT series or no nodule mark)")
-        return {}
-    try:
-        m = measure_case(case)
-    except WorkbenchError as exc:
-        notes.append(f"size: not measured ({exc})")
-        return {}
-    solid = m.solid_component_mm if m.nodule_type == PART_SOLID else None
-    out: dict[str, Any] = {"long_axis_mm": m.long_axis_mm, "short_axis_mm": m.short_axis_mm,
-                           "mean_diameter_mm": m.mean_diameter_mm, "volume_mm3": m.volume_mm3,
-                           "solid_component_mm": solid, "nodule_type": m.nodule_type, "lobe": m.lobe,
-                           "measurement_caveats": list(m.caveats)}
-    notes.append("size: measured from the CT at the marked centre (a partial-volume model fitted to the image: long "
-                 "and short axis on the axial slice of greatest extent, mean diameter as Lung-RADS v2022 defines it, "
-                 "volume of the fitted ellipsoid); type and lobe from the same fit; not a learned estimate")
-    try:
-        lr = lung_rads(m.long_axis_mm, m.short_axis_mm, nodule_type=m.nodule_type,
-                       solid_long_axis_mm=solid if m.nodule_type == PART_SOLID else None)
-        out.update(lung_rads=lr.category, lung_rads_management=lr.management,
-                   lung_rads_reason=f"{lr.reason} ({lr.citation}; baseline screen assumed, suspicious features "
-                                    "such as spiculation not assessed)")
-    except WorkbenchError as exc:
-        notes.append(f"Lung-RADS: not assigned ({exc})")
-    return out
 
 
 def write_report(run: str | Path, case_id: str, site_dir: str | Path, out_dir: str | Path, *,
@@ -160,4 +127,4 @@ def write_report(run: str | Path, case_id: str, site_dir: str | Path, out_dir: s
             "notes": content.notes}
 
 
-__all__ = ["FORMATS", "build_content", "measured_nodule", "report_content", "write_report"]
+__all__ = ["FORMATS", "build_content", "report_content", "write_report"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from workbench.runtime.nodule_card import LOBE_WORDS, NODULE_TYPE_WORDS
+
 DISCLAIMER = ("Decision support, not a diagnosis. Computed by a research model trained on synthetic data; "
               "not validated for clinical use.")
 
@@ -60,11 +62,6 @@ class ModelProvenance:
     # False when any node's DP draws and noise were seeded (the test mode): its epsilon then guarantees nothing,
     # and every renderer says "not private: seeded randomness" next to it
     dp_secure: bool = True
-
-
-NODULE_TYPE_WORDS = {"solid": "solid", "part_solid": "part-solid", "non_solid": "ground-glass"}
-LOBE_WORDS = {"RUL": "right upper lobe", "RML": "right middle lobe", "RLL": "right lower lobe",
-              "LUL": "left upper lobe", "LLL": "left lower lobe"}
 
 
 @dataclass
@@ -119,5 +116,5 @@ class ReportContent:
         return d
 
 
-__all__ = ["DISCLAIMER", "LOBE_WORDS", "NODULE_TYPE_WORDS", "KeyImage", "ModelProvenance", "Patient", "ReportContent",
+__all__ = ["DISCLAIMER", "KeyImage", "ModelProvenance", "Patient", "ReportContent",
            "SourceSeries"]

@@ -8,7 +8,8 @@ is refused rather than guessed (a typo must not show identifiers).
 from __future__ import annotations
 
 from workbench.errors import WorkbenchError
-from workbench.report.content import LOBE_WORDS, NODULE_TYPE_WORDS, ReportContent
+from workbench.report.content import ReportContent
+from workbench.runtime.nodule_card import LOBE_WORDS, NODULE_TYPE_WORDS
 from workbench.runtime.privacy import NOT_PRIVATE
 
 TITLE = "Pulmonary nodule malignancy risk — decision-support report"

@@ -54,6 +54,29 @@ def risk_html(probability: float, uncertainty: Assessment | None) -> str:
     return "".join(parts) + "</div>"
 
 
+def nodule_card_html(card: dict[str, Any], notes: list[str] | None = None) -> str:
+    """The nodule as measured from the CT (``workbench.runtime.nodule_card.measured_nodule``): size, type, solid part,
+    lobe and Lung-RADS category, or why it was not measured; checks the reader should make by eye in amber."""
+    from workbench.runtime.nodule_card import LOBE_WORDS, NODULE_TYPE_WORDS
+
+    if not card:
+        why = "; ".join(html.escape(n) for n in (notes or []) if n.startswith("size:")) or "not measured"
+        return f"<div class='nodule-card' style='font-family:sans-serif'><b>nodule</b><br><i>{why}</i></div>"
+    kind = NODULE_TYPE_WORDS.get(card["nodule_type"], card["nodule_type"])
+    if card.get("solid_component_mm") is not None:
+        kind += f", solid component {card['solid_component_mm']:.1f} mm"
+    rows = [("size", f"{card['long_axis_mm']:.1f} x {card['short_axis_mm']:.1f} mm (mean {card['mean_diameter_mm']:.1f} mm)"),
+            ("volume", f"{card['volume_mm3']:,.0f} mm3"), ("type", kind),
+            ("lobe", LOBE_WORDS.get(card["lobe"], card["lobe"]))]
+    if card.get("lung_rads"):
+        rows.append(("Lung-RADS v2022", f"{card['lung_rads']}: {card.get('lung_rads_management') or ''}"))
+    body = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    caveats = "".join(f"<div style='color:#9a6700'>check by eye: {html.escape(c)}</div>"
+                      for c in card.get("measurement_caveats", []))
+    return ("<div class='nodule-card' style='font-family:sans-serif'><b>nodule, measured from the CT</b>"
+            f"<table style='font-size:0.95em'>{body}</table>{caveats}</div>")
+
+
 def similar_html(similar: list[dict[str, Any]], max_note: int = 160) -> str:
     if not similar:
         return "<div class='similar'><i>no similar-case index for this site</i></div>"

@@ -1,7 +1,7 @@
 """The case-review screen of ``notebooks/03_case_review.ipynb``: browser, CT viewer, note, risk, similar, what-if.
 
 ``CaseReview(run, cohort).widget`` lists a split's cases (site, label, refer flag, search), and for the chosen
-case shows the CT with the attribution overlay and the nodule marker, the de-identified note with highlighted
+case shows the nodule card (size, type, lobe, Lung-RADS, measured from the CT), the CT with the attribution overlay and the nodule marker, the de-identified note with highlighted
 words, the gate bar, the risk with its interval, set and refer badge, the same site's most similar training
 cases, and a what-if editor that re-scores an edited note. Nothing identifying is displayed: the note is the
 de-identified text, the CT is pixels, the case is named by its id.
@@ -46,10 +46,12 @@ class CaseReview:
                 rows.append({"case_id": c.case_id, "site": site.name, "label": c.label, "refer": refer})
         self.viewer_box = w.VBox()
         self.risk, self.gate, self.similar, self.note = w.HTML(), w.HTML(), w.HTML(), w.HTML()
+        self.card = w.HTML()
         self.what_if_box = w.VBox()
         self.title = w.HTML()
         self.browser = case_browser(rows, self.show)
-        self.widget = w.VBox([self.browser, self.title, w.HBox([self.viewer_box, w.VBox([self.risk, self.gate, self.similar])]),
+        self.widget = w.VBox([self.browser, self.title, w.HBox([self.viewer_box, w.VBox([self.card, self.risk, self.gate,
+                                                                                        self.similar])]),
                               self.note, self.what_if_box])
         self.viewer: Any = None
         if rows:
@@ -63,9 +65,17 @@ class CaseReview:
         from workbench.explain.attributions import explain
         from workbench.explain.case import case_uncertainty
         from workbench.runtime.encode import encode_note
+        from workbench.runtime.nodule_card import measured_nodule
         from workbench.runtime.predict import predict
         from workbench.ui.ct_viewer import CTViewer, place_patch, to_ras
-        from workbench.ui.panels import gate_html, note_html, risk_html, similar_html, what_if
+        from workbench.ui.panels import (
+            gate_html,
+            nodule_card_html,
+            note_html,
+            risk_html,
+            similar_html,
+            what_if,
+        )
 
         case, site = self.cases[case_id]
         pred = predict(self.model, case, calibration=self.calibration)
@@ -85,6 +95,8 @@ class CaseReview:
         else:
             self.viewer = None
             self.viewer_box.children = [w.HTML("<i>no CT for this case</i>")]
+        card_notes: list[str] = []
+        self.card.value = nodule_card_html(measured_nodule(case, card_notes), card_notes)
         self.risk.value = risk_html(assessment.probability if assessment is not None else pred.probability, assessment)
         self.gate.value = gate_html(exp.gate, exp.present)
         self.similar.value = similar_html(similar)

@@ -1,5 +1,5 @@
 """The report's nodule size, type, lobe and Lung-RADS category come from the CT measurement at the marked centre
-(``workbench.report.build.measured_nodule`` over ``workbench.runtime.measure``), checked against the tiny cohort's
+(``workbench.runtime.nodule_card.measured_nodule`` over ``workbench.runtime.measure``), checked against the tiny cohort's
 generator truth; a case without a usable mark gets no size and a note saying why, never a wrong one."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 import numpy as np
 
 from workbench.data.case import load_cases
-from workbench.report.build import measured_nodule
+from workbench.runtime.nodule_card import measured_nodule
 
 
 def _lung_rads_solid(mean_mm: float) -> str:

@@ -1,0 +1,55 @@
+"""The nodule card's measured half: what the CT says of the nodule at its mark, and the Lung-RADS category it gives.
+
+One function, so the reports (``workbench.report.build``) and the case-review screen (``workbench.ui.review``)
+state the same size, type, lobe and category from the same measurement (``workbench.runtime.measure``) and rule
+table (``workbench.runtime.guidelines``). A case that cannot be measured gets no size and a note saying why: a
+report states no size rather than a wrong one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workbench.errors import WorkbenchError
+from workbench.runtime.guidelines import PART_SOLID, lung_rads
+
+NODULE_TYPE_WORDS = {"solid": "solid", "part_solid": "part-solid", "non_solid": "ground-glass"}
+LOBE_WORDS = {"RUL": "right upper lobe", "RML": "right middle lobe", "RLL": "right lower lobe",
+              "LUL": "left upper lobe", "LLL": "left lower lobe"}
+
+
+def measured_nodule(case: Any, notes: list[str]) -> dict[str, Any]:
+    """The nodule measured from the CT at its marked centre (``workbench.runtime.measure``) and its Lung-RADS v2022
+    baseline category, as ``ReportContent`` fields; ``{}`` with a note saying why when it cannot be measured (no
+    CT, no mark, nothing at the mark), so the report states no size rather than a wrong one."""
+    from workbench.runtime.measure import measure_case
+
+    if case.series_dir is None or case.nodule_lps_mm is None:
+        notes.append("size: not measured (no CT series or no nodule mark)")
+        return {}
+    try:
+        m = measure_case(case)
+    except WorkbenchError as exc:
+        notes.append(f"size: not measured ({exc})")
+        return {}
+    solid = m.solid_component_mm if m.nodule_type == PART_SOLID else None
+    out: dict[str, Any] = {"long_axis_mm": m.long_axis_mm, "short_axis_mm": m.short_axis_mm,
+                           "mean_diameter_mm": m.mean_diameter_mm, "volume_mm3": m.volume_mm3,
+                           "solid_component_mm": solid, "nodule_type": m.nodule_type, "lobe": m.lobe,
+                           "measurement_caveats": list(m.caveats)}
+    notes.append("size: measured from the CT at the marked centre (a partial-volume model fitted to the image: long "
+                 "and short axis on the axial slice of greatest extent, mean diameter as Lung-RADS v2022 defines it, "
+                 "volume of the fitted ellipsoid); type and lobe from the same fit; not a learned estimate")
+    try:
+        lr = lung_rads(m.long_axis_mm, m.short_axis_mm, nodule_type=m.nodule_type,
+                       solid_long_axis_mm=solid if m.nodule_type == PART_SOLID else None)
+        out.update(lung_rads=lr.category, lung_rads_management=lr.management,
+                   lung_rads_reason=f"{lr.reason} ({lr.citation}; baseline screen assumed, suspicious features "
+                                    "such as spiculation not assessed)")
+    except WorkbenchError as exc:
+        notes.append(f"Lung-RADS: not assigned ({exc})")
+    return out
+
+
+
+__all__ = ["LOBE_WORDS", "NODULE_TYPE_WORDS", "measured_nodule"]

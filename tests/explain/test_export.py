@@ -57,7 +57,10 @@ def test_the_files_and_the_report_come_from_one_explanation(tmp_path: Path, cali
     assert content.interval_method == ("inductive Venn-Abers on calib, 12 cases" if calibrated else None)
     assert content.top_phrases == [tuple(w) for w in summary["top_words"]] and content.top_phrases
     assert content.modality_contributions == summary["gate"] and content.attention_rollout == summary["rollout"]
-    assert content.finding_site == "left lung" and content.source is None and content.diameter_mm is not None
+    assert content.finding_site == "left lung" and content.source is None
+    # no CT series to measure the nodule in (a random patch only): no size, and the report says why
+    assert content.diameter_mm is None and content.lung_rads is None
+    assert "size: not measured (no CT series or no nodule mark)" in content.notes
     assert [k.png for k in content.key_images] == [(out / f).read_bytes() for f in
                                                    ("ct_slices.png", "note.png", "gate.png")]
     assert content.notes[:-1] == summary["notes"] and content.model.version == "unknown"

@@ -29,6 +29,27 @@ def _series(rounds: list[dict[str, Any]], values: dict[str, dict[int, float]]) -
     return {name: (order, [v.get(r, math.nan) for r in order]) for name, v in sorted(values.items())}
 
 
+def val_auroc_by_site(rounds: list[dict[str, Any]]) -> tuple[dict[str, dict[int, float]], dict[str, str]]:
+    """Each site's val AUROC by round, and the sites that have none in any round with the reason: a site whose
+    val split holds one class (or no case) has no AUROC, and a plot that silently leaves it out reads as a site
+    that was not there. Under DP the nodes keep their metrics (``kept-local``)."""
+    auroc: dict[str, dict[int, float]] = {}
+    seen: dict[str, set[str]] = {}
+    for r in rounds:
+        for site, m in (r.get("evaluate") or {}).items():
+            v = m.get("auroc")
+            if "kept-local" in m:
+                seen.setdefault(site, set()).add("kept-local")
+            elif v is None or not math.isfinite(float(v)):
+                seen.setdefault(site, set()).add("undefined")
+            else:
+                auroc.setdefault(site, {})[r["round"]] = float(v)
+    missing = {site: ("kept at the node (DP run)" if "kept-local" in why else
+                      "undefined: its val split holds one class or no case")
+               for site, why in seen.items() if site not in auroc}
+    return auroc, missing
+
+
 def rounds_png(rounds: list[dict[str, Any]]) -> bytes:
     """Val AUROC per site and, when DP is on, epsilon spent per node, by round (PNG bytes).
 
@@ -39,12 +60,9 @@ def rounds_png(rounds: list[dict[str, Any]]) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    auroc: dict[str, dict[int, float]] = {}
+    auroc, missing = val_auroc_by_site(rounds)
     eps: dict[str, dict[int, float]] = {}
     for r in rounds:
-        for site, m in (r.get("evaluate") or {}).items():
-            if m.get("auroc") is not None:
-                auroc.setdefault(site, {})[r["round"]] = m["auroc"]
         for n in r.get("nodes", []):
             if n.get("epsilon_total") is not None:
                 eps.setdefault(str(n.get("site", "")), {})[r["round"]] = n["epsilon_total"]
@@ -55,9 +73,12 @@ def rounds_png(rounds: list[dict[str, Any]]) -> bytes:
     ax.set(xlabel="round", ylabel="val AUROC", title="global model on each site's val split")
     if auroc:
         ax.legend(fontsize=7)
-    elif any("kept-local" in m for r in rounds for m in (r.get("evaluate") or {}).values()):
+    if missing and all(w.startswith("kept") for w in missing.values()) and not auroc:
         ax.text(0.5, 0.5, "DP run: each node keeps its val metrics\n(<state-dir>/<site>/local_metrics.jsonl)",
                 ha="center", va="center", transform=ax.transAxes, fontsize=8)
+    elif missing:  # under the axis, where it cannot cover a line
+        ax.set_xlabel("round\n" + "\n".join(f"no val AUROC for {s}: {w}" for s, w in sorted(missing.items())),
+                      fontsize=7)
     if eps:
         ax2 = axes[0][1]
         for site, (x, y) in _series(rounds, eps).items():
@@ -78,4 +99,4 @@ def write_rounds_png(rounds: list[dict[str, Any]], path: str | Path) -> None:
     write_bytes(path, rounds_png(rounds))
 
 
-__all__ = ["ROUNDS_FILE", "read_rounds", "rounds_png", "write_rounds_png"]
+__all__ = ["ROUNDS_FILE", "read_rounds", "rounds_png", "val_auroc_by_site", "write_rounds_png"]

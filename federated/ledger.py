@@ -164,17 +164,17 @@ class PrivacyLedger:
 
         The answer is a deterministic function of public numbers (the history's noise multipliers, rates and
         steps, the budget, delta and this request), and the PLD checks take seconds, so it is remembered by those
-        numbers (``_plan_memo``): a node asks the same question every round of every run with the same history,
+        numbers (``_remembered_plan``): a node asks the same question every round of every run with the same history,
         and the nodes of a simulation share one machine. No record and no count value enters the key."""
         if rounds_left < 1:
             raise ValueError("rounds_left must be at least 1")
         key = json.dumps([self.releases(), self.releases(run_id), self.budget_epsilon, self.delta, run_target,
                           rounds_left, sample_rate, steps, max_noise, list(ORDERS)])
-        known = _plan_memo(key)
+        known = _remembered_plan(key)
         if known is not None:
             return known
         sigma = self._plan_noise(run_id, run_target, rounds_left, sample_rate, steps, max_noise)
-        _plan_memo(key, sigma)
+        _remember_plan(key, sigma)
         return sigma
 
     def _plan_noise(self, run_id: str, run_target: float, rounds_left: int, sample_rate: float, steps: int,
@@ -255,33 +255,37 @@ def _read(path: Path) -> dict[str, Any]:
 _PLANS: dict[str, float] = {}
 
 
-def _plan_memo(key: str, sigma: float | None = None) -> float | None:
-    """Remembered noise plans, in memory and in ``$WORKBENCH_CACHE/noise_plans/`` (one small JSON per question,
-    written atomically): with ``sigma``, store it; without, the stored answer or None."""
-    from workbench.atomic import atomic_write
+def _plan_path(key: str) -> Path:
     from workbench.data.cache import default_cache_dir
 
-    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
-    path = Path(default_cache_dir()).parent / "noise_plans" / f"{digest}.json"
-    if sigma is not None:
-        _PLANS[key] = sigma
+    return Path(default_cache_dir()).parent / "noise_plans" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+
+
+def _remembered_plan(key: str) -> float | None:
+    """A noise plan answered before, in this process or in ``$WORKBENCH_CACHE/noise_plans/``; None if none."""
+    if key not in _PLANS:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_write(path) as tmp:
-                Path(tmp).write_text(json.dumps({"key": key, "noise_multiplier": sigma}), encoding="utf-8")
-        except OSError:  # a read-only cache only costs the next node the computation
-            pass
-        return sigma
-    if key in _PLANS:
-        return _PLANS[key]
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if d.get("key") != key:  # a digest collision or a foreign file: compute
-        return None
-    _PLANS[key] = float(d["noise_multiplier"])
+            d = json.loads(_plan_path(key).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if d.get("key") != key:  # a digest collision or a foreign file: compute
+            return None
+        _PLANS[key] = float(d["noise_multiplier"])
     return _PLANS[key]
+
+
+def _remember_plan(key: str, sigma: float) -> None:
+    """Keep the answer in memory and on disk (one small JSON per question, written atomically)."""
+    from workbench.atomic import atomic_write
+
+    _PLANS[key] = sigma
+    path = _plan_path(key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as tmp:
+            Path(tmp).write_text(json.dumps({"key": key, "noise_multiplier": sigma}), encoding="utf-8")
+    except OSError:  # a read-only cache only costs the next node the computation
+        pass
 
 
 def _now() -> str:

@@ -66,6 +66,7 @@ def report_content(ce: CaseExplanation, site_dir: str | Path, *, clinical: bool 
     notes = list(exp.notes)
     measured = measured_nodule(case, notes)
     x = case.nodule_lps_mm[0] if case.nodule_lps_mm else 0.0
+    left = measured["lobe"].startswith("L") if measured.get("lobe") else x > 0  # LPS: +x is the patient's left
     figures = case_figures(ce)
     images = [KeyImage(t, png) for t, png in (
         ("CT: three slices through the most attributed voxel (Integrated Gradients; red raises the risk)",
@@ -80,8 +81,7 @@ def report_content(ce: CaseExplanation, site_dir: str | Path, *, clinical: bool 
         prediction_set=list(a.prediction_set) if a is not None else [],
         coverage_target=a.coverage_target if a is not None else None, refer=a.refer if a is not None else False,
         refer_reasons=list(a.reasons) if a is not None else [], diameter_mm=measured.get("mean_diameter_mm"),
-        finding_site=(("left lung" if measured["lobe"].startswith("L") else "right lung") if measured.get("lobe")
-                      else "left lung" if x > 0 else "right lung"),  # LPS: +x is the patient's left
+        finding_site="left lung" if left else "right lung",
         nodule_center_lps_mm=case.nodule_lps_mm, modality_contributions=dict(exp.gate),
         attention_rollout=dict(exp.rollout), top_phrases=exp.top_words(),
         key_images=images, model=_provenance(Path(ce.run)), patient=patient, source=source, notes=notes, **measured)

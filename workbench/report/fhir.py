@@ -46,6 +46,7 @@ from fhir.resources.R4B.reference import Reference
 from workbench.atomic import write_text
 from workbench.errors import WorkbenchError
 from workbench.report.content import ReportContent
+from workbench.runtime.nodule_card import LOBE_SNOMED
 from workbench.runtime.privacy import NOT_PRIVATE
 
 UCUM = "http://unitsofmeasure.org"
@@ -65,9 +66,6 @@ AI_ASSERTED = Coding(system="http://terminology.hl7.org/CodeSystem/v3-Observatio
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://nodule-workbench.example/fhir")
 _GENDER = {"M": "male", "F": "female", "O": "other"}
 _LUNG = {"right lung": ("3341006", "Right lung structure"), "left lung": ("44029006", "Left lung structure")}
-_LOBES = {"RUL": ("45653009", "Upper lobe of right lung"), "RML": ("72481006", "Middle lobe of right lung"),
-          "RLL": ("266005", "Lower lobe of right lung"), "LUL": ("44714003", "Upper lobe of left lung"),
-          "LLL": ("90572001", "Lower lobe of left lung")}
 
 
 def _uuid(content: ReportContent, role: str) -> str:
@@ -208,7 +206,7 @@ def _observations(content: ReportContent, common: dict[str, Any]) -> list[tuple[
                                  note=[Annotation(text=n) for n in notes] or None, **common)))
     # (2) the size measured from the CT, coded in SNOMED CT as DICOM SR TID 1500 codes it, each Observation with
     # the measured lobe (SNOMED CT) as its body site, else the lung
-    lobe = _LOBES.get(content.lobe or "")
+    lobe = LOBE_SNOMED.get(content.lobe or "")
     if lobe:
         body = _cc(SNOMED, *lobe, lobe[1])
     else:

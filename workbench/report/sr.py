@@ -31,13 +31,10 @@ from workbench.atomic import atomic_write
 from workbench.errors import WorkbenchError
 from workbench.report.content import ReportContent
 from workbench.report.source import remap_uid
+from workbench.runtime.nodule_card import LOBE_SNOMED
 
 RIGHT = ("24028007", "SCT", "Right")
 LEFT = ("7771000", "SCT", "Left")
-# SNOMED CT lobes of the lung (the measured lobe as the coded finding site)
-LOBES = {"RUL": ("45653009", "Upper lobe of right lung"), "RML": ("72481006", "Middle lobe of right lung"),
-         "RLL": ("266005", "Lower lobe of right lung"), "LUL": ("44714003", "Upper lobe of left lung"),
-         "LLL": ("90572001", "Lower lobe of left lung")}
 # Lung-RADS has no code in DICOM's or SNOMED's tables that highdicom ships: a private scheme ("99" prefix, PS3.16
 # 8.1), with the category's words as the code meaning a reader sees
 LUNG_RADS_SCHEME = "99NODWB"
@@ -76,7 +73,7 @@ def build_sr(content: ReportContent) -> Dataset:
     src = content.source
     algorithm = hd.sr.AlgorithmIdentification(name=content.model.name, version=content.model.version)
     laterality = Code(*(RIGHT if content.finding_site.startswith("right") else LEFT))
-    lobe = LOBES.get(content.lobe or "")
+    lobe = LOBE_SNOMED.get(content.lobe or "")
     site = hd.sr.FindingSite(anatomic_location=Code(lobe[0], "SCT", lobe[1]) if lobe else codes.SCT.Lung,
                              laterality=laterality)
     risk = round(100 * content.probability, 1)

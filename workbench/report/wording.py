@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from workbench.errors import WorkbenchError
 from workbench.report.content import ReportContent
-from workbench.runtime.nodule_card import LOBE_WORDS, NODULE_TYPE_WORDS
+from workbench.runtime.nodule_card import LOBE_WORDS, type_words
 from workbench.runtime.privacy import NOT_PRIVATE
 
 TITLE = "Pulmonary nodule malignancy risk — decision-support report"
@@ -66,10 +66,7 @@ def finding_rows(content: ReportContent) -> list[tuple[str, str]]:
         size = "not measured (see notes)"
     rows = [("Size (measured)", size)]
     if c.nodule_type:
-        kind = NODULE_TYPE_WORDS.get(c.nodule_type, c.nodule_type)
-        if c.solid_component_mm is not None:
-            kind += f", solid component {c.solid_component_mm:.1f} mm"
-        rows.append(("Type", kind))
+        rows.append(("Type", type_words(c.nodule_type, c.solid_component_mm)))
     rows.append(("Site", LOBE_WORDS.get(c.lobe, c.lobe) if c.lobe else (c.finding_site or "—")))
     if c.lung_rads:
         rows.append(("Lung-RADS v2022", f"category {c.lung_rads}: {c.lung_rads_management}"))

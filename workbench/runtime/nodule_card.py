@@ -10,25 +10,39 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from workbench.errors import WorkbenchError
 from workbench.runtime.guidelines import PART_SOLID, lung_rads
 
 NODULE_TYPE_WORDS = {"solid": "solid", "part_solid": "part-solid", "non_solid": "ground-glass"}
 LOBE_WORDS = {"RUL": "right upper lobe", "RML": "right middle lobe", "RLL": "right lower lobe",
               "LUL": "left upper lobe", "LLL": "left lower lobe"}
+# SNOMED CT concept of each lobe: the coded finding site of the DICOM SR and the body site of the FHIR Observations
+LOBE_SNOMED = {"RUL": ("45653009", "Upper lobe of right lung"), "RML": ("72481006", "Middle lobe of right lung"),
+               "RLL": ("266005", "Lower lobe of right lung"), "LUL": ("44714003", "Upper lobe of left lung"),
+               "LLL": ("90572001", "Lower lobe of left lung")}
 
 
-def measured_nodule(case: Any, notes: list[str]) -> dict[str, Any]:
+def type_words(nodule_type: str, solid_component_mm: float | None = None) -> str:
+    """The type as a reader says it ("part-solid, solid component 3.0 mm"), for every screen and report."""
+    kind = NODULE_TYPE_WORDS.get(nodule_type, nodule_type)
+    return kind if solid_component_mm is None else f"{kind}, solid component {solid_component_mm:.1f} mm"
+
+
+def measured_nodule(case: Any, notes: list[str], image: Any = None) -> dict[str, Any]:
     """The nodule measured from the CT at its marked centre (``workbench.runtime.measure``) and its Lung-RADS v2022
     baseline category, as ``ReportContent`` fields; ``{}`` with a note saying why when it cannot be measured (no
-    CT, no mark, nothing at the mark), so the report states no size rather than a wrong one."""
-    from workbench.runtime.measure import measure_case
+    CT, no mark, nothing at the mark), so the report states no size rather than a wrong one. ``image``: the case's
+    series already loaded (``load_ct_series``), so a caller that shows it does not decode it twice."""
+    from workbench.runtime.measure import measure_case, measure_nodule
 
     if case.series_dir is None or case.nodule_lps_mm is None:
         notes.append("size: not measured (no CT series or no nodule mark)")
         return {}
     try:
-        m = measure_case(case)
+        m = (measure_case(case) if image is None else
+             measure_nodule(image.numpy()[0], np.asarray(image.affine), case.nodule_lps_mm, where=case.case_id))
     except WorkbenchError as exc:
         notes.append(f"size: not measured ({exc})")
         return {}
@@ -42,7 +56,7 @@ def measured_nodule(case: Any, notes: list[str]) -> dict[str, Any]:
                  "volume of the fitted ellipsoid); type and lobe from the same fit; not a learned estimate")
     try:
         lr = lung_rads(m.long_axis_mm, m.short_axis_mm, nodule_type=m.nodule_type,
-                       solid_long_axis_mm=solid if m.nodule_type == PART_SOLID else None)
+                       solid_long_axis_mm=solid)
         out.update(lung_rads=lr.category, lung_rads_management=lr.management,
                    lung_rads_reason=f"{lr.reason} ({lr.citation}; baseline screen assumed, suspicious features "
                                     "such as spiculation not assessed)")
@@ -51,5 +65,4 @@ def measured_nodule(case: Any, notes: list[str]) -> dict[str, Any]:
     return out
 
 
-
-__all__ = ["LOBE_WORDS", "NODULE_TYPE_WORDS", "measured_nodule"]
+__all__ = ["LOBE_SNOMED", "LOBE_WORDS", "NODULE_TYPE_WORDS", "measured_nodule", "type_words"]

@@ -57,14 +57,12 @@ def risk_html(probability: float, uncertainty: Assessment | None) -> str:
 def nodule_card_html(card: dict[str, Any], notes: list[str] | None = None) -> str:
     """The nodule as measured from the CT (``workbench.runtime.nodule_card.measured_nodule``): size, type, solid part,
     lobe and Lung-RADS category, or why it was not measured; checks the reader should make by eye in amber."""
-    from workbench.runtime.nodule_card import LOBE_WORDS, NODULE_TYPE_WORDS
+    from workbench.runtime.nodule_card import LOBE_WORDS, type_words
 
     if not card:
         why = "; ".join(html.escape(n) for n in (notes or []) if n.startswith("size:")) or "not measured"
         return f"<div class='nodule-card' style='font-family:sans-serif'><b>nodule</b><br><i>{why}</i></div>"
-    kind = NODULE_TYPE_WORDS.get(card["nodule_type"], card["nodule_type"])
-    if card.get("solid_component_mm") is not None:
-        kind += f", solid component {card['solid_component_mm']:.1f} mm"
+    kind = type_words(card["nodule_type"], card.get("solid_component_mm"))
     rows = [("size", f"{card['long_axis_mm']:.1f} x {card['short_axis_mm']:.1f} mm (mean {card['mean_diameter_mm']:.1f} mm)"),
             ("volume", f"{card['volume_mm3']:,.0f} mm3"), ("type", kind),
             ("lobe", LOBE_WORDS.get(card["lobe"], card["lobe"]))]

@@ -83,8 +83,10 @@ class CaseReview:
         notes: list[str] = []
         assessment, similar = case_uncertainty(self.run, site.name, case_id, self.model, pred, notes)
         self.title.value = f"<h3>{case_id} ({site.name})</h3>" + "".join(f"<div><i>{n}</i></div>" for n in [*pred.notes, *exp.notes])
-        if case.series_dir is not None and exp.ct_attribution is not None and case.nodule_lps_mm is not None:
-            vol = load_ct_series(case.series_dir)
+        vol = (load_ct_series(case.series_dir)  # decoded once: the viewer and the nodule card read it
+               if case.series_dir is not None and case.nodule_lps_mm is not None else None)
+        if vol is not None and exp.ct_attribution is not None:
+            assert case.nodule_lps_mm is not None
             marker = ras_to_voxel(vol.affine, lps_to_ras(case.nodule_lps_mm))
             spacing = tuple(float(s) for s in vol.meta["spacing"])
             arr = vol[0].numpy()
@@ -96,7 +98,7 @@ class CaseReview:
             self.viewer = None
             self.viewer_box.children = [w.HTML("<i>no CT for this case</i>")]
         card_notes: list[str] = []
-        self.card.value = nodule_card_html(measured_nodule(case, card_notes), card_notes)
+        self.card.value = nodule_card_html(measured_nodule(case, card_notes, vol), card_notes)
         self.risk.value = risk_html(assessment.probability if assessment is not None else pred.probability, assessment)
         self.gate.value = gate_html(exp.gate, exp.present)
         self.similar.value = similar_html(similar)

@@ -59,7 +59,12 @@ def sample_content(mode: str) -> ReportContent:
         patient=Patient("MRN123", "Doe^Jane", "19550129", "F", "ACC9"),
         source=SourceSeries("2.25.1234", "2.25.5678", "2.25.9012", "1.2.840.10008.5.1.4.1.1.2",
                             ["2.25.1111", "2.25.2222"]),
-        notes=["the note's last sentence was cut at 256 tokens"])
+        notes=["the note's last sentence was cut at 256 tokens"],
+        uncertain_line="Model uncertain: needs a radiologist's read (its risk lies where this hospital's benign and "
+                       "malignant cases overlap)",
+        recommendation="Fleischner 2017: CT at 6-12 months, then consider CT at 18-24 months.", brock_risk=0.0712,
+        fleischner_risk="high (Brock 7.1% >= 5% (ACCP low-risk bound))",
+        guideline_assumptions=["nodule count: only the marked nodule was measured (taken as a single nodule)"])
 
 
 class _Checker(HTMLParser):
@@ -101,7 +106,9 @@ def _pdf_text(path: Path) -> tuple[PdfReader, str]:
     return reader, " ".join(words.split())
 
 
-EXPECTED = ["37%", "[31%, 42%]", "Venn-Abers", "{benign, malignant}", "Decision support, not a diagnosis", "REFER",
+EXPECTED = ["37%", "[31%, 42%]", "Venn-Abers", "{benign, malignant}", "Decision support, not a diagnosis",
+            "Model uncertain: needs a radiologist", "Fleischner 2017: CT at 6-12 months", "Brock (PanCan) risk",
+            "only the marked nodule",
             "8.4 mm", "right lung", "abc123", "smoker", "+0.800", "-0.400", "ε = 0.99", "2.25.5678", "256 tokens"]
 
 
@@ -122,7 +129,7 @@ def test_html_is_well_formed_self_contained_and_embeds_the_key_image() -> None:
     p = _parse(page)
     text = " ".join(" ".join(p.text).split())
     for s in [*EXPECTED, "Pulmonary nodule malignancy risk — decision-support report", "export: de-identified",
-              "REFER TO A CLINICIAN", DISCLAIMER]:
+              "technical reasons", DISCLAIMER]:
         assert s in text, s
     assert text.count(DISCLAIMER) == 2  # the box at the top and the footer
     assert [i["src"][:22] for i in p.imgs] == ["data:image/png;base64,"]
@@ -134,8 +141,8 @@ def test_no_referral_flag_when_the_case_is_not_referred(tmp_path: Path) -> None:
     content = sample_content("export")
     content.refer, content.refer_reasons = False, []
     text = " ".join(_parse(render_html(content)).text)
-    assert "no referral flag" in text and "REFER" not in text
-    assert "no referral flag" in _pdf_text(render_pdf(content, tmp_path / "r.pdf"))[1]
+    assert "not flagged as uncertain" in text and "Model uncertain" not in text
+    assert "not flagged as uncertain" in _pdf_text(render_pdf(content, tmp_path / "r.pdf"))[1]
 
 
 def test_export_mode_shows_no_identifier_and_clinical_mode_does(tmp_path: Path) -> None:

@@ -229,3 +229,27 @@ def test_the_measured_nodule_is_coded_with_its_lobe_and_lung_rads() -> None:
     assert lr["note"][0]["text"] == "3-month LDCT."
     listed = {r["reference"] for r in t["DiagnosticReport"][0]["resource"]["result"]}
     assert {f"urn:uuid:{o['id']}" for o in obs.values()} <= listed
+
+
+def test_the_recommendation_is_in_the_conclusion_as_decision_support_with_brock() -> None:
+    import dataclasses
+
+    c = dataclasses.replace(sample_content("export"), long_axis_mm=9.4, short_axis_mm=7.6, mean_diameter_mm=8.5,
+                            volume_mm3=301.24, nodule_type="solid", lobe="RUL", brock_risk=0.0712,
+                            brock_citation="Brock University / PanCan model (McWilliams A et al., NEJM 2013)",
+                            brock_inputs={"age": 66, "sources": {"age": "note"}},
+                            recommendation="Fleischner 2017: Consider CT at 3 months, PET/CT, or tissue sampling.",
+                            uncertain_line="Model uncertain: needs a radiologist's read (its risk lies where this "
+                                           "hospital's benign and malignant cases overlap)",
+                            model_brock_disagreement="The model's risk 37% is higher than the Brock score 7% by more "
+                                                     "than 10% points: read the CT and the note before relying on either.")
+    b = fhir_bundle(c)
+    conclusion = _by_type(b)["DiagnosticReport"][0]["resource"]["conclusion"]
+    assert "Decision support, not a clinical order: Fleischner 2017: Consider CT at 3 months" in conclusion
+    assert conclusion.index(c.finding) < conclusion.index("Model uncertain") < conclusion.index("Decision support, not")
+    assert "Brock score 7%" in conclusion and c.disclaimer in conclusion
+    obs = {e["resource"]["code"]["coding"][0]["code"]: e["resource"] for e in _by_type(b)["Observation"]}
+    q = obs["brock-risk"]["valueQuantity"]
+    assert (q["value"], q["code"]) == (pytest.approx(7.1), "%")
+    assert any("McWilliams" in n["text"] for n in obs["brock-risk"]["note"])
+    assert any(n["text"] == "age: 66 (note)" for n in obs["brock-risk"]["note"])

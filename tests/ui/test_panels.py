@@ -23,13 +23,18 @@ def test_the_risk_badge_shows_interval_set_and_refer_reasons_escaped() -> None:
     unc = Assessment(probability=0.2049, interval=(0.12, 0.345), prediction_set=["benign", "malignant"], refer=True,
                      reasons=["both classes in the set", "<script>x</script>"], ood_distance=None,
                      out_of_distribution=None, calibrated_by="site_a", interval_method="venn-abers",
-                     coverage_target=0.9, interval_calib_cases=40)
+                     coverage_target=0.9, interval_calib_cases=40,
+                     plain_reasons=["its risk lies where this hospital's benign and malignant cases overlap"])
     out = risk_html(0.2049, unc)
     assert "risk 20%" in out and "interval [12%, 34%] (venn-abers, 40 cases)" in out
-    assert "90% set: {benign, malignant}" in out and "REFER TO A CLINICIAN" in out
+    assert "90% set: {benign, malignant}" in out
+    # one plain line for the clinician; the calibration jargon only behind "technical reasons"
+    assert ("Model uncertain: needs a radiologist&#x27;s read (its risk lies where this hospital&#x27;s benign and "
+            "malignant cases overlap)") in out
+    assert out.index("Model uncertain") < out.index("technical reasons") < out.index("both classes in the set")
     assert "<script>" not in out and "&lt;script&gt;" in out
     calm = risk_html(0.05, replace(unc, refer=False, prediction_set=["benign"], coverage_target=0.8))
-    assert "no referral flag" in calm and "REFER" not in calm and "80% set: {benign}" in calm
+    assert "not flagged as uncertain" in calm and "Model uncertain" not in calm and "80% set: {benign}" in calm
     bare = risk_html(0.5, None)
     assert "not calibrated" in bare and "workbench calibrate" in bare and "interval [" not in bare
 

@@ -64,14 +64,16 @@ def _record(case: Case, truth: dict[str, Any]) -> dict[str, Any]:
     solid_true = 2.0 * _solid_component(d)[0] if truth["nodule_type"] == "part_solid" else None
     rec: dict[str, Any] = {"case_id": case.case_id, "site": case.site, "diameter_mm": d,
                            "nodule_type": truth["nodule_type"], "lobe": truth["lobe"],
-                           "spiculated": bool(truth["spiculated"]), "volume_mm3": round(math.pi / 6.0 * d**3, 1),
+                           "spiculated": bool(truth["spiculated"]), "emphysema": bool(truth["emphysema"]),
+                           "volume_mm3": round(math.pi / 6.0 * d**3, 1),
                            "solid_component_mm": None if solid_true is None else round(solid_true, 2)}
     t0 = time.perf_counter()
     m = measure_case(case)
     rec["seconds"] = round(time.perf_counter() - t0, 2)
     rec["measured"] = {k: v for k, v in m.to_dict().items()
                        if k in ("long_axis_mm", "short_axis_mm", "mean_diameter_mm", "volume_mm3", "solid_component_mm",
-                                "nodule_type", "lobe", "core_hu", "background_hu", "caveats")}
+                                "nodule_type", "lobe", "core_hu", "background_hu", "caveats", "spiculated",
+                                "spiculation_score", "emphysema", "emphysema_laa")}
     rec["diameter_err_mm"] = round(m.mean_diameter_mm - d, 2)
     rec["volume_rel_err"] = round(m.volume_mm3 / rec["volume_mm3"] - 1.0, 4)
     if solid_true is not None:
@@ -102,6 +104,10 @@ def _summary(recs: list[dict[str, Any]]) -> dict[str, Any]:
         "type_accuracy": round(float(np.mean([r["measured"]["nodule_type"] == r["nodule_type"] for r in recs])), 4),
         "lobe_accuracy": round(float(np.mean([r["measured"]["lobe"] == r["lobe"] for r in recs])), 4),
         "solid_component_mae_mm": round(float(np.mean(solid)), 3) if solid else None,
+        "spiculation_accuracy": round(float(np.mean([r["measured"]["spiculated"] == r["spiculated"] for r in recs])), 4),
+        "spiculation_sensitivity": (round(float(np.mean([r["measured"]["spiculated"] for r in recs if r["spiculated"]])),
+                                          4) if any(r["spiculated"] for r in recs) else None),
+        "emphysema_accuracy": round(float(np.mean([r["measured"]["emphysema"] == r["emphysema"] for r in recs])), 4),
     }
 
 

@@ -57,14 +57,16 @@ def report_content(ce: CaseExplanation, site_dir: str | Path, *, clinical: bool 
     """The report's content from a case explained in memory; ``site_dir`` holds the node's UID secret."""
     from workbench.explain.figures import case_figures
     from workbench.report.source import node_secret, read_source
-    from workbench.runtime.nodule_card import measured_nodule
+    from workbench.runtime.nodule_card import nodule_card
 
     case, exp, a = ce.case, ce.explanation, ce.assessment
     mode = "clinical" if clinical else "export"
     source, patient = (read_source(case.series_dir, case.case_id, mode, None if clinical else node_secret(site_dir))
                        if case.series_dir is not None else (None, Patient()))
     notes = list(exp.notes)
-    measured = measured_nodule(case, notes)
+    measured = nodule_card(case, notes, probability=ce.risk, interval=a.interval if a is not None else None)
+    if measured:
+        measured["nodule_count"] = 1
     x = case.nodule_lps_mm[0] if case.nodule_lps_mm else 0.0
     left = measured["lobe"].startswith("L") if measured.get("lobe") else x > 0  # LPS: +x is the patient's left
     figures = case_figures(ce)
@@ -80,7 +82,8 @@ def report_content(ce: CaseExplanation, site_dir: str | Path, *, clinical: bool 
                          if a is not None and a.interval_method else None),
         prediction_set=list(a.prediction_set) if a is not None else [],
         coverage_target=a.coverage_target if a is not None else None, refer=a.refer if a is not None else False,
-        refer_reasons=list(a.reasons) if a is not None else [], diameter_mm=measured.get("mean_diameter_mm"),
+        refer_reasons=list(a.reasons) if a is not None else [],
+        uncertain_line=a.uncertain_line if a is not None else None, diameter_mm=measured.get("mean_diameter_mm"),
         finding_site="left lung" if left else "right lung",
         nodule_center_lps_mm=case.nodule_lps_mm, modality_contributions=dict(exp.gate),
         attention_rollout=dict(exp.rollout), top_phrases=exp.top_words(),

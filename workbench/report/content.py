@@ -100,6 +100,26 @@ class ReportContent:
     lung_rads: str | None = None  # Lung-RADS v2022 category at baseline, from the measurement
     lung_rads_management: str | None = None
     lung_rads_reason: str | None = None
+    lung_rads_status: str | None = None  # baseline, stable or growing (from the note's prior CT)
+    spiculated: bool | None = None  # measured from the CT margin (workbench.runtime.measure_margin)
+    emphysema: bool | None = None  # measured from the CT (LAA-950)
+    nodule_count: int | None = None  # the marked nodule only (others not searched)
+    # the guidelines applied to the measured nodule and the note's facts (workbench.runtime.guideline_card)
+    recommendation: str | None = None  # the lead guideline's recommendation, named ("Fleischner 2017: ...")
+    recommendation_citation: str | None = None
+    fleischner: str | None = None
+    fleischner_applies: bool | None = None
+    fleischner_citation: str | None = None
+    fleischner_risk: str | None = None
+    bts: str | None = None
+    bts_citation: str | None = None
+    brock_risk: float | None = None  # Brock (PanCan) probability from the measured nodule and the note's facts
+    brock_inputs: dict[str, Any] = field(default_factory=dict)
+    brock_citation: str | None = None
+    model_brock_disagreement: str | None = None  # one plain line when the model and Brock differ by > 10 points
+    guideline_assumptions: list[str] = field(default_factory=list)
+    note_facts: dict[str, Any] = field(default_factory=dict)  # the facts read from the de-identified note
+    uncertain_line: str | None = None  # "Model uncertain: needs a radiologist's read (...)" when refer is set
 
     @property
     def finding(self) -> str:

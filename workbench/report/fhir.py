@@ -233,6 +233,15 @@ def _observations(content: ReportContent, common: dict[str, Any]) -> list[tuple[
         note = [Annotation(text=t) for t in (content.lung_rads_management, content.lung_rads_reason) if t]
         out.append((oid, Observation(id=oid, code=code, bodySite=body, valueCodeableConcept=value, note=note or None,
                                      **common)))
+    if content.brock_risk is not None:
+        oid = _uuid(content, "observation/brock")
+        code = _local("brock-risk", "Brock (PanCan) probability of malignancy")
+        q = Quantity(value=_decimal(100 * content.brock_risk, 1), unit="%", system=UCUM, code="%")
+        facts = [f"{k}: {v} ({content.brock_inputs.get('sources', {}).get(k, '')})"
+                 for k, v in content.brock_inputs.items() if k != "sources"]
+        note = [Annotation(text=t) for t in (content.brock_citation, *facts) if t]
+        out.append((oid, Observation(id=oid, code=code, bodySite=body, valueQuantity=q, note=note or None,
+                                     **common)))
     # (3) the conformal prediction set (one component per member), its coverage target and the refer flag
     member = _local("prediction-set-member", "Conformal prediction set member")
     comps = [ObservationComponent(code=member, valueCodeableConcept=_local(label, label))
@@ -274,7 +283,7 @@ def fhir_bundle(content: ReportContent) -> dict[str, Any]:
     report = DiagnosticReport(id=rid, meta=_meta(), status="final", category=radiology, code=code,
                               subject=subject, effectiveDateTime=when, issued=when, imagingStudy=study,
                               result=[_ref(o) for o, _ in observations],
-                              conclusion=f"{content.finding}. {content.disclaimer}")
+                              conclusion=_conclusion(content))
     author = ProvenanceAgent(type=_cc(PARTICIPANT_TYPE, "author", "Author"), who=device)
     provenance = Provenance(id=prov_id, recorded=when, agent=[author],
                             target=[_ref(x) for x in [rid] + [o for o, _ in observations]])
@@ -283,6 +292,19 @@ def fhir_bundle(content: ReportContent) -> dict[str, Any]:
                     identifier=Identifier(system="urn:ietf:rfc:3986", value=f"urn:uuid:{bid}"),
                     entry=[BundleEntry(fullUrl=f"urn:uuid:{i}", resource=r) for i, r in resources])
     return bundle.model_dump(mode="json", exclude_none=True)
+
+
+def _conclusion(content: ReportContent) -> str:
+    """The finding, the model-uncertain line, then the guideline recommendation marked as decision support."""
+    parts = [f"{content.finding}."]
+    if content.refer:
+        parts.append(f"{content.uncertain_line or 'Model uncertain: needs a radiologist read'}.")
+    if content.recommendation:
+        parts.append(f"Decision support, not a clinical order: {content.recommendation}")
+    if content.model_brock_disagreement:
+        parts.append(content.model_brock_disagreement)
+    parts.append(content.disclaimer)
+    return " ".join(parts)
 
 
 def write_fhir(content: ReportContent, path: str | Path) -> Path:

@@ -18,6 +18,7 @@ from workbench.report.wording import (
     TITLE,
     contribution_rows,
     finding_rows,
+    guideline_rows,
     interval_line,
     mode_line,
     patient_rows,
@@ -26,6 +27,7 @@ from workbench.report.wording import (
     provenance_rows,
     set_line,
     share,
+    uncertainty_line,
 )
 
 _CSS = """
@@ -69,10 +71,11 @@ def render_html(content: ReportContent) -> str:
             f"<p>{_e(interval_line(content))}<br>{_e(set_line(content))}</p>"]
     if content.refer:
         reasons = "".join(f"<li>{_e(r)}</li>" for r in content.refer_reasons)
-        risk.append('<p><span class="refer">REFER TO A CLINICIAN</span></p>'
-                    + (f"<ul class=reasons>{reasons}</ul>" if reasons else ""))
+        risk.append(f'<p><span class="refer">{_e(uncertainty_line(content))}</span></p>'
+                    + (f"<details><summary>technical reasons</summary><ul class=reasons>{reasons}</ul></details>"
+                       if reasons else ""))
     else:
-        risk.append('<p><span class="norefer">no referral flag</span></p>')
+        risk.append('<p><span class="norefer">model not flagged as uncertain</span></p>')
     contrib = contribution_rows(content)
     contrib_html = ("<table><tr><th>modality</th><th>gate weight</th><th>attention rollout</th></tr>"
                     + "".join(f"<tr><td>{_e(n)}</td><td class=num>{_e(share(g))}</td>"
@@ -90,6 +93,8 @@ def render_html(content: ReportContent) -> str:
     sections = [
         ("patient", "Patient", _kv_table(patient_rows(content))),
         ("finding", "Finding", f"<p><strong>{_e(content.finding)}</strong></p>" + _kv_table(finding_rows(content))),
+        ("guidelines", "Guidelines (decision support)", _kv_table(guideline_rows(content))
+         if guideline_rows(content) else "<p>not applied (see notes)</p>"),
         ("risk", "Risk", "".join(risk)),
         ("contributions", "Modality contributions", contrib_html),
         ("images", "Key images", images),

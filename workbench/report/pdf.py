@@ -27,6 +27,7 @@ from workbench.report.wording import (
     clinical,
     contribution_rows,
     finding_rows,
+    guideline_rows,
     interval_line,
     mode_line,
     patient_rows,
@@ -35,6 +36,7 @@ from workbench.report.wording import (
     provenance_rows,
     set_line,
     share,
+    uncertainty_line,
 )
 
 MARGIN_X, MARGIN_TOP, FOOTER = 18.0, 15.0, 22.0  # mm: side margins, top margin, room kept for the footer
@@ -215,11 +217,16 @@ def build_pdf(content: ReportContent) -> FPDF:
     pdf.text_block(interval_line(content), gap=0.4)
     pdf.text_block(set_line(content), gap=2.5)
     if content.refer:
-        pdf.badge("REFER TO A CLINICIAN", fill="#b2182b", colour="#ffffff")
+        pdf.set_fill_color("#b2182b")
+        pdf.text_block(uncertainty_line(content) or "", size=10.5, bold=True, colour="#ffffff", fill=True,
+                       padding=(1.5, 2.5), gap=1.5)
         for r in content.refer_reasons:
-            pdf.text_block(f"• {r}", indent=4, gap=0.6)
+            pdf.text_block(f"technical: {r}", indent=4, gap=0.6, size=8.5, colour=GREY)
     else:
-        pdf.badge("no referral flag", fill="#eeeeee", colour=GREY, size=9.5)
+        pdf.badge("model not flagged as uncertain", fill="#eeeeee", colour=GREY, size=9.5)
+    if guideline_rows(content):
+        pdf.heading("Guidelines (decision support)")
+        pdf.rows(guideline_rows(content))
     pdf.heading("Modality contributions")
     _contribution_chart(pdf, content)
     pdf.heading("Provenance")

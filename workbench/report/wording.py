@@ -68,6 +68,12 @@ def finding_rows(content: ReportContent) -> list[tuple[str, str]]:
     if c.nodule_type:
         rows.append(("Type", type_words(c.nodule_type, c.solid_component_mm)))
     rows.append(("Site", LOBE_WORDS.get(c.lobe, c.lobe) if c.lobe else (c.finding_site or "—")))
+    if c.spiculated is not None:
+        rows.append(("Margin", "spiculated (measured)" if c.spiculated else "no spiculation measured"))
+    if c.emphysema is not None:
+        rows.append(("Emphysema", "present on this CT (measured)" if c.emphysema else "none measured on this CT"))
+    if c.nodule_count is not None:
+        rows.append(("Count", f"{c.nodule_count} (the marked nodule; the scan was not searched for others)"))
     if c.lung_rads:
         rows.append(("Lung-RADS v2022", f"category {c.lung_rads}: {c.lung_rads_management}"))
     if c.measurement_caveats:
@@ -75,6 +81,35 @@ def finding_rows(content: ReportContent) -> list[tuple[str, str]]:
     if content.nodule_center_lps_mm is not None:
         rows.append(("Centre (LPS, mm)", ", ".join(f"{v:.1f}" for v in content.nodule_center_lps_mm)))
     return rows
+
+
+def guideline_rows(content: ReportContent) -> list[tuple[str, str]]:
+    """The guidelines applied to the measured nodule and the note's facts, each naming its source (decision
+    support: the reader decides)."""
+    c = content
+    rows = []
+    if c.recommendation:
+        rows.append(("Recommendation (decision support)", c.recommendation))
+    if c.fleischner and not (c.recommendation or "").startswith("Fleischner"):
+        rows.append(("Fleischner 2017", c.fleischner))
+    if c.fleischner_risk:
+        rows.append(("Fleischner risk group", c.fleischner_risk))
+    if c.bts and not (c.recommendation or "").startswith("BTS"):
+        rows.append(("BTS 2015", c.bts))
+    if c.brock_risk is not None:
+        rows.append(("Brock (PanCan) risk", f"{pct(c.brock_risk)} (from the measured nodule and the note's facts)"))
+    if c.model_brock_disagreement:
+        rows.append(("Model vs Brock", c.model_brock_disagreement))
+    if c.guideline_assumptions:
+        rows.append(("Assumed", "; ".join(c.guideline_assumptions)))
+    return rows
+
+
+def uncertainty_line(content: ReportContent) -> str | None:
+    """The plain line shown when the model is unsure (``Assessment.uncertain_line``), or None."""
+    if not content.refer:
+        return None
+    return content.uncertain_line or "Model uncertain: needs a radiologist's read"
 
 
 def interval_line(content: ReportContent) -> str:

@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,7 @@ from workbench.errors import CaseError
 from workbench.runtime.guidelines import lung_rads_mean_diameter
 from workbench.runtime.measure_chest import ChestConfig, chest_geometry, lobe_of
 from workbench.runtime.measure_fit import FitConfig, NoduleFit, NoNodule, fit_nodule
+from workbench.runtime.measure_margin import MarginConfig, low_attenuation_share, spiculation_score
 
 NODULE_TYPES = ("solid", "part_solid", "non_solid")
 MERGED = ("the nodule merges with a vessel or other dense structure: its size and type are uncertain and need a "
@@ -54,6 +56,7 @@ class MeasureConfig:
 
     chest: ChestConfig = field(default_factory=ChestConfig)
     fit: FitConfig = field(default_factory=FitConfig)
+    margin: MarginConfig = field(default_factory=MarginConfig)
     solid_min_hu: float = -250.0  # a nodule whose fitted core is denser than this is solid
     # Ground glass denser than this is called part-solid even when no solid core can be resolved (a small
     # part-solid nodule's core is below the voxel size, but it raises the density of the whole).
@@ -83,6 +86,10 @@ class NoduleMeasurement:
     mask_origin: tuple[int, int, int]  # (I, J, K) of mask[0, 0, 0]
     mask: np.ndarray = field(repr=False)  # bool box, (I, J, K) order
     caveats: tuple[str, ...] = ()  # plain reasons to check the measurement by eye (empty: none known)
+    spiculation_score: float = 0.0  # share of rays dense just beyond the fitted surface (measure_margin)
+    spiculated: bool = False
+    emphysema_laa: float = 0.0  # share of lung voxels below -950 HU
+    emphysema: bool = False
 
     def full_mask(self, shape: tuple[int, int, int]) -> np.ndarray:
         """The mask in a bool volume of the series' (I, J, K) ``shape``."""
@@ -103,6 +110,8 @@ class NoduleMeasurement:
             "center_lps": list(self.center_lps), "core_hu": self.core_hu, "background_hu": self.background_hu,
             "axial_index": self.axial_index, "mask_origin": list(self.mask_origin),
             "mask_shape": list(self.mask.shape), "mask_voxels": int(self.mask.sum()), "caveats": list(self.caveats),
+            "spiculation_score": self.spiculation_score, "spiculated": self.spiculated,
+            "emphysema_laa": self.emphysema_laa, "emphysema": self.emphysema,
         }
 
 
@@ -209,7 +218,13 @@ def measure_nodule(hu: np.ndarray, affine_ras: np.ndarray, center_lps: tuple[flo
         fit = fit_nodule(vol, chest.lung, center_vox, spacing, chest.kernel_sigma_mm, chest.noise_hu, config.fit)
     except NoNodule as e:
         raise CaseError(f"{where}: no nodule found at ({c[0]:.1f}, {c[1]:.1f}, {c[2]:.1f}) mm LPS: {e}") from None
-    return _read_out(fit, frame, origin, spacing, chest, where, config)
+    m = _read_out(fit, frame, origin, spacing, chest, where, config)
+    centre = np.array([fit.roi_start[i] * spacing[i] + fit.nodule.center_zyx[i] for i in range(3)])
+    score = spiculation_score(vol, spacing, centre, fit.nodule.semi_axes_mm, fit.nodule.angle, fit.background_hu,
+                              config.margin)
+    laa = low_attenuation_share(vol, chest.lung, config.margin)
+    return dataclasses.replace(m, spiculation_score=round(score, 4), spiculated=score >= config.margin.spiculated_min_score,
+                               emphysema_laa=round(laa, 4), emphysema=laa >= config.margin.emphysema_min_laa)
 
 
 def _read_out(fit: NoduleFit, frame: _Frame, origin: tuple[float, float, float], spacing: tuple[float, float, float],

@@ -1,4 +1,4 @@
-"""The nodule card's measured half: what the CT says of the nodule at its mark, and the Lung-RADS category it gives.
+"""The nodule card: what the CT says of the nodule at its mark, and what the guidelines make of it with the note's facts.
 
 One function, so the reports (``workbench.report.build``) and the case-review screen (``workbench.ui.review``)
 state the same size, type, lobe and category from the same measurement (``workbench.runtime.measure``) and rule
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from workbench.errors import WorkbenchError
-from workbench.runtime.guidelines import PART_SOLID, lung_rads
+from workbench.runtime.guidelines import PART_SOLID
 
 NODULE_TYPE_WORDS = {"solid": "solid", "part_solid": "part-solid", "non_solid": "ground-glass"}
 LOBE_WORDS = {"RUL": "right upper lobe", "RML": "right middle lobe", "RLL": "right lower lobe",
@@ -50,19 +50,30 @@ def measured_nodule(case: Any, notes: list[str], image: Any = None) -> dict[str,
     out: dict[str, Any] = {"long_axis_mm": m.long_axis_mm, "short_axis_mm": m.short_axis_mm,
                            "mean_diameter_mm": m.mean_diameter_mm, "volume_mm3": m.volume_mm3,
                            "solid_component_mm": solid, "nodule_type": m.nodule_type, "lobe": m.lobe,
+                           "spiculated": m.spiculated, "emphysema": m.emphysema,
                            "measurement_caveats": list(m.caveats)}
     notes.append("size: measured from the CT at the marked centre (a partial-volume model fitted to the image: long "
                  "and short axis on the axial slice of greatest extent, mean diameter as Lung-RADS v2022 defines it, "
-                 "volume of the fitted ellipsoid); type and lobe from the same fit; not a learned estimate")
-    try:
-        lr = lung_rads(m.long_axis_mm, m.short_axis_mm, nodule_type=m.nodule_type,
-                       solid_long_axis_mm=solid)
-        out.update(lung_rads=lr.category, lung_rads_management=lr.management,
-                   lung_rads_reason=f"{lr.reason} ({lr.citation}; baseline screen assumed, suspicious features "
-                                    "such as spiculation not assessed)")
-    except WorkbenchError as exc:
-        notes.append(f"Lung-RADS: not assigned ({exc})")
+                 "volume of the fitted ellipsoid); type and lobe from the same fit; spiculation from dense strands "
+                 "just outside the fitted surface, emphysema from the lung's share below -950 HU; not a learned "
+                 "estimate")
     return out
 
 
-__all__ = ["LOBE_SNOMED", "LOBE_WORDS", "NODULE_TYPE_WORDS", "measured_nodule", "type_words"]
+def nodule_card(case: Any, notes: list[str], image: Any = None, *, probability: float | None = None,
+                interval: tuple[float, float] | None = None) -> dict[str, Any]:
+    """The whole card: the measured nodule (``measured_nodule``) and the guidelines applied to it with the
+    de-identified note's facts (``guideline_card.guideline_card``): Lung-RADS, Fleischner, BTS, Brock, the lead
+    recommendation and, given the model's ``probability``, a line when the model and Brock disagree."""
+    from workbench.data.deid import deidentify
+    from workbench.runtime.guideline_card import guideline_card
+    from workbench.runtime.note_facts import read_note_facts
+
+    measured = measured_nodule(case, notes, image)
+    facts = read_note_facts(deidentify(case.note) if case.note else None)
+    guide, guide_notes = guideline_card(measured, facts, probability, interval)
+    notes.extend(guide_notes)
+    return {**measured, **guide}
+
+
+__all__ = ["LOBE_SNOMED", "LOBE_WORDS", "NODULE_TYPE_WORDS", "measured_nodule", "nodule_card", "type_words"]

@@ -116,6 +116,15 @@ class Assessment:
     interval_calib_cases: int = 0  # how many calib cases the interval rests on (few: a coarse, step-wise fit)
     calibrated_probability: float | None = None  # the site's Platt/prior-calibrated probability (sets, refer flag)
     risk_method: str = ""  # how ``probability`` was made, in words a report can print
+    plain_reasons: list[str] = field(default_factory=list)  # ``reasons`` in words a clinician reads (``uncertain_line``)
+
+    @property
+    def uncertain_line(self) -> str | None:
+        """The one line a clinician sees when the model is unsure; None when it is not (``refer`` is False)."""
+        if not self.refer:
+            return None
+        why = "; ".join(self.plain_reasons) or "the model cannot place this case"
+        return f"Model uncertain: needs a radiologist's read ({why})"
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "interval": list(self.interval)}
@@ -154,11 +163,13 @@ class RunUncertainty:
         out = []
         for i in range(len(p)):
             labels = [c for j, c in enumerate(CLASSES) if sets[i, j]]
-            reasons = []
+            reasons, plain = [], []
             if len(labels) == 2:
                 reasons.append(f"the {1 - self.config.alpha:.0%} set holds both classes")
+                plain.append("its risk lies where this hospital's benign and malignant cases overlap")
             elif not labels:
                 reasons.append(f"no class fits at the {1 - self.config.alpha:.0%} level (empty set)")
+                plain.append("it resembles neither the benign nor the malignant cases the model was checked on")
             ood = None
             if dist is not None and su.ood_threshold is not None:
                 ood = bool(dist[i] > su.ood_threshold)
@@ -166,8 +177,10 @@ class RunUncertainty:
                     reasons.append(f"out of distribution: distance {dist[i]:.3f} to the {su.ood_k}th nearest "
                                    f"{site} training case exceeds {su.ood_threshold:.3f} "
                                    f"({self.config.ood_quantile:.0%} of {site} calib cases lie closer)")
+                    plain.append("it is unlike the cases this hospital trained on")
             elif site not in self.sites:
                 reasons.append(f"no calibrators for site {site!r}: pooled ones used, distribution not checked")
+                plain.append("this hospital has no calibration cases of its own")
             stated, method = ((float(points[i]), "Venn-Abers point estimate") if n_calib else
                               (float(p[i]), "calibrated probability (no calib case: no interval)"))
             out.append(Assessment(stated, (float(intervals[i, 0]), float(intervals[i, 1])), labels,
@@ -175,7 +188,7 @@ class RunUncertainty:
                                   None if dist is None else float(dist[i]), ood,
                                   site if site in self.sites else "pooled", coverage_target=1 - self.config.alpha,
                                   interval_point=float(points[i]), interval_calib_cases=n_calib,
-                                  calibrated_probability=float(p[i]), risk_method=method))
+                                  calibrated_probability=float(p[i]), risk_method=method, plain_reasons=plain))
         return out
 
     def to_dict(self) -> dict[str, Any]:

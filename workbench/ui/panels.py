@@ -46,17 +46,20 @@ def risk_html(probability: float, uncertainty: Assessment | None) -> str:
         if uncertainty.refer:
             reasons = "; ".join(html.escape(r) for r in uncertainty.reasons)
             parts.append(f"<br><span class='refer-badge' style='background:#b2182b;color:white;padding:2px 8px;"
-                         f"border-radius:4px'>REFER TO A CLINICIAN</span> {reasons}")
+                         f"border-radius:4px'>{html.escape(uncertainty.uncertain_line or '')}</span>"
+                         f"<details style='font-size:0.85em;color:#555'><summary>technical reasons</summary>{reasons}"
+                         "</details>")
         else:
-            parts.append("<br><span style='color:#2b7a2b'>no referral flag</span>")
+            parts.append("<br><span style='color:#2b7a2b'>model not flagged as uncertain</span>")
     else:
         parts.append("<br><i>not calibrated: run <code>workbench calibrate RUN COHORT</code> for sets and intervals</i>")
     return "".join(parts) + "</div>"
 
 
 def nodule_card_html(card: dict[str, Any], notes: list[str] | None = None) -> str:
-    """The nodule as measured from the CT (``workbench.runtime.nodule_card.measured_nodule``): size, type, solid part,
-    lobe and Lung-RADS category, or why it was not measured; checks the reader should make by eye in amber."""
+    """The nodule card (``workbench.runtime.nodule_card.nodule_card``): size, type, solid part, lobe, margin, count,
+    Lung-RADS, the lead guideline's recommendation and Brock, or why it was not measured; checks the reader should
+    make by eye in amber, a model-vs-Brock disagreement in red."""
     from workbench.runtime.nodule_card import LOBE_WORDS, type_words
 
     if not card:
@@ -66,11 +69,23 @@ def nodule_card_html(card: dict[str, Any], notes: list[str] | None = None) -> st
     rows = [("size", f"{card['long_axis_mm']:.1f} x {card['short_axis_mm']:.1f} mm (mean {card['mean_diameter_mm']:.1f} mm)"),
             ("volume", f"{card['volume_mm3']:,.0f} mm3"), ("type", kind),
             ("lobe", LOBE_WORDS.get(card["lobe"], card["lobe"]))]
+    if card.get("spiculated") is not None:
+        rows.append(("margin", "spiculated (measured)" if card["spiculated"] else "no spiculation measured"))
+    rows.append(("count", "1 (the marked nodule; others not searched)"))
     if card.get("lung_rads"):
         rows.append(("Lung-RADS v2022", f"{card['lung_rads']}: {card.get('lung_rads_management') or ''}"))
+    if card.get("recommendation"):
+        rows.append(("recommendation", f"{card['recommendation']} (decision support)"))
+    if card.get("brock_risk") is not None:
+        rows.append(("Brock risk", f"{card['brock_risk']:.0%} (measured nodule + the note's facts)"))
     body = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows)
     caveats = "".join(f"<div style='color:#9a6700'>check by eye: {html.escape(c)}</div>"
                       for c in card.get("measurement_caveats", []))
+    if card.get("model_brock_disagreement"):
+        caveats += f"<div style='color:#b2182b'>{html.escape(card['model_brock_disagreement'])}</div>"
+    assumed = "; ".join(card.get("guideline_assumptions", []))
+    if assumed:
+        caveats += f"<div style='color:#555;font-size:0.85em'>assumed: {html.escape(assumed)}</div>"
     return ("<div class='nodule-card' style='font-family:sans-serif'><b>nodule, measured from the CT</b>"
             f"<table style='font-size:0.95em'>{body}</table>{caveats}</div>")
 

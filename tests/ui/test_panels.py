@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import replace
 
@@ -107,3 +108,16 @@ def test_the_nodule_card_shows_the_measurement_or_says_why_there_is_none() -> No
     assert "check by eye: touches a vessel &lt;of its width&gt;" in out
     none = nodule_card_html({}, ["size: not measured (hospital_a_0001: nothing at the mark)", "other"])
     assert "nothing at the mark" in none and "other" not in none
+
+
+def test_the_note_is_shown_as_written_with_the_models_words_shaded() -> None:
+    text = "HPI: 66 yo F, Temperature 97.8 F.\nFH: <mother> w/ lung ca"
+    words = ["hpi", ":", "66", "yo", "f", ",", "temperature", "97", ".", "8", "f", ".", "fh", ":", "<", "mother", ">",
+             "w", "/", "lung", "ca"]
+    scores = np.linspace(-1, 1, len(words))
+    out = note_html(words, scores, text=text)
+    plain = re.sub(r"<[^>]+>", "", out)
+    assert html.unescape(plain) == text  # every character of the note, in order, nothing added
+    assert "white-space:pre-wrap" in out and "&lt;mother&gt;" not in out  # escaped piece by piece
+    assert '>Temperature</span>' in out and '>97</span><span' in out  # original case and spacing
+    assert out.count("<span") == len(words)

@@ -56,17 +56,36 @@ def write_explanation(ce: CaseExplanation, out_dir: str | Path) -> dict[str, Any
     return summary
 
 
+def _shade(shown: str, v: float, lim: float) -> str:
+    s = int(255 * (1 - min(1.0, abs(v) / lim)))
+    bg = f"rgb(255,{s},{s})" if v > 0 else f"rgb({s},{s},255)"
+    return f'<span style="background:{bg};padding:0 1px" title="{v:+.3f}">{html.escape(shown)}</span>'
+
+
 def highlighted_words(words: list[str], scores: Any) -> str:
     """The words as HTML spans shaded by attribution: red raised the risk, blue lowered it (the strongest word
     fully coloured); each word escaped, its score in the tooltip."""
     a = np.asarray(scores, dtype=float)
     lim = (float(np.abs(a).max()) if len(a) else 0.0) or 1.0
-    spans = []
+    return " ".join(_shade(w, v, lim) for w, v in zip(words, a, strict=True))
+
+
+def highlighted_text(text: str, words: list[str], scores: Any, *, max_gap: int = 400) -> str:
+    """The de-identified note as written (case, punctuation and line breaks kept), each word the model read shaded
+    by its attribution. The model's words are lowercased tokens in reading order; each is found in the text after
+    the previous one (at most ``max_gap`` characters on), so text the tokenizer dropped stays unshaded and a word it
+    cannot place is skipped rather than shaded in the wrong spot. Everything is escaped."""
+    a = np.asarray(scores, dtype=float)
+    lim = (float(np.abs(a).max()) if len(a) else 0.0) or 1.0
+    low, out, cursor = text.lower(), [], 0
     for w, v in zip(words, a, strict=True):
-        s = int(255 * (1 - min(1.0, abs(v) / lim)))
-        bg = f"rgb(255,{s},{s})" if v > 0 else f"rgb({s},{s},255)"
-        spans.append(f'<span style="background:{bg};padding:0 2px" title="{v:+.3f}">{html.escape(w)}</span>')
-    return " ".join(spans)
+        at = low.find(w.lower(), cursor, cursor + max_gap + len(w)) if w else -1
+        if at < 0:
+            continue
+        out += [html.escape(text[cursor:at]), _shade(text[at:at + len(w)], v, lim)]
+        cursor = at + len(w)
+    out.append(html.escape(text[cursor:]))
+    return "".join(out)
 
 
 def note_page(case_id: str, words: list[str], scores: Any) -> str:
@@ -75,4 +94,4 @@ def note_page(case_id: str, words: list[str], scores: Any) -> str:
             f"</title><p style='font-family:sans-serif;line-height:1.8'>{highlighted_words(words, scores)}</p>\n")
 
 
-__all__ = ["explanation_summary", "highlighted_words", "note_page", "write_explanation"]
+__all__ = ["explanation_summary", "highlighted_text", "highlighted_words", "note_page", "write_explanation"]

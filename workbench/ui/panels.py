@@ -17,10 +17,15 @@ if TYPE_CHECKING:
     from workbench.runtime.run_uncertainty import Assessment
 
 
-def note_html(words: list[str], scores: np.ndarray | list[float]) -> str:
-    """Words shaded by attribution: red raised the risk, blue lowered it (the strongest word fully coloured)."""
-    from workbench.explain.export import highlighted_words
+def note_html(words: list[str], scores: np.ndarray | list[float], text: str | None = None) -> str:
+    """The note with words shaded by attribution: red raised the risk, blue lowered it (the strongest word fully
+    coloured). Given ``text`` (the de-identified note), the note is shown as written, line breaks and case kept;
+    without it, the model's lowercased words."""
+    from workbench.explain.export import highlighted_text, highlighted_words
 
+    if text is not None:
+        return ("<div class='note-view' style='line-height:1.7;font-family:sans-serif;white-space:pre-wrap'>"
+                f"{highlighted_text(text, words, scores)}</div>")
     return f"<div class='note-view' style='line-height:1.9;font-family:sans-serif'>{highlighted_words(words, scores)}</div>"
 
 

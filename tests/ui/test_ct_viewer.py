@@ -327,3 +327,21 @@ def test_the_viewer_starts_at_the_nodule_and_recentres_on_a_new_plane() -> None:
     centred = CTViewer(vol)  # no marker: the middle slice
     assert centred.slider.value == 10
     assert render(Scene(vol), ViewState(index=10)) == bytes(centred.image.value)  # the same picture as render()
+
+
+def test_mouse_events_read_out_the_cursor_and_drive_the_caliper() -> None:
+    """What ipyevents sends (image pixels in ``dataX``/``dataY``) reaches the read-out and the caliper."""
+    vol = np.arange(20 * 30 * 10, dtype=float).reshape(20, 30, 10)
+    viewer = CTViewer(vol, spacing_mm=ANISO)
+    assert len(viewer.events) == 2  # cursor (throttled) and clicks (never dropped)
+    viewer.handle_mouse({"type": "mousemove", "dataX": 50, "dataY": 60})
+    p = probe(viewer.scene, viewer.geometry(), 50, 60)
+    assert f"{p.hu:.0f} HU" in viewer.readout.value
+    viewer.handle_mouse({"type": "mouseleave"})
+    assert viewer.readout.value == ""
+    viewer.c.caliper.value = True
+    viewer.handle_mouse({"type": "click", "dataX": 10, "dataY": 100})
+    viewer.handle_mouse({"type": "click", "dataX": 10 + 100, "dataY": 100})
+    assert viewer.caliper_text.value == f"caliper: {100 * viewer.geometry().mm_per_px:.1f} mm"
+    viewer.handle_mouse({"type": "click", "dataX": 9999, "dataY": 100})  # outside the image: ignored
+    assert len(viewer.state.caliper) == 2

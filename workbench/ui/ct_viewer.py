@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -81,6 +82,11 @@ class Scene:
 
     def lps_to_voxel(self, lps: np.ndarray) -> np.ndarray:
         return (np.asarray(lps, float) * LPS_SIGN - np.asarray(self.origin_ras)) / np.asarray(self.spacing_mm)
+
+    @cached_property
+    def overlay_peak(self) -> float:
+        """The volume's largest |attribution| (once: the renderer needs it on every slice)."""
+        return float(np.abs(self.overlay).max()) if self.overlay is not None else 0.0
 
     def nearest(self, vox: np.ndarray) -> tuple[int, int, int]:
         """The voxel holding a continuous voxel position (clipped to the volume)."""
@@ -239,10 +245,10 @@ def slice_position_text(scene: Scene, plane: str, index: int) -> str:
     return f"{plane} {index + 1}/{scene.hu.shape[s]} · {LPS_NAMES[s]} = {mm:.1f} mm (LPS)"
 
 
-def overlay_scale(overlay: np.ndarray, axis: int, index: int, floor: float = 0.02) -> float:
-    """The attribution that shows at full colour on one slice: its own peak, but at least ``floor`` of the volume's,
-    so a slice far from the nodule does not paint its noise at full strength."""
-    peak = float(np.abs(overlay).max())
+def overlay_scale(overlay: np.ndarray, axis: int, index: int, floor: float = 0.02, peak: float | None = None) -> float:
+    """The attribution that shows at full colour on one slice: its own peak, but at least ``floor`` of the volume's
+    (``peak``, computed when not given), so a slice far from the nodule does not paint its noise at full strength."""
+    peak = float(np.abs(overlay).max()) if peak is None else peak
     here = float(np.abs(np.take(overlay, index, axis=axis)).max())
     return max(here, floor * peak) or 1.0
 
@@ -296,7 +302,7 @@ def render_rgb(scene: Scene, state: ViewState, config: ViewerConfig = ViewerConf
     geo = plane_geometry(scene.hu.shape, scene.spacing_mm, state, config.size, scene.marker_vox)
     rgb = np.repeat(window(_sampled(scene.hu, geo), *WINDOWS[state.window])[..., None], 3, axis=2)
     if scene.overlay is not None and state.opacity > 0:
-        lim = overlay_scale(scene.overlay, geo.axes[2], geo.index, config.overlay_floor)
+        lim = overlay_scale(scene.overlay, geo.axes[2], geo.index, config.overlay_floor, scene.overlay_peak)
         v = np.clip(_sampled(scene.overlay, geo) / lim, -1.0, 1.0)
         colour = np.stack([v > 0, np.zeros_like(v, dtype=bool), v < 0], axis=-1).astype(float)  # pure red / blue
         alpha = (state.opacity * np.abs(v) ** config.overlay_gamma)[..., None]
@@ -393,6 +399,7 @@ class CTViewer:
         self.scene = Scene(volume_hu, tuple(float(s) for s in spacing_mm), tuple(float(o) for o in origin_ras),  # type: ignore[arg-type]
                            overlay, mask, marker_vox)
         self.config = config
+        self._syncing = False
         self.state = ViewState(index=self._centre("axial"), opacity=config.opacity)
         self.c = self._build()
         self.image, self.slider, self.plane, self.window = self.c.image, self.c.slider, self.c.plane, self.c.window
@@ -446,17 +453,20 @@ class CTViewer:
         c.peak.on_click(lambda _: self.jump_to_peak())
         return c
 
-    def _mouse(self) -> Any:
-        """Cursor and click events from ``ipyevents``; None (a note instead) when it is not installed."""
+    def _mouse(self) -> list[Any]:
+        """Cursor and click events from ``ipyevents`` (none, and a note, when it is not installed). Two sources:
+        the cursor's is throttled, the clicks' is not, so a click right after a move is never dropped."""
         try:
             from ipyevents import Event
         except ImportError:
             self.c.extra.append(_note("cursor read-out and click caliper need the ipyevents package"))
-            return None
-        ev = Event(source=self.image, watched_events=["mousemove", "click", "mouseleave"], wait=40,
-                   throttle_or_debounce="throttle", prevent_default_action=True)
-        ev.on_dom_event(self._dom_event)
-        return ev
+            return []
+        moves = Event(source=self.image, watched_events=["mousemove", "mouseleave"], wait=40,
+                      throttle_or_debounce="throttle")
+        clicks = Event(source=self.image, watched_events=["click"], prevent_default_action=True)
+        for ev in (moves, clicks):
+            ev.on_dom_event(self.handle_mouse)
+        return [moves, clicks]
 
     def _layout(self) -> Any:
         import ipywidgets as w
@@ -511,7 +521,8 @@ class CTViewer:
             self.opacity.value = self.config.opacity
         return int(self.slider.value)
 
-    def _dom_event(self, event: dict[str, Any]) -> None:
+    def handle_mouse(self, event: dict[str, Any]) -> None:
+        """An ipyevents message: ``dataX``, ``dataY`` are pixels of the image (its PNG), whatever its CSS size."""
         if "dataX" not in event:
             if event.get("type") == "mouseleave":
                 self.readout.value = ""
@@ -526,11 +537,17 @@ class CTViewer:
             self.probe(x, y)
 
     def _changed(self, *_: object) -> None:
+        if self._syncing:  # the slider being set for a new plane: one redraw at the end, not three
+            return
         plane = self.plane.value
         if self.state.plane != plane:  # a new plane: slider range, centred on the nodule, caliper cleared
             self.state = replace(self.state, plane=plane, caliper=(), index=self._centre(plane))
-            self.slider.max = self.volume.shape[SLICE_AXIS[plane]] - 1
-            self.slider.value = self.state.index
+            self._syncing = True
+            try:
+                self.slider.max = self.volume.shape[SLICE_AXIS[plane]] - 1
+                self.slider.value = self.state.index
+            finally:
+                self._syncing = False
         self.state = replace(self.state, index=self.slider.value, window=self.window.value,
                              opacity=self.opacity.value, marker=self.marker_box.value,
                              outline=self.c.outline_box.value, zoom=self.zoom.value)

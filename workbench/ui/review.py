@@ -9,6 +9,7 @@ de-identified text, the CT is pixels, the case is named by its id.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -61,13 +62,11 @@ class CaseReview:
         import ipywidgets as w
 
         from workbench.data.dicom_io import load_ct_series
-        from workbench.data.transforms import lps_to_ras, ras_to_voxel
         from workbench.explain.attributions import explain
         from workbench.explain.case import case_uncertainty
         from workbench.runtime.encode import encode_note
         from workbench.runtime.nodule_card import measured_nodule
         from workbench.runtime.predict import predict
-        from workbench.ui.ct_viewer import CTViewer, place_patch, to_ras
         from workbench.ui.panels import (
             gate_html,
             nodule_card_html,
@@ -85,15 +84,14 @@ class CaseReview:
         self.title.value = f"<h3>{case_id} ({site.name})</h3>" + "".join(f"<div><i>{n}</i></div>" for n in [*pred.notes, *exp.notes])
         vol = (load_ct_series(case.series_dir)  # decoded once: the viewer and the nodule card read it
                if case.series_dir is not None and case.nodule_lps_mm is not None else None)
-        if vol is not None and exp.ct_attribution is not None:
+        if vol is not None:
             assert case.nodule_lps_mm is not None
-            marker = ras_to_voxel(vol.affine, lps_to_ras(case.nodule_lps_mm))
-            spacing = tuple(float(s) for s in vol.meta["spacing"])
-            arr = vol[0].numpy()
-            overlay = place_patch(exp.ct_attribution, arr.shape, marker, spacing)  # type: ignore[arg-type]
-            (arr, overlay), marker = to_ras([arr, overlay], np.asarray(vol.affine), marker)
-            self.viewer = CTViewer(arr, overlay, marker)
-            self.viewer_box.children = [self.viewer.widget]
+            try:
+                self.viewer = self._viewer(vol, case.nodule_lps_mm, exp.ct_attribution, case_id)
+                self.viewer_box.children = [self.viewer.widget]
+            except ValueError as exc:  # an oblique or permuted series: not shown with wrong labels
+                self.viewer = None
+                self.viewer_box.children = [w.HTML(f"<i>CT not shown: {exc}</i>")]
         else:
             self.viewer = None
             self.viewer_box.children = [w.HTML("<i>no CT for this case</i>")]
@@ -117,5 +115,29 @@ class CaseReview:
         else:
             self.what_if_box.children = []
 
+    @staticmethod
+    def _viewer(vol: Any, nodule_lps: tuple[float, float, float], attribution: np.ndarray | None, case_id: str) -> Any:
+        """The CT viewer of a loaded series: RAS-ordered, with its spacing and origin (positions in mm, aspect from
+        the voxel size), the attribution placed at the nodule, and the outline of the nodule as measured (the same
+        ``measure_nodule`` fit as the card; no outline when it cannot be measured)."""
+        from workbench.data.transforms import lps_to_ras, ras_to_voxel
+        from workbench.errors import WorkbenchError
+        from workbench.runtime.measure import measure_nodule
+        from workbench.ui.ct_viewer import CTViewer, place_patch, ras_frame, to_ras
+
+        affine = np.asarray(vol.affine)
+        arr = vol[0].numpy()
+        marker = ras_to_voxel(affine, lps_to_ras(nodule_lps))
+        spacing, origin = ras_frame(affine, arr.shape)
+        layers = {"hu": arr}
+        if attribution is not None:
+            layers["overlay"] = place_patch(attribution, arr.shape, marker, spacing)
+        with contextlib.suppress(WorkbenchError):  # the mask is in the loader's (I, J, K) order, like ``arr``
+            layers["mask"] = measure_nodule(arr, affine, nodule_lps, where=case_id).full_mask(arr.shape)
+        flipped, marker = to_ras(list(layers.values()), affine, marker)  # every layer flipped alike
+        ras = dict(zip(layers, flipped, strict=True))
+        # the marker snapped to the voxel that holds it: the viewer opens on that slice
+        return CTViewer(ras["hu"], ras.get("overlay"), np.round(marker), spacing_mm=spacing, origin_ras=origin,
+                        mask=ras.get("mask"))
 
 __all__ = ["CaseReview"]

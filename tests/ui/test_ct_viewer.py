@@ -345,3 +345,30 @@ def test_mouse_events_read_out_the_cursor_and_drive_the_caliper() -> None:
     assert viewer.caliper_text.value == f"caliper: {100 * viewer.geometry().mm_per_px:.1f} mm"
     viewer.handle_mouse({"type": "click", "dataX": 9999, "dataY": 100})  # outside the image: ignored
     assert len(viewer.state.caliper) == 2
+
+
+def test_the_measured_nodules_mask_lands_on_the_nodule_in_the_viewer() -> None:
+    """End to end with a phantom chest: ``measure_nodule``'s mask (the loader's I, J, K order) flipped with the
+    volume by ``to_ras`` sits on the nodule in patient mm, and its outline is drawn around the marked centre."""
+    from workbench.cohort.phantom import render_chest
+    from workbench.cohort.spec import NoduleSpec, ScannerProfile
+    from workbench.runtime.measure import measure_nodule
+
+    ct = render_chest([NoduleSpec(9.0, "solid", False, "RUL", is_index=True)], False,
+                      ScannerProfile("X", "Y", 1.3, 2.0, 15.0, 0.7, 0.0), np.random.default_rng(3))
+    hu = np.transpose(ct.hu, (2, 1, 0)).astype(np.float32)  # as load_ct_series gives it: (I, J, K), RAS affine
+    affine = np.diag([-ct.pixel_spacing_mm, -ct.pixel_spacing_mm, ct.slice_spacing_mm, 1.0])
+    affine[:3, 3] = [-ct.origin_lps[0], -ct.origin_lps[1], ct.origin_lps[2]]
+    centre = ct.nodule_centers_lps[0]
+    m = measure_nodule(hu, affine, centre, where="phantom")
+    marker = ras_to_voxel(affine, lps_to_ras(centre))
+    (vol, mask), marker = to_ras([hu, m.full_mask(hu.shape)], affine, marker)
+    spacing, origin = ras_frame(affine, hu.shape)
+    viewer = CTViewer(vol, None, np.round(marker), spacing_mm=spacing, origin_ras=origin, mask=mask)
+    scene = viewer.scene
+    np.testing.assert_allclose(scene.voxel_to_lps(np.argwhere(mask).mean(0)), centre, atol=max(spacing))
+    assert vol[mask].mean() > -200 and vol[mask].mean() > np.median(vol[~mask]) + 300  # nodule, not lung
+    img = png(bytes(viewer.image.value))
+    ring = np.argwhere((img == OUTLINE_RGB).all(-1))
+    assert len(ring) > 20
+    np.testing.assert_allclose(ring.mean(0)[::-1], viewer.geometry().to_pixel(marker), atol=3)

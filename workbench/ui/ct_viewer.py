@@ -212,7 +212,7 @@ def to_ras(arrays: list[np.ndarray], affine: np.ndarray, marker_vox: np.ndarray 
            ) -> tuple[list[np.ndarray], np.ndarray | None]:
     """Flip axis-aligned volumes (and a voxel point) so that each axis increases towards R, A, S."""
     flips = _flipped_axes(affine)
-    out = [np.flip(x, axis=flips).copy() if flips else x for x in arrays]
+    out = [np.flip(x, axis=tuple(flips)).copy() if flips else x for x in arrays]
     if marker_vox is not None:
         marker_vox = np.array(marker_vox, dtype=float)
         for i in flips:
@@ -493,9 +493,9 @@ class CTViewer:
         if not self.c.caliper.value:
             self.probe(x, y)
             return None
-        point = tuple(float(v) for v in self.geometry().to_voxel(x, y))
+        i, j, k = (float(v) for v in self.geometry().to_voxel(x, y))
         points = self.state.caliper if len(self.state.caliper) < 2 else ()
-        self.state.caliper = (*points, point)  # type: ignore[assignment]
+        self.state.caliper = (*points, (i, j, k))
         self._redraw()
         return caliper_mm(self.scene, self.state.caliper)
 

@@ -134,10 +134,11 @@ class CaseReview:
             layers["overlay"] = place_patch(attribution, arr.shape, marker, spacing)
         with contextlib.suppress(WorkbenchError):  # the mask is in the loader's (I, J, K) order, like ``arr``
             layers["mask"] = measure_nodule(arr, affine, nodule_lps, where=case_id).full_mask(arr.shape)
-        flipped, marker = to_ras(list(layers.values()), affine, marker)  # every layer flipped alike
+        flipped, marker_ras = to_ras(list(layers.values()), affine, marker)  # every layer flipped alike
         ras = dict(zip(layers, flipped, strict=True))
+        assert marker_ras is not None
         # the marker snapped to the voxel that holds it: the viewer opens on that slice
-        return CTViewer(ras["hu"], ras.get("overlay"), np.round(marker), spacing_mm=spacing, origin_ras=origin,
+        return CTViewer(ras["hu"], ras.get("overlay"), np.round(marker_ras), spacing_mm=spacing, origin_ras=origin,
                         mask=ras.get("mask"))
 
 __all__ = ["CaseReview"]

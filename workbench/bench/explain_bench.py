@@ -22,6 +22,10 @@ Per explained case (kept line by line in ``cases.jsonl``: a killed run resumes w
   by rank correlation over the same blocks (``occlusion_spearman``), outside the timed budget.
 Coverage: each site's evaluation cases through that site's conformal sets, per true class, against the exact 95%
 binomial interval around the target for that n.
+Clinical plausibility (issue 17, ``counterfactual_check``): on every evaluation case with a note, each published
+risk factor (current smoking, family history of lung cancer, prior cancer) added to the note or removed from it
+(``workbench.explain.counterfactual``), and how often each seed's stated risk moves in the published direction
+(``counterfactual_direction_rate``, target 0.9).
 Calibration per site (``workbench.bench.site_calibration``): ECE of the risk a report states, per site, beside the
 ECE of the truth's own risk on the same cases (the floor for that many cases), and per-site reliability diagrams
 (``explain_reliability_per_site.png``, next to the JSON when ``--out`` is given, else in the work folder).
@@ -29,6 +33,7 @@ ECE of the truth's own risk on the same cases (the floor for that many cases), a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import statistics
@@ -285,6 +290,9 @@ def run_explain_bench(*, quick: bool = False, cohort: str | Path | None = None, 
         recs_by_seed.append(recs)
         aggregates.append(_aggregate(recs))
     result.update(explanations_over_seeds(recs_by_seed, aggregates))
+    # the clinical plausibility check (issue 17): a risk factor added to or removed from every noted case
+    result.update(counterfactual_check([p["run"] for p in per_seed], cohorts.eval, evald, setup.work / "explain",
+                                       progress))
     all_recs = [r for recs in recs_by_seed for r in recs]
     result["figure"] = str(_figure(all_recs, result, setup.work / "explain" / "explain_checks.png"))
     result.update({"models": [p["model"] for p in per_seed], "runs": [p["run"] for p in per_seed],
@@ -416,4 +424,201 @@ def _aggregate(recs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["calibration_per_site", "run_explain_bench"]
+COUNTERFACTUAL_CHUNK = 256  # notes scored per chunk (kept on disk: a killed run resumes at the next chunk)
+COUNTERFACTUAL_FACTORS = {"smoking": ("smoking_add", "smoking_remove"),
+                          "family_history": ("family_history_add", "family_history_remove"),
+                          "prior_cancer": ("prior_cancer_add", "prior_cancer_remove")}
+
+
+def _counterfactual_rows(evald: Any, cases: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str], dict[str, int]]:
+    """Every evaluation case with a note read by the model, its edits (``workbench.explain.counterfactual``):
+    one row per applied edit (``case_id``, ``row``, ``site``, ``edit``, ``expected``, ``text``), the original
+    notes (row order of ``evald``'s noted rows) and the count of skipped edits by reason."""
+    from workbench.explain.counterfactual import note_edits
+
+    rows, originals, skipped = [], [], {}
+    has_note = evald.tensors["modality_mask"][:, 1].numpy()
+    for i, cid in enumerate(evald.case_ids):
+        note = cases[cid].note if cid in cases else None
+        if not has_note[i] or not note:
+            continue
+        originals.append(cid)
+        for e in note_edits(note):
+            name = f"{e.factor}_{e.action}"
+            if e.text is None:
+                key = f"{name}: {e.skip}"
+                skipped[key] = skipped.get(key, 0) + 1
+                continue
+            rows.append({"case_id": cid, "row": i, "site": evald.sites[i], "edit": name, "expected": e.expected,
+                         "text": e.text})
+    return rows, originals, skipped
+
+
+def _counterfactual_batch(tok: Any, max_length: int, texts: list[str], rows: list[int], ct: dict[str, torch.Tensor],
+                          evald: Any) -> Any:
+    """Encoded notes ``texts`` beside the CT states of their cases (evaluation rows ``rows``)."""
+    from workbench.models.tokenizer import numeric_values
+    from workbench.runtime.encode import EncodedCases, encode_note
+
+    ids = [encode_note(t, tok, max_length)[0] for t in texts]
+    width = max([len(x) for x in ids] + [1])
+    note_ids = torch.zeros(len(ids), width, dtype=torch.long)
+    mask = torch.zeros(len(ids), width, dtype=torch.long)
+    for k, x in enumerate(ids):
+        note_ids[k, :len(x)] = torch.tensor(x, dtype=torch.long)
+        mask[k, :len(x)] = 1
+    r = torch.as_tensor(rows, dtype=torch.long)
+    pos = {i: k for k, i in enumerate(ct["rows"].tolist())}
+    k_ct = torch.as_tensor([pos[i] for i in rows], dtype=torch.long)
+    t = {"note_ids": note_ids, "note_mask": mask, "note_values": numeric_values(tok, note_ids) * mask,
+         "modality_mask": evald.tensors["modality_mask"][r].clone(), "label": evald.tensors["label"][r].clone(),
+         "ct_position": evald.tensors["ct_position"][r].clone(),
+         "ct_patch_states": ct["ct_patch_states"][k_ct], "ct_context_states": ct["ct_context_states"][k_ct]}
+    return EncodedCases([evald.case_ids[i] for i in rows], [evald.sites[i] for i in rows], t), ids
+
+
+def counterfactual_check(runs: list[str | Path], eval_dir: Path, evald: Any, work: Path,
+                         progress: bool = True) -> dict[str, Any]:
+    """The clinical plausibility check (issue 17) on every evaluation case with a note: each published risk
+    factor (current smoking, family history of lung cancer, prior cancer) added to the note or removed from it
+    (``workbench.explain.counterfactual``), every seed's stated risk before and after, and how often it moved in
+    the published direction (``explain_seeds.counterfactual_over_seeds``).
+
+    The CT is unchanged, so every case's frozen CT states are computed once; the frozen note reader's states
+    of each edited note once too (every seed shares the readers: checked), and each seed runs only its
+    projections and fusion. Kept in ``work/counterfactual/`` (CT states, then one file per chunk of notes): a
+    killed run resumes at the next chunk."""
+    from tqdm import tqdm
+
+    from federated.task import frozen_reader_weights, same_readers
+    from workbench.bench.explain_seeds import counterfactual_over_seeds
+    from workbench.data.case import load_cases
+    from workbench.explain.counterfactual import SOURCES
+    from workbench.runtime.encode import with_ct_states, with_note_states
+    from workbench.runtime.inference import predict_logits
+    from workbench.runtime.run import load_run
+    from workbench.runtime.run_uncertainty import RunUncertainty
+
+    start = time.perf_counter()
+    cf = work / "counterfactual"
+    cf.mkdir(parents=True, exist_ok=True)
+    models = [load_run(r)[0] for r in runs]
+    uncs = [RunUncertainty.load(r) for r in runs]
+    readers = frozen_reader_weights(models[0])
+    for s, m in enumerate(models):
+        if not same_readers(frozen_reader_weights(m), readers):
+            raise RuntimeError(f"seed {s}: its readers are not seed 0's; the shared states do not apply")
+    tok, max_length = models[0].tokenizer, models[0].config.text.max_length
+    cases = {c.case_id: c for site in sorted(set(evald.sites)) for c in load_cases(eval_dir / site)}
+    rows, originals, skipped = _counterfactual_rows(evald, cases)
+    row_of = {c: i for i, c in enumerate(evald.case_ids)}
+    # the texts scored: every original note, then every edited one
+    texts = [cases[c].note for c in originals] + [r["text"] for r in rows]
+    text_rows = [row_of[c] for c in originals] + [r["row"] for r in rows]
+
+    ct_file = cf / "ct_states.pt"
+    noted = sorted(set(text_rows))
+    if ct_file.is_file() and torch.load(ct_file)["rows"].tolist() == noted:
+        ct = torch.load(ct_file)
+    else:
+        sub = evald.subset(noted)
+        parts_p, parts_c = [], []
+        for s0 in tqdm(range(0, len(sub), 128), desc="CT states", disable=not progress):
+            part = with_ct_states(models[0], sub.subset(list(range(s0, min(s0 + 128, len(sub))))))
+            parts_p.append(part.tensors["ct_patch_states"])
+            parts_c.append(part.tensors["ct_context_states"])
+        ct = {"rows": torch.as_tensor(noted), "ct_patch_states": torch.cat(parts_p),
+              "ct_context_states": torch.cat(parts_c)}
+        with atomic_write(ct_file) as tmp:
+            torch.save(ct, tmp)
+
+    n_chunks = (len(texts) + COUNTERFACTUAL_CHUNK - 1) // COUNTERFACTUAL_CHUNK
+    logits = np.zeros((len(models), len(texts)))
+    same_ids = np.zeros(len(texts), dtype=bool)
+    first_ids: dict[str, list[int]] = {}
+    for k in tqdm(range(n_chunks), desc="counterfactual notes", unit="chunk", disable=not progress):
+        sl = slice(k * COUNTERFACTUAL_CHUNK, min((k + 1) * COUNTERFACTUAL_CHUNK, len(texts)))
+        f = cf / f"chunk{k:04d}.npz"
+        digest = hashlib.sha1("\0".join([*texts[sl], *map(str, runs)]).encode()).hexdigest()
+        if f.is_file():
+            saved = np.load(f)
+            if str(saved["digest"]) == digest and saved["logits"].shape[0] == len(models):
+                logits[:, sl] = saved["logits"]
+                continue
+        data, _ = _counterfactual_batch(tok, max_length, texts[sl], text_rows[sl], ct, evald)
+        data = with_note_states(models[0], data)
+        out = np.stack([predict_logits(m, data)["logits"] for m in models])
+        logits[:, sl] = out
+        with atomic_write(f) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, logits=out, digest=np.array(digest))
+    # which edits the model cannot see (the edited words lie past its token limit): same ids as the original
+    for c in originals:
+        first_ids[c] = encode_note_ids(cases[c].note, tok, max_length)
+    for j, r in enumerate(rows):
+        same_ids[len(originals) + j] = encode_note_ids(r["text"], tok, max_length) == first_ids[r["case_id"]]
+
+    sites = np.asarray([evald.sites[i] for i in text_rows])
+    stated = np.zeros_like(logits)
+    for s, unc in enumerate(uncs):
+        for site in sorted(set(sites.tolist())):
+            m = sites == site
+            stated[s, m] = [a.probability for a in unc.assess(site, logits[s, m])]
+    base = {c: j for j, c in enumerate(originals)}
+    idx_before = np.array([base[r["case_id"]] for r in rows], dtype=int)
+    idx_after = len(originals) + np.arange(len(rows))
+    before = [stated[s, idx_before] for s in range(len(models))]
+    after = [stated[s, idx_after] for s in range(len(models))]
+    names = [r["edit"] for r in rows]
+    expected = np.array([r["expected"] for r in rows])
+    result = counterfactual_over_seeds([r["case_id"] for r in rows], names, expected, before, after,
+                                       kinds={k: list(v) for k, v in COUNTERFACTUAL_FACTORS.items()})
+    logit_right = [np.where(expected > 0, logits[s, idx_after] > logits[s, idx_before],
+                            logits[s, idx_after] < logits[s, idx_before]) for s in range(len(models))]
+    invisible = same_ids[idx_after]
+    result.update({
+        "counterfactual_direction_rate_logit": float(np.mean([r.mean() for r in logit_right])),
+        "counterfactual_direction_rate_logit_by_edit": {
+            e: float(np.mean([r[np.asarray(names) == e].mean() for r in logit_right])) for e in sorted(set(names))},
+        "counterfactual_invisible_edits": {e: int(invisible[np.asarray(names) == e].sum()) for e in sorted(set(names))},
+        "counterfactual_skipped": dict(sorted(skipped.items())),
+        "counterfactual_n_notes": len(originals),
+        "counterfactual_cohort": eval_dir.name,
+        "counterfactual_risk": "the stated risk (RunUncertainty.assess: the Venn-Abers point estimate a report states), "
+                               "each seed's own calibrators; an unchanged risk counts as not moving",
+        "counterfactual_edits": "workbench.explain.counterfactual: add = a never-smoker becomes a current smoker "
+                                "(30 pack-years), no/absent family history becomes lung cancer in the mother, "
+                                "no/absent prior cancer becomes prior lung cancer (lobectomy); remove = the reverse "
+                                "(current smoker -> never smoker, cessation counselling removed; any stated prior "
+                                "cancer -> none); former smokers are not edited",
+        "counterfactual_sources": SOURCES,
+        "counterfactual_ms_cpu": (time.perf_counter() - start) * 1000,
+    })
+    return result
+
+
+def encode_note_ids(text: str, tok: Any, max_length: int) -> list[int]:
+    from workbench.runtime.encode import encode_note
+
+    return encode_note(text, tok, max_length)[0]
+
+
+def update_counterfactual(json_path: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Add the clinical plausibility check's keys to an existing ``bench explain`` JSON (every other key kept as
+    it is), from the same seeds' calibrated runs and the same evaluation cohort it names (nothing retrained)."""
+    from workbench.bench.common import cohort_cache_root
+    from workbench.jsonout import write_json
+    from workbench.runtime.encode import EncodedCases
+
+    path = Path(json_path)
+    result = json.loads(path.read_text(encoding="utf-8"))
+    eval_dir = cohort_cache_root() / result["eval_cohort"]
+    model_work = cohort_cache_root().parent / "bench" / f"model-{result['training_cohort']}"
+    evald = EncodedCases.load(model_work / f"eval-{result['eval_cohort']}" / "encoded.pt")
+    new = counterfactual_check(result["runs"], eval_dir, evald, Path(result["work_dir"]), progress)
+    new.pop("n_seeds", None)  # the JSON's own (the same seeds)
+    result.update(new)
+    write_json(path, result)
+    return new
+
+
+__all__ = ["calibration_per_site", "counterfactual_check", "run_explain_bench", "update_counterfactual"]

@@ -143,4 +143,63 @@ def explanations_over_seeds(recs_by_seed: Sequence[Sequence[dict[str, Any]]],
     return out
 
 
-__all__ = ["ECE_EXCESS_TARGET", "calibration_over_seeds", "coverage_over_seeds", "explanations_over_seeds"]
+COUNTERFACTUAL_TARGET = 0.9  # issue 17: the risk moves in the published direction for at least 90% of the edits
+
+
+def _pair_rate(n_edits: np.ndarray, n_right: np.ndarray) -> float:
+    """The share of (case, edit) pairs that moved as published, from per-case counts (cases resampled whole)."""
+    total = float(np.sum(n_edits))
+    return float(np.sum(n_right) / total) if total else float("nan")
+
+
+def counterfactual_over_seeds(case_ids: Sequence[str], edit_names: Sequence[str], expected: np.ndarray,
+                              before: Sequence[np.ndarray], after: Sequence[np.ndarray],
+                              kinds: dict[str, Sequence[str]] | None = None) -> dict[str, Any]:
+    """The clinical plausibility check over seeds: one row per (case, edit) with its published direction
+    (``expected``: +1 or -1), and per seed the stated risk before and after the edit.
+
+    ``counterfactual_direction_rate`` is each seed's share of rows whose risk moved in the published direction
+    (an unchanged risk did not), averaged over seeds; its interval resamples seeds and **cases** (every edit of a
+    resampled case comes with it: the edits of one note share its model reading), as every ``_ci95`` of this
+    benchmark does. The same per edit (``smoking_add`` ...) and per factor (``kinds`` maps a breakdown's name to
+    the edit names it pools)."""
+    ids = np.asarray(case_ids)
+    names = np.asarray(edit_names)
+    expected = np.asarray(expected, dtype=float)
+    right = [np.where(expected > 0, np.asarray(a) > np.asarray(b), np.asarray(a) < np.asarray(b))
+             for b, a in zip(before, after, strict=True)]
+    unchanged = [np.asarray(a) == np.asarray(b) for b, a in zip(before, after, strict=True)]
+    order = sorted(set(ids.tolist()))
+    index = {c: i for i, c in enumerate(order)}
+    row_case = np.array([index[c] for c in ids.tolist()], dtype=int)
+
+    def figure(mask: np.ndarray) -> Figure:
+        n_edits = np.bincount(row_case[mask], minlength=len(order)).astype(float)
+        per_seed = [np.bincount(row_case[mask], weights=r[mask].astype(float), minlength=len(order)) for r in right]
+        return Figure(n_edits, per_seed, _pair_rate)
+
+    everything = np.ones(len(ids), dtype=bool)
+    out: dict[str, Any] = {}
+    put(out, "counterfactual_direction_rate", figure(everything))
+    edits = sorted(set(names.tolist()))
+    put(out, "counterfactual_direction_rate_by_edit", {e: figure(names == e) for e in edits})
+    groups = kinds or {}
+    if groups:
+        put(out, "counterfactual_direction_rate_by_factor",
+            {k: figure(np.isin(names, list(v))) for k, v in groups.items()})
+    out["counterfactual_direction_rate_by_seed"] = [float(r.mean()) if len(r) else None for r in right]
+    out["counterfactual_unchanged_share"] = float(np.mean([u.mean() for u in unchanged])) if len(ids) else None
+    out["counterfactual_unchanged_share_by_edit"] = {e: float(np.mean([u[names == e].mean() for u in unchanged]))
+                                                     for e in edits}
+    out["counterfactual_mean_change_by_edit"] = {
+        e: float(np.mean([(np.asarray(a) - np.asarray(b))[names == e].mean() for b, a in zip(before, after, strict=True)]))
+        for e in edits}
+    out["counterfactual_n_edits"] = {e: int((names == e).sum()) for e in edits}
+    out["counterfactual_n_cases"] = len(order)
+    out["counterfactual_target"] = COUNTERFACTUAL_TARGET
+    out["counterfactual_within_target"] = bool(out["counterfactual_direction_rate"] >= COUNTERFACTUAL_TARGET)
+    return out
+
+
+__all__ = ["COUNTERFACTUAL_TARGET", "ECE_EXCESS_TARGET", "calibration_over_seeds", "counterfactual_over_seeds",
+           "coverage_over_seeds", "explanations_over_seeds"]

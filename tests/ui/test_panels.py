@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 
 from workbench.runtime.run_uncertainty import Assessment
-from workbench.ui.panels import case_browser, gate_html, note_html, risk_html, similar_html, what_if
+from workbench.ui.panels import case_browser, case_row, gate_html, note_html, risk_html, similar_html, what_if
 
 
 def test_the_gate_bar_is_proportional_and_says_which_modality_was_absent() -> None:
@@ -60,7 +60,7 @@ def test_note_words_are_escaped_and_shaded_by_their_attribution() -> None:
 
 
 def test_the_case_browser_filters_by_site_label_search_and_refer_and_selects() -> None:
-    cases = [{"case_id": "a_001", "site": "a", "label": 1, "refer": True},
+    cases = [{"case_id": "a_001", "site": "a", "label": 1, "refer": True, "risk": 0.374, "lung_rads": "4A"},
              {"case_id": "a_002", "site": "a", "label": 0, "refer": False},
              {"case_id": "b_001", "site": "b", "label": 1, "refer": None},
              {"case_id": "b_002", "site": "b", "label": 0, "refer": True}]
@@ -68,16 +68,19 @@ def test_the_case_browser_filters_by_site_label_search_and_refer_and_selects() -
     box = case_browser(cases, chosen.append)
     sites, labels = box.children[0].children
     search, refer = box.children[1].children
-    assert list(box.select.options) == ["a_001", "a_002", "b_001", "b_002"]
+    assert [v for _, v in box.select.options] == ["a_001", "a_002", "b_001", "b_002"]
+    first = box.select.options[0][0]
+    assert first == case_row(cases[0]) and "risk  37%" in first and "Lung-RADS 4A" in first and "uncertain" in first
+    assert box.select.options[2][0].endswith("not assessed")  # no flag computed: said, not left blank
     labels.value = "malignant"
-    assert list(box.select.options) == ["a_001", "b_001"]
+    assert [v for _, v in box.select.options] == ["a_001", "b_001"]
     sites.value = "b"
     assert box.matching() == ["b_001"]
     labels.value, sites.value = "all", "all"
     refer.value = True
-    assert list(box.select.options) == ["a_001", "b_002"]
+    assert [v for _, v in box.select.options] == ["a_001", "b_002"]
     search.value = "B_0"
-    assert list(box.select.options) == ["b_002"]
+    assert [v for _, v in box.select.options] == ["b_002"]
     box.select.value = "b_002"
     assert chosen == ["b_002"]
 
@@ -90,10 +93,22 @@ def test_what_if_rescores_the_edited_note() -> None:
         return 0.9 if "spiculated" in text else 0.1
 
     box = what_if("smooth nodule", rescore)
-    assert box.result.value == "risk with this note: 10%" and seen == ["smooth nodule"]
+    assert box.result.value == "risk with the original note: 10%" and seen == ["smooth nodule"]
     box.text.value = "spiculated nodule"
     box.rescore(None)
-    assert box.result.value == "risk with this note: 90%" and seen[-1] == "spiculated nodule"
+    assert box.result.value == "risk with this note: 90% (original 10%, +80 points)" and seen[-1] == "spiculated nodule"
+
+
+def test_what_if_flags_a_change_against_the_published_direction() -> None:
+    from workbench.explain.counterfactual import direction_flag
+
+    box = what_if("She has never smoked.", lambda t: 0.13 if "never" in t else 0.11, flag=direction_flag)
+    box.text.value = "She is a current smoker with a 40 pack-year history."
+    box.rescore(None)
+    assert "(original 13%, -2 points)" in box.result.value and "what-if-flag" in box.result.value
+    box.text.value = "She has never smoked. No family history of lung cancer."
+    box.rescore(None)
+    assert "what-if-flag" not in box.result.value  # nothing published changed
 
 
 def test_the_nodule_card_shows_the_measurement_or_says_why_there_is_none() -> None:

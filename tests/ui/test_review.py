@@ -3,6 +3,7 @@ one (risk, gate, CT at the nodule, de-identified note, what-if), switching cases
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from tests.helpers.cohort import truth_phi
 from workbench.data.case import load_cases
-from workbench.runtime.nodule_card import measured_nodule
+from workbench.runtime.nodule_card import nodule_card
 from workbench.runtime.predict import predict
 from workbench.runtime.run import load_run, site_dirs_of
 from workbench.ui.review import CaseReview
@@ -28,7 +29,7 @@ def test_the_review_lists_the_split_shows_a_case_and_switches(tiny_run: Path, ti
     review = CaseReview(tiny_run, tiny_cohort, split="test", steps=2)
     test_cases = [(c, site) for site in site_dirs_of(tiny_cohort) for c in load_cases(site) if c.split == "test"]
     assert len(test_cases) >= 2
-    assert list(review.browser.select.options) == [c.case_id for c, _ in test_cases]
+    assert [v for _, v in review.browser.select.options] == [c.case_id for c, _ in test_cases]
     assert review.uncertainty is None  # tiny_run is not calibrated: no refer flags, no sets
     first, site = test_cases[0]
     assert f"{first.case_id} ({site.name})" in review.title.value
@@ -38,9 +39,11 @@ def test_the_review_lists_the_split_shows_a_case_and_switches(tiny_run: Path, ti
     widths = [int(w) for w in re.findall(r"width:(\d+)px", review.gate.value)]
     assert len(widths) == 2 and abs(sum(widths) - 200) <= 2  # the two gate weights sum to one
     if first.series_dir is not None and first.nodule_lps_mm is not None:
-        card = measured_nodule(first, [])
+        card = nodule_card(first, [], probability=p)
         assert f"{card['long_axis_mm']:.1f} x {card['short_axis_mm']:.1f} mm" in review.card.value
         assert f"Lung-RADS v2022</td><td>{card['lung_rads']}:" in review.card.value
+        assert html.escape(card["recommendation"]) in review.card.value
+        assert review.rows[first.case_id]["lung_rads"] == card["lung_rads"]  # the case list's column, once measured
         assert review.viewer is not None and review.viewer.slider.value == int(review.viewer.marker[2])
         assert review.viewer.overlay.shape == review.viewer.volume.shape and np.abs(review.viewer.overlay).max() > 0
     if first.note:

@@ -30,18 +30,19 @@ def type_words(nodule_type: str, solid_component_mm: float | None = None) -> str
     return kind if solid_component_mm is None else f"{kind}, solid component {solid_component_mm:.1f} mm"
 
 
-def measured_nodule(case: Any, notes: list[str], image: Any = None) -> dict[str, Any]:
+def measured_nodule(case: Any, notes: list[str], image: Any = None, measurement: Any = None) -> dict[str, Any]:
     """The nodule measured from the CT at its marked centre (``workbench.runtime.measure``) and its Lung-RADS v2022
     baseline category, as ``ReportContent`` fields; ``{}`` with a note saying why when it cannot be measured (no
     CT, no mark, nothing at the mark), so the report states no size rather than a wrong one. ``image``: the case's
-    series already loaded (``load_ct_series``), so a caller that shows it does not decode it twice."""
+    series already loaded (``load_ct_series``), so a caller that shows it does not decode it twice; ``measurement``:
+    the ``measure_nodule`` result already made (the viewer draws its outline), so it is not fitted twice."""
     from workbench.runtime.measure import measure_case, measure_nodule
 
     if case.series_dir is None or case.nodule_lps_mm is None:
         notes.append("size: not measured (no CT series or no nodule mark)")
         return {}
     try:
-        m = (measure_case(case) if image is None else
+        m = (measurement if measurement is not None else measure_case(case) if image is None else
              measure_nodule(image.numpy()[0], np.asarray(image.affine), case.nodule_lps_mm, where=case.case_id))
     except WorkbenchError as exc:
         notes.append(f"size: not measured ({exc})")
@@ -61,7 +62,7 @@ def measured_nodule(case: Any, notes: list[str], image: Any = None) -> dict[str,
 
 
 def nodule_card(case: Any, notes: list[str], image: Any = None, *, probability: float | None = None,
-                interval: tuple[float, float] | None = None) -> dict[str, Any]:
+                interval: tuple[float, float] | None = None, measurement: Any = None) -> dict[str, Any]:
     """The whole card: the measured nodule (``measured_nodule``) and the guidelines applied to it with the
     de-identified note's facts (``guideline_card.guideline_card``): Lung-RADS, Fleischner, BTS, Brock, the lead
     recommendation and, given the model's ``probability``, a line when the model and Brock disagree."""
@@ -69,7 +70,7 @@ def nodule_card(case: Any, notes: list[str], image: Any = None, *, probability: 
     from workbench.runtime.guideline_card import guideline_card
     from workbench.runtime.note_facts import read_note_facts
 
-    measured = measured_nodule(case, notes, image)
+    measured = measured_nodule(case, notes, image, measurement)
     facts = read_note_facts(deidentify(case.note) if case.note else None)
     guide, guide_notes = guideline_card(measured, facts, probability, interval)
     notes.extend(guide_notes)

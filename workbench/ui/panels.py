@@ -107,16 +107,19 @@ def similar_html(similar: list[dict[str, Any]], max_note: int = 160) -> str:
 
 
 def case_browser(cases: list[dict[str, Any]], on_select: Callable[[str], None]) -> Any:
-    """Site filter, label filter, text search over the case id, refer-only toggle; calls ``on_select(case_id)``.
+    """Site filter, label filter, text search over the case id, uncertain-only toggle; calls ``on_select(case_id)``.
 
-    ``cases``: dicts with case_id, site, label (0/1/None) and refer (bool or None)."""
+    ``cases``: dicts with case_id, site, label (0/1/None) and refer (bool or None), and optionally risk (0-1) and
+    lung_rads; each row of the list shows them as columns (``case_row``)."""
     import ipywidgets as w
 
     sites = w.Dropdown(options=["all", *sorted({c["site"] for c in cases})], value="all", description="site")
     labels = w.Dropdown(options=["all", "benign", "malignant"], value="all", description="label")
     search = w.Text(placeholder="case id contains...", description="search")
-    refer = w.Checkbox(value=False, description="refer only")
-    pick = w.Select(options=[], rows=8, description="cases")
+    refer = w.Checkbox(value=False, description="uncertain only")
+    pick = w.Select(options=[], rows=8, description="cases", layout=w.Layout(width="640px"))
+    pick.add_class("case-list")
+    by_id = {c["case_id"]: c for c in cases}
 
     def matching() -> list[str]:
         out = []
@@ -133,7 +136,7 @@ def case_browser(cases: list[dict[str, Any]], on_select: Callable[[str], None]) 
         return out
 
     def refresh(*_: object) -> None:
-        pick.options = matching()
+        pick.options = [(case_row(by_id[i]), i) for i in matching()]
 
     for ctrl in (sites, labels, search, refer):
         ctrl.observe(refresh, names="value")
@@ -145,16 +148,35 @@ def case_browser(cases: list[dict[str, Any]], on_select: Callable[[str], None]) 
     return box
 
 
-def what_if(note: str, rescore: Callable[[str], float]) -> Any:
-    """Edit the (de-identified) note and re-score: ``rescore(text) -> probability``."""
+def case_row(c: dict[str, Any]) -> str:
+    """One line of the case list: id, site, risk, Lung-RADS and the uncertainty flag, in fixed columns."""
+    risk = f"{c['risk']:.0%}" if c.get("risk") is not None else "-"
+    flag = "uncertain" if c.get("refer") else ("" if c.get("refer") is not None else "not assessed")
+    return (f"{c['case_id']:<18} {c['site']:<12} risk {risk:>4}   Lung-RADS {c.get('lung_rads') or '-':<3}   "
+            f"{flag}").rstrip()
+
+
+def what_if(note: str, rescore: Callable[[str], float],
+            flag: Callable[[str, str, float, float], str | None] | None = None) -> Any:
+    """Edit the (de-identified) note and re-score: ``rescore(text) -> probability``. The result is shown against the
+    original note's risk; ``flag(original, edited, p_before, p_after)`` (``explain.counterfactual.direction_flag``)
+    names a change whose direction contradicts the published risk factors."""
     import ipywidgets as w
 
     text = w.Textarea(value=note, layout=w.Layout(width="100%", height="140px"), description="note")
     button = w.Button(description="re-score", button_style="primary")
-    result = w.HTML(f"risk with this note: {rescore(note):.0%}")
+    before = rescore(note)
+    result = w.HTML(f"risk with the original note: {before:.0%}")
 
     def go(_: object) -> None:
-        result.value = f"risk with this note: {rescore(text.value):.0%}"
+        after = rescore(text.value)
+        change = round(100 * after) - round(100 * before)
+        line = (f"risk with this note: {after:.0%} (original {before:.0%}, "
+                f"{'no change' if change == 0 else f'{change:+d} points'})")
+        warning = flag(note, text.value, before, after) if flag is not None else None
+        if warning:
+            line += f"<div class='what-if-flag' style='color:#b2182b;font-weight:600'>{html.escape(warning)}</div>"
+        result.value = line
 
     button.on_click(go)
     box = w.VBox([text, button, result])
@@ -163,4 +185,4 @@ def what_if(note: str, rescore: Callable[[str], float]) -> Any:
     return box
 
 
-__all__ = ["case_browser", "gate_html", "note_html", "risk_html", "similar_html", "what_if"]
+__all__ = ["case_browser", "case_row", "gate_html", "note_html", "risk_html", "similar_html", "what_if"]

@@ -9,7 +9,6 @@ de-identified text, the CT is pixels, the case is named by its id.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ class CaseReview:
         import ipywidgets as w
 
         from workbench.data.case import load_cases
+        from workbench.explain.case import case_uncertainty
         from workbench.runtime.predict import predict
         from workbench.runtime.run import load_run, site_dirs_of
         from workbench.runtime.run_uncertainty import UNCERTAINTY_FILE, RunUncertainty
@@ -37,19 +37,23 @@ class CaseReview:
                 if c.split != split:
                     continue
                 self.cases[c.case_id] = (c, site)
-                refer = None
-                if self.uncertainty is not None:
-                    try:
-                        logit = predict(self.model, c, calibration=self.calibration).logit
-                        refer = self.uncertainty.assess(site.name, np.array([logit]))[0].refer
-                    except Exception:  # noqa: BLE001 - a refused case is listed without a flag
-                        refer = None
-                rows.append({"case_id": c.case_id, "site": site.name, "label": c.label, "refer": refer})
+                refer, risk = None, None
+                try:
+                    pred = predict(self.model, c, calibration=self.calibration)
+                    # the same assessment the case's own panel shows (similar-case index included), so the
+                    # uncertain-only filter and the panel never disagree
+                    a, _ = case_uncertainty(self.run, site.name, c.case_id, self.model, pred, [])
+                    risk, refer = (a.probability, a.refer) if a is not None else (pred.probability, None)
+                except Exception:  # noqa: BLE001 - a refused case is listed without risk or flag
+                    pass
+                rows.append({"case_id": c.case_id, "site": site.name, "label": c.label, "refer": refer,
+                             "risk": risk, "lung_rads": None})
         self.viewer_box = w.VBox()
         self.risk, self.gate, self.similar, self.note = w.HTML(), w.HTML(), w.HTML(), w.HTML()
         self.card = w.HTML()
         self.what_if_box = w.VBox()
         self.title = w.HTML()
+        self.rows = {r["case_id"]: r for r in rows}  # Lung-RADS is filled in as each case is measured (show)
         self.browser = case_browser(rows, self.show)
         self.widget = w.VBox([self.browser, self.title, w.HBox([self.viewer_box, w.VBox([self.card, self.risk, self.gate,
                                                                                         self.similar])]),
@@ -61,11 +65,13 @@ class CaseReview:
     def show(self, case_id: str) -> None:
         import ipywidgets as w
 
+        from workbench.data.deid import deidentify
         from workbench.data.dicom_io import load_ct_series
         from workbench.explain.attributions import explain
         from workbench.explain.case import case_uncertainty
+        from workbench.explain.counterfactual import direction_flag
         from workbench.runtime.encode import encode_note
-        from workbench.runtime.nodule_card import measured_nodule
+        from workbench.runtime.nodule_card import nodule_card
         from workbench.runtime.predict import predict
         from workbench.ui.panels import (
             gate_html,
@@ -84,10 +90,11 @@ class CaseReview:
         self.title.value = f"<h3>{case_id} ({site.name})</h3>" + "".join(f"<div><i>{n}</i></div>" for n in [*pred.notes, *exp.notes])
         vol = (load_ct_series(case.series_dir)  # decoded once: the viewer and the nodule card read it
                if case.series_dir is not None and case.nodule_lps_mm is not None else None)
+        measurement = self._measure(vol, case.nodule_lps_mm, case_id) if vol is not None else None
         if vol is not None:
             assert case.nodule_lps_mm is not None
             try:
-                self.viewer = self._viewer(vol, case.nodule_lps_mm, exp.ct_attribution, case_id)
+                self.viewer = self._viewer(vol, case.nodule_lps_mm, exp.ct_attribution, case_id, measurement)
                 self.viewer_box.children = [self.viewer.widget]
             except ValueError as exc:  # an oblique or permuted series: not shown with wrong labels
                 self.viewer = None
@@ -96,11 +103,17 @@ class CaseReview:
             self.viewer = None
             self.viewer_box.children = [w.HTML("<i>no CT for this case</i>")]
         card_notes: list[str] = []
-        self.card.value = nodule_card_html(measured_nodule(case, card_notes, vol), card_notes)
+        card = nodule_card(case, card_notes, vol, measurement=measurement,
+                           probability=assessment.probability if assessment is not None else pred.probability,
+                           interval=assessment.interval if assessment is not None else None)
+        self.card.value = nodule_card_html(card, card_notes)
+        if card.get("lung_rads"):
+            self.rows[case_id]["lung_rads"] = card["lung_rads"]
         self.risk.value = risk_html(assessment.probability if assessment is not None else pred.probability, assessment)
         self.gate.value = gate_html(exp.gate, exp.present)
         self.similar.value = similar_html(similar)
-        self.note.value = note_html(exp.words, exp.word_attribution) if exp.word_attribution is not None else "<i>no note</i>"
+        self.note.value = (note_html(exp.words, exp.word_attribution, text=deidentify(case.note) if case.note else None)
+                           if exp.word_attribution is not None else "<i>no note</i>")
         if case.note:
             clean = encode_note(case.note, self.model.tokenizer, self.model.config.text.max_length)[1]
 
@@ -111,18 +124,31 @@ class CaseReview:
                 return a.probability if a is not None else edited.probability
 
             self.what_if_box.children = [w.HTML("<b>what if: edit the de-identified note and re-score</b>"),
-                                         what_if(clean, rescore)]
+                                         what_if(clean, rescore, flag=direction_flag)]
         else:
             self.what_if_box.children = []
 
     @staticmethod
-    def _viewer(vol: Any, nodule_lps: tuple[float, float, float], attribution: np.ndarray | None, case_id: str) -> Any:
+    def _measure(vol: Any, nodule_lps: tuple[float, float, float] | None, case_id: str) -> Any:
+        """The nodule measured once on the loaded series, for both the card and the viewer's outline (None: it
+        cannot be measured; the card then says why)."""
+        from workbench.errors import WorkbenchError
+        from workbench.runtime.measure import measure_nodule
+
+        if nodule_lps is None:
+            return None
+        try:
+            return measure_nodule(vol[0].numpy(), np.asarray(vol.affine), nodule_lps, where=case_id)
+        except WorkbenchError:
+            return None
+
+    @staticmethod
+    def _viewer(vol: Any, nodule_lps: tuple[float, float, float], attribution: np.ndarray | None, case_id: str,
+                measurement: Any = None) -> Any:
         """The CT viewer of a loaded series: RAS-ordered, with its spacing and origin (positions in mm, aspect from
         the voxel size), the attribution placed at the nodule, and the outline of the nodule as measured (the same
         ``measure_nodule`` fit as the card; no outline when it cannot be measured)."""
         from workbench.data.transforms import lps_to_ras, ras_to_voxel
-        from workbench.errors import WorkbenchError
-        from workbench.runtime.measure import measure_nodule
         from workbench.ui.ct_viewer import CTViewer, place_patch, ras_frame, to_ras
 
         affine = np.asarray(vol.affine)
@@ -132,8 +158,8 @@ class CaseReview:
         layers = {"hu": arr}
         if attribution is not None:
             layers["overlay"] = place_patch(attribution, arr.shape, marker, spacing)
-        with contextlib.suppress(WorkbenchError):  # the mask is in the loader's (I, J, K) order, like ``arr``
-            layers["mask"] = measure_nodule(arr, affine, nodule_lps, where=case_id).full_mask(arr.shape)
+        if measurement is not None:  # the mask is in the loader's (I, J, K) order, like ``arr``
+            layers["mask"] = measurement.full_mask(arr.shape)
         flipped, marker_ras = to_ras(list(layers.values()), affine, marker)  # every layer flipped alike
         ras = dict(zip(layers, flipped, strict=True))
         assert marker_ras is not None

@@ -605,8 +605,11 @@ def encode_note_ids(text: str, tok: Any, max_length: int) -> list[int]:
 def update_counterfactual(json_path: str | Path, progress: bool = True) -> dict[str, Any]:
     """Add the clinical plausibility check's keys to an existing ``bench explain`` JSON (every other key kept as
     it is), from the same seeds' calibrated runs and the same evaluation cohort it names (nothing retrained)."""
-    from workbench.bench.common import cohort_cache_root
+    from workbench.bench.common import cohort_cache_root, git_sha, machine
     from workbench.jsonout import write_json
+
+    def machine_and_sha() -> dict[str, str]:
+        return {"machine": machine(), "git_sha": git_sha()}
     from workbench.runtime.encode import EncodedCases
 
     path = Path(json_path)
@@ -616,6 +619,7 @@ def update_counterfactual(json_path: str | Path, progress: bool = True) -> dict[
     evald = EncodedCases.load(model_work / f"eval-{result['eval_cohort']}" / "encoded.pt")
     new = counterfactual_check(result["runs"], eval_dir, evald, Path(result["work_dir"]), progress)
     new.pop("n_seeds", None)  # the JSON's own (the same seeds)
+    new.update({f"counterfactual_{k}": v for k, v in machine_and_sha().items()})  # this step's own provenance
     result.update(new)
     write_json(path, result)
     return new

@@ -57,6 +57,7 @@ def test_every_fact_the_generator_wrote_is_read_back(tiny_cohort) -> None:  # no
       "prior_ct_months": 9.0}),
     ("Nonsmoker. No prior imaging for comparison.", {"smoking": "never", "prior_ct": "none", "age": None}),
     ("", {"age": None, "smoking": None, "family_history": None}),
+    ("No prior history of cancer.", {"prior_cancer": False, "prior_ct": None}),  # "no prior" is not a CT
 ])
 def test_hand_written_phrasings(note: str, facts: dict) -> None:
     f = read_note_facts(note)

@@ -151,7 +151,7 @@ def disagreement(probability: float | None, interval: tuple[float, float] | None
     side = "higher" if probability > brock else "lower"
     span = f" (interval {interval[0]:.0%}-{interval[1]:.0%})" if interval else ""
     return (f"The model's risk {probability:.0%}{span} is {side} than the Brock score {brock:.0%} by more than "
-            f"{DISAGREEMENT_MARGIN:.0%} points: read the CT and the note before relying on either.")
+            f"{round(100 * DISAGREEMENT_MARGIN)} percentage points: read the CT and the note before relying on either.")
 
 
 __all__ = ["DISAGREEMENT_MARGIN", "disagreement", "guideline_card"]

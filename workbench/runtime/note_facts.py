@@ -108,7 +108,7 @@ _PRIOR_CANCER: tuple[tuple[re.Pattern[str], bool], ...] = tuple((re.compile(p, _
 _EMPHYSEMA = re.compile(r"\b(?:centrilobular emphysema|paraseptal emphysema|emphysema|COPD)\b", _I)
 _NO_EMPHYSEMA = re.compile(r"\b(?:no|without|denies)(?: \w+){0,2} (?:emphysema|COPD)\b", _I)
 
-_NO_PRIOR_CT = re.compile(r"\b(?:no prior (?:imaging|chest CT|CT|studies)|no priors?(?: available)?)\b", _I)
+_NO_PRIOR_CT = re.compile(r"\b(?:no prior (?:imaging|chest CT|CT|studies|scans?)|no priors(?: available)?)\b", _I)
 _INTERVAL = rf"{_NUM} (?:months?|mo|years?|yrs?)(?= ago| prior| earlier)"
 _GROWING_CT = re.compile(rf"\b(?:enlarged|grown|growth|increased in size|incr in size)\b[^.;]{{0,40}}?\bCT\b[^.;]{{0,30}}?"
                          rf"{_INTERVAL}", _I)

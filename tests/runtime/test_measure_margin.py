@@ -19,7 +19,7 @@ SPACING = (1.0, 0.8, 0.8)  # (z, y, x) mm
 
 
 def _nodule(spikes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A 10 mm solid sphere in -860 HU lung, with ``spikes`` antipodal pairs of 1.2 mm strands reaching 6 mm beyond it."""
+    """A 10 mm solid sphere in -860 HU lung, with ``spikes`` antipodal pairs of 2 mm strands reaching 6 mm beyond it."""
     shape = (48, 60, 60)
     z, y, x = np.meshgrid(*(np.arange(n) * s for n, s in zip(shape, SPACING, strict=True)), indexing="ij")
     c = np.array([shape[i] * SPACING[i] / 2 for i in range(3)])
@@ -31,7 +31,7 @@ def _nodule(spikes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         d /= np.linalg.norm(d)
         along = p @ d
         off = np.linalg.norm(p - along[..., None] * d, axis=-1)
-        dense |= (np.abs(along) <= 11.0) & (off <= 0.6)
+        dense |= (np.abs(along) <= 11.0) & (off <= 1.0)
     hu = np.where(dense, 30.0, -860.0) + rng.normal(0, 20, shape)
     return ndi.gaussian_filter(hu, 0.6).astype(np.float32), c
 
@@ -39,7 +39,7 @@ def _nodule(spikes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def test_strands_beyond_the_surface_make_a_nodule_spiculated() -> None:
     config = MarginConfig()
     smooth, c = _nodule(0)
-    spiky, _ = _nodule(20)
+    spiky, _ = _nodule(30)
     s0 = spiculation_score(smooth, SPACING, c, (5.0, 5.0, 5.0), 0.0, -860.0, config)
     s1 = spiculation_score(spiky, SPACING, c, (5.0, 5.0, 5.0), 0.0, -860.0, config)
     assert s0 < 0.05 < config.spiculated_min_score <= s1, (s0, s1)

@@ -40,15 +40,27 @@ def test_the_risk_badge_shows_interval_set_and_refer_reasons_escaped() -> None:
     assert "not calibrated" in bare and "workbench calibrate" in bare and "interval [" not in bare
 
 
-def test_similar_cases_are_escaped_labelled_and_notes_truncated() -> None:
+def test_similar_cases_show_thumbnail_size_type_lobe_outcome_and_similarity_escaped() -> None:
     assert "no similar-case index" in similar_html([])
-    rows = [{"case_id": "site_a_001", "label": 1, "similarity": 0.9876, "note": "x" * 200},
-            {"case_id": "site_a_<2>", "label": 0, "similarity": 0.5, "note": "short & sweet"}]
-    out = similar_html(rows, max_note=160)
+    png = "iVBORw0KGgo="  # (the base64 of a PNG: embedded as it is)
+    rows = [{"case_id": "site_a_001", "label": 1, "similarity": 0.9876, "note": "hospital header " * 20,
+             "nodule_weight": 0.7, "nodule_cosine": 0.95, "fused_cosine": 0.9, "thumbnail_png": png,
+             "thumbnail_mm": 40.0, "mean_diameter_mm": 21.04, "long_axis_mm": 23.0, "short_axis_mm": 19.1,
+             "nodule_type": "part_solid", "solid_component_mm": 6.0, "lobe": "RUL", "snippet": "x" * 200},
+            {"case_id": "site_a_<2>", "label": 0, "similarity": 0.5, "note": "", "nodule_weight": 0.7,
+             "nodule_cosine": None, "fused_cosine": 0.71, "no_thumbnail": "no CT <series>",
+             "unmeasured": "no nodule found at <mark>", "snippet": "short & sweet"}]
+    out = similar_html(rows, max_note=140)
     assert out.count("<tr>") == 3 and "0.99" in out and "0.50" in out
     assert "malignant" in out and "benign" in out
-    assert "x" * 160 + "..." in out and "x" * 161 not in out
+    assert f"src='data:image/png;base64,{png}'" in out and out.count("<img") == 1
+    assert "21.0 mm (23.0 x 19.1)" in out and "part-solid, solid component 6.0 mm" in out and "right upper lobe" in out
+    assert "nodule 0.95, patient 0.90" in out and "patient 0.71" in out and "0.7 x nodule" in out
+    assert "x" * 140 + "..." in out and "x" * 141 not in out and "hospital header" not in out  # never the header
     assert "site_a_&lt;2&gt;" in out and "short &amp; sweet" in out
+    assert "not measured: no nodule found at &lt;mark&gt;" in out and "no CT &lt;series&gt;" in out
+    legacy = similar_html([{"case_id": "a", "label": 0, "similarity": 0.8, "note": "n", "nodule_weight": 0.0}])
+    assert "cosine of the fused embedding" in legacy
 
 
 def test_note_words_are_escaped_and_shaded_by_their_attribution() -> None:

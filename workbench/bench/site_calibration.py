@@ -35,7 +35,8 @@ def stated_assessments(unc: Any, run: Path, pred: dict[str, np.ndarray], test: A
     out: list[Any] = [None] * len(sites)
     for s in sorted(set(test.sites)):
         rows = np.flatnonzero(sites == s)
-        for i, a in zip(rows, unc.assess(s, pred["logits"][rows], pred["fused"][rows], site_index(run, s)), strict=True):
+        for i, a in zip(rows, unc.assess(s, pred["logits"][rows], pred["fused"][rows], site_index(run, s),
+                                             None if pred.get("nodule") is None else pred["nodule"][rows]), strict=True):
             out[i] = a
     return out
 

@@ -27,7 +27,8 @@ class CaseExplanation:
     prediction: Prediction
     explanation: Explanation  # its notes hold the prediction's and the uncertainty's notes too
     assessment: Assessment | None  # None: the RUN has not been calibrated (``workbench calibrate``)
-    # the site's most similar training cases: case_id, site, label, similarity, de-identified note
+    # the site's most similar training cases: case_id, site, label, similarity (w * nodule cosine + (1 - w) * fused
+    # cosine: nodule_weight, nodule_cosine, fused_cosine), de-identified note
     similar: list[dict[str, Any]] = field(default_factory=list)
     run: str | Path = ""  # the RUN as the caller named it (echoed in explanation.json)
     steps: int = 32  # Integrated Gradients path points
@@ -69,6 +70,7 @@ def case_uncertainty(run: Path, site: str, case_id: str, model: Any, pred: Predi
     cases (the site's own index only); (None, []) with a note when the RUN has not been calibrated."""
     import torch
 
+    from workbench.runtime.inference import capture_nodule, nodule_rows
     from workbench.runtime.run_uncertainty import UNCERTAINTY_FILE, RunUncertainty, site_index
 
     if not (run / UNCERTAINTY_FILE).is_file():
@@ -76,13 +78,18 @@ def case_uncertainty(run: Path, site: str, case_id: str, model: Any, pred: Predi
                      "the refer flag and similar cases")
         return None, []
     unc = RunUncertainty.load(run)
-    with torch.no_grad():
-        fused = model.forward_batch({k: v for k, v in pred.inputs.items() if k != "label"}).fused.float().numpy()
+    batch = {k: v for k, v in pred.inputs.items() if k != "label"}
+    with torch.no_grad(), capture_nodule(model) as found:
+        fused = model.forward_batch(batch).fused.float().numpy()
+    nodule = nodule_rows(found, batch["modality_mask"], len(fused)).numpy()
     index = site_index(run, site)
-    a = unc.assess(site, np.array([pred.logit]), fused, index)[0]
-    similar = index.similar(fused[0], k=5, exclude=case_id) if index is not None else []
+    a = unc.assess(site, np.array([pred.logit]), fused, index, nodule)[0]
+    similar = index.similar(fused[0], k=5, exclude=case_id, nodule=nodule[0]) if index is not None else []
     if index is None:
         notes.append(f"no similar-case index for site {site!r} in this RUN (indexes never serve another site)")
+    elif index.legacy:
+        notes.append(f"similar cases of {site} by the fused embedding alone (an index saved before they were "
+                     f"compared by the nodule too): re-run `workbench calibrate {run} COHORT` to match by the nodule")
     return a, similar
 
 

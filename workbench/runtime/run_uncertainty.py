@@ -11,7 +11,9 @@ Per site, from that site's own cases only:
 - ``venn_abers``: the site's calib scores and labels when both classes reach ``min_per_class``, else pooled;
 - ``ood_threshold``: the ``ood_quantile`` of the site's calib cases' distance to their k-th nearest training
   case of the same site (``similar.SiteIndex.knn_distance``);
-- ``similar/<site>/``: the FAISS index of the site's training cases.
+- ``similar/<site>/``: the FAISS index of the site's training cases, by the nodule (the CT reader's finding
+  vector) and the fused embedding, weighted (``similar.SimilarityConfig``); the OOD distance above is on the
+  same vectors.
 Calibration is fitted on ``val`` and conformal on ``calib``: the conformal guarantee needs the score fixed before
 the calib cases are seen.
 
@@ -43,7 +45,7 @@ from workbench.atomic import write_text
 from workbench.errors import WorkbenchError
 from workbench.runtime.calibration import Calibration, fit_calibration
 from workbench.runtime.encode import EncodedCases
-from workbench.runtime.similar import SiteIndex
+from workbench.runtime.similar import SimilarityConfig, SiteIndex
 from workbench.runtime.uncertainty import CLASSES, MondrianConformal, VennAbers
 
 UNCERTAINTY_FILE = "uncertainty.json"
@@ -146,8 +148,10 @@ class RunUncertainty:
         return self.pooled
 
     def assess(self, site: str, logits: np.ndarray, fused: np.ndarray | None = None,
-               index: SiteIndex | None = None) -> list[Assessment]:
-        """Each case's probability, interval, set and refer flag, with the calibrators of its own site."""
+               index: SiteIndex | None = None, nodule: np.ndarray | None = None) -> list[Assessment]:
+        """Each case's probability, interval, set and refer flag, with the calibrators of its own site.
+        ``fused`` and ``nodule`` (``predict_logits``' keys): what the site's index compares a case by (an index
+        that weighs the nodule needs both; the OOD threshold was fitted on the same vectors)."""
         su = self.for_site(site)
         p = su.calibration.apply(np.asarray(logits, dtype=float))
         sets = su.conformal.sets(p)
@@ -157,7 +161,7 @@ class RunUncertainty:
             if index.site != site:
                 raise WorkbenchError(f"similar-case index of {index.site} queried for a case of {site}: "
                                      "indexes never serve another site")
-            dist = index.knn_distance(fused, su.ood_k)
+            dist = index.knn_distance(fused, su.ood_k, nodule)
         points = VennAbers.point(intervals)
         n_calib = len(su.venn_abers.labels)
         out = []
@@ -225,6 +229,10 @@ class SiteData:
     labels: dict[str, np.ndarray]
     case_ids: dict[str, list[str]]
     notes: dict[str, str] = field(default_factory=dict)  # train case id -> de-identified note
+    # the CT reader's nodule vectors per split (predict_logits' "nodule"); the similar-case index weighs them with
+    # the fused embeddings (similar.SimilarityConfig); absent: the fused part alone
+    nodule: dict[str, np.ndarray] = field(default_factory=dict)
+    similarity: SimilarityConfig | None = None  # None: SimilarityConfig()'s weight
 
 
 def fit_uncertainty(data: dict[str, SiteData], pooled_calibration: Calibration,
@@ -324,9 +332,10 @@ def fit_site_uncertainty(site: str, d: SiteData, pos_weight: float, config: Unce
     if k > 0:
         ids = d.case_ids["train"]
         index = SiteIndex.build(site, d.fused["train"], ids, d.labels["train"].astype(int).tolist(),
-                                [d.notes.get(c, "") for c in ids])
-        if len(y):
-            threshold = float(np.quantile(index.knn_distance(d.fused["calib"], k), config.ood_quantile))
+                                [d.notes.get(c, "") for c in ids], d.nodule.get("train"), d.similarity)
+        if len(y):  # the calib cases compared by the same vectors as the queries will be
+            threshold = float(np.quantile(index.knn_distance(d.fused["calib"], k, d.nodule.get("calib")),
+                                          config.ood_quantile))
     su = SiteUncertainty(site, cal, conf, va, threshold, max(k, 1), src, {s: len(v) for s, v in d.labels.items()})
     return su, index, warnings
 
@@ -386,6 +395,7 @@ def calibrate_run(run: str | Path, target: str | Path, config: UncertaintyConfig
             out = predict_logits(model, enc)
             d.logits[split], d.fused[split], d.labels[split], d.case_ids[split] = (
                 out["logits"], out["fused"], enc.labels, enc.case_ids)
+            d.nodule[split] = out["nodule"]
         train_ids = set(d.case_ids["train"])
         d.notes = {c.case_id: encode_note(c.note, model.tokenizer, model.config.text.max_length)[1]
                    for c in cases if c.case_id in train_ids and c.note}

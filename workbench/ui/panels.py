@@ -95,15 +95,59 @@ def nodule_card_html(card: dict[str, Any], notes: list[str] | None = None) -> st
             f"<table style='font-size:0.95em'>{body}</table>{caveats}</div>")
 
 
-def similar_html(similar: list[dict[str, Any]], max_note: int = 160) -> str:
+def similar_html(similar: list[dict[str, Any]], max_note: int = 140) -> str:
+    """The site's most similar training cases, one row each: CT thumbnail (axial, lung window, radiological
+    orientation, 40 mm around the nodule), the nodule as measured (mean diameter, long x short axis, type, lobe) or
+    why it was not, the outcome, the similarity with the nodule and patient cosines it is made of, and at most
+    ``max_note`` characters of the de-identified note's risk facts (``similar_cards.note_snippet``; never the
+    header). Rows come from ``SiteIndex.similar`` merged with ``workbench.ui.similar_cards.similar_cards``; a row
+    without a card shows what it has."""
+    from workbench.runtime.nodule_card import LOBE_WORDS, type_words
+
     if not similar:
         return "<div class='similar'><i>no similar-case index for this site</i></div>"
-    rows = "".join(f"<tr><td>{html.escape(s['case_id'])}</td><td>{'malignant' if s['label'] else 'benign'}</td>"
-                   f"<td>{s['similarity']:.2f}</td><td>{html.escape(s['note'][:max_note])}"
-                   f"{'...' if len(s['note']) > max_note else ''}</td></tr>" for s in similar)
-    return ("<div class='similar'><b>most similar training cases of this site</b><table style='font-family:sans-serif;"
-            "font-size:0.9em'><tr><th>case</th><th>label</th><th>cosine</th><th>de-identified note</th></tr>"
-            f"{rows}</table></div>")
+    esc = html.escape
+    rows = []
+    weight = None
+    for s in similar:
+        if s.get("thumbnail_png"):
+            mm = s.get("thumbnail_mm", 40)
+            thumb = (f"<img src='data:image/png;base64,{esc(s['thumbnail_png'])}' width='64' height='64' "
+                     f"alt='axial CT, {mm:g} mm around the nodule' title='axial, lung window, {mm:g} mm field, "
+                     "patient right on the left'>")
+        else:
+            thumb = f"<i>{esc(s.get('no_thumbnail') or 'no thumbnail')}</i>"
+        if s.get("mean_diameter_mm") is not None:
+            size = f"{s['mean_diameter_mm']:.1f} mm"
+            if s.get("long_axis_mm") is not None and s.get("short_axis_mm") is not None:
+                size += f" ({s['long_axis_mm']:.1f} x {s['short_axis_mm']:.1f})"
+            kind = type_words(s["nodule_type"], s.get("solid_component_mm") if s.get("nodule_type") == "part_solid"
+                              else None) if s.get("nodule_type") else ""
+            lobe = LOBE_WORDS.get(s.get("lobe") or "", s.get("lobe") or "")
+        elif s.get("unmeasured"):
+            size, kind, lobe = f"<i>not measured: {esc(s['unmeasured'])}</i>", "", ""
+        else:
+            size, kind, lobe = "", "", ""
+        sim = f"{s['similarity']:.2f}"
+        if s.get("nodule_weight"):
+            weight = s["nodule_weight"]
+            parts = [f"{name} {s[key]:.2f}" for name, key in (("nodule", "nodule_cosine"), ("patient", "fused_cosine"))
+                     if s.get(key) is not None]
+            if parts:
+                sim += f"<br><span style='color:#555;font-size:0.85em'>{esc(', '.join(parts))}</span>"
+        snippet = (s.get("snippet") or "")
+        snippet = snippet if len(snippet) <= max_note else snippet[:max_note] + "..."
+        outcome = "malignant" if s["label"] else "benign"
+        rows.append(f"<tr><td>{thumb}</td><td>{esc(s['case_id'])}</td><td><b>{outcome}</b></td>"
+                    f"<td>{size if size.startswith('<i>') else esc(size)}</td><td>{esc(kind)}</td><td>{esc(lobe)}</td>"
+                    f"<td>{sim}</td><td>{esc(snippet)}</td></tr>")
+    how = (f"similarity = {weight:.1f} x nodule (CT reader) + {1 - weight:.1f} x patient (fused) cosine"
+           if weight else "similarity: cosine of the fused embedding")
+    return ("<div class='similar'><b>most similar training cases of this site</b>"
+            f"<div style='color:#555;font-size:0.85em'>{esc(how)}</div><table style='font-family:sans-serif;"
+            "font-size:0.9em'><tr><th>CT</th><th>case</th><th>outcome</th><th>size (mean, long x short)</th>"
+            "<th>type</th><th>lobe</th><th>similarity</th><th>note (risk facts)</th></tr>"
+            f"{''.join(rows)}</table></div>")
 
 
 def case_browser(cases: list[dict[str, Any]], on_select: Callable[[str], None]) -> Any:

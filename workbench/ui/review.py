@@ -111,7 +111,11 @@ class CaseReview:
             self.rows[case_id]["lung_rads"] = card["lung_rads"]
         self.risk.value = risk_html(assessment.probability if assessment is not None else pred.probability, assessment)
         self.gate.value = gate_html(exp.gate, exp.present)
-        self.similar.value = similar_html(similar)
+        from workbench.runtime.run_uncertainty import SIMILAR_DIR
+        from workbench.ui.similar_cards import similar_cards
+
+        # thumbnail, measured nodule and outcome of each similar case, cached in the RUN's per-site similar folder
+        self.similar.value = similar_html(similar_cards(similar, site, self.run / SIMILAR_DIR / site.name))
         self.note.value = (note_html(exp.words, exp.word_attribution, text=deidentify(case.note) if case.note else None)
                            if exp.word_attribution is not None else "<i>no note</i>")
         if case.note:

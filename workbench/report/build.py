@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from workbench.atomic import atomic_write
 from workbench.errors import WorkbenchError
 from workbench.jsonout import write_json
@@ -56,6 +58,7 @@ def build_content(run: str | Path, case_id: str, site_dir: str | Path, *, clinic
 def report_content(ce: CaseExplanation, site_dir: str | Path, *, clinical: bool = False) -> ReportContent:
     """The report's content from a case explained in memory; ``site_dir`` holds the node's UID secret."""
     from workbench.explain.figures import case_figures
+    from workbench.report.key_image import measurement_png
     from workbench.report.source import node_secret, read_source
     from workbench.runtime.nodule_card import nodule_card
 
@@ -64,13 +67,18 @@ def report_content(ce: CaseExplanation, site_dir: str | Path, *, clinical: bool 
     source, patient = (read_source(case.series_dir, case.case_id, mode, None if clinical else node_secret(site_dir))
                        if case.series_dir is not None else (None, Patient()))
     notes = list(exp.notes)
-    measured = nodule_card(case, notes, probability=ce.risk, interval=a.interval if a is not None else None)
+    image, measurement = _measured(case)
+    measured = nodule_card(case, notes, image, probability=ce.risk, interval=a.interval if a is not None else None,
+                           measurement=measurement)
     if measured:
         measured["nodule_count"] = 1
     x = case.nodule_lps_mm[0] if case.nodule_lps_mm else 0.0
     left = measured["lobe"].startswith("L") if measured.get("lobe") else x > 0  # LPS: +x is the patient's left
     figures = case_figures(ce)
     images = [KeyImage(t, png) for t, png in (
+        ("CT: the axial slice the nodule was measured on, its measured outline in green (lung window)",
+         measurement_png(image[0].numpy(), np.asarray(image.affine), measurement)
+         if image is not None and measurement is not None else None),
         ("CT: three slices through the most attributed voxel (Integrated Gradients; red raises the risk)",
          figures.ct_slices), ("the de-identified note, words shaded by attribution", figures.note),
         ("how much each modality counted (gate)", figures.gate)) if png is not None]
@@ -88,6 +96,22 @@ def report_content(ce: CaseExplanation, site_dir: str | Path, *, clinical: bool 
         nodule_center_lps_mm=case.nodule_lps_mm, modality_contributions=dict(exp.gate),
         attention_rollout=dict(exp.rollout), top_phrases=exp.top_words(),
         key_images=images, model=_provenance(Path(ce.run)), patient=patient, source=source, notes=notes, **measured)
+
+
+def _measured(case: Any) -> tuple[Any, Any]:
+    """The case's CT series and the nodule measured on it, once for the card and the key image; (None, None) when
+    either cannot be had (the card then says why)."""
+    from workbench.data.dicom_io import load_ct_series
+    from workbench.runtime.measure import measure_nodule
+
+    if case.series_dir is None or case.nodule_lps_mm is None:
+        return None, None
+    try:
+        image = load_ct_series(case.series_dir)
+        return image, measure_nodule(image[0].numpy(), np.asarray(image.affine), case.nodule_lps_mm,
+                                     where=case.case_id)
+    except WorkbenchError:
+        return None, None
 
 
 def write_report(run: str | Path, case_id: str, site_dir: str | Path, out_dir: str | Path, *,

@@ -254,6 +254,31 @@ def _read_out(fit: NoduleFit, frame: _Frame, origin: tuple[float, float, float],
     )
 
 
+@dataclass(frozen=True)
+class AxialView:
+    """The axial slice through a measured nodule, in radiological display order: rows run anterior to posterior,
+    columns from the patient's right to left (canonical LPS (y, x) is exactly that), with the nodule's mask."""
+
+    hu: np.ndarray  # (rows, cols) HU
+    mask: np.ndarray  # (rows, cols) bool: the measured nodule on this slice
+    pixel_mm: tuple[float, float]  # (row, col) spacing
+    origin_mm: tuple[float, float]  # LPS (y, x) of pixel (0, 0)
+    z_mm: float  # LPS z of the slice
+    center_mm: tuple[float, float]  # LPS (y, x) of the nodule's fitted centre
+
+
+def axial_view(hu: np.ndarray, affine_ras: np.ndarray, m: NoduleMeasurement) -> AxialView:
+    """The slice ``m`` measured its axes on (``NoduleMeasurement.axial_index``), for a key image a reader can check
+    the measurement on; ``hu`` is the loader's (I, J, K) array the measurement was made from."""
+    hu = np.asarray(hu)
+    frame, origin, spacing = _frame(hu.shape, affine_ras, m.where)
+    k = frame.array_index(0, m.axial_index)  # the same mapping both ways (a flip is its own inverse)
+    vol = frame.canonical(hu)
+    mask = frame.canonical(m.full_mask(hu.shape))
+    return AxialView(hu=vol[k], mask=mask[k], pixel_mm=(spacing[1], spacing[2]), origin_mm=(origin[1], origin[0]),
+                     z_mm=origin[2] + spacing[0] * k, center_mm=(m.center_lps[1], m.center_lps[0]))
+
+
 def measure_case(case: Case, config: MeasureConfig = MeasureConfig()) -> NoduleMeasurement:
     """Load the case's CT series and measure the nodule at its marked centre (``Case.nodule_lps_mm``).
 
@@ -270,4 +295,4 @@ def measure_case(case: Case, config: MeasureConfig = MeasureConfig()) -> NoduleM
                           config=config)
 
 
-__all__ = ["MERGED", "NODULE_TYPES", "MeasureConfig", "NoduleMeasurement", "measure_case", "measure_nodule", "type_of"]
+__all__ = ["MERGED", "NODULE_TYPES", "AxialView", "MeasureConfig", "axial_view", "NoduleMeasurement", "measure_case", "measure_nodule", "type_of"]

@@ -133,3 +133,13 @@ def test_the_ood_threshold_is_fitted_on_the_vectors_the_queries_use() -> None:
     assert su.ood_threshold == pytest.approx(float(np.quantile(dist, 0.99)))
     a = unc.assess("a", d.logits["calib"][:5], d.fused["calib"][:5], index, d.nodule["calib"][:5])
     np.testing.assert_allclose([x.ood_distance for x in a], dist[:5], atol=1e-6)
+
+
+def test_calibrate_indexes_each_site_by_the_nodule_and_the_fused_embedding(tiny_calibrated_run) -> None:  # noqa: ANN001
+    from workbench.runtime.run_uncertainty import SIMILAR_DIR, RunUncertainty
+
+    unc = RunUncertainty.load(tiny_calibrated_run)
+    for site in unc.sites:
+        index = SiteIndex.load(tiny_calibrated_run / SIMILAR_DIR / site)
+        assert not index.legacy and index.nodule_weight == SimilarityConfig().nodule_weight
+        assert index.nodule_width == 64 and index.index.d == index.fused_width + 64

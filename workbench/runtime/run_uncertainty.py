@@ -29,7 +29,8 @@ none: no label fits) or when it lies out of distribution (farther from its site'
 
 RUN/
   uncertainty.json    config, pooled and per-site calibrators, OOD thresholds, where each came from
-  similar/<site>/     index.faiss + cases.json (ids, labels, de-identified notes): node-local
+  similar/<site>/     index.faiss + cases.json (ids, labels, de-identified notes, similarity settings): node-local;
+                      cards.json: the similar cases' thumbnails and measurements, cached by the review screen
 """
 
 from __future__ import annotations

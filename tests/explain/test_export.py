@@ -63,7 +63,9 @@ def test_the_files_and_the_report_come_from_one_explanation(tmp_path: Path, cali
     assert "size: not measured (no CT series or no nodule mark)" in content.notes
     assert [k.png for k in content.key_images] == [(out / f).read_bytes() for f in
                                                    ("ct_slices.png", "note.png", "gate.png")]
-    assert content.notes[:-1] == summary["notes"] and content.model.version == "unknown"
+    assert "guidelines: not applied (the nodule was not measured)" in content.notes
+    assert content.recommendation is None and content.brock_risk is None  # no size: no guideline is guessed
+    assert content.notes[:-2] == summary["notes"] and content.model.version == "unknown"
 
 
 def test_a_second_write_replaces_the_folder_whole(tmp_path: Path) -> None:

@@ -105,6 +105,11 @@ def test_case_review_in_a_real_browser(calibrated_run, tiny_cohort, tmp_path) ->
     port, token = _port(), secrets.token_hex(16)
     env = {**os.environ, "WORKBENCH_COHORT": str(tiny_cohort), "WORKBENCH_RUN": str(calibrated_run),
            "WORKBENCH_STEPS": "4", "JUPYTER_CONFIG_DIR": str(tmp_path / "jcfg"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "jrt")}
+    # no "Jupyter news?" pop-up over the README screenshot
+    labconfig = tmp_path / "jcfg" / "labconfig"
+    labconfig.mkdir(parents=True)
+    (labconfig / "page_config.json").write_text(
+        '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}')
     lab = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
                             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
                             "--ServerApp.open_browser=False", "--allow-root", "--LabApp.news_url=", "--LabApp.check_for_updates_class="

@@ -48,15 +48,18 @@ class CaseReview:
                     pass
                 rows.append({"case_id": c.case_id, "site": site.name, "label": c.label, "refer": refer,
                              "risk": risk, "lung_rads": None})
-        self.viewer_box = w.VBox()
+        # the viewer keeps its size (a squeezed image would put clicks and the caliper off its pixels); the panels
+        # beside it take the rest of the width and scroll if they must
+        self.viewer_box = w.VBox(layout=w.Layout(flex="0 0 auto", max_width="600px"))
         self.risk, self.gate, self.similar, self.note = w.HTML(), w.HTML(), w.HTML(), w.HTML()
         self.card = w.HTML()
         self.what_if_box = w.VBox()
         self.title = w.HTML()
         self.rows = {r["case_id"]: r for r in rows}  # Lung-RADS is filled in as each case is measured (show)
         self.browser = case_browser(rows, self.show)
-        self.widget = w.VBox([self.browser, self.title, w.HBox([self.viewer_box, w.VBox([self.card, self.risk, self.gate,
-                                                                                        self.similar])]),
+        panels = w.VBox([self.card, self.risk, self.gate, self.similar],
+                        layout=w.Layout(flex="1 1 auto", min_width="380px", overflow="auto"))
+        self.widget = w.VBox([self.browser, self.title, w.HBox([self.viewer_box, panels]),
                               self.note, self.what_if_box])
         self.viewer: Any = None
         if rows:

@@ -452,6 +452,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--model", metavar="DIR", help="explain bench on a device: time this saved model")
     b.set_defaults(func=_cmd_bench)
 
+    from workbench.cli_deploy import add_deploy_parsers
+
+    add_deploy_parsers(sub)
+
     nd = sub.add_parser("node", help="a hospital node's own records (ledger)")
     nsub = nd.add_subparsers(dest="node_command", required=True)
     nl = nsub.add_parser("ledger", help="the node's privacy ledger: every release, epsilon under Opacus RDP and "

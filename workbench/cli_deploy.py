@@ -1,0 +1,132 @@
+"""``workbench pki ...`` and ``workbench server ...``: certificates, node keys and the coordinator's SuperLink.
+
+Kept apart from ``cli.py`` so that the deployment commands read as one page; the work is in ``federated/pki.py``
+and ``federated/deploy.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+
+def _cmd_pki_init(a: argparse.Namespace) -> int:
+    from federated.pki import init_pki
+
+    done = init_pki(a.dir, a.host or [], force=a.force)
+    print(f"CA:        {done.ca_cert} (valid until {done.ca_not_after:%Y-%m-%d}; ca.key stays here, never copy it)")
+    print(f"SuperLink: {done.server_cert} for {', '.join(done.hosts)} (valid until {done.server_not_after:%Y-%m-%d})")
+    print(f"Send {done.ca_cert} to every hospital; `workbench server start STATE_DIR` expects this folder as "
+          "STATE_DIR/pki.")
+    return 0
+
+
+def _cmd_pki_node(a: argparse.Namespace) -> int:
+    from federated.pki import node_key
+
+    key = node_key(a.dir, a.name, force=a.force)
+    print(f"private key: {key.private_key} (stays at this node, mode 0600)")
+    print(f"public key:  {key.public_key}; send this line to the coordinator for `workbench server enroll`:")
+    print(key.public_line)
+    return 0
+
+
+def _server_config(a: argparse.Namespace) -> Any:
+    from federated.deploy import ServerConfig
+
+    saved = Path(a.state_dir) / "server.json"
+    base = json.loads(saved.read_text()) if saved.is_file() else {}
+    given = {k: v for k, v in (("host", getattr(a, "host", None)), ("port", getattr(a, "port", None))) if v is not None}
+    return ServerConfig(**{**base, **given})
+
+
+def _cmd_server_start(a: argparse.Namespace) -> int:
+    from federated.deploy import start_superlink, stop
+
+    config = _server_config(a)
+    started = start_superlink(a.state_dir, config)
+    print(f"SuperLink serving TLS on {config.host}:{config.port} with node authentication (PID {started.pid}, log "
+          f"{started.log}); Ctrl-C or SIGTERM stops it and its children", flush=True)
+
+    def _term(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
+    try:
+        assert started.proc is not None
+        code = started.proc.wait()
+        print(f"SuperLink exited with code {code}; see {started.log}")
+        return 1 if code else 0
+    except KeyboardInterrupt:
+        stop(started.pid)
+        print("SuperLink stopped")
+        return 0
+
+
+def _cmd_server_enroll(a: argparse.Namespace) -> int:
+    from federated.deploy import enroll
+
+    out = enroll(a.state_dir, a.pubkey, a.name, _server_config(a))
+    print(f"enrolled {a.name} as node {out.get('node-id')}")
+    return 0
+
+
+def _cmd_server_status(a: argparse.Namespace) -> int:
+    from federated.deploy import nodes
+    from federated.pki import check_certificate
+
+    state, config = Path(a.state_dir), _server_config(a)
+    pki = state / "pki"
+    cert = check_certificate(pki / "superlink.crt", pki / "ca.crt", "127.0.0.1")
+    report = {"address": f"{config.host}:{config.port}", "certificate": {
+        "names": list(cert.sans), "not_after": cert.not_after.isoformat(), "days_left": cert.days_left,
+        "problem": cert.problem}, "nodes": nodes(state, config)}
+    if a.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print(f"SuperLink {report['address']}: certificate for {', '.join(cert.sans)}, {cert.days_left} days left"
+              + (f" -- {cert.problem}" if cert.problem else ""))
+        for n in report["nodes"]:
+            print(f"  node {n.get('node-id')}: {n.get('status')} (online since {n.get('online-at')})")
+        if not report["nodes"]:
+            print("  no node enrolled: `workbench server enroll STATE_DIR PUBKEY --name SITE`")
+    return 0
+
+
+def add_deploy_parsers(sub: Any) -> None:
+    """The ``pki`` and ``server`` commands on the main parser's subparsers."""
+    p = sub.add_parser("pki", help="certificates and node keys for a deployed federation (TLS, node auth)")
+    psub = p.add_subparsers(dest="pki_command", required=True)
+    pi = psub.add_parser("init", help="a CA and the SuperLink's certificate (SANs: the hosts given + 127.0.0.1)")
+    pi.add_argument("dir", help="the coordinator's pki folder (STATE_DIR/pki)")
+    pi.add_argument("--host", action="append", help="a name or IP address nodes use to reach the SuperLink (repeat)")
+    pi.add_argument("--force", action="store_true", help="replace an existing CA (every node must re-enrol)")
+    pi.set_defaults(func=_cmd_pki_init)
+    pn = psub.add_parser("node", help="a node's ECDSA key pair for SuperNode authentication; prints the public key")
+    pn.add_argument("dir", help="the node's folder for its key (NODE_DIR)")
+    pn.add_argument("--name", required=True, help="the site's name, as the coordinator enrols it")
+    pn.add_argument("--force", action="store_true", help="replace an existing key (it must be enrolled again)")
+    pn.set_defaults(func=_cmd_pki_node)
+
+    s = sub.add_parser("server", help="the coordinator's SuperLink: start, enrol nodes, status")
+    ssub = s.add_subparsers(dest="server_command", required=True)
+    st = ssub.add_parser("start", help="run flower-superlink with TLS and node auth in the foreground (a service)")
+    st.add_argument("state_dir", help="the coordinator's folder (pki/ from `workbench pki init`, the database, logs)")
+    st.add_argument("--host", help="bind address (default 127.0.0.1)")
+    st.add_argument("--port", type=int, help="port for Fleet, Control and Runtime APIs (default 9093)")
+    st.set_defaults(func=_cmd_server_start)
+    se = ssub.add_parser("enroll", help="enrol a node's public key so its SuperNode may connect")
+    se.add_argument("state_dir")
+    se.add_argument("pubkey", help="the node's node.key.pub (from `workbench pki node`)")
+    se.add_argument("--name", required=True, help="the site's name")
+    se.set_defaults(func=_cmd_server_enroll)
+    ss = ssub.add_parser("status", help="certificate validity and every enrolled node's state")
+    ss.add_argument("state_dir")
+    ss.add_argument("--json", action="store_true")
+    ss.set_defaults(func=_cmd_server_status)
+
+
+__all__ = ["add_deploy_parsers"]

@@ -452,17 +452,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--model", metavar="DIR", help="explain bench on a device: time this saved model")
     b.set_defaults(func=_cmd_bench)
 
-    from workbench.cli_deploy import add_deploy_parsers
+    from workbench.cli_deploy import add_deploy_parsers, add_node_parsers
 
     add_deploy_parsers(sub)
 
-    nd = sub.add_parser("node", help="a hospital node's own records (ledger)")
+    nd = sub.add_parser("node", help="a hospital's node agent: init, start, doctor, and its records (ledger)")
     nsub = nd.add_subparsers(dest="node_command", required=True)
     nl = nsub.add_parser("ledger", help="the node's privacy ledger: every release, epsilon under Opacus RDP and "
                          "dp-accounting RDP and PLD, and whether the randomness was secret")
     nl.add_argument("node_dir", help="the node's state folder (<state-dir>/<site>) or its privacy_ledger.json")
     nl.add_argument("--json", action="store_true")
     nl.set_defaults(func=_cmd_node_ledger)
+    add_node_parsers(nsub)
 
     d = sub.add_parser("demo", help="the main job on the embedded synthetic cohort")
     d.add_argument("--out", default="demo_out")

@@ -96,6 +96,73 @@ def _cmd_server_status(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_node_init(a: argparse.Namespace) -> int:
+    from federated.node_agent import init_node
+
+    c, public = init_node(a.node_dir, a.site_dir, a.name, epsilon_budget=a.epsilon_budget, force=a.force)
+    print(f"node {c.name}: {c.node_dir / 'node.toml'} (site data {c.site_dir}, epsilon budget {c.epsilon_budget:g})")
+    print("send this public key to the coordinator for `workbench server enroll`:")
+    print(public)
+    return 0
+
+
+def _node_link(a: argparse.Namespace) -> tuple[Any, str, Path]:
+    """The node's config with --superlink/--ca remembered in node.toml (so `doctor` and restarts need no flags)."""
+    import dataclasses
+
+    from federated.node_agent import read_node, write_node_toml
+    from workbench.errors import WorkbenchError
+
+    c = read_node(a.node_dir)
+    given = {k: v for k, v in (("superlink", a.superlink), ("ca", Path(a.ca).resolve() if a.ca else None)) if v}
+    if given:
+        c = dataclasses.replace(c, **given)
+        write_node_toml(c)
+    if not c.superlink or c.ca is None:
+        raise WorkbenchError(f"{a.node_dir}: give --superlink HOST:PORT and --ca CA once (they are then remembered)")
+    return c, c.superlink, c.ca
+
+
+def _cmd_node_start(a: argparse.Namespace) -> int:
+    from federated.node_agent import run_supernode
+
+    c, link, ca = _node_link(a)
+    print(f"node {c.name}: SuperNode to {link} (TLS, CA {ca}, key {c.private_key}); Ctrl-C stops it", flush=True)
+    return run_supernode(c, link, ca, a.port)
+
+
+def _cmd_node_doctor(a: argparse.Namespace) -> int:
+    from federated.node_agent import doctor
+
+    d = doctor(a.node_dir, a.superlink, a.ca)
+    print(json.dumps(d.to_dict(), indent=1) if a.json else d.text())
+    return 0 if d.ok else 1
+
+
+def add_node_parsers(nsub: Any) -> None:
+    """``workbench node init | start | doctor`` beside the existing ``node ledger``."""
+    ni = nsub.add_parser("init", help="this hospital's node: node.toml (data, budget, allowed versions, egress) "
+                         "and its key pair")
+    ni.add_argument("node_dir")
+    ni.add_argument("--site-dir", required=True, help="the site's data folder (manifest.csv, dicom/, notes)")
+    ni.add_argument("--name", required=True, help="the site's name, as the coordinator enrols it")
+    ni.add_argument("--epsilon-budget", type=float, default=8.0, help="lifetime privacy budget (default 8)")
+    ni.add_argument("--force", action="store_true")
+    ni.set_defaults(func=_cmd_node_init)
+    ns = nsub.add_parser("start", help="run this node's SuperNode (TLS, enrolled key) in the foreground")
+    ns.add_argument("node_dir")
+    ns.add_argument("--superlink", help="the coordinator's HOST:PORT (remembered in node.toml)")
+    ns.add_argument("--ca", help="the coordinator's ca.crt (remembered in node.toml)")
+    ns.add_argument("--port", type=int, default=9094, help="the SuperNode's local runtime port (default 9094)")
+    ns.set_defaults(func=_cmd_node_start)
+    nd = nsub.add_parser("doctor", help="check SuperLink, TLS chain and expiry, enrolment, data, budget, version")
+    nd.add_argument("node_dir")
+    nd.add_argument("--superlink", help="check against this HOST:PORT instead of node.toml's")
+    nd.add_argument("--ca", help="check with this CA instead of node.toml's")
+    nd.add_argument("--json", action="store_true")
+    nd.set_defaults(func=_cmd_node_doctor)
+
+
 def add_deploy_parsers(sub: Any) -> None:
     """The ``pki`` and ``server`` commands on the main parser's subparsers."""
     p = sub.add_parser("pki", help="certificates and node keys for a deployed federation (TLS, node auth)")
@@ -129,4 +196,4 @@ def add_deploy_parsers(sub: Any) -> None:
     ss.set_defaults(func=_cmd_server_status)
 
 
-__all__ = ["add_deploy_parsers"]
+__all__ = ["add_deploy_parsers", "add_node_parsers"]

@@ -69,3 +69,39 @@ def test_an_enrolled_node_connects_over_tls_and_an_unenrolled_key_is_refused(
             stop(s.pid)
     for pid in [s.pid for s in started] + sorted(family):
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, pid
+
+
+def test_node_doctor_names_an_unenrolled_key_and_a_wrong_ca(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from federated.node_agent import doctor, read_node
+
+    state = tmp_path / "coordinator"
+    init_pki(state / "pki", [])
+    other = init_pki(tmp_path / "other_ca", [])  # a CA the SuperLink's certificate is not signed by
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "manifest.csv").write_text("case_id,series_dir\nh_a_0001,dicom/h_a_0001\n")
+    node = tmp_path / "node"
+    assert main(["node", "init", str(node), "--site-dir", str(site), "--name", "hospital_a"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("ecdsa-sha2-nistp256 ")
+    config = ServerConfig(port=_port())
+    server = start_superlink(state, config)
+    try:
+        link = f"127.0.0.1:{config.port}"
+        first = doctor(node, link, state / "pki" / "ca.crt")
+        by = {c.name: c for c in first.checks}
+        assert by["site data"].ok and "1 cases" in by["site data"].detail
+        assert by["SuperLink reachable"].ok and by["TLS certificate"].ok
+        assert by["node key enrolled"].ok is False and "workbench server enroll" in by["node key enrolled"].fix
+        assert not first.ok
+        wrong = {c.name: c for c in doctor(node, link, other.ca_cert).checks}
+        assert wrong["TLS certificate"].ok is False and "different CA" in wrong["TLS certificate"].fix
+        assert wrong["node key enrolled"].ok is None  # not tried when TLS already failed
+        assert main(["server", "enroll", str(state), str(node / "node.key.pub"), "--name", "hospital_a"]) == 0
+        healed = doctor(node, link, state / "pki" / "ca.crt")
+        assert healed.ok, healed.text()
+        assert read_node(node).name == "hospital_a"
+    finally:
+        stop(server.pid)
+    assert main(["node", "doctor", str(node), "--superlink", "127.0.0.1:1", "--ca", str(other.ca_cert)]) == 1
+    assert "SuperLink reachable" in capsys.readouterr().out

@@ -27,7 +27,7 @@ DP_OPTIMIZERS = ("adamw", "sgd")
 DP_ENGINES = ("auto", "vmap", "opacus")
 SPLITS = ("train", "val", "calib", "test")
 # fields that name a folder on the machine that ran: a saved run record states them relative to the RUN or not at all
-PATH_FIELDS = ("cohort", "text_encoder", "ct_encoder", "init_model", "state_dir", "out_dir", "encoded_dir")
+PATH_FIELDS = ("cohort", "text_encoder", "ct_encoder", "init_model", "state_dir", "out_dir", "encoded_dir", "resume_from")
 
 
 @dataclass
@@ -81,6 +81,9 @@ class FedConfig:
     # where things go
     state_dir: str = ""  # node state (privacy ledger, audit log, encoded cases); "" = ~/.cache/workbench/nodes
     out_dir: str = ""  # the server's RUN folder; "" = no files
+    # a RUN whose last checkpoint this run continues from (``workbench server run --resume``): its completed rounds
+    # are kept, the run goes on from the checkpoint's round to num-server-rounds; "" = a fresh run
+    resume_from: str = ""
     encoded_dir: str = ""  # benchmarks: pooled pre-encoded splits to take each site's rows from
     run_tag: str = ""  # the ledger's name for this run; "" = Flower's run id
     # splits a node evaluates when the server asks (comma-separated); a node's own ``eval-splits`` node config

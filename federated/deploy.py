@@ -211,5 +211,57 @@ def start_supernode(log: str | Path, superlink: str, ca: str | Path, private_key
     return Started(proc.pid, Path(log), proc)
 
 
-__all__ = ["CONNECTION", "ServerConfig", "Started", "enroll", "nodes", "start_superlink", "start_supernode", "stop",
-           "superlink_command", "supernode_command", "wait_for_tls", "write_connection"]
+
+
+def app_dir() -> Path:
+    """The Flower app's project folder (``pyproject.toml`` with ``[tool.flwr.app]``): this source tree."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "pyproject.toml").is_file():
+        raise WorkbenchError(f"{root}: no pyproject.toml; `workbench server run` needs the project's source tree")
+    return root
+
+
+def _toml_value(value: str) -> str:
+    """A --run-config value: numbers and booleans as they are, anything else quoted."""
+    v = value.strip()
+    if v.lower() in ("true", "false"):
+        return v.lower()
+    try:
+        float(v)
+        return v
+    except ValueError:
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def run_config(out: Path, rounds: int, extra: dict[str, str] | None = None, resume: bool = False) -> str:
+    items = {"num-server-rounds": str(rounds), "out-dir": str(out), "progress": "false", **(extra or {})}
+    if resume:
+        items["resume-from"] = str(out)
+    return " ".join(f"{k}={_toml_value(v)}" for k, v in items.items())
+
+
+def submit_command(state_dir: str | Path, out: str | Path, rounds: int, extra: dict[str, str] | None = None,
+                   resume: bool = False) -> list[str]:
+    """``flwr run`` of this project's app on this SuperLink's named connection (never the default ``local``)."""
+    out = Path(out).resolve()
+    if resume and not (out / "checkpoint" / "global.safetensors").is_file():
+        raise WorkbenchError(f"--resume: {out} has no checkpoint (no round completed); start it without --resume")
+    return [_bin("flwr"), "run", str(app_dir()), CONNECTION, "--run-config", run_config(out, rounds, extra, resume),
+            "--stream"]
+
+
+def submit(state_dir: str | Path, out: str | Path, rounds: int, extra: dict[str, str] | None = None,
+           resume: bool = False, timeout_s: float = 3600.0, log: Path | None = None) -> subprocess.Popen:
+    """Start the run (``submit_command``) in the background, its output to ``log``; the caller waits (bounded)."""
+    state = Path(state_dir)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    log = log or Path(out) / "submit.log"
+    with open(log, "ab") as f:
+        return subprocess.Popen(submit_command(state, out, rounds, extra, resume), stdout=f,
+                                stderr=subprocess.STDOUT, env=_env({"FLWR_HOME": str(state / "flwr")}),
+                                start_new_session=True)
+
+
+__all__ = ["CONNECTION", "ServerConfig", "Started", "app_dir", "enroll", "nodes", "run_config", "start_superlink",
+           "start_supernode", "stop", "submit", "submit_command", "superlink_command", "supernode_command",
+           "wait_for_tls", "write_connection"]

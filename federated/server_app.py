@@ -17,6 +17,7 @@ the run is not private and lists what left.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -39,6 +40,7 @@ from safetensors.torch import save_file
 from federated import task
 from federated.config import FedConfig
 from workbench.atomic import atomic_write
+from workbench.errors import WorkbenchError
 from workbench.jsonout import write_json
 from workbench.runtime.rounds import ROUNDS_FILE, write_rounds_png
 
@@ -60,6 +62,7 @@ class RecordingStrategy(Strategy):
         self.rounds: list[dict[str, Any]] = []
         self.last_aggregate: ArrayRecord | None = None
         self._down = 0
+        self.offset = 0  # rounds completed before a resumed run: Flower counts from 1 again, the record does not
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
@@ -86,7 +89,7 @@ class RecordingStrategy(Strategy):
             nodes.append(row)
         arrays, metrics = self.inner.aggregate_train(server_round, kept) if kept else (None, None)
         self.last_aggregate = arrays
-        self.rounds.append({"round": server_round, "nodes": sorted(nodes, key=lambda r: str(r.get("site", ""))),
+        self.rounds.append({"round": server_round + self.offset, "nodes": sorted(nodes, key=lambda r: str(r.get("site", ""))),
                             "trained": len(kept), "refused": sum(1 for r in nodes if "refused" in r)})
         return arrays, metrics
 
@@ -102,7 +105,7 @@ class RecordingStrategy(Strategy):
             per_site[str(site)] = {k: float(cast(float, v)) for k, v in m.content.metric_records["metrics"].items()}
         # under DP the nodes send no metric to aggregate (they keep theirs); nothing to weigh
         metrics = self.inner.aggregate_evaluate(server_round, replies) if replies and not self.dp else None
-        if self.rounds and self.rounds[-1]["round"] == server_round:
+        if self.rounds and self.rounds[-1]["round"] == server_round + self.offset:
             self.rounds[-1]["evaluate"] = per_site
             if metrics is not None:
                 self.rounds[-1]["evaluate_mean"] = {k: float(v) for k, v in metrics.items()}  # type: ignore[arg-type]
@@ -120,12 +123,14 @@ class AfterRound:
 
     def __init__(self, recorder: RecordingStrategy, fed: FedConfig, out: Path | None) -> None:
         self.recorder, self.fed, self.out = recorder, fed, out
+        self.resumed: list[dict[str, Any]] | None = None  # where each resume picked up (rounds.json says so)
         self.history: list[ArrayRecord] = []  # the last final-average aggregates
         self._bar = None
         if fed.progress:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=fed.num_server_rounds, desc="federated rounds", unit="round")
+            self._bar = tqdm(total=fed.num_server_rounds, initial=recorder.offset, desc="federated rounds",
+                             unit="round")
 
     def __call__(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         if server_round == 0 or not self.recorder.rounds:
@@ -135,7 +140,7 @@ class AfterRound:
             self.history = [*self.history, agg][-self.fed.final_average:]
         if self.out is not None:
             if agg is not None:
-                _save_checkpoint(self.out, agg, server_round)
+                _save_checkpoint(self.out, agg, server_round + self.recorder.offset)
             self.write(final=False)
             write_rounds_png(self.recorder.rounds, self.out / "rounds.png")
         if self._bar is not None:
@@ -152,6 +157,8 @@ class AfterRound:
         body: dict[str, Any] = {"config": self.fed.to_record(self.out),
                                 "privacy": privacy_statement(self.fed, self.recorder.rounds),
                                 "rounds": self.recorder.rounds}
+        if self.resumed is not None:
+            body["resumed"] = self.resumed
         write_json(self.out / ROUNDS_FILE, {**body, "final": True} if final else body)
 
     def final_arrays(self, last: ArrayRecord) -> ArrayRecord:
@@ -206,9 +213,19 @@ def make_server_app(base: FedConfig | None = None, n_nodes: int | None = None) -
         out = Path(fed.out_dir) if fed.out_dir else None
 
         recorder = RecordingStrategy(make_strategy(fed, nodes), fed.dp)
+        start = ArrayRecord(task.state_of(model, names))
+        resumed = None
+        if fed.resume_from:
+            start, recorder.rounds, resumed = resume_state(Path(fed.resume_from), names)
+            recorder.offset = len(recorder.rounds)
         after_round = AfterRound(recorder, fed, out)
+        after_round.resumed = resumed
+        left = fed.num_server_rounds - recorder.offset
+        if left < 1:
+            raise WorkbenchError(f"{fed.resume_from}: already has {recorder.offset} of {fed.num_server_rounds} rounds; "
+                                 "nothing to resume")
         result = recorder.start(
-            grid, ArrayRecord(task.state_of(model, names)), num_rounds=fed.num_server_rounds, timeout=3600,
+            grid, start, num_rounds=left, timeout=3600,
             train_config=ConfigRecord({"proximal-mu": fed.proximal_mu if fed.strategy == "fedprox" else 0.0}),
             evaluate_config=ConfigRecord({"split": "val"}), evaluate_fn=after_round)
         after_round.close()
@@ -220,6 +237,28 @@ def make_server_app(base: FedConfig | None = None, n_nodes: int | None = None) -
             after_round.write(final=True)
 
     return app
+
+
+def resume_state(run: Path, names: list[str]) -> tuple[ArrayRecord, list[dict[str, Any]], list[dict[str, Any]]]:
+    """A RUN's last checkpoint and the rounds it completed (those up to the checkpoint's round; a round that did
+    not finish is run again), and the resume record to keep in ``rounds.json``."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    ck = run / "checkpoint" / "global.safetensors"
+    if not ck.is_file():
+        raise WorkbenchError(f"{run}: no checkpoint to resume from ({ck}); start a fresh run without --resume")
+    with safe_open(str(ck), "pt") as f:
+        done = int((f.metadata() or {}).get("round", 0))
+    state = load_file(str(ck))
+    missing = sorted(set(names) - set(state))
+    if missing:
+        raise WorkbenchError(f"{ck}: does not hold this run's exchanged weights ({missing[:3]}...): another model")
+    record = json.loads((run / ROUNDS_FILE).read_text()) if (run / ROUNDS_FILE).is_file() else {}
+    rounds = [r for r in record.get("rounds", []) if int(r.get("round", 0)) <= done]
+    earlier = list(record.get("resumed", []))
+    return (ArrayRecord({k: state[k] for k in names}), rounds,
+            [*earlier, {"after_round": done, "from": "checkpoint/global.safetensors"}])
 
 
 def privacy_statement(fed: FedConfig, rounds: list[dict[str, Any]]) -> dict[str, Any]:

@@ -74,6 +74,41 @@ def _cmd_server_enroll(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_server_run(a: argparse.Namespace) -> int:
+    import subprocess
+
+    from federated.deploy import stop, submit
+    from workbench.errors import WorkbenchError
+
+    extra = {}
+    for item in a.config or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise WorkbenchError(f"--config {item!r}: expected KEY=VALUE (a key of [tool.flwr.app.config])")
+        extra[key.strip()] = value
+    out = Path(a.out)
+    proc = submit(a.state_dir, out, a.rounds, extra, resume=a.resume)
+    print(f"submitted to the SuperLink of {a.state_dir} ({'resuming ' if a.resume else ''}{a.rounds} rounds into "
+          f"{out}; log {out / 'submit.log'})", flush=True)
+    try:
+        code = proc.wait(timeout=a.timeout)
+    except subprocess.TimeoutExpired:
+        stop(proc.pid)
+        raise WorkbenchError(f"the run did not finish within {a.timeout:.0f} s; its last round is checkpointed: "
+                             f"`workbench server run {a.state_dir} --out {out} --rounds {a.rounds} --resume`") from None
+    rounds_file = out / "rounds.json"
+    record = json.loads(rounds_file.read_text()) if rounds_file.is_file() else {}
+    done = len(record.get("rounds", []))
+    summary = {"rounds_completed": done, "rounds": a.rounds, "final": bool(record.get("final")),
+               "resumed": record.get("resumed", []), "flwr_exit_code": code}
+    print(json.dumps(summary))
+    if code or not summary["final"]:
+        print(f"the run stopped after {done} of {a.rounds} rounds; continue it with `workbench server run "
+              f"{a.state_dir} --out {out} --rounds {a.rounds} --resume`")
+        return 1
+    return 0
+
+
 def _cmd_server_status(a: argparse.Namespace) -> int:
     from federated.deploy import nodes
     from federated.pki import check_certificate
@@ -190,6 +225,15 @@ def add_deploy_parsers(sub: Any) -> None:
     se.add_argument("pubkey", help="the node's node.key.pub (from `workbench pki node`)")
     se.add_argument("--name", required=True, help="the site's name")
     se.set_defaults(func=_cmd_server_enroll)
+    sr = ssub.add_parser("run", help="submit the federated training app to this SuperLink; checkpoints every round; "
+                         "--resume continues a failed or interrupted run from its last completed round")
+    sr.add_argument("state_dir")
+    sr.add_argument("--out", required=True, help="the RUN folder (checkpoint/, rounds.json, model/)")
+    sr.add_argument("--rounds", type=int, default=3, help="total rounds of the run (default 3)")
+    sr.add_argument("--config", action="append", metavar="KEY=VALUE", help="a key of [tool.flwr.app.config] (repeat)")
+    sr.add_argument("--resume", action="store_true", help="continue RUN from its last checkpoint")
+    sr.add_argument("--timeout", type=float, default=3600.0, help="give up waiting after this many seconds")
+    sr.set_defaults(func=_cmd_server_run)
     ss = ssub.add_parser("status", help="certificate validity and every enrolled node's state")
     ss.add_argument("state_dir")
     ss.add_argument("--json", action="store_true")

@@ -105,3 +105,61 @@ def test_node_doctor_names_an_unenrolled_key_and_a_wrong_ca(tmp_path: Path,
         stop(server.pid)
     assert main(["node", "doctor", str(node), "--superlink", "127.0.0.1:1", "--ca", str(other.ca_cert)]) == 1
     assert "SuperLink reachable" in capsys.readouterr().out
+
+
+def _checkpoint_round(run: Path) -> int:
+    from safetensors import safe_open
+
+    f = run / "checkpoint" / "global.safetensors"
+    try:
+        with safe_open(str(f), "pt") as g:
+            return int((g.metadata() or {}).get("round", 0))
+    except Exception:  # noqa: BLE001 - not written yet, or being replaced
+        return 0
+
+
+def test_a_superlink_killed_mid_run_is_restarted_and_the_run_resumes(tiny_cohort, tmp_path: Path,  # noqa: ANN001
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Two SuperNodes over TLS with node auth; the SuperLink (and the ServerApp it runs) is killed once round 1 is
+    checkpointed, restarted on the same database, and `workbench server run --resume` finishes round 2."""
+    from federated.deploy import submit
+
+    state, run = tmp_path / "coordinator", tmp_path / "run"
+    init_pki(state / "pki", [])
+    config = ServerConfig(port=_port())
+    server = start_superlink(state, config)
+    started, submitted = [], None
+    try:
+        for site in ("hospital_a", "hospital_b"):
+            key = node_key(tmp_path / site, site)
+            assert main(["server", "enroll", str(state), str(key.public_key), "--name", site]) == 0
+            started.append(start_supernode(tmp_path / f"{site}.log", f"127.0.0.1:{config.port}",
+                                           state / "pki" / "ca.crt", key.private_key,
+                                           f"site-dir='{tiny_cohort / site}' state-dir='{tmp_path / site / 'state'}'",
+                                           _port()))
+        _wait(lambda: [n["status"] for n in nodes(state, config)] == ["online", "online"], "two nodes online")
+        submitted = submit(state, run, 2)
+        deadline = time.monotonic() + 600
+        while _checkpoint_round(run) < 1:
+            assert submitted.poll() is None or _checkpoint_round(run) >= 1, (run / "submit.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "round 1 not checkpointed within 600 s"
+            time.sleep(0.5)
+        stop(server.pid)  # the SuperLink dies with round 2 under way; its children (the ServerApp) with it
+        stop(submitted.pid)
+        server = start_superlink(state, config)  # same database: the nodes stay enrolled and reconnect
+        _wait(lambda: [n["status"] for n in nodes(state, config)] == ["online", "online"], "nodes back online")
+        capsys.readouterr()
+        assert main(["server", "run", str(state), "--out", str(run), "--rounds", "2", "--resume",
+                     "--timeout", "600"]) == 0
+        summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert summary["rounds_completed"] == 2 and summary["final"]
+        record = json.loads((run / "rounds.json").read_text())
+        assert [r["round"] for r in record["rounds"]] == [1, 2]
+        assert record["resumed"] == [{"after_round": 1, "from": "checkpoint/global.safetensors"}]
+        assert all(r["trained"] == 2 for r in record["rounds"])
+        assert (run / "model" / "model.safetensors").is_file() and _checkpoint_round(run) == 2
+    finally:
+        for s in [*started, server]:
+            stop(s.pid)
+        if submitted is not None:
+            stop(submitted.pid)

@@ -34,6 +34,13 @@ PATH_FIELDS = ("cohort", "text_encoder", "ct_encoder", "init_model", "state_dir"
 class FedConfig:
     cohort: str = ""  # a cohort folder (one SuperNode per site folder); "" = the node's own ``site-dir``
     num_server_rounds: int = 3
+    # bounded waits (a dead or late node never hangs the run): before each round the server waits at most
+    # node-wait-s for every node seen at the start, then goes on with the connected ones if there are at least
+    # min-nodes, else fails the round with a message; replies are awaited at most round-timeout-s (a node that
+    # does not answer in time counts as failed for that round)
+    min_nodes: int = 1
+    node_wait_s: float = 300.0
+    round_timeout_s: float = 3600.0
     local_epochs: int = 1  # plain training: passes over the node's train split per round
     # local batches: FedAvg moves by one node's steps per round, so smaller batches give a round a pooled epoch's
     # steps. 8 was chosen earlier with test figures in view and is kept as the default (to re-confirm on val)
@@ -130,6 +137,8 @@ class FedConfig:
             raise WorkbenchError(f"federated config: dp-optimizer {self.dp_optimizer!r}; choose one of {', '.join(DP_OPTIMIZERS)}")
         if self.final_average < 1:
             raise WorkbenchError("federated config: final-average must be at least 1")
+        if self.min_nodes < 1 or self.node_wait_s < 0 or self.round_timeout_s <= 0:
+            raise WorkbenchError("federated config: min-nodes must be >= 1, node-wait-s >= 0 and round-timeout-s > 0")
         if self.num_server_rounds < 1:
             raise WorkbenchError("federated config: num-server-rounds must be at least 1")
         if self.dp and not (0 < self.dp_sample_rate <= 1):

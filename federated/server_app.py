@@ -56,9 +56,12 @@ class RecordingStrategy(Strategy):
     refused or failed): ``evaluate_fn`` is handed the current weights either way, and must not checkpoint or
     average the previous round's weights again as if they were new."""
 
-    def __init__(self, inner: Strategy, dp: bool = False) -> None:
+    def __init__(self, inner: Strategy, dp: bool = False, expected_nodes: int = 0, min_nodes: int = 1,
+                 node_wait_s: float = 0.0) -> None:
         self.inner = inner
         self.dp = dp
+        self.expected_nodes, self.min_nodes, self.node_wait_s = expected_nodes, min_nodes, node_wait_s
+        self.waits: list[dict[str, Any]] = []  # rounds that started without every node, and why
         self.rounds: list[dict[str, Any]] = []
         self.last_aggregate: ArrayRecord | None = None
         self._down = 0
@@ -67,7 +70,25 @@ class RecordingStrategy(Strategy):
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
         self._down = array_bytes(arrays)
+        self.wait_for_nodes(server_round, grid)
         return self.inner.configure_train(server_round, arrays, config, grid)
+
+    def wait_for_nodes(self, server_round: int, grid: Grid) -> int:
+        """Wait at most ``node_wait_s`` for every node seen at the start; go on with ``min_nodes`` or more, else
+        fail the round by name (Flower's own sampling would wait for the missing nodes forever)."""
+        import time
+
+        deadline = time.monotonic() + self.node_wait_s
+        while (n := len(list(grid.get_node_ids()))) < self.expected_nodes and time.monotonic() < deadline:
+            time.sleep(1.0)
+        if n < self.min_nodes:
+            raise WorkbenchError(f"round {server_round + self.offset}: only {n} node(s) connected after waiting "
+                                 f"{self.node_wait_s:.0f} s (min-nodes {self.min_nodes}); the run stops here, its last "
+                                 "round is checkpointed: start the missing nodes and resume")
+        if n < self.expected_nodes:
+            self.waits.append({"round": server_round + self.offset, "connected": n, "expected": self.expected_nodes,
+                               "waited_s": self.node_wait_s})
+        return n
 
     def aggregate_train(self, server_round: int,
                         replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
@@ -159,6 +180,8 @@ class AfterRound:
                                 "rounds": self.recorder.rounds}
         if self.resumed is not None:
             body["resumed"] = self.resumed
+        if self.recorder.waits:
+            body["short_rounds"] = self.recorder.waits
         write_json(self.out / ROUNDS_FILE, {**body, "final": True} if final else body)
 
     def final_arrays(self, last: ArrayRecord) -> ArrayRecord:
@@ -173,8 +196,10 @@ class AfterRound:
 
 def make_strategy(fed: FedConfig, n_nodes: int) -> Strategy:
     """The configured strategy; every node trains and evaluates each round; weights by ``num-examples`` (cases)."""
+    # min_available_nodes: never more than the connected nodes the recorder already waited for (bounded), so a dead
+    # node does not make Flower's sampling wait for it forever
     common: dict[str, Any] = {"fraction_train": 1.0, "fraction_evaluate": 1.0, "min_train_nodes": 1, "min_evaluate_nodes": 1,
-              "min_available_nodes": n_nodes}
+              "min_available_nodes": min(fed.min_nodes, n_nodes)}
     strategy: Strategy
     if fed.strategy == "fedavg":
         strategy = FedAvg(**common)
@@ -212,7 +237,8 @@ def make_server_app(base: FedConfig | None = None, n_nodes: int | None = None) -
         names = task.exchanged_names(model, fed.federate)
         out = Path(fed.out_dir) if fed.out_dir else None
 
-        recorder = RecordingStrategy(make_strategy(fed, nodes), fed.dp)
+        recorder = RecordingStrategy(make_strategy(fed, nodes), fed.dp, expected_nodes=nodes,
+                                     min_nodes=min(fed.min_nodes, nodes), node_wait_s=fed.node_wait_s)
         start = ArrayRecord(task.state_of(model, names))
         resumed = None
         if fed.resume_from:
@@ -225,7 +251,7 @@ def make_server_app(base: FedConfig | None = None, n_nodes: int | None = None) -
             raise WorkbenchError(f"{fed.resume_from}: already has {recorder.offset} of {fed.num_server_rounds} rounds; "
                                  "nothing to resume")
         result = recorder.start(
-            grid, start, num_rounds=left, timeout=3600,
+            grid, start, num_rounds=left, timeout=fed.round_timeout_s,
             train_config=ConfigRecord({"proximal-mu": fed.proximal_mu if fed.strategy == "fedprox" else 0.0}),
             evaluate_config=ConfigRecord({"split": "val"}), evaluate_fn=after_round)
         after_round.close()

@@ -120,8 +120,9 @@ def _checkpoint_round(run: Path) -> int:
 
 def test_a_superlink_killed_mid_run_is_restarted_and_the_run_resumes(tiny_cohort, tmp_path: Path,  # noqa: ANN001
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    """Two SuperNodes over TLS with node auth; the SuperLink (and the ServerApp it runs) is killed once round 1 is
-    checkpointed, restarted on the same database, and `workbench server run --resume` finishes round 2."""
+    """A SuperNode over TLS with node auth (one, to keep the suite's time: every Flower message starts a fresh
+    ClientApp process); the SuperLink (and the ServerApp it runs) is killed once round 1 is checkpointed,
+    restarted on the same database, and `workbench server run --resume` finishes round 2."""
     from federated.deploy import submit
 
     state, run = tmp_path / "coordinator", tmp_path / "run"
@@ -130,14 +131,14 @@ def test_a_superlink_killed_mid_run_is_restarted_and_the_run_resumes(tiny_cohort
     server = start_superlink(state, config)
     started, submitted = [], None
     try:
-        for site in ("hospital_a", "hospital_b"):
+        for site in ("hospital_a",):
             key = node_key(tmp_path / site, site)
             assert main(["server", "enroll", str(state), str(key.public_key), "--name", site]) == 0
             started.append(start_supernode(tmp_path / f"{site}.log", f"127.0.0.1:{config.port}",
                                            state / "pki" / "ca.crt", key.private_key,
                                            f"site-dir='{tiny_cohort / site}' state-dir='{tmp_path / site / 'state'}'",
                                            _port()))
-        _wait(lambda: [n["status"] for n in nodes(state, config)] == ["online", "online"], "two nodes online")
+        _wait(lambda: [n["status"] for n in nodes(state, config)] == ["online"], "the node online")
         submitted = submit(state, run, 2)
         deadline = time.monotonic() + 600
         while _checkpoint_round(run) < 1:
@@ -147,7 +148,7 @@ def test_a_superlink_killed_mid_run_is_restarted_and_the_run_resumes(tiny_cohort
         stop(server.pid)  # the SuperLink dies with round 2 under way; its children (the ServerApp) with it
         stop(submitted.pid)
         server = start_superlink(state, config)  # same database: the nodes stay enrolled and reconnect
-        _wait(lambda: [n["status"] for n in nodes(state, config)] == ["online", "online"], "nodes back online")
+        _wait(lambda: [n["status"] for n in nodes(state, config)] == ["online"], "the node back online")
         capsys.readouterr()
         assert main(["server", "run", str(state), "--out", str(run), "--rounds", "2", "--resume",
                      "--timeout", "600"]) == 0
@@ -156,7 +157,7 @@ def test_a_superlink_killed_mid_run_is_restarted_and_the_run_resumes(tiny_cohort
         record = json.loads((run / "rounds.json").read_text())
         assert [r["round"] for r in record["rounds"]] == [1, 2]
         assert record["resumed"] == [{"after_round": 1, "from": "checkpoint/global.safetensors"}]
-        assert all(r["trained"] == 2 for r in record["rounds"])
+        assert all(r["trained"] == 1 for r in record["rounds"])
         assert (run / "model" / "model.safetensors").is_file() and _checkpoint_round(run) == 2
     finally:
         for s in [*started, server]:

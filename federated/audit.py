@@ -39,8 +39,12 @@ def verify(path: str | Path) -> int:
     prev = GENESIS
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     for i, line in enumerate(lines, 1):
-        row = json.loads(line)
-        if row["prev"] != prev or row["hash"] != _hash(prev, row["body"]):
+        try:
+            row = json.loads(line)
+            ok = row["prev"] == prev and row["hash"] == _hash(prev, row["body"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            ok = False
+        if not ok:
             raise ValueError(f"{path}: audit chain broken at line {i}")
         prev = row["hash"]
     return len(lines)

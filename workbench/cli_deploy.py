@@ -174,6 +174,36 @@ def _cmd_node_doctor(a: argparse.Namespace) -> int:
     return 0 if d.ok else 1
 
 
+def _audit_files(node_dir: Path) -> list[Path]:
+    """A node's audit logs: NODE_DIR/audit.jsonl, or under its state folders (<state>/<site>/audit.jsonl)."""
+    if node_dir.is_file():
+        return [node_dir]
+    return sorted({*node_dir.glob("audit.jsonl"), *node_dir.glob("*/audit.jsonl"), *node_dir.glob("*/*/audit.jsonl")})
+
+
+def _cmd_node_audit(a: argparse.Namespace) -> int:
+    from federated.audit import verify
+    from workbench.errors import WorkbenchError
+
+    files = [Path(a.verify)] if a.verify else _audit_files(Path(a.node_dir))
+    if not files:
+        raise WorkbenchError(f"{a.node_dir}: no audit.jsonl (a node writes it from its first round)")
+    broken = 0
+    for f in files:
+        if not f.is_file():
+            raise WorkbenchError(f"{f}: no such audit log")
+        try:
+            n = verify(f)
+            print(f"{f}: {n} entries, hash chain intact")
+        except ValueError as exc:
+            broken += 1
+            print(f"{exc}: an entry was edited, dropped or reordered after it was written")
+        if not a.verify:
+            for line in f.read_text(encoding="utf-8").splitlines()[-a.last:]:
+                print("  " + json.dumps(json.loads(line).get("body", {}), sort_keys=True)[:200])
+    return 1 if broken else 0
+
+
 def add_node_parsers(nsub: Any) -> None:
     """``workbench node init | start | doctor`` beside the existing ``node ledger``."""
     ni = nsub.add_parser("init", help="this hospital's node: node.toml (data, budget, allowed versions, egress) "
@@ -190,6 +220,11 @@ def add_node_parsers(nsub: Any) -> None:
     ns.add_argument("--ca", help="the coordinator's ca.crt (remembered in node.toml)")
     ns.add_argument("--port", type=int, default=9094, help="the SuperNode's local runtime port (default 9094)")
     ns.set_defaults(func=_cmd_node_start)
+    na = nsub.add_parser("audit", help="the node's hash-chained audit log: last entries; --verify checks the chain")
+    na.add_argument("node_dir", help="the node's folder or state folder (finds audit.jsonl), or the log itself")
+    na.add_argument("--verify", metavar="FILE", help="only check this log's hash chain (exit 1 when broken)")
+    na.add_argument("--last", type=int, default=5, help="entries to print (default 5)")
+    na.set_defaults(func=_cmd_node_audit)
     nd = nsub.add_parser("doctor", help="check SuperLink, TLS chain and expiry, enrolment, data, budget, version")
     nd.add_argument("node_dir")
     nd.add_argument("--superlink", help="check against this HOST:PORT instead of node.toml's")

@@ -70,3 +70,24 @@ def test_the_cli_prints_what_each_person_needs(tmp_path: Path, capsys: pytest.Ca
     out = capsys.readouterr().out
     assert out.strip().splitlines()[-1] == (tmp_path / "n" / "node.key.pub").read_text().strip()
     assert main(["pki", "node", str(tmp_path / "n"), "--name", "hospital_b"]) == 2  # refused, not overwritten
+
+
+def test_node_audit_verify_passes_on_a_clean_log_and_fails_after_one_edit(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from federated.audit import append
+
+    log = tmp_path / "state" / "hospital_a" / "audit.jsonl"
+    log.parent.mkdir(parents=True)
+    for r in range(1, 4):
+        append(log, {"round": r, "sent_digest": f"{r:064x}", "update_norm": 0.5 + r, "epsilon": 0.1 * r})
+    assert main(["node", "audit", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "3 entries, hash chain intact" in out and '"round": 3' in out
+    lines = log.read_text().splitlines()
+    lines[1] = lines[1].replace('"update_norm": 2.5', '"update_norm": 0.5')  # someone makes round 2 look smaller
+    log.write_text("\n".join(lines) + "\n")
+    assert main(["node", "audit", str(tmp_path), "--verify", str(log)]) == 1
+    assert "audit chain broken at line 2" in capsys.readouterr().out
+    log.write_text("not json\n")
+    assert main(["node", "audit", str(tmp_path), "--verify", str(log)]) == 1
+    assert main(["node", "audit", str(tmp_path / "nowhere")]) == 2

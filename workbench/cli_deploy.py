@@ -204,6 +204,34 @@ def _cmd_node_audit(a: argparse.Namespace) -> int:
     return 1 if broken else 0
 
 
+def _cmd_node_status(a: argparse.Namespace) -> int:
+    from federated.ledger import read_ledger
+    from federated.node_agent import read_node
+    from workbench.errors import WorkbenchError
+
+    c = read_node(a.node_dir)
+    status: dict[str, Any] = {"node": c.name, "site_dir": str(c.site_dir), "superlink": c.superlink,
+                              "ca": str(c.ca) if c.ca else None, "epsilon_budget": c.epsilon_budget,
+                              "allowed_versions": list(c.allowed_versions), "egress_policy": c.egress_policy}
+    ledgers = sorted(Path(a.node_dir).glob("**/privacy_ledger.json"))
+    try:
+        led = read_ledger(ledgers[0]) if ledgers else None
+    except WorkbenchError:
+        led = None
+    status["epsilon_spent"] = led.epsilon() if led is not None else 0.0
+    audits = _audit_files(Path(a.node_dir))
+    last = audits[0].read_text(encoding="utf-8").splitlines()[-1:] if audits else []
+    status["last_audit_entry"] = json.loads(last[0]).get("body") if last else None
+    if a.json:
+        print(json.dumps(status, indent=1))
+    else:
+        print(f"node {c.name}: data {c.site_dir}; SuperLink {c.superlink or 'not set'}; epsilon "
+              f"{status['epsilon_spent']:.2f} of {c.epsilon_budget:g} spent; versions allowed "
+              f"{', '.join(c.allowed_versions) or 'any'}; egress {c.egress_policy}")
+        print(f"last audit entry: {json.dumps(status['last_audit_entry'])[:200] if last else 'none yet'}")
+    return 0
+
+
 def add_node_parsers(nsub: Any) -> None:
     """``workbench node init | start | doctor`` beside the existing ``node ledger``."""
     ni = nsub.add_parser("init", help="this hospital's node: node.toml (data, budget, allowed versions, egress) "
@@ -220,6 +248,10 @@ def add_node_parsers(nsub: Any) -> None:
     ns.add_argument("--ca", help="the coordinator's ca.crt (remembered in node.toml)")
     ns.add_argument("--port", type=int, default=9094, help="the SuperNode's local runtime port (default 9094)")
     ns.set_defaults(func=_cmd_node_start)
+    nst = nsub.add_parser("status", help="this node's settings, epsilon spent against its budget, last audit entry")
+    nst.add_argument("node_dir")
+    nst.add_argument("--json", action="store_true")
+    nst.set_defaults(func=_cmd_node_status)
     na = nsub.add_parser("audit", help="the node's hash-chained audit log: last entries; --verify checks the chain")
     na.add_argument("node_dir", help="the node's folder or state folder (finds audit.jsonl), or the log itself")
     na.add_argument("--verify", metavar="FILE", help="only check this log's hash chain (exit 1 when broken)")

@@ -5,6 +5,7 @@ keys are ECDSA P-256 in OpenSSH format, private files are 0600, and nothing is o
 from __future__ import annotations
 
 import ipaddress
+import json
 import ssl
 import stat
 from pathlib import Path
@@ -80,6 +81,13 @@ def test_node_audit_verify_passes_on_a_clean_log_and_fails_after_one_edit(
     log.parent.mkdir(parents=True)
     for r in range(1, 4):
         append(log, {"round": r, "sent_digest": f"{r:064x}", "update_norm": 0.5 + r, "epsilon": 0.1 * r})
+    site = tmp_path / "site"
+    site.mkdir()
+    assert main(["node", "init", str(tmp_path), "--site-dir", str(site), "--name", "hospital_a"]) == 0
+    capsys.readouterr()
+    assert main(["node", "status", str(tmp_path), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["node"] == "hospital_a" and status["epsilon_spent"] == 0.0 and status["last_audit_entry"]["round"] == 3
     assert main(["node", "audit", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "3 entries, hash chain intact" in out and '"round": 3' in out

@@ -139,6 +139,11 @@ def render_model_card(r: dict[str, Any], gpu: dict[str, Any] | None = None) -> s
         "model plus stated assumptions, not observed outcomes.",
         "- Known gaps: nodule count and any CT finding outside the patch and the 1 cm context are not seen; "
         "notes longer than 320 tokens are truncated; sites outside the four archetypes are out of distribution.",
+        "- The nodule card beside the risk (size, type, lobe, Lung-RADS, Fleischner/BTS recommendation, Brock) is "
+        "computed by rules, not by this model: measured from the CT at the radiologist's mark and read from the note "
+        "by patterns (`workbench/runtime/measure.py`, `note_facts.py`, `guideline_card.py`); it is checked against the "
+        "synthetic truth only (`bench/results/measure.json`), spiculation is weak (sensitivity 0.30), and its "
+        "recommendation is decision support that a radiologist confirms.",
         "",
         f"Measured by `workbench bench model` (git {r.get('git_sha')}; the run is resumable and this invocation took "
         f"{r.get('wall_s')} s on {r.get('machine')}; training of the four variants {_total_train_s(r):.0f} s "

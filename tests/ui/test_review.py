@@ -44,6 +44,11 @@ def test_the_review_lists_the_split_shows_a_case_and_switches(tiny_run: Path, ti
         assert f"Lung-RADS v2022</td><td>{card['lung_rads']}:" in review.card.value
         assert html.escape(card["recommendation"]) in review.card.value
         assert review.rows[first.case_id]["lung_rads"] == card["lung_rads"]  # the case list's column, once measured
+        second = next(c for c, _ in test_cases[1:] if c.series_dir is not None and c.nodule_lps_mm is not None)
+        assert review.measure_all(limit=1) == 1  # "measure all" fills the column without opening the case
+        label = dict((v, k) for k, v in review.browser.select.options)[second.case_id]
+        assert f"Lung-RADS {nodule_card(second, [])['lung_rads']}" in label
+        assert review.browser.select.value == first.case_id  # re-labelling kept the open case
         assert review.viewer is not None and review.viewer.slider.value == int(review.viewer.marker[2])
         assert review.viewer.overlay.shape == review.viewer.volume.shape and np.abs(review.viewer.overlay).max() > 0
     if first.note:

@@ -179,16 +179,40 @@ def case_browser(cases: list[dict[str, Any]], on_select: Callable[[str], None]) 
             out.append(c["case_id"])
         return out
 
+    quiet = [False]  # set while the rows are re-labelled: the chosen case stays chosen and is not reloaded
+
     def refresh(*_: object) -> None:
-        pick.options = [(case_row(by_id[i]), i) for i in matching()]
+        keep = pick.value
+        quiet[0] = True
+        try:
+            pick.options = [(case_row(by_id[i]), i) for i in matching()]
+            if keep in matching():
+                pick.value = keep
+        finally:
+            quiet[0] = False
+
+    def chosen(change: dict[str, Any]) -> None:
+        if change["new"] and not quiet[0]:
+            on_select(change["new"])
 
     for ctrl in (sites, labels, search, refer):
         ctrl.observe(refresh, names="value")
-    pick.observe(lambda ch: ch["new"] and on_select(ch["new"]), names="value")
+    pick.observe(chosen, names="value")
     refresh()
     box = w.VBox([w.HBox([sites, labels]), w.HBox([search, refer]), pick])
     box.matching = matching  # type: ignore[attr-defined]
     box.select = pick  # type: ignore[attr-defined]
+    box.refresh = refresh  # type: ignore[attr-defined]  # re-label the rows after their values changed
+
+    def choose(case_id: str) -> None:
+        """Highlight ``case_id`` without calling ``on_select`` (the caller shows it)."""
+        quiet[0] = True
+        try:
+            pick.value = case_id
+        finally:
+            quiet[0] = False
+
+    box.choose = choose  # type: ignore[attr-defined]
     return box
 
 

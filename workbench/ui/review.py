@@ -59,11 +59,33 @@ class CaseReview:
         self.browser = case_browser(rows, self.show)
         panels = w.VBox([self.card, self.risk, self.gate, self.similar],
                         layout=w.Layout(flex="1 1 auto", min_width="380px", overflow="auto"))
-        self.widget = w.VBox([self.browser, self.title, w.HBox([self.viewer_box, panels]),
-                              self.note, self.what_if_box])
+        self.measure_button = w.Button(description="measure all (Lung-RADS column)", layout=w.Layout(width="260px"))
+        self.measure_progress = w.IntProgress(value=0, min=0, max=max(len(rows), 1), description="measured")
+        self.measure_button.on_click(lambda _: self.measure_all())
+        self.widget = w.VBox([self.browser, w.HBox([self.measure_button, self.measure_progress]), self.title,
+                              w.HBox([self.viewer_box, panels]), self.note, self.what_if_box])
         self.viewer: Any = None
         if rows:
+            self.browser.choose(rows[0]["case_id"])  # the open case is highlighted in the list
             self.show(rows[0]["case_id"])
+
+    def measure_all(self, limit: int | None = None) -> int:
+        """Measure every listed case not yet measured (a few seconds each) and fill the list's Lung-RADS column;
+        a case that cannot be measured keeps "-". Returns how many were measured."""
+        from workbench.runtime.nodule_card import nodule_card
+
+        todo = [i for i, r in self.rows.items() if r.get("lung_rads") is None][:limit]
+        self.measure_progress.max = max(len(todo), 1)
+        self.measure_progress.value = 0
+        done = 0
+        for case_id in todo:
+            card = nodule_card(self.cases[case_id][0], [])
+            if card.get("lung_rads"):
+                self.rows[case_id]["lung_rads"] = card["lung_rads"]
+                done += 1
+            self.measure_progress.value += 1
+        self.browser.refresh()
+        return done
 
     def show(self, case_id: str) -> None:
         import ipywidgets as w

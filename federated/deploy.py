@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -93,7 +92,8 @@ def write_connection(state_dir: str | Path, config: ServerConfig = ServerConfig(
 
 def wait_for_tls(host: str, port: int, ca: Path, timeout_s: float, proc: subprocess.Popen | None = None) -> None:
     """Until a TLS handshake with ``host:port`` verifies against ``ca`` (bounded; a dead process ends it early)."""
-    ctx = ssl.create_default_context(cafile=str(ca))
+    from federated.pki import tls_peer_certificate
+
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -101,8 +101,8 @@ def wait_for_tls(host: str, port: int, ca: Path, timeout_s: float, proc: subproc
             raise WorkbenchError(f"the process serving {host}:{port} exited with code {proc.returncode} before it "
                                  "answered; see its log")
         try:
-            with socket.create_connection((host, port), timeout=2) as raw, ctx.wrap_socket(raw, server_hostname=host):
-                return
+            tls_peer_certificate(host, port, ca, timeout_s=2.0)
+            return
         except (OSError, ssl.SSLError) as exc:
             last = exc
             time.sleep(0.5)
@@ -171,8 +171,8 @@ def _flwr(state_dir: Path, args: list[str], timeout_s: float) -> dict[str, Any]:
     except json.JSONDecodeError:
         out = {}
     if done.returncode != 0 or not out.get("success", True):
-        reason = out.get("error-message") or (done.stderr or text).strip().splitlines()[-1:] or ["no output"]
-        raise WorkbenchError(f"flwr {' '.join(args)} failed: {reason if isinstance(reason, str) else reason[0]}")
+        last_line = ((done.stderr or text).strip().splitlines() or ["no output"])[-1]
+        raise WorkbenchError(f"flwr {' '.join(args)} failed: {out.get('error-message') or last_line}")
     return out
 
 

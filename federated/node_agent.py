@@ -162,10 +162,10 @@ def _split(superlink: str) -> tuple[str, int]:
 def _tls_check(host: str, port: int, ca: Path) -> Check:
     from cryptography import x509
 
-    ctx = ssl.create_default_context(cafile=str(ca))
+    from federated.pki import tls_peer_certificate
+
     try:
-        with socket.create_connection((host, port), timeout=5) as raw, ctx.wrap_socket(raw, server_hostname=host) as s:
-            der = s.getpeercert(binary_form=True)
+        der = tls_peer_certificate(host, port, ca)
     except ssl.SSLCertVerificationError as exc:
         why = exc.verify_message or str(exc)
         fix = (f"the SuperLink's certificate does not name {host}: ask the coordinator to re-issue it with "

@@ -64,25 +64,33 @@ def explain_case(run: str | Path, case_id: str, site_dir: str | Path, steps: int
     return CaseExplanation(case, pred, exp, assessment, similar, run=run, steps=steps)
 
 
-def case_uncertainty(run: Path, site: str, case_id: str, model: Any, pred: Prediction,
-                     notes: list[str]) -> tuple[Assessment | None, list[dict[str, Any]]]:
+def case_uncertainty(run: Path, site: str, case_id: str, model: Any, pred: Prediction, notes: list[str], *,
+                     loaded: dict[str, Any] | None = None) -> tuple[Assessment | None, list[dict[str, Any]]]:
     """The case's set, interval and refer flag from its site's calibrators, and its site's most similar training
-    cases (the site's own index only); (None, []) with a note when the RUN has not been calibrated."""
+    cases (the site's own index only); (None, []) with a note when the RUN has not been calibrated.
+
+    ``loaded``: a dict the caller keeps across calls (a screen scoring many cases), in which the RUN's calibrators
+    and each site's index are kept once read, instead of being read from disk for every case."""
     import torch
 
     from workbench.runtime.inference import capture_nodule, nodule_rows
     from workbench.runtime.run_uncertainty import UNCERTAINTY_FILE, RunUncertainty, site_index
 
-    if not (run / UNCERTAINTY_FILE).is_file():
+    cache = {} if loaded is None else loaded
+    if "uncertainty" not in cache:
+        cache["uncertainty"] = RunUncertainty.load(run) if (run / UNCERTAINTY_FILE).is_file() else None
+    unc = cache["uncertainty"]
+    if unc is None:
         notes.append(f"no uncertainty for this RUN: run `workbench calibrate {run} COHORT` for sets, intervals, "
                      "the refer flag and similar cases")
         return None, []
-    unc = RunUncertainty.load(run)
     batch = {k: v for k, v in pred.inputs.items() if k != "label"}
     with torch.no_grad(), capture_nodule(model) as found:
         fused = model.forward_batch(batch).fused.float().numpy()
     nodule = nodule_rows(found, batch["modality_mask"], len(fused)).numpy()
-    index = site_index(run, site)
+    if f"index:{site}" not in cache:
+        cache[f"index:{site}"] = site_index(run, site)
+    index = cache[f"index:{site}"]
     a = unc.assess(site, np.array([pred.logit]), fused, index, nodule)[0]
     similar = index.similar(fused[0], k=5, exclude=case_id, nodule=nodule[0]) if index is not None else []
     if index is None:

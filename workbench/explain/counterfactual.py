@@ -310,6 +310,12 @@ def _append_sentence(text: str, sentence: str) -> str:
     return body + "\n" + sentence + text[len(body):]
 
 
+def _add_sentence(text: str, sentence: str) -> str:
+    """A new sentence after the smoking statement (where the history is), else by ``_append_sentence``."""
+    at = _after_sentence(text, _smoking_anchor(text))
+    return _insert(text, at, " " + sentence) if at is not None else _append_sentence(text, sentence)
+
+
 def _smoking_anchor(text: str) -> tuple[int, int] | None:
     for which in (_CURRENT, _FORMER, _NEVER):
         spans = _smoking_spans(text, which, which is not _NEVER)
@@ -346,12 +352,8 @@ def _add_family(text: str) -> str:
         return _insert(text, m.end(), "+FHx lung ca (mother), ")
     if reg == "dictated" and (m := re.search(r"\bpast medical history\b", text, _F)):
         return _insert(text, m.start(), f"{her} mother had lung cancer ")
-    at = _after_sentence(text, _smoking_anchor(text))
-    sentence = (f"{her.capitalize()} mother was treated for lung cancer." if reg == "letter"
-                else f"There is a family history of lung cancer in {her} mother.")
-    if at is not None:
-        return _insert(text, at, " " + sentence)
-    return _append_sentence(text, sentence)
+    return _add_sentence(text, f"{her.capitalize()} mother was treated for lung cancer." if reg == "letter"
+                         else f"There is a family history of lung cancer in {her} mother.")
 
 
 def _remove_family(text: str) -> str:
@@ -407,12 +409,8 @@ def _add_cancer(text: str) -> str:
         return _insert(text, m.end(), "history of lung cancer treated with lobectomy, ")
     if reg == "narrative" and (m := re.search(r"(\bpast history includes [^.\n]*?)\.(?=\s|$)", text, _F)):
         return _insert(text, m.end(1), f", and {formal}")
-    at = _after_sentence(text, _smoking_anchor(text))
-    sentence = (f"Importantly, {she} was treated for lung cancer with lobectomy." if reg == "letter"
-                else f"{she.capitalize()} has a {formal}.")
-    if at is not None:
-        return _insert(text, at, " " + sentence)
-    return _append_sentence(text, sentence)
+    return _add_sentence(text, f"Importantly, {she} was treated for lung cancer with lobectomy." if reg == "letter"
+                         else f"{she.capitalize()} has a {formal}.")
 
 
 def _remove_cancer(text: str) -> str:

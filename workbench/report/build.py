@@ -70,8 +70,6 @@ def report_content(ce: CaseExplanation, site_dir: str | Path, *, clinical: bool 
     image, measurement = _measured(case)
     measured = nodule_card(case, notes, image, probability=ce.risk, interval=a.interval if a is not None else None,
                            measurement=measurement)
-    if measured:
-        measured["nodule_count"] = 1
     x = case.nodule_lps_mm[0] if case.nodule_lps_mm else 0.0
     left = measured["lobe"].startswith("L") if measured.get("lobe") else x > 0  # LPS: +x is the patient's left
     figures = case_figures(ce)
@@ -102,14 +100,13 @@ def _measured(case: Any) -> tuple[Any, Any]:
     """The case's CT series and the nodule measured on it, once for the card and the key image; (None, None) when
     either cannot be had (the card then says why)."""
     from workbench.data.dicom_io import load_ct_series
-    from workbench.runtime.measure import measure_nodule
+    from workbench.runtime.measure import measure_image
 
     if case.series_dir is None or case.nodule_lps_mm is None:
         return None, None
     try:
         image = load_ct_series(case.series_dir)
-        return image, measure_nodule(image[0].numpy(), np.asarray(image.affine), case.nodule_lps_mm,
-                                     where=case.case_id)
+        return image, measure_image(image, case.nodule_lps_mm, where=case.case_id)
     except WorkbenchError:
         return None, None
 

@@ -46,6 +46,7 @@ from fhir.resources.R4B.reference import Reference
 from workbench.atomic import write_text
 from workbench.errors import WorkbenchError
 from workbench.report.content import ReportContent
+from workbench.report.wording import uncertainty_line
 from workbench.runtime.nodule_card import LOBE_SNOMED
 from workbench.runtime.privacy import NOT_PRIVATE
 
@@ -297,8 +298,8 @@ def fhir_bundle(content: ReportContent) -> dict[str, Any]:
 def _conclusion(content: ReportContent) -> str:
     """The finding, the model-uncertain line, then the guideline recommendation marked as decision support."""
     parts = [f"{content.finding}."]
-    if content.refer:
-        parts.append(f"{content.uncertain_line or 'Model uncertain: needs a radiologist read'}.")
+    if (line := uncertainty_line(content)) is not None:
+        parts.append(f"{line}.")
     if content.recommendation:
         parts.append(f"Decision support, not a clinical order: {content.recommendation}")
     if content.model_brock_disagreement:

@@ -51,7 +51,7 @@ def _brock(measured: dict[str, Any], facts: NoteFacts, assumptions: list[str]) -
               "family_history": bool(facts.family_history), "emphysema": bool(measured.get("emphysema")
                                                                                or facts.emphysema),
               "diameter_mm": measured["long_axis_mm"], "nodule_type": measured["nodule_type"],
-              "upper_lobe": measured["lobe"] in UPPER_LOBES, "nodule_count": 1,
+              "upper_lobe": measured["lobe"] in UPPER_LOBES, "nodule_count": 1,  # see nodule_count above
               "spiculated": bool(measured.get("spiculated"))}
     sources = {"age": "note", "female": "note",
                "family_history": "note" if facts.family_history is not None else "assumed: not stated, taken as no",
@@ -98,7 +98,7 @@ def guideline_card(measured: dict[str, Any], facts: NoteFacts, probability: floa
     if not measured:
         return {}, ["guidelines: not applied (the nodule was not measured)"]
     assumptions: list[str] = ["nodule count: only the marked nodule was measured (taken as a single nodule)"]
-    out: dict[str, Any] = {"note_facts": facts.to_dict()}
+    out: dict[str, Any] = {"note_facts": facts.to_dict(), "nodule_count": 1}  # the assumption below
     kind, solid = measured["nodule_type"], measured.get("solid_component_mm")
 
     brock, why_not, brock_inputs = _brock(measured, facts, assumptions)

@@ -123,10 +123,12 @@ class _Frame:
     flips: tuple[bool, bool, bool]  # canonical axis runs against the array axis
     shape: tuple[int, int, int]  # the array's (I, J, K) shape
 
-    def canonical(self, a: np.ndarray) -> np.ndarray:
+    def canonical(self, a: np.ndarray, contiguous: bool = True) -> np.ndarray:
+        """``a`` in canonical (z, y, x) order; ``contiguous=False`` returns a view (to take one slice, no copy)."""
         out = np.transpose(a, self.axes)
         flips = tuple(i for i in range(3) if self.flips[i])
-        return np.ascontiguousarray(np.flip(out, flips) if flips else out)
+        out = np.flip(out, flips) if flips else out
+        return np.ascontiguousarray(out) if contiguous else out
 
     def to_array_box(self, start: tuple[int, int, int], box: np.ndarray) -> tuple[tuple[int, int, int], np.ndarray]:
         """A canonical box (its start index and contents) as a box of the array grid."""
@@ -273,10 +275,16 @@ def axial_view(hu: np.ndarray, affine_ras: np.ndarray, m: NoduleMeasurement) -> 
     hu = np.asarray(hu)
     frame, origin, spacing = _frame(hu.shape, affine_ras, m.where)
     k = frame.array_index(0, m.axial_index)  # the same mapping both ways (a flip is its own inverse)
-    vol = frame.canonical(hu)
-    mask = frame.canonical(m.full_mask(hu.shape))
-    return AxialView(hu=vol[k], mask=mask[k], pixel_mm=(spacing[1], spacing[2]), origin_mm=(origin[1], origin[0]),
+    vol = frame.canonical(hu, contiguous=False)  # views: only the one slice is copied
+    mask = frame.canonical(m.full_mask(hu.shape), contiguous=False)
+    return AxialView(hu=np.array(vol[k]), mask=np.array(mask[k]), pixel_mm=(spacing[1], spacing[2]), origin_mm=(origin[1], origin[0]),
                      z_mm=origin[2] + spacing[0] * k, center_mm=(m.center_lps[1], m.center_lps[0]))
+
+
+def measure_image(image: Any, center_lps: tuple[float, float, float] | np.ndarray, *, where: str = "series",
+                  config: MeasureConfig = MeasureConfig()) -> NoduleMeasurement:
+    """``measure_nodule`` on a series as ``load_ct_series`` returns it (channel first, RAS affine)."""
+    return measure_nodule(image[0].numpy(), np.asarray(image.affine), center_lps, where=where, config=config)
 
 
 def measure_case(case: Case, config: MeasureConfig = MeasureConfig()) -> NoduleMeasurement:
@@ -290,9 +298,7 @@ def measure_case(case: Case, config: MeasureConfig = MeasureConfig()) -> NoduleM
 
     if case.series_dir is None or case.nodule_lps_mm is None:
         raise CaseError(f"{case.case_id}: no CT series or no nodule centre to measure")
-    image = load_ct_series(case.series_dir)
-    return measure_nodule(image.numpy()[0], np.asarray(image.affine), case.nodule_lps_mm, where=case.case_id,
-                          config=config)
+    return measure_image(load_ct_series(case.series_dir), case.nodule_lps_mm, where=case.case_id, config=config)
 
 
-__all__ = ["MERGED", "NODULE_TYPES", "AxialView", "MeasureConfig", "axial_view", "NoduleMeasurement", "measure_case", "measure_nodule", "type_of"]
+__all__ = ["MERGED", "NODULE_TYPES", "AxialView", "MeasureConfig", "axial_view", "measure_image", "NoduleMeasurement", "measure_case", "measure_nodule", "type_of"]

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from workbench.errors import WorkbenchError
 from workbench.runtime.guidelines import PART_SOLID
 
@@ -36,14 +34,14 @@ def measured_nodule(case: Any, notes: list[str], image: Any = None, measurement:
     CT, no mark, nothing at the mark), so the report states no size rather than a wrong one. ``image``: the case's
     series already loaded (``load_ct_series``), so a caller that shows it does not decode it twice; ``measurement``:
     the ``measure_nodule`` result already made (the viewer draws its outline), so it is not fitted twice."""
-    from workbench.runtime.measure import measure_case, measure_nodule
+    from workbench.runtime.measure import measure_case, measure_image
 
     if case.series_dir is None or case.nodule_lps_mm is None:
         notes.append("size: not measured (no CT series or no nodule mark)")
         return {}
     try:
         m = (measurement if measurement is not None else measure_case(case) if image is None else
-             measure_nodule(image.numpy()[0], np.asarray(image.affine), case.nodule_lps_mm, where=case.case_id))
+             measure_image(image, case.nodule_lps_mm, where=case.case_id))
     except WorkbenchError as exc:
         notes.append(f"size: not measured ({exc})")
         return {}

@@ -224,8 +224,8 @@ def read_note_facts(note: str | None) -> NoteFacts:
         own = pattern.sub(" ", own)
     own = re.sub(r"\b(?:family history|FHx?|FH)\b[^.;\n]*", " ", own, flags=_I)
     keep("prior_cancer", _first(_PRIOR_CANCER, own))
-    if _NO_EMPHYSEMA.search(text):
-        keep("emphysema", (False, _NO_EMPHYSEMA.search(text).group(0)))  # type: ignore[union-attr]
+    if m := _NO_EMPHYSEMA.search(text):
+        keep("emphysema", (False, m.group(0)))
     elif m := _EMPHYSEMA.search(text):
         keep("emphysema", (True, m.group(0)))
     ct = _prior_ct(text)

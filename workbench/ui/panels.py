@@ -76,7 +76,8 @@ def nodule_card_html(card: dict[str, Any], notes: list[str] | None = None) -> st
             ("lobe", LOBE_WORDS.get(card["lobe"], card["lobe"]))]
     if card.get("spiculated") is not None:
         rows.append(("margin", "spiculated (measured)" if card["spiculated"] else "no spiculation measured"))
-    rows.append(("count", "1 (the marked nodule; others not searched)"))
+    if card.get("nodule_count") is not None:
+        rows.append(("count", f"{card['nodule_count']} (the marked nodule; others not searched)"))
     if card.get("lung_rads"):
         rows.append(("Lung-RADS v2022", f"{card['lung_rads']}: {card.get('lung_rads_management') or ''}"))
     if card.get("recommendation"):

@@ -30,6 +30,8 @@ class CaseReview:
         self.run, self.steps = Path(run), steps
         self.model, self.calibration = load_run(run)
         self.uncertainty = RunUncertainty.load(run) if (self.run / UNCERTAINTY_FILE).is_file() else None
+        # the calibrators and similar-case indexes, read once for the list, the panels and every what-if
+        self.loaded: dict[str, Any] = {"uncertainty": self.uncertainty}
         self.cases: dict[str, tuple[Any, Path]] = {}
         rows = []
         for site in site_dirs_of(cohort):
@@ -42,7 +44,7 @@ class CaseReview:
                     pred = predict(self.model, c, calibration=self.calibration)
                     # the same assessment the case's own panel shows (similar-case index included), so the
                     # uncertain-only filter and the panel never disagree
-                    a, _ = case_uncertainty(self.run, site.name, c.case_id, self.model, pred, [])
+                    a, _ = case_uncertainty(self.run, site.name, c.case_id, self.model, pred, [], loaded=self.loaded)
                     risk, refer = (a.probability, a.refer) if a is not None else (pred.probability, None)
                 except Exception:  # noqa: BLE001 - a refused case is listed without risk or flag
                     pass
@@ -111,7 +113,7 @@ class CaseReview:
         pred = predict(self.model, case, calibration=self.calibration)
         exp = explain(self.model, pred.inputs, case_id, steps=self.steps)
         notes: list[str] = []
-        assessment, similar = case_uncertainty(self.run, site.name, case_id, self.model, pred, notes)
+        assessment, similar = case_uncertainty(self.run, site.name, case_id, self.model, pred, notes, loaded=self.loaded)
         self.title.value = f"<h3>{case_id} ({site.name})</h3>" + "".join(f"<div><i>{n}</i></div>" for n in [*pred.notes, *exp.notes])
         vol = (load_ct_series(case.series_dir)  # decoded once: the viewer and the nodule card read it
                if case.series_dir is not None and case.nodule_lps_mm is not None else None)
@@ -149,7 +151,7 @@ class CaseReview:
             def rescore(text: str) -> float:
                 """The same risk as shown above (inside its interval), for the edited note."""
                 edited = predict(self.model, dataclasses.replace(case, note=text), calibration=self.calibration)
-                a, _ = case_uncertainty(self.run, site.name, case_id, self.model, edited, [])
+                a, _ = case_uncertainty(self.run, site.name, case_id, self.model, edited, [], loaded=self.loaded)
                 return a.probability if a is not None else edited.probability
 
             self.what_if_box.children = [w.HTML("<b>what if: edit the de-identified note and re-score</b>"),
@@ -162,12 +164,12 @@ class CaseReview:
         """The nodule measured once on the loaded series, for both the card and the viewer's outline (None: it
         cannot be measured; the card then says why)."""
         from workbench.errors import WorkbenchError
-        from workbench.runtime.measure import measure_nodule
+        from workbench.runtime.measure import measure_image
 
         if nodule_lps is None:
             return None
         try:
-            return measure_nodule(vol[0].numpy(), np.asarray(vol.affine), nodule_lps, where=case_id)
+            return measure_image(vol, nodule_lps, where=case_id)
         except WorkbenchError:
             return None
 

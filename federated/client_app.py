@@ -70,7 +70,8 @@ def make_client_app(base: FedConfig | None = None, mods: list[Any] | None = None
         site = task.node_site(fed, dict(context.node_config))
         state = task.state_dir(fed, dict(context.node_config), site)
         train_cfg = msg.content.config_records["config"]
-        server_round = int(cast(int, train_cfg["server-round"]))
+        # the run's round and ledger name as the server counts them (a resumed run goes on from its checkpoint)
+        server_round = int(cast(int, train_cfg["server-round"])) + int(cast(int, train_cfg.get("round-offset", 0)))
         received = msg.content.array_records["arrays"].to_torch_state_dict()
         model = task.build(fed)
         task.load_state(model, received)
@@ -78,7 +79,7 @@ def make_client_app(base: FedConfig | None = None, mods: list[Any] | None = None
         info: dict[str, Any] = {"site": site.name, "refusal": ""}
         if fed.dp:
             ledger = PrivacyLedger.open(state / "privacy_ledger.json", site.name, fed.dp_budget, fed.dp_delta)
-            run_id = fed.run_tag or str(context.run_id)
+            run_id = str(train_cfg.get("run-tag") or fed.run_tag or context.run_id)
             try:
                 metrics: dict[str, Any] = task.train_dp(model, data, fed, ledger, run_id, server_round)
             except BudgetExhausted as e:
@@ -119,11 +120,12 @@ def make_client_app(base: FedConfig | None = None, mods: list[Any] | None = None
         task.load_state(model, msg.content.array_records["arrays"].to_torch_state_dict())
         data = task.node_data(fed, site, model, split)
         res = task.evaluate(model, data)
-        server_round = int(cast(int, msg.content.config_records["config"].get("server-round", 0)))
+        cfg = msg.content.config_records["config"]
+        server_round = int(cast(int, cfg.get("server-round", 0))) + int(cast(int, cfg.get("round-offset", 0)))
         info = ConfigRecord({"site": site.name, "split": split})
         if fed.dp:  # computed and kept here: the node's operator sees them, the server hears only that they exist
             task.log_local_metrics(task.state_dir(fed, node_config, site), {
-                "run": fed.run_tag or str(context.run_id), "round": server_round, "split": split, "n": len(data), **res})
+                "run": str(cfg.get("run-tag") or fed.run_tag or context.run_id), "round": server_round, "split": split, "n": len(data), **res})
             reply = RecordDict({"metrics": MetricRecord({"kept-local": 1.0}), "info": info})
         else:
             reply = RecordDict({"metrics": MetricRecord({"num-examples": len(data), "auroc": res["auroc"],

@@ -96,6 +96,8 @@ class FedConfig:
     # splits a node evaluates when the server asks (comma-separated); a node's own ``eval-splits`` node config
     # overrides it. ``test`` only where the hospital chooses to release test figures.
     eval_splits: str = "val"
+    # share of the nodes asked to evaluate after each round; 0 = none (a rehearsal: every request starts a process)
+    fraction_evaluate: float = 1.0
     seed: int = 0
     progress: bool = True
 
@@ -137,6 +139,8 @@ class FedConfig:
             raise WorkbenchError(f"federated config: dp-optimizer {self.dp_optimizer!r}; choose one of {', '.join(DP_OPTIMIZERS)}")
         if self.final_average < 1:
             raise WorkbenchError("federated config: final-average must be at least 1")
+        if not 0.0 <= self.fraction_evaluate <= 1.0:
+            raise WorkbenchError("federated config: fraction-evaluate must be between 0 and 1")
         if self.min_nodes < 1 or self.node_wait_s < 0 or self.round_timeout_s <= 0:
             raise WorkbenchError("federated config: min-nodes must be >= 1, node-wait-s >= 0 and round-timeout-s > 0")
         if self.num_server_rounds < 1:

@@ -201,13 +201,27 @@ def supernode_command(superlink: str, ca: str | Path, private_key: str | Path, n
             "--host", "127.0.0.1", "--port", str(port)]
 
 
+def guarded_env(node_dir: str | Path | None) -> dict[str, str]:
+    """The SuperNode's environment: with a node folder, its guard (``federated.node_guard``) first on PATH, so
+    every ClientApp the SuperNode starts runs inside the node's app allowlist and egress guard."""
+    env = _env()
+    if node_dir is not None:
+        from federated.node_guard import write_shim
+
+        env["PATH"] = f"{write_shim(node_dir)}{os.pathsep}{env['PATH']}"
+    return env
+
+
 def start_supernode(log: str | Path, superlink: str, ca: str | Path, private_key: str | Path, node_config: str,
-                    port: int, max_retries: int | None = None) -> Started:
+                    port: int, max_retries: int | None = None, node_dir: str | Path | None = None) -> Started:
+    """A SuperNode in the background (its own session; ``stop`` it by PID); ``node_dir``: guard it (see
+    ``guarded_env``)."""
     cmd = supernode_command(superlink, ca, private_key, node_config, port)
     if max_retries is not None:
         cmd += ["--max-retries", str(max_retries)]
     with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=guarded_env(node_dir),
+                                start_new_session=True)
     return Started(proc.pid, Path(log), proc)
 
 
@@ -241,27 +255,28 @@ def run_config(out: Path, rounds: int, extra: dict[str, str] | None = None, resu
 
 
 def submit_command(state_dir: str | Path, out: str | Path, rounds: int, extra: dict[str, str] | None = None,
-                   resume: bool = False) -> list[str]:
-    """``flwr run`` of this project's app on this SuperLink's named connection (never the default ``local``)."""
+                   resume: bool = False, app: str | Path | None = None) -> list[str]:
+    """``flwr run`` of this project's app (or the Flower app folder ``app``) on this SuperLink's named connection
+    (never the default ``local``)."""
     out = Path(out).resolve()
     if resume and not (out / "checkpoint" / "global.safetensors").is_file():
         raise WorkbenchError(f"--resume: {out} has no checkpoint (no round completed); start it without --resume")
-    return [_bin("flwr"), "run", str(app_dir()), CONNECTION, "--run-config", run_config(out, rounds, extra, resume),
+    return [_bin("flwr"), "run", str(app or app_dir()), CONNECTION, "--run-config", run_config(out, rounds, extra, resume),
             "--stream"]
 
 
 def submit(state_dir: str | Path, out: str | Path, rounds: int, extra: dict[str, str] | None = None,
-           resume: bool = False, timeout_s: float = 3600.0, log: Path | None = None) -> subprocess.Popen:
+           resume: bool = False, log: Path | None = None, app: str | Path | None = None) -> subprocess.Popen:
     """Start the run (``submit_command``) in the background, its output to ``log``; the caller waits (bounded)."""
     state = Path(state_dir)
     Path(out).mkdir(parents=True, exist_ok=True)
     log = log or Path(out) / "submit.log"
     with open(log, "ab") as f:
-        return subprocess.Popen(submit_command(state, out, rounds, extra, resume), stdout=f,
+        return subprocess.Popen(submit_command(state, out, rounds, extra, resume, app), stdout=f,
                                 stderr=subprocess.STDOUT, env=_env({"FLWR_HOME": str(state / "flwr")}),
                                 start_new_session=True)
 
 
-__all__ = ["CONNECTION", "ServerConfig", "Started", "app_dir", "enroll", "nodes", "run_config", "start_superlink",
+__all__ = ["CONNECTION", "ServerConfig", "Started", "app_dir", "enroll", "guarded_env", "nodes", "run_config", "start_superlink",
            "start_supernode", "stop", "submit", "submit_command", "superlink_command", "supernode_command",
            "wait_for_tls", "write_connection"]

@@ -184,6 +184,12 @@ class PrivacyLedger:
             return [(sigma, sample_rate, steps)] * rounds_left
 
         if not self._fits(future(max_noise), run_id, run_target):
+            if self._fits(future(max_noise), None, None):  # the node's budget has room: the run's target has not
+                raise BudgetExhausted(
+                    f"node {self.node}: this run ({run_id}) has spent epsilon {self.epsilon(run_id):.3f} of its "
+                    f"target {run_target:g}; {rounds_left} more round(s) of {steps} steps even at noise "
+                    f"{max_noise:g} would pass it (a round redone after a lost reply spends the run's budget "
+                    "too). Refusing to train in this run.")
             raise self._exhausted(f"{rounds_left} more round(s) of {steps} steps even at noise {max_noise:g}")
         lo, hi = 0.3, max_noise
         if self._fits(future(lo), run_id, run_target):

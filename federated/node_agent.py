@@ -20,10 +20,14 @@ budget left, and this workbench's version allowed. Each failed check names its f
     epsilon_budget = 8.0                   # lifetime epsilon this node may spend (the ledger refuses beyond it)
 
     [apps]
-    allowed_versions = ["0.1.0"]           # workbench versions this node agrees to run
+    allowed_versions = ["0.1.0"]           # app versions this node agrees to run
+    allowed_hashes = []                    # or exact app bundles (sha256, `flwr` shows it): these then decide
 
     [egress]
     policy = "privacy-card"                # a reply may carry only model arrays and the privacy card's scalars
+
+The allowlist and the egress policy are enforced by ``federated.node_guard``, which ``node start`` puts around
+every ClientApp the SuperNode runs (from this installation, not from the coordinator's app bundle).
 """
 
 from __future__ import annotations
@@ -56,11 +60,13 @@ class NodeConfig:
     ca: Path | None = None
     epsilon_budget: float = 8.0
     allowed_versions: tuple[str, ...] = ()
+    allowed_hashes: tuple[str, ...] = ()  # app bundle (FAB) sha256 digests; when given they decide, not versions
     egress_policy: str = "privacy-card"
 
     def node_config_arg(self) -> str:
-        """Flower's --node-config (TOML syntax: the path quoted, or Flower refuses it)."""
-        return f"site-dir='{self.site_dir}' site-name='{self.name}'"
+        """Flower's --node-config (TOML syntax: the paths quoted, or Flower refuses them). The node's state (ledger,
+        audit log, local metrics) is kept under its own folder: ``NODE_DIR/<site folder name>/``."""
+        return f"site-dir='{self.site_dir}' site-name='{self.name}' state-dir='{self.node_dir.resolve()}'"
 
 
 def _q(s: object) -> str:
@@ -74,7 +80,8 @@ def write_node_toml(c: NodeConfig) -> Path:
     if c.ca:
         lines.append(f"ca = {_q(c.ca)}")
     lines += ["", "[privacy]", f"epsilon_budget = {float(c.epsilon_budget)}", "", "[apps]",
-              f"allowed_versions = [{', '.join(_q(v) for v in c.allowed_versions)}]", "", "[egress]",
+              f"allowed_versions = [{', '.join(_q(v) for v in c.allowed_versions)}]",
+              f"allowed_hashes = [{', '.join(_q(v) for v in c.allowed_hashes)}]", "", "[egress]",
               f"policy = {_q(c.egress_policy)}", ""]
     path = c.node_dir / NODE_FILE
     write_text(path, "\n".join(lines))
@@ -99,6 +106,7 @@ def read_node(node_dir: str | Path) -> NodeConfig:
                           superlink=n.get("superlink"), ca=here(n.get("ca")),
                           epsilon_budget=float(d.get("privacy", {}).get("epsilon_budget", 8.0)),
                           allowed_versions=tuple(d.get("apps", {}).get("allowed_versions", [])),
+                          allowed_hashes=tuple(d.get("apps", {}).get("allowed_hashes", [])),
                           egress_policy=str(d.get("egress", {}).get("policy", "privacy-card")))
     except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
         raise WorkbenchError(f"{path}: not a valid node file ({type(exc).__name__}: {exc})") from None
@@ -231,7 +239,8 @@ def doctor(node_dir: str | Path, superlink: str | None = None, ca: str | Path | 
     try:
         from federated.ledger import read_ledger
 
-        led = read_ledger(c.node_dir)
+        found = sorted(c.node_dir.glob("**/privacy_ledger.json"))
+        led = read_ledger(found[0] if found else c.node_dir)
         spent = led.epsilon()
         left = c.epsilon_budget - spent
         d.checks.append(Check("privacy budget", left > 0, f"epsilon {spent:.2f} of {c.epsilon_budget:g} spent",
@@ -276,9 +285,9 @@ def run_supernode(c: NodeConfig, superlink: str, ca: Path, port: int = 9094) -> 
     """The SuperNode in the foreground (a service): returns its exit code; Ctrl-C/SIGTERM stop it with children."""
     import signal
 
-    from federated.deploy import _env, stop
+    from federated.deploy import guarded_env, stop
 
-    proc = subprocess.Popen(supernode_args(c, superlink, ca, port), env=_env())
+    proc = subprocess.Popen(supernode_args(c, superlink, ca, port), env=guarded_env(c.node_dir))
 
     def _term(*_: object) -> None:
         raise KeyboardInterrupt

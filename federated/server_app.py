@@ -145,6 +145,7 @@ class AfterRound:
     def __init__(self, recorder: RecordingStrategy, fed: FedConfig, out: Path | None) -> None:
         self.recorder, self.fed, self.out = recorder, fed, out
         self.resumed: list[dict[str, Any]] | None = None  # where each resume picked up (rounds.json says so)
+        self.ledger_tag = ""  # the nodes' ledgers' name for this run, kept across resumes
         self.history: list[ArrayRecord] = []  # the last final-average aggregates
         self._bar = None
         if fed.progress:
@@ -177,7 +178,7 @@ class AfterRound:
             return
         body: dict[str, Any] = {"config": self.fed.to_record(self.out),
                                 "privacy": privacy_statement(self.fed, self.recorder.rounds),
-                                "rounds": self.recorder.rounds}
+                                "ledger_run": self.ledger_tag, "rounds": self.recorder.rounds}
         if self.resumed is not None:
             body["resumed"] = self.resumed
         if self.recorder.waits:
@@ -198,7 +199,7 @@ def make_strategy(fed: FedConfig, n_nodes: int) -> Strategy:
     """The configured strategy; every node trains and evaluates each round; weights by ``num-examples`` (cases)."""
     # min_available_nodes: never more than the connected nodes the recorder already waited for (bounded), so a dead
     # node does not make Flower's sampling wait for it forever
-    common: dict[str, Any] = {"fraction_train": 1.0, "fraction_evaluate": 1.0, "min_train_nodes": 1, "min_evaluate_nodes": 1,
+    common: dict[str, Any] = {"fraction_train": 1.0, "fraction_evaluate": fed.fraction_evaluate, "min_train_nodes": 1, "min_evaluate_nodes": 1,
               "min_available_nodes": min(fed.min_nodes, n_nodes)}
     strategy: Strategy
     if fed.strategy == "fedavg":
@@ -240,20 +241,25 @@ def make_server_app(base: FedConfig | None = None, n_nodes: int | None = None) -
         recorder = RecordingStrategy(make_strategy(fed, nodes), fed.dp, expected_nodes=nodes,
                                      min_nodes=min(fed.min_nodes, nodes), node_wait_s=fed.node_wait_s)
         start = ArrayRecord(task.state_of(model, names))
-        resumed = None
+        resumed, ledger_tag = None, fed.run_tag or str(context.run_id)
         if fed.resume_from:
             start, recorder.rounds, resumed = resume_state(Path(fed.resume_from), names)
             recorder.offset = len(recorder.rounds)
+            earlier = json.loads((Path(fed.resume_from) / ROUNDS_FILE).read_text()).get("ledger_run")
+            ledger_tag = fed.run_tag or earlier or ledger_tag
         after_round = AfterRound(recorder, fed, out)
-        after_round.resumed = resumed
+        after_round.resumed, after_round.ledger_tag = resumed, ledger_tag
+        # a resumed run is the same run to the nodes' ledgers: the same name and the rounds counted on, so its
+        # spend composes with the rounds before the resume against one run target (never a fresh target)
+        ledger = {"run-tag": ledger_tag, "round-offset": recorder.offset}
         left = fed.num_server_rounds - recorder.offset
         if left < 1:
             raise WorkbenchError(f"{fed.resume_from}: already has {recorder.offset} of {fed.num_server_rounds} rounds; "
                                  "nothing to resume")
         result = recorder.start(
             grid, start, num_rounds=left, timeout=fed.round_timeout_s,
-            train_config=ConfigRecord({"proximal-mu": fed.proximal_mu if fed.strategy == "fedprox" else 0.0}),
-            evaluate_config=ConfigRecord({"split": "val"}), evaluate_fn=after_round)
+            train_config=ConfigRecord({"proximal-mu": fed.proximal_mu if fed.strategy == "fedprox" else 0.0, **ledger}),
+            evaluate_config=ConfigRecord({"split": "val", **ledger}), evaluate_fn=after_round)
         after_round.close()
         if out is not None:
             task.load_state(model, after_round.final_arrays(result.arrays).to_torch_state_dict())

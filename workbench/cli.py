@@ -452,9 +452,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--model", metavar="DIR", help="explain bench on a device: time this saved model")
     b.set_defaults(func=_cmd_bench)
 
-    from workbench.cli_deploy import add_deploy_parsers, add_node_parsers
+    from workbench.cli_deploy import add_deploy_parsers, add_node_parsers, add_poc_parser
 
     add_deploy_parsers(sub)
+    add_poc_parser(sub)
 
     nd = sub.add_parser("node", help="a hospital's node agent: init, start, doctor, and its records (ledger)")
     nsub = nd.add_subparsers(dest="node_command", required=True)

@@ -80,12 +80,7 @@ def _cmd_server_run(a: argparse.Namespace) -> int:
     from federated.deploy import stop, submit
     from workbench.errors import WorkbenchError
 
-    extra = {}
-    for item in a.config or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise WorkbenchError(f"--config {item!r}: expected KEY=VALUE (a key of [tool.flwr.app.config])")
-        extra[key.strip()] = value
+    extra = _config_items(a.config)
     out = Path(a.out)
     proc = submit(a.state_dir, out, a.rounds, extra, resume=a.resume)
     print(f"submitted to the SuperLink of {a.state_dir} ({'resuming ' if a.resume else ''}{a.rounds} rounds into "
@@ -178,7 +173,8 @@ def _audit_files(node_dir: Path) -> list[Path]:
     """A node's audit logs: NODE_DIR/audit.jsonl, or under its state folders (<state>/<site>/audit.jsonl)."""
     if node_dir.is_file():
         return [node_dir]
-    return sorted({*node_dir.glob("audit.jsonl"), *node_dir.glob("*/audit.jsonl"), *node_dir.glob("*/*/audit.jsonl")})
+    names = ("audit.jsonl", "guard_audit.jsonl")  # the app's per-round log, the node guard's per-message log
+    return sorted({f for n in names for f in (*node_dir.glob(n), *node_dir.glob(f"*/{n}"), *node_dir.glob(f"*/*/{n}"))})
 
 
 def _cmd_node_audit(a: argparse.Namespace) -> int:
@@ -230,6 +226,60 @@ def _cmd_node_status(a: argparse.Namespace) -> int:
               f"{', '.join(c.allowed_versions) or 'any'}; egress {c.egress_policy}")
         print(f"last audit entry: {json.dumps(status['last_audit_entry'])[:200] if last else 'none yet'}")
     return 0
+
+
+def _config_items(items: list[str] | None) -> dict[str, str]:
+    from workbench.errors import WorkbenchError
+
+    extra = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise WorkbenchError(f"--config {item!r}: expected KEY=VALUE (a key of [tool.flwr.app.config])")
+        extra[key.strip()] = value
+    return extra
+
+
+def _cmd_poc(a: argparse.Namespace) -> int:
+    from federated.poc import PocConfig, parse_kill, run_poc
+
+    cfg = PocConfig(nodes=a.nodes, rounds=a.rounds, kill_node=parse_kill(a.kill_node) if a.kill_node else None,
+                    restart_server_at=a.restart_server_at, intruder=a.intruder, run_config=_config_items(a.config),
+                    node_wait_s=a.node_wait_s, round_timeout_s=a.round_timeout_s, timeout_s=a.timeout)
+    result = run_poc(a.cohort, a.out, cfg, say=(lambda s: None) if a.json else (lambda s: print(s, flush=True)))
+    if a.json:
+        print(json.dumps(result))
+    else:
+        print(f"rounds {result['rounds_completed']} of {a.rounds}; nodes started {result['nodes_started']}, "
+              f"finished {result['nodes_finished']}; tls {result['tls']}, node auth {result['node_auth']}, "
+              f"intruder rejected {result['intruder_rejected']}, resumed {result['resumed']}, audit verified "
+              f"{result['audit_verified']}; {result['wall_s']:.0f} s, per round {result['round_s']} "
+              f"({Path(a.out) / 'poc.json'})")
+    ok = (result["rounds_completed"] == a.rounds and result["audit_verified"] and result.get("final")
+          and all(result["trained_per_round"]))
+    return 0 if ok else 1
+
+
+def add_poc_parser(sub: Any) -> None:
+    """``workbench poc``: the local rehearsal (``federated/poc.py``)."""
+    p = sub.add_parser("poc", help="rehearse a hospital federation on 127.0.0.1: certificates, enrolled guarded "
+                       "nodes over TLS, the run, and faults on request (kill a node, restart the SuperLink, an "
+                       "intruder)")
+    p.add_argument("cohort", help="a cohort folder (one node per site; more nodes reuse sites)")
+    p.add_argument("--out", required=True, help="a new folder: coordinator/, nodes/<name>/, run/, poc.json")
+    p.add_argument("--nodes", type=int, default=3, help="SuperNodes to start (default 3)")
+    p.add_argument("--rounds", type=int, default=3, help="federated rounds (default 3)")
+    p.add_argument("--kill-node", metavar="K@ROUND", help="kill node K when round ROUND starts")
+    p.add_argument("--restart-server-at", type=int, metavar="ROUND",
+                   help="kill the SuperLink when round ROUND starts, restart it and resume the run")
+    p.add_argument("--intruder", action="store_true", help="start a SuperNode whose key was never enrolled")
+    p.add_argument("--config", action="append", metavar="KEY=VALUE", help="a key of [tool.flwr.app.config] (repeat)")
+    p.add_argument("--node-wait-s", type=float, default=20.0, help="a round waits this long for a missing node "
+                   "(default 20)")
+    p.add_argument("--round-timeout-s", type=float, default=300.0, help="replies later than this fail (default 300)")
+    p.add_argument("--timeout", type=float, default=3600.0, help="give up on the federation after this many seconds")
+    p.add_argument("--json", action="store_true", help="print the result JSON only")
+    p.set_defaults(func=_cmd_poc)
 
 
 def add_node_parsers(nsub: Any) -> None:

@@ -107,60 +107,89 @@ def test_node_doctor_names_an_unenrolled_key_and_a_wrong_ca(tmp_path: Path,
     assert "SuperLink reachable" in capsys.readouterr().out
 
 
-def _checkpoint_round(run: Path) -> int:
-    from safetensors import safe_open
+def test_poc_rehearsal_survives_a_dead_node_and_a_superlink_restart_and_refuses_an_intruder(
+        tiny_cohort, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: ANN001
+    """`workbench poc` on the tiny cohort: three guarded SuperNodes over TLS with node auth; node 2 is killed when
+    round 2 starts and the SuperLink (with its ServerApp) moments later; the SuperLink comes back on its database,
+    the run resumes from round 1's checkpoint and finishes rounds 2 and 3 with the two live nodes; an unenrolled
+    key is refused. Every node's ledger holds each update it sent exactly once, under one run name, within the
+    run's epsilon (a round 2 whose reply was lost with the SuperLink is in it too); every audit chain verifies;
+    nothing it started is left running. No evaluation requests, to keep the suite's time (every Flower message
+    starts a fresh ClientApp process)."""
+    out = tmp_path / "poc"
+    t0 = time.monotonic()
+    code = main(["poc", str(tiny_cohort), "--out", str(out), "--nodes", "3", "--rounds", "3", "--kill-node", "2@2",
+                 "--restart-server-at", "2", "--intruder", "--node-wait-s", "10", "--round-timeout-s", "240",
+                 "--config", "fraction-evaluate=0", "--timeout", "900", "--json"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert time.monotonic() - t0 < 900  # bounded, far under Flower's 12 h message TTL
+    assert code == 0, result
+    assert result["rounds_completed"] == 3 and result["final"] and result["nodes_started"] == 3
+    assert result["trained_per_round"] == [3, 2, 2] and result["nodes_finished"] == 2
+    assert result["tls"] and result["node_auth"] and result["intruder_rejected"] is True
+    assert result["resumed"] and result["audit_verified"] and result["ledger_consistent"]
+    led = result["ledgers"]
+    assert {k: v["runs"] for k, v in led.items()} == {"hospital_a": 1, "hospital_b": 1, "hospital_c": 1}
+    assert all(v["count_releases"] == 1 and v["epsilon_run"] <= 1.0 + 1e-6 for v in led.values())
+    assert led["hospital_b"]["rounds"] == [1]  # the dead node released round 1 only
+    record = json.loads((out / "run" / "rounds.json").read_text())
+    assert record["resumed"] == [{"after_round": 1, "from": "checkpoint/global.safetensors"}]
+    assert json.loads((out / "poc.json").read_text())["rounds_completed"] == 3
+    leftovers = [p.pid for p in psutil.process_iter(["cmdline"]) if str(out) in " ".join(p.info["cmdline"] or [])]
+    assert not leftovers, leftovers
 
-    f = run / "checkpoint" / "global.safetensors"
-    try:
-        with safe_open(str(f), "pt") as g:
-            return int((g.metadata() or {}).get("round", 0))
-    except Exception:  # noqa: BLE001 - not written yet, or being replaced
-        return 0
 
-
-def test_a_superlink_killed_mid_run_is_restarted_and_the_run_resumes(tiny_cohort, tmp_path: Path,  # noqa: ANN001
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    """A SuperNode over TLS with node auth (one, to keep the suite's time: every Flower message starts a fresh
-    ClientApp process); the SuperLink (and the ServerApp it runs) is killed once round 1 is checkpointed,
-    restarted on the same database, and `workbench server run --resume` finishes round 2."""
+def test_node_guards_refuse_a_leaky_reply_and_an_app_the_node_does_not_allow(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Four guarded SuperNodes over TLS with node auth run a deliberately leaky app (tests/federated/leaky_app):
+    hospital_c's reply carries a cohort statistic outside the privacy card's table and its guard replaces it with an
+    error; hospital_d allows only another app version and never loads it; hospital_a and _b's replies reach the
+    server. Each refusal and each reply sent is in the node's hash-chained guard audit."""
+    from federated import audit
     from federated.deploy import submit
+    from federated.node_agent import NodeConfig, init_node, read_node, write_node_toml
+    from federated.node_guard import APP_NOT_ALLOWED, EGRESS_REFUSED, GUARD_AUDIT
 
-    state, run = tmp_path / "coordinator", tmp_path / "run"
+    state, out = tmp_path / "coordinator", tmp_path / "run"
     init_pki(state / "pki", [])
     config = ServerConfig(port=_port())
     server = start_superlink(state, config)
-    started, submitted = [], None
+    started, submitted = [server], None
+    sites = ("hospital_a", "hospital_b", "hospital_c", "hospital_d")
     try:
-        for site in ("hospital_a",):
-            key = node_key(tmp_path / site, site)
-            assert main(["server", "enroll", str(state), str(key.public_key), "--name", site]) == 0
+        for site in sites:
+            (tmp_path / "data" / site).mkdir(parents=True)
+            node, _ = init_node(tmp_path / site, tmp_path / "data" / site, site)
+            if site == "hospital_d":
+                node = NodeConfig(**{**node.__dict__, "allowed_versions": ("9.9.9",)})
+                write_node_toml(node)
+            assert main(["server", "enroll", str(state), str(node.private_key) + ".pub", "--name", site]) == 0
+            node = read_node(tmp_path / site)
             started.append(start_supernode(tmp_path / f"{site}.log", f"127.0.0.1:{config.port}",
-                                           state / "pki" / "ca.crt", key.private_key,
-                                           f"site-dir='{tiny_cohort / site}' state-dir='{tmp_path / site / 'state'}'",
-                                           _port()))
-        _wait(lambda: [n["status"] for n in nodes(state, config)] == ["online"], "the node online")
-        submitted = submit(state, run, 2)
-        deadline = time.monotonic() + 600
-        while _checkpoint_round(run) < 1:
-            assert submitted.poll() is None or _checkpoint_round(run) >= 1, (run / "submit.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "round 1 not checkpointed within 600 s"
-            time.sleep(0.5)
-        stop(server.pid)  # the SuperLink dies with round 2 under way; its children (the ServerApp) with it
-        stop(submitted.pid)
-        server = start_superlink(state, config)  # same database: the nodes stay enrolled and reconnect
-        _wait(lambda: [n["status"] for n in nodes(state, config)] == ["online"], "the node back online")
-        capsys.readouterr()
-        assert main(["server", "run", str(state), "--out", str(run), "--rounds", "2", "--resume",
-                     "--timeout", "600"]) == 0
-        summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-        assert summary["rounds_completed"] == 2 and summary["final"]
-        record = json.loads((run / "rounds.json").read_text())
-        assert [r["round"] for r in record["rounds"]] == [1, 2]
-        assert record["resumed"] == [{"after_round": 1, "from": "checkpoint/global.safetensors"}]
-        assert all(r["trained"] == 1 for r in record["rounds"])
-        assert (run / "model" / "model.safetensors").is_file() and _checkpoint_round(run) == 2
+                                           state / "pki" / "ca.crt", node.private_key, node.node_config_arg(),
+                                           _port(), node_dir=node.node_dir))
+        _wait(lambda: [n["status"] for n in nodes(state, config)] == ["online"] * 4, "four nodes online")
+        submitted = submit(state, out, 1, {"leak-site": "hospital_c", "out": str(out / "replies.json"),
+                                           "nodes": "4"}, app=Path(__file__).parent / "leaky_app")
+        submitted.wait(timeout=240)
+        result = json.loads((out / "replies.json").read_text())
+        assert result["nodes"] == 4 and len(result["replies"]) == 4, result
+        errors = sorted((r["error"]["code"], r["error"]["reason"]) for r in result["replies"] if "error" in r)
+        sent = [r["metrics"] for r in result["replies"] if "metrics" in r]
+        assert sent == [{"num-examples": 10.0}] * 2  # the others' round went on
+        assert [code for code, _ in errors] == [EGRESS_REFUSED, APP_NOT_ALLOWED]
+        assert "hospital_c" in errors[0][1] and "mean_patient_age" in errors[0][1]
+        assert "hospital_d" in errors[1][1] and "9.9.9" in errors[1][1]
+        assert not any("mean_patient_age" in json.dumps(r) for r in sent)
+        logs = {site: [json.loads(x)["body"] for x in (tmp_path / site / GUARD_AUDIT).read_text().splitlines()]
+                for site in sites}
+        for site in sites:
+            assert audit.verify(tmp_path / site / GUARD_AUDIT) == 1
+        assert logs["hospital_c"][0]["refused"] == "egress" and logs["hospital_c"][0]["keys"] == ["mean_patient_age"]
+        assert logs["hospital_d"][0]["refused"] == "app not allowed"
+        assert logs["hospital_a"][0]["sent"]["metrics"] == ["num-examples"] and logs["hospital_a"][0]["arrays"]
     finally:
-        for s in [*started, server]:
+        for s in reversed(started):
             stop(s.pid)
         if submitted is not None:
             stop(submitted.pid)

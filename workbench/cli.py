@@ -238,6 +238,34 @@ def _cmd_report(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(a: argparse.Namespace) -> int:
+    from workbench.jsonout import jsonable
+    from workbench.report.study import DEFAULT_NODE_DIR, StudyRequest, predict_study
+    from workbench.runtime.study import parse_point
+
+    req = StudyRequest(run=Path(a.run), dicom=Path(a.dicom), nodule=parse_point(a.nodule) if a.nodule else None,
+                       nodule_from=Path(a.nodule_from) if a.nodule_from else None,
+                       note=Path(a.note) if a.note else None, site=a.site or "",
+                       report=Path(a.report) if a.report else None, clinical=a.clinical,
+                       node_dir=Path(a.node_dir) if a.node_dir else DEFAULT_NODE_DIR, steps=a.steps)
+    res = predict_study(req)
+    if a.json:
+        print(json.dumps(jsonable(res)))
+        return 0
+    lo_hi = f" [{res['interval'][0]:.1%}, {res['interval'][1]:.1%}]" if res.get("interval") else ""
+    print(f"{res['case_id']}: malignancy risk {res['probability']:.1%}{lo_hi}"
+          + (f", set {{{', '.join(res['prediction_set'])}}}" if res.get("prediction_set") is not None else "")
+          + (" -- REFER: " + "; ".join(res["refer_reasons"]) if res.get("refer") else ""))
+    print(f"nodule: {res.get('long_axis_mm')} x {res.get('short_axis_mm')} mm {res.get('nodule_type')} "
+          f"{res.get('lobe')}; Lung-RADS {res.get('lung_rads')}; gate "
+          + ", ".join(f"{m} {w:.2f}" for m, w in res["gate"].items()))
+    for n in res["notes"]:
+        print(f"  note: {n}")
+    for f in res.get("files", []):
+        print(f"  wrote {f}")
+    return 0
+
+
 def _cmd_calibrate(a: argparse.Namespace) -> int:
     from workbench.jsonout import jsonable
     from workbench.runtime.run_uncertainty import UncertaintyConfig, calibrate_run
@@ -396,6 +424,26 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--clinical", action="store_true",
                    help="keep identifiers and original UIDs (for the hospital's own PACS/EHR; default: de-identified)")
     r.set_defaults(func=_cmd_report)
+
+    pr = sub.add_parser("predict", help="score one study from outside any cohort: its CT series, the nodule a "
+                        "radiologist marked (a point or an SR/SEG mark), the note; optionally the four reports")
+    pr.add_argument("run", help="a RUN folder (calibrated with workbench calibrate for the site's interval and set)")
+    pr.add_argument("--dicom", required=True, help="the study's folder (the CT series; other series and the mark may "
+                    "sit beside it)")
+    where = pr.add_mutually_exclusive_group(required=True)
+    where.add_argument("--nodule", help="the nodule centre X,Y,Z in mm, patient coordinates (LPS); write "
+                       "--nodule=-80.5,32,-120 when X is negative")
+    where.add_argument("--nodule-from", help="a radiologist's mark: a DICOM SR (SCOORD3D or SCOORD) or a SEG")
+    pr.add_argument("--note", help="the clinical note: a text file or a FHIR DocumentReference JSON (de-identified "
+                    "before the model reads it)")
+    pr.add_argument("--site", help="the site whose calibrators state the risk (default: the RUN's pooled ones)")
+    pr.add_argument("--report", help="write report.pdf/.html/_sr.dcm/_fhir.json/.json into this folder")
+    pr.add_argument("--clinical", action="store_true", help="reports keep identifiers and original UIDs (for the "
+                    "hospital's own PACS/EHR; default: de-identified)")
+    pr.add_argument("--node-dir", help="the node folder holding its UID secret (default ~/.local/share/workbench/node)")
+    pr.add_argument("--steps", type=int, default=32, help="Integrated Gradients steps for --report (default 32)")
+    pr.add_argument("--json", action="store_true", help="print the result as JSON")
+    pr.set_defaults(func=_cmd_predict)
 
     k = sub.add_parser("calibrate", help="per-site uncertainty of a RUN: Platt on val, Mondrian conformal sets and "
                        "Venn-Abers on calib, similar-case indexes and out-of-distribution thresholds from train")

@@ -44,3 +44,16 @@ def test_an_old_run_without_the_randomness_flag_is_shown_as_not_private(tmp_path
     monitor = RunMonitor(tmp_path)
     assert monitor.progress.max == 5 and monitor.progress.value == 0
     assert NOT_PRIVATE in monitor.table.value
+
+
+def test_a_deployment_run_shows_what_the_nodes_released_and_the_superlinks_node_list(tmp_path: Path) -> None:
+    """No federation.json (a `workbench server run` / `poc` RUN): epsilon per node is each node's last reported
+    scalar; the budget stays at the node. A coordinator folder whose SuperLink is down says so, not a traceback."""
+    node = {"site": "hospital_a", "epsilon_run": 0.4, "epsilon_total": 0.4, "secure_randomness": 1.0}
+    later = {**node, "epsilon_run": 1.0, "epsilon_total": 2.0}
+    (tmp_path / "rounds.json").write_text(json.dumps({"config": {"num-server-rounds": 4}, "rounds": [
+        {"round": 1, "nodes": [node, {"node_id": 7, "error": "Node Unavailable"}]}, {"round": 2, "nodes": [later]}]}))
+    monitor = RunMonitor(tmp_path, state_dir=tmp_path / "no_coordinator")
+    assert (monitor.progress.value, monitor.progress.max) == (2, 4)
+    assert "<td>hospital_a</td><td>1.000</td><td>2.000</td><td>kept at the node</td>" in monitor.table.value
+    assert "SuperLink not reachable" in monitor.nodes.value

@@ -53,7 +53,9 @@ def test_a_deployment_run_shows_what_the_nodes_released_and_the_superlinks_node_
     later = {**node, "epsilon_run": 1.0, "epsilon_total": 2.0}
     (tmp_path / "rounds.json").write_text(json.dumps({"config": {"num-server-rounds": 4}, "rounds": [
         {"round": 1, "nodes": [node, {"node_id": 7, "error": "Node Unavailable"}]}, {"round": 2, "nodes": [later]}]}))
-    monitor = RunMonitor(tmp_path, state_dir=tmp_path / "no_coordinator")
+    from federated.deploy import nodes
+
+    monitor = RunMonitor(tmp_path, nodes=lambda: nodes(tmp_path / "no_coordinator"))
     assert (monitor.progress.value, monitor.progress.max) == (2, 4)
     assert "<td>hospital_a</td><td>1.000</td><td>2.000</td><td>kept at the node</td>" in monitor.table.value
     assert "SuperLink not reachable" in monitor.nodes.value

@@ -4,14 +4,18 @@ It reads the RUN's ``rounds.json`` (written after every round) and ``federation.
 same widget follows a running federation (``refresh()``) and shows a finished one. A deployment run (``workbench
 server run`` / ``workbench poc``) has no ``federation.json``: the coordinator knows only what the nodes released,
 so epsilon per node is each node's last reported ``epsilon_run`` / ``epsilon_total`` (scalars of the privacy
-card's table), and with ``state_dir`` (the coordinator's folder) the SuperLink's node list shows who is online. The plot is the server's own
+card's table), and with ``nodes`` (a function listing the SuperLink's nodes, e.g. ``federated.deploy.nodes`` bound
+to the coordinator's folder: the notebook passes it, the UI layer does not import the federation) the node list
+shows who is online. The plot is the server's own
 (``workbench.runtime.rounds``): the widget and ``RUN/rounds.png`` never disagree.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from workbench.runtime.rounds import read_rounds, rounds_png
 
@@ -19,11 +23,12 @@ from workbench.runtime.rounds import read_rounds, rounds_png
 class RunMonitor:
     """``RunMonitor(run).widget``; ``refresh()`` re-reads the RUN."""
 
-    def __init__(self, run: str | Path, total_rounds: int | None = None, state_dir: str | Path | None = None) -> None:
+    def __init__(self, run: str | Path, total_rounds: int | None = None,
+                 nodes: Callable[[], list[dict[str, Any]]] | None = None) -> None:
         import ipywidgets as w
 
         self.run = Path(run)
-        self.state_dir = Path(state_dir) if state_dir else None
+        self.list_nodes = nodes
         fed = self.run / "federation.json"
         rounds_file = self.run / "rounds.json"
         cfg = json.loads((fed if fed.is_file() else rounds_file).read_text()).get("config", {}) \
@@ -44,7 +49,7 @@ class RunMonitor:
         self.plot.value = rounds_png(rounds)
         fed = self.run / "federation.json"
         eps = json.loads(fed.read_text()).get("epsilon", {}) if fed.is_file() else deployment_epsilon(rounds)
-        self.nodes.value = node_table(self.state_dir) if self.state_dir else ""
+        self.nodes.value = node_table(self.list_nodes) if self.list_nodes else ""
         from workbench.runtime.privacy import privacy_label
 
         # runs from before the flag existed used seeded DP randomness: shown as not private
@@ -71,13 +76,12 @@ def deployment_epsilon(rounds: list[dict]) -> dict[str, dict]:
     return out
 
 
-def node_table(state_dir: Path) -> str:
+def node_table(list_nodes: Callable[[], list[dict[str, Any]]]) -> str:
     """The coordinator SuperLink's enrolled nodes and their status, as HTML (or why it could not ask)."""
-    from federated.deploy import nodes
     from workbench.errors import WorkbenchError
 
     try:
-        listed = nodes(state_dir)
+        listed = list_nodes()
     except WorkbenchError as e:
         return f"<i>SuperLink not reachable: {e}</i>"
     rows = "".join(f"<tr><td>{n.get('node-id')}</td><td>{n.get('status')}</td><td>{n.get('online-at') or ''}</td>"

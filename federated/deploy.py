@@ -193,6 +193,13 @@ def nodes(state_dir: str | Path, config: ServerConfig = ServerConfig()) -> list[
     return list(out.get("nodes", []))
 
 
+def runs(state_dir: str | Path, config: ServerConfig = ServerConfig()) -> list[dict[str, Any]]:
+    """The SuperLink's runs and their status (pending, starting, running, finished:...) as ``flwr ls`` reports
+    them: what says a run is over, not the ``flwr run --stream`` log stream, which can end first under load."""
+    out = _flwr(Path(state_dir), ["ls"], config.command_timeout_s)
+    return list(out.get("runs", []))
+
+
 def supernode_command(superlink: str, ca: str | Path, private_key: str | Path, node_config: str,
                       port: int) -> list[str]:
     """A hospital's SuperNode: TLS against the coordinator's CA, signed with the node's enrolled key."""
@@ -277,6 +284,6 @@ def submit(state_dir: str | Path, out: str | Path, rounds: int, extra: dict[str,
                                 start_new_session=True)
 
 
-__all__ = ["CONNECTION", "ServerConfig", "Started", "app_dir", "enroll", "guarded_env", "nodes", "run_config", "start_superlink",
+__all__ = ["CONNECTION", "ServerConfig", "Started", "app_dir", "enroll", "guarded_env", "nodes", "runs", "run_config", "start_superlink",
            "start_supernode", "stop", "submit", "submit_command", "superlink_command", "supernode_command",
            "wait_for_tls", "write_connection"]

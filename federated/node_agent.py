@@ -248,9 +248,10 @@ def doctor(node_dir: str | Path, superlink: str | None = None, ca: str | Path | 
     except WorkbenchError:
         d.checks.append(Check("privacy budget", True, f"nothing spent yet (budget epsilon {c.epsilon_budget:g})"))
     # app version
-    allowed = not c.allowed_versions or __version__ in c.allowed_versions
+    allowed = bool(c.allowed_hashes) or not c.allowed_versions or __version__ in c.allowed_versions
+    pinned = f"; pinned to {len(c.allowed_hashes)} app bundle hash(es), which decide" if c.allowed_hashes else ""
     d.checks.append(Check("app version", allowed, f"workbench {__version__}; allowed: "
-                          f"{', '.join(c.allowed_versions) or 'any'}",
+                          f"{', '.join(c.allowed_versions) or 'any'}{pinned}",
                           "" if allowed else f"add {__version__} to [apps] allowed_versions only if you accept it"))
     # network
     if not link or trust is None:

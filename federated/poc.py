@@ -94,6 +94,22 @@ def _wait(condition: Callable[[], bool], what: str, timeout_s: float) -> None:
         time.sleep(1.0)
 
 
+def _final(run: Path) -> bool:
+    try:
+        return bool(json.loads((run / "rounds.json").read_text()).get("final"))
+    except (OSError, ValueError):
+        return False
+
+
+def _running(list_runs: Callable[[], list[dict[str, Any]]]) -> bool:
+    """Is any run on the SuperLink still pending, starting or running? (A SuperLink that does not answer: no.)"""
+    try:
+        listed = list_runs()
+    except WorkbenchError:
+        return False
+    return any(str(r.get("status", "")).split(":")[0] in ("pending", "starting", "running") for r in listed)
+
+
 def _ledgers(nodes_dir: Path) -> dict[str, dict[str, Any]]:
     """Per node: its ledger against its audit log. A resumed run must be the same run to the ledger (one run
     name, one count release) and every update the node sent must be a ledger entry, once."""
@@ -118,7 +134,16 @@ def run_poc(cohort: str | Path, out: str | Path, cfg: PocConfig = PocConfig(),
             say: Callable[[str], None] = print) -> dict[str, Any]:
     """The rehearsal (module docstring); returns (and writes to ``RUN/poc.json``) its JSON."""
     from federated import audit
-    from federated.deploy import ServerConfig, enroll, nodes, start_superlink, start_supernode, stop, submit
+    from federated.deploy import (
+        ServerConfig,
+        enroll,
+        nodes,
+        runs,
+        start_superlink,
+        start_supernode,
+        stop,
+        submit,
+    )
     from federated.node_agent import init_node
     from federated.pki import check_certificate, init_pki, node_key
 
@@ -215,7 +240,11 @@ def run_poc(cohort: str | Path, out: str | Path, cfg: PocConfig = PocConfig(),
                 restarted, last_t = True, time.monotonic()
                 say(f"run resumed after round {rnd}")
             if submitted.poll() is not None:
-                break
+                if _final(run) or not _running(lambda: runs(state, server_cfg)):
+                    break
+                if not result.get("stream_ended_early"):
+                    result["stream_ended_early"] = True
+                    say("the run's log stream ended before the run; following it on the SuperLink")
             if time.monotonic() > deadline:
                 raise WorkbenchError(f"poc: the federation did not finish within {cfg.timeout_s:.0f} s; its log: "
                                      f"{run / 'submit.log'}")

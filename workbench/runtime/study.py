@@ -73,11 +73,15 @@ def scan_study(folder: str | Path) -> StudyFiles:
     skipped = 0
     for f in files:
         ds = _headers(f)
-        if ds is None or "SeriesInstanceUID" not in ds:
+        try:  # pydicom decodes lazily: a corrupt element fails here, and the file is skipped and counted
+            uid, modality, study = (str(ds.SeriesInstanceUID), str(ds.get("Modality", "?")),
+                                    str(ds.get("StudyInstanceUID", ""))) if ds is not None else ("", "", "")
+        except Exception:  # noqa: BLE001
+            uid = ""
+        if not uid:
             skipped += 1
             continue
-        s = series.setdefault(str(ds.SeriesInstanceUID), {"modality": str(ds.get("Modality", "?")), "files": [],
-                                                          "study": str(ds.get("StudyInstanceUID", ""))})
+        s = series.setdefault(uid, {"modality": modality, "files": [], "study": study})
         s["files"].append(f)
     cts = sorted((s for s in series.values() if s["modality"] == "CT"), key=lambda s: -len(s["files"]))
     found = ", ".join(f"{s['modality']} ({len(s['files'])} files)" for s in series.values()) or "no DICOM file"
@@ -115,8 +119,9 @@ def parse_point(text: str) -> tuple[float, float, float]:
     try:
         x, y, z = (float(p) for p in parts)
     except ValueError:
-        raise CaseError(f"--nodule {text!r}: expected X,Y,Z in mm (patient coordinates, LPS), e.g. -80.5,32,-120"
-                        ) from None
+        x = y = z = float("nan")
+    if not np.all(np.isfinite([x, y, z])):
+        raise CaseError(f"--nodule {text!r}: expected X,Y,Z in mm (patient coordinates, LPS), e.g. -80.5,32,-120")
     return x, y, z
 
 
@@ -192,12 +197,21 @@ def nodule_from_file(path: str | Path, ct_files: list[Path]) -> tuple[float, flo
     ds = _headers(p)
     if ds is None:
         raise CaseError(f"{p}: not a DICOM file (a mark is an SR or a SEG)")
-    modality = str(ds.get("Modality", ""))
-    if modality == SR_MODALITY:
-        return _mark_from_sr(p, ds, ct_files)
-    if modality == SEG_MODALITY:
-        return _mark_from_seg(p)
-    raise CaseError(f"{p}: a {modality or 'non-image'} file, not a mark (expected an SR or a SEG)")
+    try:
+        modality = str(ds.get("Modality", ""))
+    except Exception as exc:  # noqa: BLE001 - pydicom decodes lazily: a corrupt element fails on first access
+        raise CaseError(f"{p}: an unreadable DICOM header ({type(exc).__name__}: {exc})") from None
+    if modality not in (SR_MODALITY, SEG_MODALITY):
+        raise CaseError(f"{p}: a {modality or 'non-image'} file, not a mark (expected an SR or a SEG)")
+    try:
+        point = _mark_from_sr(p, ds, ct_files) if modality == SR_MODALITY else _mark_from_seg(p)
+    except CaseError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a malformed mark (odd GraphicData, broken items) is named, never a crash
+        raise CaseError(f"{p}: an unreadable {modality} mark ({type(exc).__name__}: {exc})") from None
+    if not np.all(np.isfinite(point)):
+        raise CaseError(f"{p}: the mark's coordinates are not finite numbers {point}")
+    return point
 
 
 def read_note(path: str | Path) -> str:
@@ -226,15 +240,17 @@ def _document_reference_text(p: Path, text: str) -> str:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise CaseError(f"{p}: starts like JSON but is not ({exc.msg}, line {exc.lineno})") from None
-    if doc.get("resourceType") != "DocumentReference":
-        raise CaseError(f"{p}: a JSON {doc.get('resourceType', 'object')}, not a FHIR DocumentReference")
-    for content in doc.get("content", []):
-        att = content.get("attachment", {})
-        if not str(att.get("contentType", "text/plain")).startswith("text/"):
+    if not isinstance(doc, dict) or doc.get("resourceType") != "DocumentReference":
+        kind = doc.get("resourceType", "object") if isinstance(doc, dict) else type(doc).__name__
+        raise CaseError(f"{p}: a JSON {kind}, not a FHIR DocumentReference")
+    contents = doc.get("content")
+    for content in contents if isinstance(contents, list) else []:
+        att = content.get("attachment") if isinstance(content, dict) else None
+        if not isinstance(att, dict) or not str(att.get("contentType", "text/plain")).startswith("text/"):
             continue
         if "data" in att:
             try:
-                return base64.b64decode(att["data"]).decode("utf-8")
+                return base64.b64decode(str(att["data"]), validate=True).decode("utf-8")
             except (ValueError, UnicodeDecodeError):
                 raise CaseError(f"{p}: the DocumentReference's attachment is not base64 UTF-8 text") from None
     raise CaseError(f"{p}: the DocumentReference has no text attachment (content[].attachment.data, text/*)")

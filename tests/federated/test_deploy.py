@@ -109,29 +109,30 @@ def test_node_doctor_names_an_unenrolled_key_and_a_wrong_ca(tmp_path: Path,
 
 def test_poc_rehearsal_survives_a_dead_node_and_a_superlink_restart_and_refuses_an_intruder(
         tiny_cohort, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: ANN001
-    """`workbench poc` on the tiny cohort: three guarded SuperNodes over TLS with node auth; node 2 is killed when
-    round 2 starts and the SuperLink (with its ServerApp) moments later; the SuperLink comes back on its database,
-    the run resumes from round 1's checkpoint and finishes rounds 2 and 3 with the two live nodes; an unenrolled
-    key is refused. Every node's ledger holds each update it sent exactly once, under one run name, within the
-    run's epsilon (a round 2 whose reply was lost with the SuperLink is in it too); every audit chain verifies;
-    nothing it started is left running. No evaluation requests, to keep the suite's time (every Flower message
-    starts a fresh ClientApp process)."""
+    """`workbench poc` on the tiny cohort: three guarded SuperNodes over TLS with node auth. The SuperLink (with its
+    ServerApp) is killed when round 2 starts, comes back on its database, and the run resumes from round 1's
+    checkpoint: all three nodes complete rounds 1 and 2. Node 2 is killed when round 3 starts; round 3 goes on with
+    the two live nodes. An unenrolled key is refused. Every node's ledger holds each update it sent exactly once,
+    under one run name, within the run's epsilon (a round 2 whose reply was lost with the SuperLink is in it too);
+    every audit chain verifies; nothing it started is left running. No evaluation requests, to keep the suite's
+    time (every Flower message starts a fresh ClientApp process)."""
     out = tmp_path / "poc"
     t0 = time.monotonic()
-    code = main(["poc", str(tiny_cohort), "--out", str(out), "--nodes", "3", "--rounds", "3", "--kill-node", "2@2",
+    code = main(["poc", str(tiny_cohort), "--out", str(out), "--nodes", "3", "--rounds", "3", "--kill-node", "2@3",
                  "--restart-server-at", "2", "--intruder", "--node-wait-s", "10", "--round-timeout-s", "240",
                  "--config", "fraction-evaluate=0", "--timeout", "900", "--json"])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert time.monotonic() - t0 < 900  # bounded, far under Flower's 12 h message TTL
     assert code == 0, result
     assert result["rounds_completed"] == 3 and result["final"] and result["nodes_started"] == 3
-    assert result["trained_per_round"] == [3, 2, 2] and result["nodes_finished"] == 2
+    assert result["trained_per_round"] == [3, 3, 2] and result["nodes_finished"] == 2
     assert result["tls"] and result["node_auth"] and result["intruder_rejected"] is True
     assert result["resumed"] and result["audit_verified"] and result["ledger_consistent"]
     led = result["ledgers"]
     assert {k: v["runs"] for k, v in led.items()} == {"hospital_a": 1, "hospital_b": 1, "hospital_c": 1}
     assert all(v["count_releases"] == 1 and v["epsilon_run"] <= 1.0 + 1e-6 for v in led.values())
-    assert led["hospital_b"]["rounds"] == [1]  # the dead node released round 1 only
+    assert set(led["hospital_b"]["rounds"]) == {1, 2}  # the dead node released rounds 1 and 2 (maybe 2 twice)
+    assert all(led[s]["rounds"][-1] == 3 for s in ("hospital_a", "hospital_c"))
     record = json.loads((out / "run" / "rounds.json").read_text())
     assert record["resumed"] == [{"after_round": 1, "from": "checkpoint/global.safetensors"}]
     assert json.loads((out / "poc.json").read_text())["rounds_completed"] == 3

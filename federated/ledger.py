@@ -220,6 +220,9 @@ def read_ledger(node_dir: str | Path) -> PrivacyLedger:
     """The ledger a node keeps in ``node_dir`` (``<state-dir>/<site>``, or the ledger file itself), read only."""
     node_dir = Path(node_dir)
     path = node_dir if node_dir.is_file() else node_dir / "privacy_ledger.json"
+    below = sorted(node_dir.glob("*/privacy_ledger.json")) if node_dir.is_dir() and not path.is_file() else []
+    if len(below) == 1:  # a node folder (`workbench node init`): its state sits in NODE_DIR/<site folder>/
+        path = below[0]
     if not path.is_file():
         raise WorkbenchError(f"{node_dir}: no privacy_ledger.json (a node writes it when it first trains under DP)")
     d = _read(path)

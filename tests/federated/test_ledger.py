@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +143,12 @@ def test_a_noise_plan_is_remembered_by_its_public_numbers(tmp_path, monkeypatch)
     b.record("run", 1, first, 0.5, 8, 1.0)
     with pytest.raises(AssertionError, match="computed again"):  # another history: its own question
         b.plan_noise("run", 1.0, 2, 0.5, 8)
+
+
+def test_a_node_folder_finds_its_ledger_in_its_site_state_folder(tmp_path: Path) -> None:
+    """`workbench node ledger NODE_DIR`: the node keeps its state in NODE_DIR/<site folder>/ (node_config_arg)."""
+    from federated.ledger import PrivacyLedger, read_ledger
+
+    led = PrivacyLedger.open(tmp_path / "node" / "hospital_a" / "privacy_ledger.json", "hospital_a", 8.0, 1e-5)
+    led.record("run1", 1, 1.5, 0.5, 32, 1.0)
+    assert read_ledger(tmp_path / "node").summary()["rounds"] == 1

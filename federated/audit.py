@@ -34,6 +34,18 @@ def append(path: str | Path, body: dict[str, Any]) -> str:
     return h
 
 
+LOG_NAMES = ("audit.jsonl", "guard_audit.jsonl")  # the app's per-round log, the node guard's per-message log
+
+
+def find_logs(node_dir: str | Path) -> list[Path]:
+    """A node's audit logs: in NODE_DIR or its state folders (``<state>/<site>/audit.jsonl``); a file is itself."""
+    node_dir = Path(node_dir)
+    if node_dir.is_file():
+        return [node_dir]
+    return sorted({f for n in LOG_NAMES for f in (*node_dir.glob(n), *node_dir.glob(f"*/{n}"),
+                                                  *node_dir.glob(f"*/*/{n}"))})
+
+
 def verify(path: str | Path) -> int:
     """Number of lines whose chain holds; raises ValueError at the first broken link."""
     prev = GENESIS

@@ -259,7 +259,7 @@ def run_poc(cohort: str | Path, out: str | Path, cfg: PocConfig = PocConfig(),
         last = rounds[-1]["nodes"] if rounds else []
         result["nodes_finished"] = sum(1 for r in last if "error" not in r and "refused" not in r and r.get("site"))
         result["nodes_alive"] = len(alive)
-        logs = sorted((out / "nodes").rglob("*audit*.jsonl"))
+        logs = [f for d in sorted((out / "nodes").iterdir()) for f in audit.find_logs(d)]
         verified = {}
         for f in logs:
             try:

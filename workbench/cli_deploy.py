@@ -169,19 +169,11 @@ def _cmd_node_doctor(a: argparse.Namespace) -> int:
     return 0 if d.ok else 1
 
 
-def _audit_files(node_dir: Path) -> list[Path]:
-    """A node's audit logs: NODE_DIR/audit.jsonl, or under its state folders (<state>/<site>/audit.jsonl)."""
-    if node_dir.is_file():
-        return [node_dir]
-    names = ("audit.jsonl", "guard_audit.jsonl")  # the app's per-round log, the node guard's per-message log
-    return sorted({f for n in names for f in (*node_dir.glob(n), *node_dir.glob(f"*/{n}"), *node_dir.glob(f"*/*/{n}"))})
-
-
 def _cmd_node_audit(a: argparse.Namespace) -> int:
-    from federated.audit import verify
+    from federated.audit import find_logs, verify
     from workbench.errors import WorkbenchError
 
-    files = [Path(a.verify)] if a.verify else _audit_files(Path(a.node_dir))
+    files = [Path(a.verify)] if a.verify else find_logs(a.node_dir)
     if not files:
         raise WorkbenchError(f"{a.node_dir}: no audit.jsonl (a node writes it from its first round)")
     broken = 0
@@ -201,6 +193,7 @@ def _cmd_node_audit(a: argparse.Namespace) -> int:
 
 
 def _cmd_node_status(a: argparse.Namespace) -> int:
+    from federated.audit import find_logs
     from federated.ledger import read_ledger
     from federated.node_agent import read_node
     from workbench.errors import WorkbenchError
@@ -215,7 +208,7 @@ def _cmd_node_status(a: argparse.Namespace) -> int:
     except WorkbenchError:
         led = None
     status["epsilon_spent"] = led.epsilon() if led is not None else 0.0
-    audits = _audit_files(Path(a.node_dir))
+    audits = find_logs(a.node_dir)
     last = audits[0].read_text(encoding="utf-8").splitlines()[-1:] if audits else []
     status["last_audit_entry"] = json.loads(last[0]).get("body") if last else None
     if a.json:

@@ -6,7 +6,6 @@ bounded waits."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 from pathlib import Path
 
@@ -15,15 +14,10 @@ import pytest
 
 from federated.deploy import ServerConfig, nodes, start_superlink, start_supernode, stop
 from federated.pki import init_pki, node_key
+from federated.poc import free_port
 from workbench.cli import main
 
 BOUND_S = 60.0
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait(condition, what: str) -> None:  # noqa: ANN001
@@ -39,7 +33,7 @@ def test_an_enrolled_node_connects_over_tls_and_an_unenrolled_key_is_refused(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     state = tmp_path / "coordinator"
     init_pki(state / "pki", ["coordinator.example"])
-    config = ServerConfig(port=_port())
+    config = ServerConfig(port=free_port())
     started = []
     server = start_superlink(state, config)
     started.append(server)
@@ -51,9 +45,9 @@ def test_an_enrolled_node_connects_over_tls_and_an_unenrolled_key_is_refused(
         assert "enrolled hospital_a as node" in capsys.readouterr().out
         address, ca = f"127.0.0.1:{config.port}", state / "pki" / "ca.crt"
         started.append(start_supernode(tmp_path / "a.log", address, ca, enrolled.private_key,
-                                       f"site-dir='{tmp_path}'", _port()))
+                                       f"site-dir='{tmp_path}'", free_port()))
         bad = start_supernode(tmp_path / "x.log", address, ca, intruder.private_key, f"site-dir='{tmp_path}'",
-                              _port(), max_retries=1)
+                              free_port(), max_retries=1)
         started.append(bad)
         _wait(lambda: [n["status"] for n in nodes(state, config)] == ["online"], "the enrolled node online")
         _wait(lambda: bad.proc.poll() is not None, "the unenrolled SuperNode to give up")
@@ -84,7 +78,7 @@ def test_node_doctor_names_an_unenrolled_key_and_a_wrong_ca(tmp_path: Path,
     node = tmp_path / "node"
     assert main(["node", "init", str(node), "--site-dir", str(site), "--name", "hospital_a"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("ecdsa-sha2-nistp256 ")
-    config = ServerConfig(port=_port())
+    config = ServerConfig(port=free_port())
     server = start_superlink(state, config)
     try:
         link = f"127.0.0.1:{config.port}"
@@ -153,7 +147,7 @@ def test_node_guards_refuse_a_leaky_reply_and_an_app_the_node_does_not_allow(
 
     state, out = tmp_path / "coordinator", tmp_path / "run"
     init_pki(state / "pki", [])
-    config = ServerConfig(port=_port())
+    config = ServerConfig(port=free_port())
     server = start_superlink(state, config)
     started, submitted = [server], None
     sites = ("hospital_a", "hospital_b", "hospital_c", "hospital_d")
@@ -168,7 +162,7 @@ def test_node_guards_refuse_a_leaky_reply_and_an_app_the_node_does_not_allow(
             node = read_node(tmp_path / site)
             started.append(start_supernode(tmp_path / f"{site}.log", f"127.0.0.1:{config.port}",
                                            state / "pki" / "ca.crt", node.private_key, node.node_config_arg(),
-                                           _port(), node_dir=node.node_dir))
+                                           free_port(), node_dir=node.node_dir))
         _wait(lambda: [n["status"] for n in nodes(state, config)] == ["online"] * 4, "four nodes online")
         submitted = submit(state, out, 1, {"leak-site": "hospital_c", "out": str(out / "replies.json"),
                                            "nodes": "4"}, app=Path(__file__).parent / "leaky_app")

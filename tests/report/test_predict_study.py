@@ -13,6 +13,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from tests.helpers.marks import point_item, write_mark_sr
 from workbench.cli import main
 from workbench.data.case import find_site_case
 from workbench.errors import CaseError, NotCTError
@@ -22,21 +23,6 @@ from workbench.runtime.study import nodule_from_file, read_note, scan_study
 def _series(case) -> list[pydicom.Dataset]:  # noqa: ANN001
     files = sorted(Path(case.series_dir).iterdir())
     return sorted((pydicom.dcmread(f) for f in files), key=lambda d: float(d.ImagePositionPatient[2]))
-
-
-def _sr(ref: pydicom.Dataset, item: pydicom.Dataset, path: Path) -> Path:
-    """A minimal Comprehensive 3D SR holding one spatial coordinate item (what a viewer's mark stores)."""
-    ds = pydicom.Dataset()
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.34"
-    ds.SOPInstanceUID = pydicom.uid.generate_uid()
-    ds.StudyInstanceUID, ds.FrameOfReferenceUID = ref.StudyInstanceUID, ref.FrameOfReferenceUID
-    ds.SeriesInstanceUID, ds.Modality, ds.ValueType = pydicom.uid.generate_uid(), "SR", "CONTAINER"
-    ds.ContentSequence = [item]
-    ds.file_meta = pydicom.dataset.FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 def test_predict_on_a_cohort_study_gives_the_runs_own_prediction(
@@ -88,10 +74,9 @@ def test_a_radiologists_mark_as_sr_point_sr_circle_or_seg_gives_the_nodule_centr
     series = _series(case)
     files = sorted(Path(case.series_dir).iterdir())
     # SCOORD3D point in the frame of reference
-    point = pydicom.Dataset()
-    point.ValueType, point.GraphicType, point.GraphicData = "SCOORD3D", "POINT", [float(v) for v in truth]
+    point = point_item(truth)
     point.ReferencedFrameOfReferenceUID = series[0].FrameOfReferenceUID
-    got = nodule_from_file(_sr(series[0], point, tmp_path / "point.dcm"), files)
+    got = nodule_from_file(write_mark_sr(series[0], point, tmp_path / "point.dcm"), files)
     assert np.allclose(got, truth, atol=1e-6)
     # SCOORD circle on the slice nearest the centre: column/row from that image's geometry
     k = int(np.argmin([abs(float(d.ImagePositionPatient[2]) - truth[2]) for d in series]))
@@ -108,7 +93,7 @@ def test_a_radiologists_mark_as_sr_point_sr_circle_or_seg_gives_the_nodule_centr
     sop.ReferencedSOPClassUID, sop.ReferencedSOPInstanceUID = img.SOPClassUID, img.SOPInstanceUID
     ref.ReferencedSOPSequence = [sop]
     circle.ContentSequence = [ref]
-    got = np.asarray(nodule_from_file(_sr(series[0], circle, tmp_path / "circle.dcm"), files))
+    got = np.asarray(nodule_from_file(write_mark_sr(series[0], circle, tmp_path / "circle.dcm"), files))
     assert np.allclose(got[:2], truth[:2], atol=1e-3) and abs(got[2] - truth[2]) <= float(img.SliceThickness or 2.5)
     # SEG: a 5 mm ball around the centre; its centroid
     vol = np.stack([d.pixel_array for d in series])

@@ -13,6 +13,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from tests.helpers.marks import point_item, write_mark_sr
 from workbench.errors import WorkbenchError
 from workbench.runtime.study import nodule_from_file, parse_point, read_note
 
@@ -20,18 +21,7 @@ BOUND_S = 5.0
 
 
 def _sr(ct: pydicom.Dataset, path: Path) -> Path:
-    ds = pydicom.Dataset()
-    ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.88.34", pydicom.uid.generate_uid()
-    ds.SeriesInstanceUID, ds.StudyInstanceUID, ds.Modality, ds.ValueType = (
-        pydicom.uid.generate_uid(), ct.StudyInstanceUID, "SR", "CONTAINER")
-    item = pydicom.Dataset()
-    item.ValueType, item.GraphicType, item.GraphicData = "SCOORD3D", "POINT", [-10.0, 20.0, -30.0]
-    ds.ContentSequence = [item]
-    ds.file_meta = pydicom.dataset.FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    return write_mark_sr(ct, point_item((-10.0, 20.0, -30.0)), path)
 
 
 def _survives(fn, *args) -> None:  # noqa: ANN001

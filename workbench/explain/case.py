@@ -32,6 +32,9 @@ class CaseExplanation:
     similar: list[dict[str, Any]] = field(default_factory=list)
     run: str | Path = ""  # the RUN as the caller named it (echoed in explanation.json)
     steps: int = 32  # Integrated Gradients path points
+    # the CT series and the nodule measured on it when the caller already has them (``workbench predict``), so the
+    # report does not load and measure the series again; None: the report measures it
+    measured: tuple[Any, Any] | None = None
 
     @property
     def risk(self) -> float:

@@ -67,7 +67,7 @@ def report_content(ce: CaseExplanation, site_dir: str | Path, *, clinical: bool 
     source, patient = (read_source(case.series_dir, case.case_id, mode, None if clinical else node_secret(site_dir))
                        if case.series_dir is not None else (None, Patient()))
     notes = list(exp.notes)
-    image, measurement = _measured(case)
+    image, measurement = ce.measured if ce.measured is not None else _measured(case)
     measured = nodule_card(case, notes, image, probability=ce.risk, interval=a.interval if a is not None else None,
                            measurement=measurement)
     x = case.nodule_lps_mm[0] if case.nodule_lps_mm else 0.0

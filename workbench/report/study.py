@@ -91,19 +91,20 @@ def predict_study(req: StudyRequest) -> dict[str, Any]:
             "refer_reasons": list(assessment.reasons) if assessment is not None else [],
             "gate": pred.gate, "nodule_lps_mm": list(point), "logit": pred.logit, **card}
         if req.report is not None:
-            result["files"] = _reports(req, model, pred, case, assessment, notes)
+            result["files"] = _reports(req, model, pred, case, assessment, notes, (image, measurement))
     result["notes"] = notes
     return result
 
 
-def _reports(req: StudyRequest, model: Any, pred: Any, case: Any, assessment: Any, notes: list[str]) -> list[str]:
+def _reports(req: StudyRequest, model: Any, pred: Any, case: Any, assessment: Any, notes: list[str],
+             measured: tuple[Any, Any]) -> list[str]:
     from workbench.explain.attributions import explain
     from workbench.explain.case import CaseExplanation
     from workbench.report.build import write_report
 
     exp = explain(model, pred.inputs, case.case_id, steps=req.steps)
     exp.notes = [*notes, *exp.notes]
-    ce = CaseExplanation(case, pred, exp, assessment, [], run=req.run, steps=req.steps)
+    ce = CaseExplanation(case, pred, exp, assessment, [], run=req.run, steps=req.steps, measured=measured)
     out = write_report(req.run, case.case_id, req.node_dir, req.report, clinical=req.clinical, explanation=ce)
     return [str(Path(out["out"]) / f) for f in out["files"]]
 

@@ -71,7 +71,7 @@ class RecordingStrategy(Strategy):
                         grid: Grid) -> Iterable[Message]:
         self._down = array_bytes(arrays)
         self.wait_for_nodes(server_round, grid)
-        return self.inner.configure_train(server_round, arrays, config, grid)
+        return self.inner.configure_train(server_round, arrays, config, _NodeSnapshot(grid))  # type: ignore[arg-type]
 
     def wait_for_nodes(self, server_round: int, grid: Grid) -> int:
         """Wait at most ``node_wait_s`` for every node seen at the start; go on with ``min_nodes`` or more, else
@@ -116,7 +116,7 @@ class RecordingStrategy(Strategy):
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:
-        return self.inner.configure_evaluate(server_round, arrays, config, grid)
+        return self.inner.configure_evaluate(server_round, arrays, config, _NodeSnapshot(grid))  # type: ignore[arg-type]
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         replies = [m for m in replies if not m.has_error()]
@@ -193,6 +193,22 @@ class AfterRound:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+class _NodeSnapshot:
+    """The grid with its node list read once. Flower's sampling sizes the sample from one ``get_node_ids`` call and
+    then waits until a second call lists that many: a node dying between the two made it wait forever. On one
+    snapshot a dead node is sent its message and its reply fails within ``round-timeout-s``."""
+
+    def __init__(self, grid: Grid) -> None:
+        self._grid = grid
+        self._ids = list(grid.get_node_ids())
+
+    def get_node_ids(self) -> list[int]:
+        return list(self._ids)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._grid, name)
 
 
 def make_strategy(fed: FedConfig, n_nodes: int) -> Strategy:

@@ -34,7 +34,8 @@ def append(path: str | Path, body: dict[str, Any]) -> str:
     return h
 
 
-LOG_NAMES = ("audit.jsonl", "guard_audit.jsonl")  # the app's per-round log, the node guard's per-message log
+# the app's per-round log, the node guard's per-message log, the inference service's per-study log
+LOG_NAMES = ("audit.jsonl", "guard_audit.jsonl", "service_audit.jsonl")
 
 
 def find_logs(node_dir: str | Path) -> list[Path]:

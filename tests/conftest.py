@@ -14,7 +14,7 @@ from workbench.cohort.config import CohortConfig
 TESTS = Path(__file__).resolve().parent
 # Tests that start a Flower simulation (or `flwr run`), JupyterLab, a notebook kernel or a browser: minutes each.
 # Marked ``integration`` here by path, so `make test-fast` (pytest -m "not integration") skips them.
-INTEGRATION = ("notebooks", "federated/test_simulation.py", "federated/test_what_leaves.py")
+INTEGRATION = ("notebooks", "federated/test_simulation.py", "federated/test_what_leaves.py", "service")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

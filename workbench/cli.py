@@ -266,6 +266,22 @@ def _cmd_predict(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(a: argparse.Namespace) -> int:
+    from workbench.service.serve import serve, status
+
+    if a.status:
+        st = status(a.node_dir)
+        if a.json:
+            print(json.dumps(st))
+            return 0
+        print(", ".join(f"{k} {v}" for k, v in st["counts"].items()))
+        for key, why in st["quarantined"].items():
+            print(f"  quarantine/{key}: {why}")
+        return 0
+    serve(a.node_dir, max_s=a.max_s)
+    return 0
+
+
 def _cmd_calibrate(a: argparse.Namespace) -> int:
     from workbench.jsonout import jsonable
     from workbench.runtime.run_uncertainty import UncertaintyConfig, calibrate_run
@@ -444,6 +460,16 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--steps", type=int, default=32, help="Integrated Gradients steps for --report (default 32)")
     pr.add_argument("--json", action="store_true", help="print the result as JSON")
     pr.set_defaults(func=_cmd_predict)
+
+    sv = sub.add_parser("serve", help="the node's inference service: a DICOM listener for studies and marks from "
+                        "the PACS, notes from a drop folder; each study scored, its SR sent back to the PACS and its "
+                        "FHIR Bundle to the EHR (node.toml [service])")
+    sv.add_argument("node_dir", help="the node folder (node.toml with a [service] table; studies under service/)")
+    sv.add_argument("--status", action="store_true", help="print what is where (done, quarantine with reasons, "
+                    "waiting) and exit")
+    sv.add_argument("--max-s", type=float, help="stop after this many seconds (default: until SIGTERM or Ctrl-C)")
+    sv.add_argument("--json", action="store_true", help="with --status: print it as JSON")
+    sv.set_defaults(func=_cmd_serve)
 
     k = sub.add_parser("calibrate", help="per-site uncertainty of a RUN: Platt on val, Mondrian conformal sets and "
                        "Venn-Abers on calib, similar-case indexes and out-of-distribution thresholds from train")

@@ -1,5 +1,5 @@
 """A radiologist's mark as a minimal Comprehensive 3D SR: one spatial-coordinate content item under a container,
-referencing the CT's study and frame of reference (what a viewer stores when a nodule is clicked)."""
+referencing the CT's patient, study and frame of reference (what a viewer stores when a nodule is clicked)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ def write_mark_sr(ct: pydicom.Dataset, item: pydicom.Dataset, path: Path) -> Pat
     ds.StudyInstanceUID, ds.FrameOfReferenceUID = ct.StudyInstanceUID, ct.FrameOfReferenceUID
     ds.SeriesInstanceUID, ds.Modality, ds.ValueType = pydicom.uid.generate_uid(), "SR", "CONTAINER"
     ds.ContentSequence = [item]
+    for kw in ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyDate",
+               "StudyTime", "StudyID", "ReferringPhysicianName"):  # a viewer's SR carries the study's patient
+        if kw in ct:
+            setattr(ds, kw, ct.data_element(kw).value)
     ds.file_meta = pydicom.dataset.FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
     ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID

@@ -37,6 +37,8 @@ class StudyRequest:
 
 def predict_study(req: StudyRequest) -> dict[str, Any]:
     """The result JSON (module docstring); with ``req.report`` the reports too (``files``)."""
+    import time
+
     from workbench.data.cache import PreprocessCache, default_cache_dir
     from workbench.data.dicom_io import load_ct_series
     from workbench.explain.case import case_uncertainty
@@ -55,6 +57,15 @@ def predict_study(req: StudyRequest) -> dict[str, Any]:
         study_case_id,
     )
 
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        nonlocal t0
+        now = time.perf_counter()
+        timings[name] = round(1000 * (now - t0), 1)
+        t0 = now
+
     if (req.nodule is None) == (req.nodule_from is None):
         raise WorkbenchError("give the nodule once: --nodule X,Y,Z (LPS mm) or --nodule-from MARK.dcm (SR or SEG)")
     study = scan_study(req.dicom)
@@ -69,8 +80,11 @@ def predict_study(req: StudyRequest) -> dict[str, Any]:
         point = req.nodule if req.nodule is not None else nodule_from_file(req.nodule_from, study.ct)  # type: ignore[arg-type]
         check_inside(point, image, str(req.nodule_from or req.dicom))
         case = make_case(case_id, req.site or "unnamed", folder, point, note)
+        lap("load")
         model, calibration = load_run(req.run)
+        lap("model")
         pred = predict(model, case, calibration=calibration, cache=PreprocessCache(default_cache_dir()))
+        lap("predict")
         notes += pred.notes
         try:
             assessment, _ = case_uncertainty(Path(req.run), req.site, case_id, model, pred, notes)
@@ -80,6 +94,7 @@ def predict_study(req: StudyRequest) -> dict[str, Any]:
             notes.append(f"no site named and no pooled calibrators ({exc}): the RUN's global calibration, no "
                          "interval; name the site with --site")
             assessment = None
+        lap("uncertainty")
         measurement = measure_image(image, point, where=case_id)
         probability = assessment.probability if assessment is not None else pred.probability
         interval = assessment.interval if assessment is not None else None
@@ -90,22 +105,26 @@ def predict_study(req: StudyRequest) -> dict[str, Any]:
             "refer": assessment.refer if assessment is not None else None,
             "refer_reasons": list(assessment.reasons) if assessment is not None else [],
             "gate": pred.gate, "nodule_lps_mm": list(point), "logit": pred.logit, **card}
+        lap("measure")
         if req.report is not None:
-            result["files"] = _reports(req, model, pred, case, assessment, notes, (image, measurement))
+            result["files"] = _reports(req, model, pred, case, assessment, notes, (image, measurement), lap)
     result["notes"] = notes
+    result["timings_ms"] = timings
     return result
 
 
 def _reports(req: StudyRequest, model: Any, pred: Any, case: Any, assessment: Any, notes: list[str],
-             measured: tuple[Any, Any]) -> list[str]:
+             measured: tuple[Any, Any], lap: Any) -> list[str]:
     from workbench.explain.attributions import explain
     from workbench.explain.case import CaseExplanation
     from workbench.report.build import write_report
 
     exp = explain(model, pred.inputs, case.case_id, steps=req.steps)
+    lap("explain")
     exp.notes = [*notes, *exp.notes]
     ce = CaseExplanation(case, pred, exp, assessment, [], run=req.run, steps=req.steps, measured=measured)
     out = write_report(req.run, case.case_id, req.node_dir, req.report, clinical=req.clinical, explanation=ce)
+    lap("report")
     return [str(Path(out["out"]) / f) for f in out["files"]]
 
 

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from workbench.data.case import Case
-from workbench.errors import CaseError, DicomError, NotCTError
+from workbench.errors import CaseError, DicomError, NotCTError, WorkbenchError
 
 MAX_NOTE_CHARS = 200_000  # a note longer than this is not a clinical note (a whole record pasted, a binary file)
 SR_MODALITY, SEG_MODALITY = "SR", "SEG"
@@ -108,9 +108,18 @@ def series_folder(study: StudyFiles) -> Iterator[Path]:
             yield folder
             return
     with tempfile.TemporaryDirectory(prefix="workbench-series-") as tmp:
+        links = {}
         for i, p in enumerate(study.ct):
-            (Path(tmp) / f"{i:05d}_{p.name}").symlink_to(p.resolve())
-        yield Path(tmp)
+            link = Path(tmp) / f"{i:05d}_{p.name}"
+            link.symlink_to(p.resolve())
+            links[str(link)] = str(p)
+        try:
+            yield Path(tmp)
+        except WorkbenchError as exc:  # an error names the study's own file, not the temporary link to it
+            msg = str(exc)
+            for link_path, real in links.items():
+                msg = msg.replace(link_path, real)
+            raise type(exc)(msg.replace(tmp, str(parents.pop() if len(parents) == 1 else "the study"))) from None
 
 
 def parse_point(text: str) -> tuple[float, float, float]:

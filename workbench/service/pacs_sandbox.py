@@ -21,16 +21,14 @@ import socket
 import subprocess
 import time
 import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any
 
-from workbench.atomic import write_bytes, write_text
+from workbench.atomic import write_text
 from workbench.errors import WorkbenchError
+from workbench.service.pacs_client import OrthancClient
 
 ORTHANC = "Orthanc"
 START_TIMEOUT_S = 30.0
-HTTP_TIMEOUT_S = 60.0
 
 LOOPBACK_SHIM = r"""
 #define _GNU_SOURCE
@@ -96,11 +94,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class OrthancSandbox:
+class OrthancSandbox(OrthancClient):
     """An Orthanc on 127.0.0.1 with its own storage folder; ``modalities``: name -> (AE title, port) on loopback."""
 
     def __init__(self, folder: str | Path, modalities: dict[str, tuple[str, int]] | None = None,
                  aet: str = "ORTHANC") -> None:
+        super().__init__("")
         self.folder = Path(folder)
         self.aet = aet
         self.http_port, self.dicom_port = free_port(), free_port()
@@ -108,7 +107,7 @@ class OrthancSandbox:
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
-    def url(self) -> str:
+    def url(self) -> str:  # type: ignore[override]
         return f"http://127.0.0.1:{self.http_port}"
 
     def start(self) -> OrthancSandbox:
@@ -169,45 +168,5 @@ class OrthancSandbox:
         return sorted({c.laddr.ip for c in psutil.Process(self.proc.pid).net_connections(kind="inet")
                        if c.status == psutil.CONN_LISTEN})
 
-    # --- REST -----------------------------------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, body: bytes | None = None,
-              content_type: str = "application/json") -> bytes:
-        req = urllib.request.Request(self.url + path, data=body, method=method,
-                                     headers={"Content-Type": content_type} if body is not None else {})
-        with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as r:  # noqa: S310 - loopback sandbox
-            return bytes(r.read())
-
-    def get(self, path: str) -> Any:
-        return json.loads(self._call("GET", path))
-
-    def post(self, path: str, payload: Any) -> Any:
-        out = self._call("POST", path, json.dumps(payload).encode())
-        return json.loads(out) if out.strip() else None
-
-    def upload(self, path: str | Path) -> dict[str, Any]:
-        """POST one DICOM file to /instances; Orthanc's answer (ID, ParentStudy, Status)."""
-        return dict(json.loads(self._call("POST", "/instances", Path(path).read_bytes(), "application/dicom")))
-
-    def send(self, modality: str, resources: list[str], timeout_s: float = 600.0) -> Any:
-        """Orthanc sends studies/series/instances (Orthanc IDs) to ``modality`` by C-STORE (synchronous)."""
-        return self.post(f"/modalities/{modality}/store", {"Resources": resources, "Synchronous": True,
-                                                           "Timeout": int(timeout_s)})
-
-    def studies(self) -> list[dict[str, Any]]:
-        return [self.get(f"/studies/{s}") for s in self.get("/studies")]
-
-    def instances_of(self, study_id: str, modality: str | None = None) -> list[dict[str, Any]]:
-        out = []
-        for series_id in self.get(f"/studies/{study_id}")["Series"]:
-            series = self.get(f"/series/{series_id}")
-            if modality is None or series["MainDicomTags"].get("Modality") == modality:
-                out += [self.get(f"/instances/{i}") for i in series["Instances"]]
-        return out
-
-    def download(self, instance_id: str, path: str | Path) -> Path:
-        write_bytes(path, self._call("GET", f"/instances/{instance_id}/file"))
-        return Path(path)
-
-
-__all__ = ["OrthancSandbox", "available", "free_port", "loopback_shim"]
+__all__ = ["OrthancClient", "OrthancSandbox", "available", "free_port", "loopback_shim"]

@@ -247,7 +247,7 @@ def _cmd_predict(a: argparse.Namespace) -> int:
                        nodule_from=Path(a.nodule_from) if a.nodule_from else None,
                        note=Path(a.note) if a.note else None, site=a.site or "",
                        report=Path(a.report) if a.report else None, clinical=a.clinical,
-                       node_dir=Path(a.node_dir) if a.node_dir else DEFAULT_NODE_DIR, steps=a.steps)
+                       node_dir=Path(a.node_dir) if a.node_dir else DEFAULT_NODE_DIR, steps=a.steps, fast=a.fast)
     res = predict_study(req)
     if a.json:
         print(json.dumps(jsonable(res)))
@@ -263,6 +263,30 @@ def _cmd_predict(a: argparse.Namespace) -> int:
         print(f"  note: {n}")
     for f in res.get("files", []):
         print(f"  wrote {f}")
+    return 0
+
+
+def _cmd_fast(a: argparse.Namespace) -> int:
+    import torch
+
+    from workbench.data.case import load_cases
+    from workbench.runtime.encode import encode_cases
+    from workbench.runtime.fast import export_fast
+    from workbench.runtime.run import load_run, site_dirs_of
+
+    model, _ = load_run(a.run)
+    cases = [c for site in site_dirs_of(a.cohort) for c in load_cases(site)]
+    cases = sorted(cases, key=lambda c: c.split != "test")[: a.cases]
+    data = encode_cases(cases, model.tokenizer, modalities=model.modalities, max_length=model.config.text.max_length,
+                        progress=False)
+    def rows(idx: list[int]) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in data.batch(torch.tensor(idx)).items() if k != "label"}
+
+    n = len(data)
+    batches = [rows(list(range(min(n, 4))))] + [rows([i]) for i in range(n)] + [rows(list(range(n)))]
+    info = export_fast(a.run, batches)
+    print(f"{a.run}/fast/model.onnx: checked on {info['checked_cases']} cases, largest difference to PyTorch "
+          f"{max(info['max_abs_diff'].values()):.1e} (tolerance {info['tolerance']:g})")
     return 0
 
 
@@ -458,8 +482,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "hospital's own PACS/EHR; default: de-identified)")
     pr.add_argument("--node-dir", help="the node folder holding its UID secret (default ~/.local/share/workbench/node)")
     pr.add_argument("--steps", type=int, default=32, help="Integrated Gradients steps for --report (default 32)")
+    pr.add_argument("--fast", action="store_true", help="score with the RUN's ONNX export (workbench fast RUN "
+                    "COHORT); the explanation still runs in PyTorch")
     pr.add_argument("--json", action="store_true", help="print the result as JSON")
     pr.set_defaults(func=_cmd_predict)
+
+    fx = sub.add_parser("fast", help="export a RUN's model to ONNX for the node's fast CPU path, checked against "
+                        "PyTorch on real cases (RUN/fast/)")
+    fx.add_argument("run", help="a RUN folder")
+    fx.add_argument("cohort", help="a cohort or site folder whose cases check the export (test split first)")
+    fx.add_argument("--cases", type=int, default=32, help="cases to check on (default 32)")
+    fx.set_defaults(func=_cmd_fast)
 
     sv = sub.add_parser("serve", help="the node's inference service: a DICOM listener for studies and marks from "
                         "the PACS, notes from a drop folder; each study scored, its SR sent back to the PACS and its "

@@ -87,10 +87,13 @@ def case_uncertainty(run: Path, site: str, case_id: str, model: Any, pred: Predi
         notes.append(f"no uncertainty for this RUN: run `workbench calibrate {run} COHORT` for sets, intervals, "
                      "the refer flag and similar cases")
         return None, []
-    batch = {k: v for k, v in pred.inputs.items() if k != "label"}
-    with torch.no_grad(), capture_nodule(model) as found:
-        fused = model.forward_batch(batch).fused.float().numpy()
-    nodule = nodule_rows(found, batch["modality_mask"], len(fused)).numpy()
+    if pred.fused is not None and pred.nodule is not None:  # read off the prediction's own forward pass
+        fused, nodule = pred.fused, pred.nodule
+    else:
+        batch = {k: v for k, v in pred.inputs.items() if k != "label"}
+        with torch.no_grad(), capture_nodule(model) as found:
+            fused = model.forward_batch(batch).fused.float().numpy()
+        nodule = nodule_rows(found, batch["modality_mask"], len(fused)).numpy()
     if f"index:{site}" not in cache:
         cache[f"index:{site}"] = site_index(run, site)
     index = cache[f"index:{site}"]

@@ -12,7 +12,7 @@ probability is the RUN's global calibration with no interval, and a note says so
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +33,32 @@ class StudyRequest:
     clinical: bool = False
     node_dir: Path = DEFAULT_NODE_DIR
     steps: int = 32
+    fast: bool = False  # score with the RUN's ONNX export (workbench fast); explanations stay in PyTorch
+
+
+@dataclass
+class StudyDetails:
+    """What ``predict_study`` computes on its way and does not put in its JSON, for a screen that shows the study:
+    the loaded series (``load_ct_series``), the nodule measurement (None: not measurable), the assessment
+    (``case_uncertainty``; None: no calibrators), the site's similar training cases and, with ``report``, the
+    explanation (``explain``: ``ct_attribution`` is the nodule patch's map)."""
+
+    image: Any = None
+    measurement: Any = None
+    assessment: Any = None
+    card: dict[str, Any] = field(default_factory=dict)
+    similar: list[dict[str, Any]] = field(default_factory=list)
+    explanation: Any = None
 
 
 def predict_study(req: StudyRequest) -> dict[str, Any]:
     """The result JSON (module docstring); with ``req.report`` the reports too (``files``)."""
+    return predict_study_details(req)[0]
+
+
+def predict_study_details(req: StudyRequest) -> tuple[dict[str, Any], StudyDetails]:
+    """``predict_study``'s result and the objects behind it (``StudyDetails``): one computation, so a screen shows
+    the very risk ``workbench predict`` states for the same files and point."""
     import time
 
     from workbench.data.cache import PreprocessCache, default_cache_dir
@@ -82,18 +104,23 @@ def predict_study(req: StudyRequest) -> dict[str, Any]:
         case = make_case(case_id, req.site or "unnamed", folder, point, note)
         lap("load")
         model, calibration = load_run(req.run)
+        scorer = model
+        if req.fast:
+            from workbench.runtime.fast import FastModel
+
+            scorer = FastModel(req.run, model)  # type: ignore[assignment]
         lap("model")
-        pred = predict(model, case, calibration=calibration, cache=PreprocessCache(default_cache_dir()))
+        pred = predict(scorer, case, calibration=calibration, cache=PreprocessCache(default_cache_dir()))
         lap("predict")
         notes += pred.notes
         try:
-            assessment, _ = case_uncertainty(Path(req.run), req.site, case_id, model, pred, notes)
+            assessment, similar = case_uncertainty(Path(req.run), req.site, case_id, scorer, pred, notes)
         except WorkbenchError as exc:
             if req.site:
                 raise
             notes.append(f"no site named and no pooled calibrators ({exc}): the RUN's global calibration, no "
                          "interval; name the site with --site")
-            assessment = None
+            assessment, similar = None, []
         lap("uncertainty")
         measurement = measure_image(image, point, where=case_id)
         probability = assessment.probability if assessment is not None else pred.probability
@@ -104,17 +131,20 @@ def predict_study(req: StudyRequest) -> dict[str, Any]:
             "prediction_set": list(assessment.prediction_set) if assessment is not None else None,
             "refer": assessment.refer if assessment is not None else None,
             "refer_reasons": list(assessment.reasons) if assessment is not None else [],
-            "gate": pred.gate, "nodule_lps_mm": list(point), "logit": pred.logit, **card}
+            "gate": pred.gate, "nodule_lps_mm": list(point), "logit": pred.logit,
+            "engine": "onnxruntime" if req.fast else "pytorch", **card}
         lap("measure")
+        details = StudyDetails(image, measurement, assessment, card, similar)
         if req.report is not None:
-            result["files"] = _reports(req, model, pred, case, assessment, notes, (image, measurement), lap)
+            result["files"], details.explanation = _reports(req, model, pred, case, assessment, notes,
+                                                            (image, measurement), lap)
     result["notes"] = notes
     result["timings_ms"] = timings
-    return result
+    return result, details
 
 
 def _reports(req: StudyRequest, model: Any, pred: Any, case: Any, assessment: Any, notes: list[str],
-             measured: tuple[Any, Any], lap: Any) -> list[str]:
+             measured: tuple[Any, Any], lap: Any) -> tuple[list[str], Any]:
     from workbench.explain.attributions import explain
     from workbench.explain.case import CaseExplanation
     from workbench.report.build import write_report
@@ -125,7 +155,7 @@ def _reports(req: StudyRequest, model: Any, pred: Any, case: Any, assessment: An
     ce = CaseExplanation(case, pred, exp, assessment, [], run=req.run, steps=req.steps, measured=measured)
     out = write_report(req.run, case.case_id, req.node_dir, req.report, clinical=req.clinical, explanation=ce)
     lap("report")
-    return [str(Path(out["out"]) / f) for f in out["files"]]
+    return [str(Path(out["out"]) / f) for f in out["files"]], exp
 
 
-__all__ = ["DEFAULT_NODE_DIR", "StudyRequest", "predict_study"]
+__all__ = ["DEFAULT_NODE_DIR", "StudyDetails", "StudyRequest", "predict_study", "predict_study_details"]

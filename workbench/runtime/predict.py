@@ -19,6 +19,7 @@ from workbench.models.fusion import MODALITIES
 from workbench.models.model import NoduleRiskModel
 from workbench.runtime.calibration import Calibration
 from workbench.runtime.encode import encode_cases
+from workbench.runtime.inference import capture_nodule, nodule_rows
 
 
 @dataclass
@@ -30,6 +31,10 @@ class Prediction:
     present: dict[str, bool]  # modality -> did the model read it
     notes: list[str] = field(default_factory=list)  # why a modality was left out
     inputs: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # the batch of one, for explainers
+    # the same forward's fused embedding and the CT reader's nodule vector (what the similar-case index and the
+    # out-of-distribution check compare by), so scoring a case takes one forward pass
+    fused: np.ndarray | None = field(default=None, repr=False)
+    nodule: np.ndarray | None = field(default=None, repr=False)
 
 
 def predict(model: NoduleRiskModel, case: Case, *, calibration: Calibration | None = None,
@@ -43,8 +48,9 @@ def predict(model: NoduleRiskModel, case: Case, *, calibration: Calibration | No
         raise CaseError(f"case {case.case_id}: {data.refused[0][1]}")
     batch = data.batch(torch.arange(1))
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), capture_nodule(model) as found:
         out = model.forward_batch(batch)
+    nodule = out.nodule if hasattr(out, "nodule") else nodule_rows(found, batch["modality_mask"], 1)  # FastModel
     logit = float(out.logits[0])
     present = {m: bool(batch["modality_mask"][0, i]) for i, m in enumerate(MODALITIES) if m in model.modalities}
     return Prediction(
@@ -55,4 +61,6 @@ def predict(model: NoduleRiskModel, case: Case, *, calibration: Calibration | No
         present=present,
         notes=[f"{case.case_id}: {r}" for _, r in data.refused],
         inputs=batch,
+        fused=out.fused.float().numpy(),
+        nodule=nodule.float().numpy(),
     )

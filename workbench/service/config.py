@@ -14,6 +14,7 @@ node scores with) and its PACS. Paths are relative to NODE_DIR unless absolute::
     notes_dir = "service/notes"            # drop folder: <AccessionNumber>.txt or .json (FHIR DocumentReference)
     steps = 32                             # Integrated Gradients steps of the report's explanation
     retry_s = 30.0                         # wait before sending again to a PACS or EHR that did not answer
+    fast = true                            # score with the RUN's ONNX export when it has a current one
 
     [service.pacs]                         # where the SR goes (C-STORE)
     ae_title = "ORTHANC"
@@ -59,6 +60,7 @@ class ServiceConfig:
     notes_dir: Path = Path("service/notes")
     steps: int = 32
     retry_s: float = 30.0
+    fast: bool = True
     pacs: PacsTarget = field(default_factory=PacsTarget)
     fhir_outbox: Path = Path("service/outbox")
     fhir_url: str = ""
@@ -88,7 +90,7 @@ def read_service(node_dir: str | Path) -> ServiceConfig:
     if "run" not in s:
         raise WorkbenchError(f"{path}: no [service] run = \"RUN\" (the model RUN the service scores with)")
     unknown = set(s) - {"run", "site", "ae_title", "host", "port", "allowed_calling_aets", "quiet_s", "notes_dir",
-                        "steps", "retry_s", "pacs", "fhir"}
+                        "steps", "retry_s", "fast", "pacs", "fhir"}
     if unknown:
         raise WorkbenchError(f"{path}: unknown [service] keys {sorted(unknown)}")
     try:
@@ -99,7 +101,7 @@ def read_service(node_dir: str | Path) -> ServiceConfig:
             ae_title=str(s.get("ae_title", "WORKBENCH")), host=str(s.get("host", "127.0.0.1")),
             port=int(s.get("port", 11112)), allowed_calling_aets=tuple(str(a) for a in s.get("allowed_calling_aets", [])),
             quiet_s=float(s.get("quiet_s", 10.0)), notes_dir=_here(node, str(s.get("notes_dir", "service/notes"))),
-            steps=int(s.get("steps", 32)), retry_s=float(s.get("retry_s", 30.0)),
+            steps=int(s.get("steps", 32)), retry_s=float(s.get("retry_s", 30.0)), fast=bool(s.get("fast", True)),
             pacs=PacsTarget(pacs.ae_title, pacs.host, int(pacs.port), pacs.stow_url),
             fhir_outbox=_here(node, str(fhir.get("outbox", "service/outbox"))), fhir_url=str(fhir.get("url", "")))
     except (TypeError, ValueError) as exc:
@@ -114,7 +116,7 @@ def read_service(node_dir: str | Path) -> ServiceConfig:
 
 def service_toml(run: str | Path, *, site: str, port: int, pacs_port: int, pacs_aet: str = "ORTHANC",
                  allowed: tuple[str, ...] = ("ORTHANC",), quiet_s: float = 10.0, steps: int = 32,
-                 fhir_url: str = "", stow_url: str = "", retry_s: float = 30.0) -> str:
+                 fhir_url: str = "", stow_url: str = "", retry_s: float = 30.0, fast: bool = True) -> str:
     """A ``[service]`` table to append to node.toml (tests, ``bench serve`` and the README's example)."""
     def q(v: object) -> str:
         return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -122,7 +124,8 @@ def service_toml(run: str | Path, *, site: str, port: int, pacs_port: int, pacs_
     return "\n".join([
         "[service]", f"run = {q(run)}", f"site = {q(site)}", 'ae_title = "WORKBENCH"', 'host = "127.0.0.1"',
         f"port = {int(port)}", f"allowed_calling_aets = [{', '.join(q(a) for a in allowed)}]",
-        f"quiet_s = {float(quiet_s)}", f"steps = {int(steps)}", f"retry_s = {float(retry_s)}", "",
+        f"quiet_s = {float(quiet_s)}", f"steps = {int(steps)}", f"retry_s = {float(retry_s)}",
+        f"fast = {'true' if fast else 'false'}", "",
         "[service.pacs]", f"ae_title = {q(pacs_aet)}", 'host = "127.0.0.1"', f"port = {int(pacs_port)}",
         f"stow_url = {q(stow_url)}", "", "[service.fhir]", 'outbox = "service/outbox"', f"url = {q(fhir_url)}", ""])
 

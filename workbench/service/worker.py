@@ -143,9 +143,11 @@ def _score(cfg: ServiceConfig, work: Path, meta: dict[str, Any], stage_ms: dict[
     if note is not None:
         meta["note_file"] = str(note)
         write_text(work / "study.json", json.dumps(meta) + "\n")
+    from workbench.runtime.fast import has_fast
+
     result = predict_study(StudyRequest(cfg.run, work / "dicom", nodule_from=mark, note=note, site=cfg.site,
                                         report=work / "reports", clinical=True, node_dir=cfg.node_dir,
-                                        steps=cfg.steps))
+                                        steps=cfg.steps, fast=cfg.fast and has_fast(cfg.run)))
     if note is None:
         result["notes"].append("no note in the drop folder for this study's accession number: the CT alone was read")
     result.pop("files", None)

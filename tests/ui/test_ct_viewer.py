@@ -372,3 +372,28 @@ def test_the_measured_nodules_mask_lands_on_the_nodule_in_the_viewer() -> None:
     ring = np.argwhere((img == OUTLINE_RGB).all(-1))
     assert len(ring) > 20
     np.testing.assert_allclose(ring.mean(0)[::-1], viewer.geometry().to_pixel(marker), atol=3)
+
+
+def test_a_click_in_mark_mode_marks_the_nodule_at_the_pixels_patient_position() -> None:
+    """"mark nodule": a click moves the marker to the pixel's voxel on the slice shown and hands its LPS position to
+    the callbacks; the caliper and the mark mode exclude each other; outside the image nothing is marked."""
+    vol = np.zeros((20, 30, 10))
+    viewer = CTViewer(vol, spacing_mm=ANISO, origin_ras=(10.0, -20.0, 30.0))
+    got: list[tuple[float, float, float]] = []
+    viewer.on_mark(got.append)
+    viewer.c.caliper.value = True
+    viewer.c.mark.value = True
+    assert not viewer.c.caliper.value
+    viewer.handle_mouse({"type": "click", "dataX": 40, "dataY": 70})
+    vox = viewer.geometry().to_voxel(40, 70)
+    assert len(got) == 1 and got[0] == viewer.marked_lps
+    np.testing.assert_allclose(got[0], viewer.scene.voxel_to_lps(vox))
+    np.testing.assert_allclose(viewer.scene.marker_vox, vox)
+    x, y = viewer.geometry().to_pixel(viewer.scene.marker_vox)
+    assert (round(x), round(y)) == (40, 70)  # the ring is drawn where the click was
+    viewer.handle_mouse({"type": "click", "dataX": 9999, "dataY": 10})
+    assert len(got) == 1
+    viewer.c.caliper.value = True
+    assert not viewer.c.mark.value
+    viewer.handle_mouse({"type": "click", "dataX": 10, "dataY": 10})
+    assert len(got) == 1 and len(viewer.state.caliper) == 1

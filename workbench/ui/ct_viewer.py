@@ -382,6 +382,7 @@ class _Controls:
     readout: Any
     caliper_text: Any
     extra: list[Any] = field(default_factory=list)
+    mark: Any = None  # "mark nodule": a click sets the nodule's centre (``CTViewer.on_mark``)
 
 
 class CTViewer:
@@ -389,7 +390,8 @@ class CTViewer:
 
     ``volume_hu``, ``overlay`` and ``mask`` are RAS-ordered (``to_ras``), ``spacing_mm`` and ``origin_ras`` describe
     that array (``ras_frame``). Opens on the marked nodule's axial slice. Mouse: the read-out follows the cursor;
-    with "caliper" on, two clicks measure a distance in mm (a third starts again)."""
+    with "caliper" on, two clicks measure a distance in mm (a third starts again); with "mark nodule" on, a click
+    moves the nodule marker there and hands its patient position (LPS mm) to the ``on_mark`` callbacks."""
 
     def __init__(self, volume_hu: np.ndarray, overlay: np.ndarray | None = None,
                  marker_vox: np.ndarray | None = None, *, spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0),
@@ -400,6 +402,8 @@ class CTViewer:
                            overlay, mask, marker_vox)
         self.config = config
         self._syncing = False
+        self._mark_callbacks: list[Any] = []
+        self.marked_lps: tuple[float, float, float] | None = None  # the last point marked by a click
         self.state = ViewState(index=self._centre("axial"), opacity=config.opacity)
         self.c = self._build()
         self.image, self.slider, self.plane, self.window = self.c.image, self.c.slider, self.c.plane, self.c.window
@@ -449,7 +453,11 @@ class CTViewer:
         c.zoom.add_class("ct-zoom")
         for ctrl in (c.slider, c.plane, c.window, c.opacity, c.zoom, c.marker_box, c.outline_box):
             ctrl.observe(self._changed, names="value")
-        c.caliper.observe(lambda _: self.clear_caliper(), names="value")
+        c.mark = w.ToggleButton(value=False, description="mark nodule", icon="crosshairs",
+                                tooltip="click the nodule's centre on the image")
+        c.mark.add_class("ct-mark-button")
+        c.caliper.observe(self._caliper_toggled, names="value")
+        c.mark.observe(self._mark_toggled, names="value")
         c.peak.on_click(lambda _: self.jump_to_peak())
         return c
 
@@ -474,7 +482,8 @@ class CTViewer:
         c = self.c
         return w.VBox([c.position, c.image, c.readout, c.slider, c.plane,
                        w.HBox([c.window, c.zoom]), w.HBox([c.opacity, c.peak]),
-                       w.HBox([c.marker_box, c.outline_box, c.caliper, c.caliper_text]), *c.extra])
+                       w.HBox([c.marker_box, c.outline_box, c.caliper, c.caliper_text]),
+                       w.HBox([c.mark]), *c.extra])
 
     # --- behaviour ----------------------------------------------------------------------------------------------
     def geometry(self) -> PlaneGeometry:
@@ -489,7 +498,10 @@ class CTViewer:
 
     def click(self, x: float, y: float) -> float | None:
         """A click at image pixel (x, y): with the caliper on, sets its next point; returns the distance (mm) once
-        two points are set."""
+        two points are set. With "mark nodule" on, marks the nodule there (``mark_at``)."""
+        if self.c.mark.value:
+            self.mark_at(x, y)
+            return None
         if not self.c.caliper.value:
             self.probe(x, y)
             return None
@@ -507,6 +519,48 @@ class CTViewer:
         mm = self.click(*b)
         assert mm is not None
         return mm
+
+    def on_mark(self, callback: Any) -> None:
+        """``callback(lps_mm)`` after each click in "mark nodule" mode."""
+        self._mark_callbacks.append(callback)
+
+    def mark_at(self, x: float, y: float) -> tuple[float, float, float]:
+        """Mark the nodule at image pixel (x, y) of the current slice: the marker moves there (the continuous
+        position under the pixel's centre, on the slice's centre) and its patient position, LPS mm, is returned
+        and handed to the ``on_mark`` callbacks."""
+        vox = self.geometry().to_voxel(x, y)
+        lps = self.scene.voxel_to_lps(vox)
+        self.marked_lps = (float(lps[0]), float(lps[1]), float(lps[2]))
+        self.set_marker(vox, move=False)
+        for callback in self._mark_callbacks:
+            callback(self.marked_lps)
+        return self.marked_lps
+
+    def set_marker(self, vox: np.ndarray | None, move: bool = True) -> None:
+        """Put the nodule marker at a continuous voxel (I, J, K) of the RAS array (None: no marker); ``move``: go to
+        its slice."""
+        self.marker = None if vox is None else np.asarray(vox, dtype=float)
+        self.scene = replace(self.scene, marker_vox=self.marker)
+        if move and self.marker is not None:
+            self.slider.value = self._centre(self.plane.value)
+        self._redraw()
+
+    def set_layers(self, overlay: np.ndarray | None = None, mask: np.ndarray | None = None) -> None:
+        """Replace the attribution overlay and the nodule mask (RAS-ordered, the volume's shape)."""
+        self.overlay, self.mask = overlay, mask
+        self.scene = replace(self.scene, overlay=overlay, mask=mask)
+        self.c.peak.disabled = overlay is None or not np.any(overlay)
+        self.c.outline_box.disabled = mask is None
+        self._redraw()
+
+    def _caliper_toggled(self, change: dict[str, Any]) -> None:
+        if change.get("new") and self.c.mark.value:  # one click mode at a time
+            self.c.mark.value = False
+        self.clear_caliper()
+
+    def _mark_toggled(self, change: dict[str, Any]) -> None:
+        if change.get("new") and self.c.caliper.value:
+            self.c.caliper.value = False
 
     def clear_caliper(self) -> None:
         self.state.caliper = ()
@@ -563,6 +617,27 @@ class CTViewer:
                                    "caliper: click the second point" if mm is None else f"caliper: {mm:.1f} mm")
 
 
+def series_layers(vol: Any, nodule_lps: tuple[float, float, float] | None = None,
+                  attribution: np.ndarray | None = None, measurement: Any = None) -> dict[str, Any]:
+    """A loaded series (``load_ct_series``'s MetaTensor, RAS affine) as the viewer's RAS-ordered layers: ``hu``,
+    ``overlay`` (the nodule patch's attribution placed at the nodule), ``mask`` (a ``NoduleMeasurement``'s, in the
+    loader's order), ``marker`` (the nodule's continuous voxel) and ``spacing_mm``/``origin_ras`` (``ras_frame``)."""
+    from workbench.data.transforms import lps_to_ras, ras_to_voxel
+
+    affine = np.asarray(vol.affine)
+    arr = vol[0].numpy()
+    spacing, origin = ras_frame(affine, arr.shape)
+    marker = ras_to_voxel(affine, lps_to_ras(nodule_lps)) if nodule_lps is not None else None
+    layers = {"hu": arr}
+    if attribution is not None and marker is not None:
+        layers["overlay"] = place_patch(attribution, arr.shape, marker, spacing)
+    if measurement is not None:
+        layers["mask"] = measurement.full_mask(arr.shape)
+    flipped, marker_ras = to_ras(list(layers.values()), affine, marker)  # every layer flipped alike
+    return {**dict(zip(layers, flipped, strict=True)), "marker": marker_ras, "spacing_mm": spacing,
+            "origin_ras": origin}
+
+
 def _note(text: str) -> Any:
     import ipywidgets as w
 
@@ -571,4 +646,4 @@ def _note(text: str) -> Any:
 
 __all__ = ["CTViewer", "LABELS", "PLANES", "PlaneGeometry", "Probe", "Scene", "ViewState", "ViewerConfig", "WINDOWS",
            "caliper_mm", "overlay_scale", "peak_slice", "place_patch", "plane_geometry", "probe", "ras_frame",
-           "render", "render_rgb", "slice_position_text", "to_ras", "window"]
+           "render", "render_rgb", "series_layers", "slice_position_text", "to_ras", "window"]

@@ -179,23 +179,11 @@ class CaseReview:
         """The CT viewer of a loaded series: RAS-ordered, with its spacing and origin (positions in mm, aspect from
         the voxel size), the attribution placed at the nodule, and the outline of the nodule as measured (the same
         ``measure_nodule`` fit as the card; no outline when it cannot be measured)."""
-        from workbench.data.transforms import lps_to_ras, ras_to_voxel
-        from workbench.ui.ct_viewer import CTViewer, place_patch, ras_frame, to_ras
+        from workbench.ui.ct_viewer import CTViewer, series_layers
 
-        affine = np.asarray(vol.affine)
-        arr = vol[0].numpy()
-        marker = ras_to_voxel(affine, lps_to_ras(nodule_lps))
-        spacing, origin = ras_frame(affine, arr.shape)
-        layers = {"hu": arr}
-        if attribution is not None:
-            layers["overlay"] = place_patch(attribution, arr.shape, marker, spacing)
-        if measurement is not None:  # the mask is in the loader's (I, J, K) order, like ``arr``
-            layers["mask"] = measurement.full_mask(arr.shape)
-        flipped, marker_ras = to_ras(list(layers.values()), affine, marker)  # every layer flipped alike
-        ras = dict(zip(layers, flipped, strict=True))
-        assert marker_ras is not None
+        ras = series_layers(vol, nodule_lps, attribution, measurement)
         # the marker snapped to the voxel that holds it: the viewer opens on that slice
-        return CTViewer(ras["hu"], ras.get("overlay"), np.round(marker_ras), spacing_mm=spacing, origin_ras=origin,
-                        mask=ras.get("mask"))
+        return CTViewer(ras["hu"], ras.get("overlay"), np.round(ras["marker"]), spacing_mm=ras["spacing_mm"],
+                        origin_ras=ras["origin_ras"], mask=ras.get("mask"))
 
 __all__ = ["CaseReview"]

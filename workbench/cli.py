@@ -13,7 +13,7 @@ from pathlib import Path
 
 from workbench.errors import WorkbenchError
 
-BENCHES = ("cohort", "deid", "ingest", "model", "federated", "explain", "shipped", "measure")
+BENCHES = ("cohort", "deid", "ingest", "model", "federated", "explain", "shipped", "measure", "serve")
 SEEDED_BENCHES = ("model", "federated")  # figures over training seeds, scored on an evaluation cohort
 
 
@@ -76,6 +76,10 @@ def _cmd_bench(a: argparse.Namespace) -> int:
 
         result = run_explain_bench(quick=a.quick, cohort=a.cohort, seed=a.seed, limit=a.limit, out_dir=a.out,
                                    seeds=a.seeds, eval_seed=a.eval_seed, eval_cohort=a.eval_cohort)
+    elif a.name == "serve":
+        from workbench.bench.serve_bench import run_serve_bench
+
+        result = run_serve_bench(quick=a.quick, studies=a.studies, cohort=a.cohort, steps=a.steps)
     elif a.name == "measure":
         from workbench.bench.measure_bench import run_measure_bench
 
@@ -557,6 +561,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--split", default="test", choices=("train", "val", "calib", "test"),
                    help="measure bench: the split whose CT cases are measured (default test)")
     b.add_argument("--model", metavar="DIR", help="explain bench on a device: time this saved model")
+    b.add_argument("--studies", type=int, help="serve bench: studies sent through Orthanc and the service (default "
+                   "200, quick 20)")
+    b.add_argument("--steps", type=int, default=32, help="serve bench: Integrated Gradients steps of each report "
+                   "(default 32, the service's default)")
     b.set_defaults(func=_cmd_bench)
 
     from workbench.cli_deploy import add_deploy_parsers, add_node_parsers, add_poc_parser

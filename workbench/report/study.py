@@ -112,6 +112,7 @@ def predict_study_details(req: StudyRequest) -> tuple[dict[str, Any], StudyDetai
         lap("model")
         pred = predict(scorer, case, calibration=calibration, cache=PreprocessCache(default_cache_dir()))
         lap("predict")
+        timings.update(pred.timings_ms)  # predict's parts: preprocess and the model's forward
         notes += pred.notes
         try:
             assessment, similar = case_uncertainty(Path(req.run), req.site, case_id, scorer, pred, notes)

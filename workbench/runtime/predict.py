@@ -7,6 +7,7 @@ prediction says so (the gate gives it weight 0). A case with no usable modality 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +36,7 @@ class Prediction:
     # out-of-distribution check compare by), so scoring a case takes one forward pass
     fused: np.ndarray | None = field(default=None, repr=False)
     nodule: np.ndarray | None = field(default=None, repr=False)
+    timings_ms: dict[str, float] = field(default_factory=dict)  # preprocess (crop, resample, tokenise), forward
 
 
 def predict(model: NoduleRiskModel, case: Case, *, calibration: Calibration | None = None,
@@ -42,14 +44,17 @@ def predict(model: NoduleRiskModel, case: Case, *, calibration: Calibration | No
     """Risk of malignancy for one case. Raises CaseError when neither CT nor note can be used."""
     if model.tokenizer is None:
         raise CaseError("the model has no tokenizer; load it with workbench.models.load_model")
+    t0 = time.perf_counter()
     data = encode_cases([case], model.tokenizer, cache=cache, modalities=model.modalities, progress=False,
                         max_length=model.config.text.max_length)
+    t1 = time.perf_counter()
     if len(data) == 0:
         raise CaseError(f"case {case.case_id}: {data.refused[0][1]}")
     batch = data.batch(torch.arange(1))
     model.eval()
     with torch.no_grad(), capture_nodule(model) as found:
         out = model.forward_batch(batch)
+    t2 = time.perf_counter()
     nodule = out.nodule if hasattr(out, "nodule") else nodule_rows(found, batch["modality_mask"], 1)  # FastModel
     logit = float(out.logits[0])
     present = {m: bool(batch["modality_mask"][0, i]) for i, m in enumerate(MODALITIES) if m in model.modalities}
@@ -63,4 +68,5 @@ def predict(model: NoduleRiskModel, case: Case, *, calibration: Calibration | No
         inputs=batch,
         fused=out.fused.float().numpy(),
         nodule=nodule.float().numpy(),
+        timings_ms={"preprocess": round(1000 * (t1 - t0), 1), "forward": round(1000 * (t2 - t1), 1)},
     )

@@ -285,5 +285,38 @@ def make_case(case_id: str, site: str, series_dir: Path, nodule: tuple[float, fl
     return Case(case_id=case_id, site=site, split=None, series_dir=series_dir, nodule_lps_mm=nodule, note=note)
 
 
+def write_mark_sr(ct: Any, item: Any, path: Path) -> Path:
+    """A radiologist's mark as a minimal Comprehensive 3D SR: ``item`` (a spatial-coordinate content item) under a
+    container, in the patient, study and frame of reference of the CT dataset ``ct`` (what a viewer stores when a
+    nodule is clicked)."""
+    import pydicom
+
+    ds = pydicom.Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.88.34", pydicom.uid.generate_uid()
+    ds.StudyInstanceUID, ds.FrameOfReferenceUID = ct.StudyInstanceUID, ct.FrameOfReferenceUID
+    ds.SeriesInstanceUID, ds.Modality, ds.ValueType = pydicom.uid.generate_uid(), "SR", "CONTAINER"
+    ds.ContentSequence = [item]
+    for kw in ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyDate",
+               "StudyTime", "StudyID", "ReferringPhysicianName"):  # a viewer's SR carries the study's patient
+        if kw in ct:
+            setattr(ds, kw, ct.data_element(kw).value)
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def point_item(lps: tuple[float, float, float] | list[float], frame_of_reference_uid: str | None = None) -> Any:
+    """A SCOORD3D POINT at ``lps`` (mm), in the given frame of reference when named."""
+    import pydicom
+
+    item = pydicom.Dataset()
+    item.ValueType, item.GraphicType, item.GraphicData = "SCOORD3D", "POINT", [float(v) for v in lps]
+    if frame_of_reference_uid:
+        item.ReferencedFrameOfReferenceUID = frame_of_reference_uid
+    return item
+
+
 __all__ = ["MAX_NOTE_CHARS", "StudyFiles", "check_inside", "make_case", "nodule_from_file", "parse_point",
-           "read_note", "scan_study", "series_folder", "study_case_id"]
+           "point_item", "read_note", "scan_study", "series_folder", "study_case_id", "write_mark_sr"]

@@ -30,17 +30,17 @@ class OrthancClient:
         return self._url
 
     def _call(self, method: str, path: str, body: bytes | None = None,
-              content_type: str = "application/json") -> bytes:
+              content_type: str = "application/json", timeout_s: float = HTTP_TIMEOUT_S) -> bytes:
         req = urllib.request.Request(self.url + path, data=body, method=method,
                                      headers={"Content-Type": content_type} if body is not None else {})
-        with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as r:  # noqa: S310 - the configured PACS
+        with urllib.request.urlopen(req, timeout=timeout_s) as r:  # noqa: S310 - the configured PACS
             return bytes(r.read())
 
     def get(self, path: str) -> Any:
         return json.loads(self._call("GET", path))
 
-    def post(self, path: str, payload: Any) -> Any:
-        out = self._call("POST", path, json.dumps(payload).encode())
+    def post(self, path: str, payload: Any, timeout_s: float = HTTP_TIMEOUT_S) -> Any:
+        out = self._call("POST", path, json.dumps(payload).encode(), timeout_s=timeout_s)
         return json.loads(out) if out.strip() else None
 
     def upload(self, path: str | Path) -> dict[str, Any]:
@@ -50,7 +50,7 @@ class OrthancClient:
     def send(self, modality: str, resources: list[str], timeout_s: float = 600.0) -> Any:
         """Orthanc sends studies/series/instances (Orthanc IDs) to ``modality`` by C-STORE (synchronous)."""
         return self.post(f"/modalities/{modality}/store", {"Resources": resources, "Synchronous": True,
-                                                           "Timeout": int(timeout_s)})
+                                                           "Timeout": int(timeout_s)}, timeout_s=timeout_s + 30)
 
     def studies(self) -> list[dict[str, Any]]:
         return [self.get(f"/studies/{s}") for s in self.get("/studies")]

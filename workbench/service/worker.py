@@ -100,7 +100,7 @@ def process(cfg: ServiceConfig, inbox: Inbox, work: Path, audit: Callable[[dict[
             t = time.perf_counter()
             c_store(sr, cfg.pacs, cfg.ae_title)
             stage_ms["store"] = 1000 * (time.perf_counter() - t)
-            write_state(work, "stored")
+            write_state(work, "stored", store_ms=round(stage_ms["store"], 1))
             audit({"event": "stored", "study": key, "to": f"{cfg.pacs.ae_title}@{cfg.pacs.host}:{cfg.pacs.port}"})
         if not reached(read_state(work), "stowed"):
             if cfg.pacs.stow_url:

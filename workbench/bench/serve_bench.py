@@ -1,0 +1,325 @@
+"""``workbench bench serve``: studies through a real PACS and the node's inference service, on this machine.
+
+What it measures, with every process started here and stopped by PID:
+
+- **the service under a batch**: ``studies`` synthetic studies (CT + the radiologist's mark SR; the note dropped
+  by accession number) are uploaded to an Orthanc on loopback (``pacs_sandbox``), which sends them to
+  ``workbench serve`` by C-STORE, ten studies a request, while the service scores what has arrived.
+  ``studies_per_min`` counts from the first send to the last study finished; ``stage_ms`` holds the medians per
+  study of each stage: ``receive`` (first to last instance received), ``load`` (series and mark read),
+  ``preprocess`` (crop, resample, tokenise), ``predict`` (the model's forward, the fast path when the RUN has one),
+  ``explain`` (Integrated Gradients, ``steps``), ``report`` (the four reports), ``store`` (C-STORE of the SR), and
+  beside them ``measure`` (the nodule's size from the CT) and ``uncertainty``. ``lost`` = sent - (done +
+  quarantined) (must be 0); ``duplicated`` = SRs in Orthanc beyond one per scored study.
+- **the fast path**: ``predict_ms_fp32`` and ``predict_ms_fast`` are the medians of one case's forward pass (both
+  readers and the fusion; the batch of one a study is scored with) in PyTorch and in onnxruntime, measured
+  interleaved in one process on the same cases; ``predict_ms_*_end_to_end`` adds the preprocessing (cached).
+- **the fast path's accuracy**: ``auroc_delta_fast`` = AUROC through onnxruntime - AUROC through PyTorch, both on
+  the test split of the full preset's training cohort (cached as ``full-seed0``; ``--cohort`` names another).
+
+The RUN scored with is trained here once (cached): the shipped readers, frozen, and a fused head trained on the
+small preset's cohort, calibrated, exported (``workbench fast``). It stands for a node's model; the quality of its
+risk is not what this benchmark measures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from workbench.bench.common import cached_cohort, cohort_cache_root, envelope
+from workbench.cohort.config import EVAL_SEED, CohortConfig
+from workbench.errors import WorkbenchError
+
+SERVE_SEED = EVAL_SEED + 19  # the studies: drawn with a seed no training cohort or sweep uses
+SEND_CHUNK = 10
+
+
+def _work() -> Path:
+    return cohort_cache_root().parent / "bench" / "serve"
+
+
+def _studies_cohort(n: int, progress: bool) -> Path:
+    from workbench.cohort.generate import generate_cohort
+
+    per_site = math.ceil(n / 4)
+    out = cohort_cache_root() / f"serve-{4 * per_site}-seed{SERVE_SEED}"
+    if not (out / "cohort.json").exists():
+        generate_cohort(out, CohortConfig(preset="small", sites=4, patients=per_site, seed=SERVE_SEED),
+                        progress=progress)
+    return out
+
+
+def _node_run(progress: bool) -> Path:
+    """A calibrated RUN with a fast export: shipped readers (frozen) + a fused head trained on the small preset."""
+    from workbench.models.config import CTEncoderConfig, ModelConfig, TextEncoderConfig
+    from workbench.models.shipped import shipped
+    from workbench.runtime.run_uncertainty import calibrate_run
+    from workbench.train.run import train_run
+    from workbench.train.trainer import TrainConfig
+
+    run = _work() / "run"
+    if (run / "fast" / "fast.json").is_file():
+        return run
+    small = cached_cohort("small", 0, progress=progress)
+    shutil.rmtree(run, ignore_errors=True)
+    cfg = ModelConfig(ct=CTEncoderConfig(path=str(shipped("ct_reader")), freeze=True),
+                      text=TextEncoderConfig(path=str(shipped("note_reader")), freeze=True))
+    train_run([small], run, model_config=cfg, train_config=TrainConfig(epochs=20, progress=progress),
+              progress=progress)
+    calibrate_run(run, small, progress=progress)
+    _export(run, small)
+    return run
+
+
+def _export(run: Path, cohort: Path, n: int = 16) -> None:
+    from workbench.data.case import load_cases
+    from workbench.runtime.encode import encode_cases
+    from workbench.runtime.fast import export_fast
+    from workbench.runtime.run import load_run, site_dirs_of
+
+    model, _ = load_run(run)
+    cases = sorted((c for s in site_dirs_of(cohort) for c in load_cases(s)), key=lambda c: c.split != "test")[:n]
+    data = encode_cases(cases, model.tokenizer, modalities=model.modalities, max_length=model.config.text.max_length,
+                        progress=False)
+
+    def rows(idx: list[int]) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in data.batch(torch.tensor(idx)).items() if k != "label"}
+
+    export_fast(run, [rows(list(range(4)))] + [rows([i]) for i in range(len(data))] + [rows(list(range(len(data))))])
+
+
+def predict_speed(run: Path, cohort: Path, n: int = 40, repeats: int = 5) -> dict[str, float]:
+    """Medians of one case's forward in PyTorch and onnxruntime (interleaved, same cases), and of ``predict``."""
+    from workbench.data.cache import PreprocessCache, default_cache_dir
+    from workbench.data.case import load_cases
+    from workbench.runtime.encode import encode_cases
+    from workbench.runtime.fast import FastModel
+    from workbench.runtime.predict import predict
+    from workbench.runtime.run import load_run, site_dirs_of
+
+    model, cal = load_run(run)
+    model.eval()
+    fast = FastModel(run, model)
+    cases = [c for s in site_dirs_of(cohort) for c in load_cases(s)][:n]
+    cache = PreprocessCache(default_cache_dir())
+    data = encode_cases(cases, model.tokenizer, cache=cache, modalities=model.modalities,
+                        max_length=model.config.text.max_length, progress=False)
+    fp32, onnx, e2e_fp32, e2e_fast = [], [], [], []
+    with torch.no_grad():
+        for i in range(len(data)):
+            b = {k: v for k, v in data.batch(torch.arange(i, i + 1)).items() if k != "label"}
+            for _ in range(2):  # warm both
+                model.forward_batch(b)
+                fast.forward_batch(b)
+            for _ in range(repeats):
+                t = time.perf_counter()
+                model.forward_batch(b)
+                fp32.append(1000 * (time.perf_counter() - t))
+                t = time.perf_counter()
+                fast.forward_batch(b)
+                onnx.append(1000 * (time.perf_counter() - t))
+        for c in cases[: min(len(cases), 12)]:
+            t = time.perf_counter()
+            predict(model, c, calibration=cal, cache=cache)
+            e2e_fp32.append(1000 * (time.perf_counter() - t))
+            t = time.perf_counter()
+            predict(fast, c, calibration=cal, cache=cache)  # type: ignore[arg-type]
+            e2e_fast.append(1000 * (time.perf_counter() - t))
+    return {"predict_ms_fp32": statistics.median(fp32), "predict_ms_fast": statistics.median(onnx),
+            "predict_ms_fp32_end_to_end": statistics.median(e2e_fp32),
+            "predict_ms_fast_end_to_end": statistics.median(e2e_fast), "predict_speed_cases": len(data),
+            "predict_speed_threads": torch.get_num_threads()}
+
+
+def auroc_delta(run: Path, cohort: Path, progress: bool) -> dict[str, Any]:
+    """AUROC through onnxruntime and PyTorch on ``cohort``'s test split, and the largest logit difference."""
+    from workbench.data.cache import PreprocessCache, default_cache_dir
+    from workbench.data.case import load_cases
+    from workbench.metrics import auroc
+    from workbench.runtime.encode import encode_cases
+    from workbench.runtime.fast import FastModel
+    from workbench.runtime.inference import predict_logits
+    from workbench.runtime.run import load_run, site_dirs_of
+
+    model, _ = load_run(run)
+    cases = [c for s in site_dirs_of(cohort) for c in load_cases(s) if c.split == "test"]
+    data = encode_cases(cases, model.tokenizer, cache=PreprocessCache(default_cache_dir()),
+                        modalities=model.modalities, max_length=model.config.text.max_length, progress=progress,
+                        desc="test split")
+    ref = predict_logits(model, data)["logits"]
+    fast = FastModel(run, model)
+    got = np.concatenate([fast.forward_batch({k: v for k, v in b.items() if k != "label"}).logits.numpy()
+                          for b in data.batches(64)])
+    y = np.asarray(data.labels)
+    a_fp32, a_fast = auroc(y, ref), auroc(y, got)
+    return {"auroc_fp32": a_fp32, "auroc_fast": a_fast, "auroc_delta_fast": a_fast - a_fp32,
+            "logit_max_abs_diff_fast": float(np.abs(ref - got).max()), "auroc_cases": len(y),
+            "auroc_cohort": cohort.name}
+
+
+def service_batch(run: Path, cohort: Path, n: int, steps: int, progress: bool) -> dict[str, Any]:
+    """``n`` studies through Orthanc and ``workbench serve`` (module docstring)."""
+    import subprocess
+    import sys
+
+    import pydicom
+
+    from workbench.data.case import load_cases
+    from workbench.runtime.run import site_dirs_of
+    from workbench.service.config import service_toml
+    from workbench.service.pacs_sandbox import OrthancSandbox, free_port
+
+    work = _work() / "batch"
+    shutil.rmtree(work, ignore_errors=True)
+    node, marks = work / "node", work / "marks"
+    notes = node / "service" / "notes"
+    for d in (notes, marks):
+        d.mkdir(parents=True)
+    port = free_port()
+    cases = [c for s in site_dirs_of(cohort) for c in load_cases(s)][:n]
+    with OrthancSandbox(work / "pacs", modalities={"workbench": ("WORKBENCH", port)}) as pacs:
+        (node / "node.toml").write_text(f'[node]\nname = "{cases[0].site}"\nsite_dir = "{node}"\n\n' + service_toml(
+            run, site=cases[0].site, port=port, pacs_port=pacs.dicom_port, steps=steps, quiet_s=3.0))
+        studies = []
+        for i, case in enumerate(_progress(cases, progress, "upload")):
+            files = sorted(Path(case.series_dir).iterdir())
+            ct0 = pydicom.dcmread(files[0], stop_before_pixels=True)
+            if case.note:
+                (notes / f"{ct0.AccessionNumber}.txt").write_text(case.note, encoding="utf-8")
+            for f in [*files, _mark(case, files[0], marks / f"mark{i}.dcm")]:
+                sid = pacs.upload(f)["ParentStudy"]
+            studies.append(sid)
+        log = open(work / "serve.log", "wb")  # noqa: SIM115 - the service's output for the length of the run
+        proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", str(node)], stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            _wait(lambda: (node / "service" / "status.json").is_file(), 180, "the service to start", proc)
+            t0 = time.monotonic()
+            sender = threading.Thread(target=lambda: [pacs.send("workbench", studies[i:i + SEND_CHUNK], 1800)
+                                                      for i in range(0, len(studies), SEND_CHUNK)], daemon=True)
+            sender.start()
+            finished = _wait_finished(node, len(studies), proc, progress)
+            wall = time.monotonic() - t0
+            sender.join(60)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(30)
+            log.close()
+        duplicated = 0
+        for sid in studies:
+            own = [i for i in pacs.instances_of(sid, "SR")
+                   if str(pacs.get(f"/instances/{i['ID']}/simplified-tags").get("Manufacturer", "")).startswith(
+                       "nodule-workbench")]
+            duplicated += max(0, len(own) - 1)
+    done = sorted((node / "service" / "done").iterdir())
+    quarantined = sorted((node / "service" / "quarantine").iterdir())
+    stages: dict[str, list[float]] = {k: [] for k in ("receive", "load", "preprocess", "predict", "explain", "report",
+                                                      "store", "measure", "uncertainty")}
+    engines = set()
+    for d in done:
+        r = json.loads((d / "result.json").read_text())
+        t = r.get("timings_ms", {})
+        meta = json.loads((d / "study.json").read_text())
+        newest = max(f.stat().st_mtime for f in (d / "dicom").iterdir())
+        stages["receive"].append(1000 * (newest - meta["first_received"]))
+        stages["load"].append(t.get("load", 0.0))
+        stages["preprocess"].append(t.get("preprocess", 0.0))
+        stages["predict"].append(t.get("forward", t.get("predict", 0.0)))
+        for k in ("explain", "report", "measure", "uncertainty"):
+            stages[k].append(t.get(k, 0.0))
+        state = json.loads((d / "state.json").read_text())
+        stages["store"].append(state.get("store_ms", 0.0))
+        engines.add(r.get("engine"))
+    return {"studies": len(studies), "done": len(done), "quarantined": len(quarantined),
+            "lost": len(studies) - finished, "duplicated": duplicated,
+            "studies_per_min": 60 * finished / wall if wall > 0 else None, "batch_wall_s": round(wall, 1),
+            "stage_ms": {k: round(statistics.median(v), 1) if v else None for k, v in stages.items()},
+            "quarantine_reasons": [json.loads((q / "reason.json").read_text())["reason"] for q in quarantined][:10],
+            "engine": sorted(e for e in engines if e), "explain_steps": steps}
+
+
+def _mark(case: Any, ct: Path, path: Path) -> Path:
+    """The radiologist's point mark (a Comprehensive 3D SR with a SCOORD3D point) at the nodule centre."""
+    import pydicom
+
+    from workbench.runtime.study import point_item, write_mark_sr
+
+    src = pydicom.dcmread(ct, stop_before_pixels=True)
+    return write_mark_sr(src, point_item(case.nodule_lps_mm, src.FrameOfReferenceUID), path)
+
+
+def _progress(items: list[Any], on: bool, desc: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, disable=not on)
+
+
+def _wait(cond: Any, timeout_s: float, what: str, proc: Any) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        if proc.poll() is not None:
+            raise WorkbenchError(f"bench serve: the service exited while waiting for {what}")
+        time.sleep(0.25)
+    raise WorkbenchError(f"bench serve: waited {timeout_s:.0f} s for {what}")
+
+
+def _wait_finished(node: Path, n: int, proc: Any, progress: bool, stall_s: float = 600.0) -> int:
+    """Wait until ``n`` studies are done or quarantined (or nothing moved for ``stall_s``); returns how many are."""
+    from tqdm import tqdm
+
+    root = node / "service"
+    last, last_t = -1, time.monotonic()
+    with tqdm(total=n, desc="studies", disable=not progress) as bar:
+        while True:
+            k = sum(1 for f in ("done", "quarantine") for p in (root / f).iterdir() if p.is_dir()) \
+                if (root / "done").is_dir() else 0
+            bar.update(k - bar.n)
+            if k >= n or proc.poll() is not None:
+                return k
+            if k != last:
+                last, last_t = k, time.monotonic()
+            elif time.monotonic() - last_t > stall_s:
+                return k
+            time.sleep(1.0)
+
+
+def run_serve_bench(*, quick: bool = False, studies: int | None = None, cohort: str | Path | None = None,
+                    steps: int = 32, progress: bool = True) -> dict[str, Any]:
+    from workbench.service.pacs_sandbox import available
+
+    why = available()
+    if why:
+        raise WorkbenchError(f"bench serve needs a PACS to send studies from: {why}")
+    t0 = time.time()
+    n = studies or (20 if quick else 200)
+    run = _node_run(progress)
+    study_cohort = _studies_cohort(n, progress)
+    out: dict[str, Any] = {"run": "shipped readers (frozen) + fused head trained on the small preset, seed 0"}
+    out.update(predict_speed(run, study_cohort))
+    out["predict_fast_ratio"] = out["predict_ms_fast"] / out["predict_ms_fp32"]
+    auc_cohort = Path(cohort) if cohort else cohort_cache_root() / "full-seed0"
+    if not (auc_cohort / "cohort.json").is_file():
+        auc_cohort = cached_cohort("full", 0, progress=progress)
+    out.update(auroc_delta(run, auc_cohort, progress))
+    out.update(service_batch(run, study_cohort, n, steps, progress))
+    out.update(envelope("quick" if quick else "full", time.time() - t0))
+    return out
+
+
+__all__ = ["auroc_delta", "predict_speed", "run_serve_bench", "service_batch"]

@@ -13,9 +13,12 @@ What it measures, with every process started here and stopped by PID:
   quarantined) (must be 0); ``duplicated`` = SRs in Orthanc beyond one per scored study.
 - **the fast path**: ``predict_ms_fp32`` and ``predict_ms_fast`` are the medians of one case's forward pass (both
   readers and the fusion; the batch of one a study is scored with) in PyTorch and in onnxruntime, measured
-  interleaved in one process on the same cases; ``predict_ms_*_end_to_end`` adds the preprocessing (cached).
+  interleaved in one process on the same cases; ``predict_ms_*_end_to_end`` adds the preprocessing (cached);
+  ``predict_ms_int8`` and ``int8_logit_max_abs_diff`` are the alternative it was chosen against (PyTorch dynamic
+  int8 quantisation of the Linear layers), measured in the same loop.
 - **the fast path's accuracy**: ``auroc_delta_fast`` = AUROC through onnxruntime - AUROC through PyTorch, both on
-  the test split of the full preset's training cohort (cached as ``full-seed0``; ``--cohort`` names another).
+  the test split of the full preset's training cohort (``full-seed0`` when cached, else its test cases alone,
+  ``full_test_split``; ``--cohort`` names another).
 
 The RUN scored with is trained here once (cached): the shipped readers, frozen, and a fused head trained on the
 small preset's cohort, calibrated, exported (``workbench fast``). It stands for a node's model; the quality of its
@@ -114,13 +117,16 @@ def predict_speed(run: Path, cohort: Path, n: int = 40, repeats: int = 5) -> dic
     cache = PreprocessCache(default_cache_dir())
     data = encode_cases(cases, model.tokenizer, cache=cache, modalities=model.modalities,
                         max_length=model.config.text.max_length, progress=False)
-    fp32, onnx, e2e_fp32, e2e_fast = [], [], [], []
+    int8 = _int8(model)
+    fp32, onnx, q8, q8_diff, e2e_fp32, e2e_fast = [], [], [], [], [], []
     with torch.no_grad():
         for i in range(len(data)):
             b = {k: v for k, v in data.batch(torch.arange(i, i + 1)).items() if k != "label"}
             for _ in range(2):  # warm both
                 model.forward_batch(b)
                 fast.forward_batch(b)
+            if int8 is not None:
+                q8_diff.append(float((int8.forward_batch(b).logits - model.forward_batch(b).logits).abs().max()))
             for _ in range(repeats):
                 t = time.perf_counter()
                 model.forward_batch(b)
@@ -128,6 +134,10 @@ def predict_speed(run: Path, cohort: Path, n: int = 40, repeats: int = 5) -> dic
                 t = time.perf_counter()
                 fast.forward_batch(b)
                 onnx.append(1000 * (time.perf_counter() - t))
+                if int8 is not None:
+                    t = time.perf_counter()
+                    int8.forward_batch(b)
+                    q8.append(1000 * (time.perf_counter() - t))
         for c in cases[: min(len(cases), 12)]:
             t = time.perf_counter()
             predict(model, c, calibration=cal, cache=cache)
@@ -138,7 +148,25 @@ def predict_speed(run: Path, cohort: Path, n: int = 40, repeats: int = 5) -> dic
     return {"predict_ms_fp32": statistics.median(fp32), "predict_ms_fast": statistics.median(onnx),
             "predict_ms_fp32_end_to_end": statistics.median(e2e_fp32),
             "predict_ms_fast_end_to_end": statistics.median(e2e_fast), "predict_speed_cases": len(data),
+            "predict_ms_int8": statistics.median(q8) if q8 else None,
+            "int8_logit_max_abs_diff": max(q8_diff) if q8_diff else None,
             "predict_speed_threads": torch.get_num_threads()}
+
+
+def _int8(model: Any) -> Any:
+    """The alternative the fast path was chosen against: PyTorch's dynamic int8 quantisation of the Linear layers
+    (None where this PyTorch build has no quantised engine)."""
+    import copy
+    import warnings
+
+    try:
+        from torch.ao.quantization import quantize_dynamic
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PyTorch's deprecation notice for its quantised tensors
+            return quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8).eval()
+    except (RuntimeError, ImportError, AttributeError):
+        return None
 
 
 def auroc_delta(run: Path, cohort: Path, progress: bool) -> dict[str, Any]:
@@ -299,6 +327,66 @@ def _wait_finished(node: Path, n: int, proc: Any, progress: bool, stall_s: float
             time.sleep(1.0)
 
 
+def full_test_split(progress: bool = True) -> Path:
+    """The full preset's training cohort's test split alone (``full-seed0``'s test cases, the same pixels, notes and
+    labels), rendered without the other 80% of the cohort: each case's split is known from its sampled truth before
+    anything is drawn; cases ``full-seed0`` already rendered are copied from it."""
+    import csv
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm import tqdm
+
+    from workbench.atomic import atomic_write, write_text
+    from workbench.bench.common import cohort_config
+    from workbench.cohort.generate import _ROWS_DIR, MANIFEST_COLUMNS, _case_task, sites_for
+    from workbench.cohort.sample import case_id_for, case_truth
+
+    out = cohort_cache_root() / "full-seed0-test-split"
+    if (out / "cohort.json").is_file():
+        return out
+    config = cohort_config("full", 0)
+    full = cohort_cache_root() / "full-seed0"
+    sites = sites_for(config)
+    wanted, tasks = [], []
+    for si, site in enumerate(sites):
+        for ci in range(config.n_patients):
+            if case_truth(site, si, ci, config.seed, config.truth).split != "test":
+                continue
+            cid = case_id_for(site, ci)
+            wanted.append((site.name, cid))
+            rows = out / site.name / _ROWS_DIR / f"{cid}.json"
+            done = full / site.name / _ROWS_DIR / f"{cid}.json"
+            if rows.is_file():
+                continue
+            if done.is_file():
+                rows.parent.mkdir(parents=True, exist_ok=True)
+                if (full / site.name / "dicom" / cid).is_dir():
+                    shutil.copytree(full / site.name / "dicom" / cid, out / site.name / "dicom" / cid,
+                                    dirs_exist_ok=True)
+                shutil.copy(done, rows)
+                continue
+            (out / site.name / "dicom").mkdir(parents=True, exist_ok=True)
+            tasks.append((site, si, ci, config.seed, str(out / site.name), config.truth))
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        for _ in tqdm(pool.map(_case_task, tasks, chunksize=1), total=len(tasks), desc="full test split",
+                      disable=not progress):
+            pass
+    truths = []
+    for site in sites:
+        recs = [json.loads((out / site.name / _ROWS_DIR / f"{cid}.json").read_text()) for s, cid in wanted
+                if s == site.name]
+        with atomic_write(out / site.name / "manifest.csv") as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
+            w.writeheader()
+            w.writerows(r["row"] for r in recs)
+        write_text(out / site.name / "notes.jsonl", "".join(json.dumps(r["note"]) + "\n" for r in recs if r["note"]))
+        truths += [r["truth"] for r in recs]
+    write_text(out / "truth.jsonl", "".join(json.dumps(t) + "\n" for t in truths))
+    write_text(out / "cohort.json", json.dumps({"request": {"preset": "full", "seed": 0, "subset": "test split"},
+                                                "n_cases": len(truths)}, indent=2))
+    return out
+
+
 def run_serve_bench(*, quick: bool = False, studies: int | None = None, cohort: str | Path | None = None,
                     steps: int = 32, progress: bool = True) -> dict[str, Any]:
     from workbench.service.pacs_sandbox import available
@@ -315,7 +403,7 @@ def run_serve_bench(*, quick: bool = False, studies: int | None = None, cohort: 
     out["predict_fast_ratio"] = out["predict_ms_fast"] / out["predict_ms_fp32"]
     auc_cohort = Path(cohort) if cohort else cohort_cache_root() / "full-seed0"
     if not (auc_cohort / "cohort.json").is_file():
-        auc_cohort = cached_cohort("full", 0, progress=progress)
+        auc_cohort = full_test_split(progress)
     out.update(auroc_delta(run, auc_cohort, progress))
     out.update(service_batch(run, study_cohort, n, steps, progress))
     out.update(envelope("quick" if quick else "full", time.time() - t0))

@@ -94,6 +94,7 @@ def test_the_nodule_clicked_in_the_new_study_notebook_is_scored_as_workbench_pre
                 page.locator(".new-study-score").first.click()
                 result = page.locator(f".new-study-result[data-lps='{point.get_attribute('data-lps')}']").first
                 result.wait_for(timeout=120_000)
+                page.locator(".new-study-status", has_text="scored").first.wait_for(timeout=60_000)  # panel done
                 probability = float(result.get_attribute("data-probability"))
                 risk_text = result.locator(".risk").first.inner_text()
                 page.evaluate("() => document.querySelector('.new-study-list').scrollIntoView({block: 'start'})")

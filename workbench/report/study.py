@@ -123,7 +123,10 @@ def predict_study_details(req: StudyRequest) -> tuple[dict[str, Any], StudyDetai
                          "interval; name the site with --site")
             assessment, similar = None, []
         lap("uncertainty")
-        measurement = measure_image(image, point, where=case_id)
+        try:
+            measurement = measure_image(image, point, where=case_id)
+        except WorkbenchError:  # nothing measurable at the mark: the risk stands, the card says why it has no size
+            measurement = None
         probability = assessment.probability if assessment is not None else pred.probability
         interval = assessment.interval if assessment is not None else None
         card = nodule_card(case, notes, image, probability=probability, interval=interval, measurement=measurement)
@@ -150,6 +153,7 @@ def _reports(req: StudyRequest, model: Any, pred: Any, case: Any, assessment: An
     from workbench.explain.case import CaseExplanation
     from workbench.report.build import write_report
 
+    assert req.report is not None  # the caller writes reports only when asked
     exp = explain(model, pred.inputs, case.case_id, steps=req.steps)
     lap("explain")
     exp.notes = [*notes, *exp.notes]

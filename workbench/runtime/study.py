@@ -296,8 +296,9 @@ def write_mark_sr(ct: Any, item: Any, path: Path) -> Path:
     ds.StudyInstanceUID, ds.FrameOfReferenceUID = ct.StudyInstanceUID, ct.FrameOfReferenceUID
     ds.SeriesInstanceUID, ds.Modality, ds.ValueType = pydicom.uid.generate_uid(), "SR", "CONTAINER"
     ds.ContentSequence = [item]
+    ds.SeriesDescription = "nodule mark"
     for kw in ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyDate",
-               "StudyTime", "StudyID", "ReferringPhysicianName"):  # a viewer's SR carries the study's patient
+               "StudyTime", "StudyID", "ReferringPhysicianName", "StudyDescription"):  # the study's patient
         if kw in ct:
             setattr(ds, kw, ct.data_element(kw).value)
     ds.file_meta = pydicom.dataset.FileMetaDataset()

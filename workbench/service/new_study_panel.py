@@ -65,28 +65,11 @@ def write_point_mark(ct_file: str | Path, lps_mm: tuple[float, float, float], pa
     """A radiologist's point mark as a minimal Comprehensive 3D SR (one SCOORD3D POINT in the CT's frame of
     reference, in the CT's study, carrying its patient), what a PACS viewer stores when a nodule is clicked."""
     import pydicom
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from workbench.runtime.study import point_item, write_mark_sr
 
     ct = pydicom.dcmread(ct_file, stop_before_pixels=True)
-    item = pydicom.Dataset()
-    item.ValueType, item.GraphicType, item.GraphicData = "SCOORD3D", "POINT", [float(v) for v in lps_mm]
-    item.ReferencedFrameOfReferenceUID = ct.FrameOfReferenceUID
-    ds = pydicom.Dataset()
-    ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.88.34", generate_uid()
-    ds.StudyInstanceUID, ds.FrameOfReferenceUID = ct.StudyInstanceUID, ct.FrameOfReferenceUID
-    ds.SeriesInstanceUID, ds.Modality, ds.ValueType = generate_uid(), "SR", "CONTAINER"
-    ds.SeriesDescription = "nodule mark"
-    ds.ContentSequence = [item]
-    for kw in ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyDate",
-               "StudyTime", "StudyID", "ReferringPhysicianName", "StudyDescription"):
-        element = ct.data_element(kw) if kw in ct else None
-        if element is not None:
-            setattr(ds, kw, element.value)
-    ds.file_meta = pydicom.dataset.FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
-    ds.save_as(path, enforce_file_format=True)
-    return Path(path)
+    return write_mark_sr(ct, point_item(lps_mm, ct.FrameOfReferenceUID), Path(path))
 
 
 def upload_sandbox_study(pacs: OrthancClient, cohort: str | Path, folder: str | Path) -> tuple[str, Any]:

@@ -64,6 +64,7 @@ class OrthancClient:
         return out
 
     def download(self, instance_id: str, path: str | Path) -> Path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         write_bytes(path, self._call("GET", f"/instances/{instance_id}/file"))
         return Path(path)
 

@@ -52,14 +52,29 @@ def _work() -> Path:
 
 
 def _studies_cohort(n: int, progress: bool) -> Path:
+    """A cohort with at least ``n`` CT studies (about 7% of the generator's patients have a note and no CT)."""
     from workbench.cohort.generate import generate_cohort
 
-    per_site = math.ceil(n / 4)
+    per_site = math.ceil(1.12 * n / 4)
     out = cohort_cache_root() / f"serve-{4 * per_site}-seed{SERVE_SEED}"
     if not (out / "cohort.json").exists():
+        smaller = sorted(cohort_cache_root().glob(f"serve-*-seed{SERVE_SEED}"),  # same seed: the same first cases
+                         key=lambda p: int(p.name.split("-")[1]))
+        if smaller and not out.exists():
+            shutil.copytree(smaller[-1], out, ignore=shutil.ignore_patterns("cohort.json"))
         generate_cohort(out, CohortConfig(preset="small", sites=4, patients=per_site, seed=SERVE_SEED),
                         progress=progress)
     return out
+
+
+def _ct_cases(cohort: Path, n: int) -> list[Any]:
+    from workbench.data.case import load_cases
+    from workbench.runtime.run import site_dirs_of
+
+    cases = [c for s in site_dirs_of(cohort) for c in load_cases(s) if c.series_dir is not None]
+    if len(cases) < n:
+        raise WorkbenchError(f"bench serve: {cohort} has {len(cases)} CT studies, {n} asked for")
+    return cases[:n]
 
 
 def _node_run(progress: bool) -> Path:
@@ -104,16 +119,15 @@ def _export(run: Path, cohort: Path, n: int = 16) -> None:
 def predict_speed(run: Path, cohort: Path, n: int = 40, repeats: int = 5) -> dict[str, float]:
     """Medians of one case's forward in PyTorch and onnxruntime (interleaved, same cases), and of ``predict``."""
     from workbench.data.cache import PreprocessCache, default_cache_dir
-    from workbench.data.case import load_cases
     from workbench.runtime.encode import encode_cases
     from workbench.runtime.fast import FastModel
     from workbench.runtime.predict import predict
-    from workbench.runtime.run import load_run, site_dirs_of
+    from workbench.runtime.run import load_run
 
     model, cal = load_run(run)
     model.eval()
     fast = FastModel(run, model)
-    cases = [c for s in site_dirs_of(cohort) for c in load_cases(s)][:n]
+    cases = _ct_cases(cohort, n)
     cache = PreprocessCache(default_cache_dir())
     data = encode_cases(cases, model.tokenizer, cache=cache, modalities=model.modalities,
                         max_length=model.config.text.max_length, progress=False)
@@ -202,8 +216,6 @@ def service_batch(run: Path, cohort: Path, n: int, steps: int, progress: bool) -
 
     import pydicom
 
-    from workbench.data.case import load_cases
-    from workbench.runtime.run import site_dirs_of
     from workbench.service.config import service_toml
     from workbench.service.pacs_sandbox import OrthancSandbox, free_port
 
@@ -214,7 +226,7 @@ def service_batch(run: Path, cohort: Path, n: int, steps: int, progress: bool) -
     for d in (notes, marks):
         d.mkdir(parents=True)
     port = free_port()
-    cases = [c for s in site_dirs_of(cohort) for c in load_cases(s)][:n]
+    cases = _ct_cases(cohort, n)
     with OrthancSandbox(work / "pacs", modalities={"workbench": ("WORKBENCH", port)}) as pacs:
         (node / "node.toml").write_text(f'[node]\nname = "{cases[0].site}"\nsite_dir = "{node}"\n\n' + service_toml(
             run, site=cases[0].site, port=port, pacs_port=pacs.dicom_port, steps=steps, quiet_s=3.0))

@@ -42,8 +42,10 @@ def test_the_nodule_clicked_in_the_new_study_notebook_is_scored_as_workbench_pre
     from workbench.ui.ct_viewer import ViewerConfig, ViewState, plane_geometry, series_layers
 
     case = find_site_case(tiny_cohort / SITE, f"{SITE}_0000")
-    note = tmp_path / "note.txt"
-    note.write_text(case.note)
+    from workbench.data.deid import deidentify
+
+    note = tmp_path / "note.txt"  # de-identified already, so the README's screenshot names no (synthetic) patient
+    note.write_text(deidentify(case.note))
     # where the generator put the nodule, on the screen the viewer draws (axial, zoom 1)
     layers = series_layers(load_ct_series(case.series_dir), case.nodule_lps_mm)
     marker, spacing = np.asarray(layers["marker"]), np.asarray(layers["spacing_mm"])

@@ -107,7 +107,7 @@ def _export(run: Path, cohort: Path, n: int = 16) -> None:
 
     model, _ = load_run(run)
     cases = sorted((c for s in site_dirs_of(cohort) for c in load_cases(s)), key=lambda c: c.split != "test")[:n]
-    data = encode_cases(cases, model.tokenizer, modalities=model.modalities, max_length=model.config.text.max_length,
+    data = encode_cases(cases, _tokenizer(model), modalities=model.modalities, max_length=model.config.text.max_length,
                         progress=False)
 
     def rows(idx: list[int]) -> dict[str, torch.Tensor]:
@@ -116,7 +116,13 @@ def _export(run: Path, cohort: Path, n: int = 16) -> None:
     export_fast(run, [rows(list(range(4)))] + [rows([i]) for i in range(len(data))] + [rows(list(range(len(data))))])
 
 
-def predict_speed(run: Path, cohort: Path, n: int = 40, repeats: int = 5) -> dict[str, float]:
+def _tokenizer(model: Any) -> Any:
+    if model.tokenizer is None:
+        raise WorkbenchError("bench serve: the RUN's model has no tokenizer")
+    return model.tokenizer
+
+
+def predict_speed(run: Path, cohort: Path, n: int = 40, repeats: int = 5) -> dict[str, float | int | None]:
     """Medians of one case's forward in PyTorch and onnxruntime (interleaved, same cases), and of ``predict``."""
     from workbench.data.cache import PreprocessCache, default_cache_dir
     from workbench.runtime.encode import encode_cases
@@ -129,7 +135,7 @@ def predict_speed(run: Path, cohort: Path, n: int = 40, repeats: int = 5) -> dic
     fast = FastModel(run, model)
     cases = _ct_cases(cohort, n)
     cache = PreprocessCache(default_cache_dir())
-    data = encode_cases(cases, model.tokenizer, cache=cache, modalities=model.modalities,
+    data = encode_cases(cases, _tokenizer(model), cache=cache, modalities=model.modalities,
                         max_length=model.config.text.max_length, progress=False)
     int8 = _int8(model)
     fp32, onnx, q8, q8_diff, e2e_fp32, e2e_fast = [], [], [], [], [], []
@@ -195,7 +201,7 @@ def auroc_delta(run: Path, cohort: Path, progress: bool) -> dict[str, Any]:
 
     model, _ = load_run(run)
     cases = [c for s in site_dirs_of(cohort) for c in load_cases(s) if c.split == "test"]
-    data = encode_cases(cases, model.tokenizer, cache=PreprocessCache(default_cache_dir()),
+    data = encode_cases(cases, _tokenizer(model), cache=PreprocessCache(default_cache_dir()),
                         modalities=model.modalities, max_length=model.config.text.max_length, progress=progress,
                         desc="test split")
     ref = predict_logits(model, data)["logits"]

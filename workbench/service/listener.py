@@ -35,7 +35,8 @@ def start_listener(cfg: ServiceConfig, inbox: Inbox, key_of: Callable[[str], str
         ae.require_calling_aet = list(cfg.allowed_calling_aets)
     ae.maximum_associations = 8
     for cx in AllStoragePresentationContexts:
-        ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        if cx.abstract_syntax is not None:
+            ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification)
 
     def on_store(event: Any) -> int:

@@ -163,8 +163,10 @@ def _cmd_node_start(a: argparse.Namespace) -> int:
 
 def _cmd_node_doctor(a: argparse.Namespace) -> int:
     from federated.node_agent import doctor
+    from workbench.service.doctor import service_checks
 
     d = doctor(a.node_dir, a.superlink, a.ca)
+    d.checks += service_checks(a.node_dir)  # the inference service's, when node.toml has a [service] table
     print(json.dumps(d.to_dict(), indent=1) if a.json else d.text())
     return 0 if d.ok else 1
 

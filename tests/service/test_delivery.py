@@ -25,6 +25,7 @@ def _pacs(port: int, received: list[pydicom.Dataset]):  # noqa: ANN202 - the pyn
 
     ae = AE(ae_title="ORTHANC")
     ae.supported_contexts = AllStoragePresentationContexts
+    ae.add_supported_context("1.2.840.10008.1.1")  # Verification: C-ECHO
 
     def store(event):  # noqa: ANN001, ANN202
         received.append(event.dataset)
@@ -92,3 +93,25 @@ def test_a_study_waits_for_a_pacs_that_is_down_and_is_sent_once_it_answers(
     finally:
         ehr.shutdown()
         svc.close()
+
+
+def test_node_doctor_checks_the_service_and_names_the_fix_for_a_pacs_that_does_not_answer(
+        tiny_calibrated_run: Path, tmp_path: Path) -> None:
+    from workbench.service.doctor import service_checks
+
+    pacs_port = free_port()
+    node = write_node(tmp_path / "node", tiny_calibrated_run, site="hospital_a", port=free_port(),
+                      pacs_port=pacs_port)
+    checks = {c.name: c for c in service_checks(node)}
+    assert checks["service config"].ok and checks["service model"].ok
+    assert checks["fast path"].ok and "workbench fast" in checks["fast path"].fix  # optional: PyTorch scores
+    assert checks["service"].ok and "is free" in checks["service"].detail
+    assert checks["PACS"].ok is False and "[service.pacs]" in checks["PACS"].fix
+    server = _pacs(pacs_port, [])
+    try:
+        assert {c.name: c for c in service_checks(node)}["PACS"].ok
+    finally:
+        server.shutdown()
+    (node / "node.toml").write_text((node / "node.toml").read_text().replace("port = ", "port = x", 1))
+    bad = service_checks(node)
+    assert len(bad) == 1 and bad[0].ok is False and "node.toml" in bad[0].detail

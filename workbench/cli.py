@@ -271,24 +271,12 @@ def _cmd_predict(a: argparse.Namespace) -> int:
 
 
 def _cmd_fast(a: argparse.Namespace) -> int:
-    import torch
-
     from workbench.data.case import load_cases
-    from workbench.runtime.encode import encode_cases
-    from workbench.runtime.fast import export_fast
-    from workbench.runtime.run import load_run, site_dirs_of
+    from workbench.runtime.fast import export_fast_cases
+    from workbench.runtime.run import site_dirs_of
 
-    model, _ = load_run(a.run)
     cases = [c for site in site_dirs_of(a.cohort) for c in load_cases(site)]
-    cases = sorted(cases, key=lambda c: c.split != "test")[: a.cases]
-    data = encode_cases(cases, model.tokenizer, modalities=model.modalities, max_length=model.config.text.max_length,
-                        progress=False)
-    def rows(idx: list[int]) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in data.batch(torch.tensor(idx)).items() if k != "label"}
-
-    n = len(data)
-    batches = [rows(list(range(min(n, 4))))] + [rows([i]) for i in range(n)] + [rows(list(range(n)))]
-    info = export_fast(a.run, batches)
+    info = export_fast_cases(a.run, sorted(cases, key=lambda c: c.split != "test")[: a.cases])
     print(f"{a.run}/fast/model.onnx: checked on {info['checked_cases']} cases, largest difference to PyTorch "
           f"{max(info['max_abs_diff'].values()):.1e} (tolerance {info['tolerance']:g})")
     return 0

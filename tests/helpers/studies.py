@@ -15,8 +15,9 @@ from pathlib import Path
 import pydicom
 from pydicom.uid import generate_uid
 
-from tests.helpers.marks import point_item, write_mark_sr
+from workbench.runtime.study import write_point_mark
 from workbench.service.config import service_toml
+from workbench.service.inbox import folder_counts
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 
@@ -27,7 +28,7 @@ def ct_files(case) -> list[Path]:  # noqa: ANN001 - a workbench Case
 
 def mark_for(case, path: Path) -> Path:  # noqa: ANN001
     """The radiologist's point mark at the generator's nodule centre, as an SR in the case's study."""
-    return mark_for_study(case, ct_files(case)[0], path)
+    return write_point_mark(ct_files(case)[0], case.nodule_lps_mm, path)
 
 
 def accession(case) -> str:  # noqa: ANN001
@@ -46,7 +47,7 @@ def as_mr(case, folder: Path, n: int = 6) -> list[Path]:  # noqa: ANN001
         ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
         out.append(folder / f"mr{i:03d}.dcm")
         ds.save_as(out[-1], enforce_file_format=True)
-    out.append(mark_for_study(case, out[0], folder / "mark.dcm"))
+    out.append(write_point_mark(out[0], case.nodule_lps_mm, folder / "mark.dcm"))
     return out
 
 
@@ -69,16 +70,8 @@ def with_cut_slice(case, folder: Path) -> tuple[list[Path], str]:  # noqa: ANN00
             cut_uid = str(ds.SOPInstanceUID)
         out.append(folder / f.name)
         ds.save_as(out[-1], enforce_file_format=True)
-    out.append(mark_for_study(case, out[0], folder / "mark.dcm"))
+    out.append(write_point_mark(out[0], case.nodule_lps_mm, folder / "mark.dcm"))
     return out, cut_uid
-
-
-def mark_for_study(case, ct: Path, path: Path) -> Path:  # noqa: ANN001
-    """A point mark at the case's nodule centre in the study (and frame of reference) of the CT file ``ct``."""
-    first = pydicom.dcmread(ct)
-    item = point_item(case.nodule_lps_mm)
-    item.ReferencedFrameOfReferenceUID = first.FrameOfReferenceUID
-    return write_mark_sr(first, item, path)
 
 
 def write_node(node: Path, run: Path, *, site: str, port: int, pacs_port: int, steps: int = 4,
@@ -136,9 +129,7 @@ class ServeProcess:
 
 
 def counts(node: Path) -> dict[str, int]:
-    root = node / "service"
-    return {f: sum(1 for p in (root / f).iterdir() if p.is_dir() and not p.name.startswith("."))
-            for f in ("incoming", "work", "done", "quarantine") if (root / f).is_dir()}
+    return folder_counts(node / "service")
 
 
 def wait_for(node: Path, finished: int, timeout_s: float) -> dict[str, int]:

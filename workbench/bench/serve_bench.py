@@ -101,19 +101,11 @@ def _node_run(progress: bool) -> Path:
 
 def _export(run: Path, cohort: Path, n: int = 16) -> None:
     from workbench.data.case import load_cases
-    from workbench.runtime.encode import encode_cases
-    from workbench.runtime.fast import export_fast
-    from workbench.runtime.run import load_run, site_dirs_of
+    from workbench.runtime.fast import export_fast_cases
+    from workbench.runtime.run import site_dirs_of
 
-    model, _ = load_run(run)
     cases = sorted((c for s in site_dirs_of(cohort) for c in load_cases(s)), key=lambda c: c.split != "test")[:n]
-    data = encode_cases(cases, _tokenizer(model), modalities=model.modalities, max_length=model.config.text.max_length,
-                        progress=False)
-
-    def rows(idx: list[int]) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in data.batch(torch.tensor(idx)).items() if k != "label"}
-
-    export_fast(run, [rows(list(range(4)))] + [rows([i]) for i in range(len(data))] + [rows(list(range(len(data))))])
+    export_fast_cases(run, cases)
 
 
 def _tokenizer(model: Any) -> Any:
@@ -222,6 +214,7 @@ def service_batch(run: Path, cohort: Path, n: int, steps: int, progress: bool) -
 
     import pydicom
 
+    from workbench.runtime.study import write_point_mark
     from workbench.service.config import service_toml
     from workbench.service.pacs_sandbox import OrthancSandbox, free_port
 
@@ -242,7 +235,7 @@ def service_batch(run: Path, cohort: Path, n: int, steps: int, progress: bool) -
             ct0 = pydicom.dcmread(files[0], stop_before_pixels=True)
             if case.note:
                 (notes / f"{ct0.AccessionNumber}.txt").write_text(case.note, encoding="utf-8")
-            for f in [*files, _mark(case, files[0], marks / f"mark{i}.dcm")]:
+            for f in [*files, write_point_mark(files[0], case.nodule_lps_mm, marks / f"mark{i}.dcm")]:
                 sid = pacs.upload(f)["ParentStudy"]
             studies.append(sid)
         log = open(work / "serve.log", "wb")  # noqa: SIM115 - the service's output for the length of the run
@@ -298,16 +291,6 @@ def service_batch(run: Path, cohort: Path, n: int, steps: int, progress: bool) -
             "engine": sorted(e for e in engines if e), "explain_steps": steps}
 
 
-def _mark(case: Any, ct: Path, path: Path) -> Path:
-    """The radiologist's point mark (a Comprehensive 3D SR with a SCOORD3D point) at the nodule centre."""
-    import pydicom
-
-    from workbench.runtime.study import point_item, write_mark_sr
-
-    src = pydicom.dcmread(ct, stop_before_pixels=True)
-    return write_mark_sr(src, point_item(case.nodule_lps_mm, src.FrameOfReferenceUID), path)
-
-
 def _progress(items: list[Any], on: bool, desc: str) -> Any:
     from tqdm import tqdm
 
@@ -329,12 +312,13 @@ def _wait_finished(node: Path, n: int, proc: Any, progress: bool, stall_s: float
     """Wait until ``n`` studies are done or quarantined (or nothing moved for ``stall_s``); returns how many are."""
     from tqdm import tqdm
 
-    root = node / "service"
+    from workbench.service.inbox import folder_counts
+
     last, last_t = -1, time.monotonic()
     with tqdm(total=n, desc="studies", disable=not progress) as bar:
         while True:
-            k = sum(1 for f in ("done", "quarantine") for p in (root / f).iterdir() if p.is_dir()) \
-                if (root / "done").is_dir() else 0
+            c = folder_counts(node / "service")
+            k = c["done"] + c["quarantine"]
             bar.update(k - bar.n)
             if k >= n or proc.poll() is not None:
                 return k

@@ -34,6 +34,7 @@ class StudyRequest:
     node_dir: Path = DEFAULT_NODE_DIR
     steps: int = 32
     fast: bool = False  # score with the RUN's ONNX export (workbench fast); explanations stay in PyTorch
+    study: Any = None  # ``dicom`` already scanned (``runtime.study.scan_study``'s StudyFiles): not read again
 
 
 @dataclass
@@ -90,7 +91,7 @@ def predict_study_details(req: StudyRequest) -> tuple[dict[str, Any], StudyDetai
 
     if (req.nodule is None) == (req.nodule_from is None):
         raise WorkbenchError("give the nodule once: --nodule X,Y,Z (LPS mm) or --nodule-from MARK.dcm (SR or SEG)")
-    study = scan_study(req.dicom)
+    study = req.study if req.study is not None else scan_study(req.dicom)
     note = read_note(req.note) if req.note is not None else None
     req.node_dir.mkdir(parents=True, exist_ok=True)
     case_id = study_case_id(study.study_uid or study.ct_series_uid, node_secret(req.node_dir))

@@ -96,6 +96,25 @@ def export_fast(run: str | Path, batches: list[dict[str, torch.Tensor]]) -> dict
     return info
 
 
+def export_fast_cases(run: str | Path, cases: list[Any]) -> dict[str, Any]:
+    """``export_fast`` checked on ``cases`` (at least two, with both modalities): traced on the first four as one
+    batch, checked on each alone and on all together."""
+    from workbench.runtime.encode import encode_cases
+    from workbench.runtime.run import load_run
+
+    model, _ = load_run(run)
+    if model.tokenizer is None:
+        raise WorkbenchError(f"{run}: the model has no tokenizer")
+    data = encode_cases(cases, model.tokenizer, modalities=model.modalities, max_length=model.config.text.max_length,
+                        progress=False)
+
+    def rows(idx: list[int]) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in data.batch(torch.tensor(idx)).items() if k != "label"}
+
+    n = len(data)
+    return export_fast(run, [rows(list(range(min(n, 4))))] + [rows([i]) for i in range(n)] + [rows(list(range(n)))])
+
+
 def _ort_version() -> str:
     import onnxruntime as ort
 
@@ -164,4 +183,5 @@ def has_fast(run: str | Path) -> bool:
     return (Path(run) / FAST_DIR / "model.onnx").is_file()
 
 
-__all__ = ["FAST_DIR", "TOLERANCE", "FastModel", "FastOutput", "export_fast", "has_fast", "weights_digest"]
+__all__ = ["FAST_DIR", "TOLERANCE", "FastModel", "FastOutput", "export_fast", "export_fast_cases", "has_fast",
+           "weights_digest"]

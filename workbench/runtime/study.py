@@ -308,6 +308,14 @@ def write_mark_sr(ct: Any, item: Any, path: Path) -> Path:
     return path
 
 
+def write_point_mark(ct_file: str | Path, lps_mm: tuple[float, float, float], path: str | Path) -> Path:
+    """A radiologist's point mark at ``lps_mm`` as an SR in the study (and frame of reference) of ``ct_file``."""
+    import pydicom
+
+    ct = pydicom.dcmread(ct_file, stop_before_pixels=True)
+    return write_mark_sr(ct, point_item(lps_mm, ct.FrameOfReferenceUID), Path(path))
+
+
 def point_item(lps: tuple[float, float, float] | list[float], frame_of_reference_uid: str | None = None) -> Any:
     """A SCOORD3D POINT at ``lps`` (mm), in the given frame of reference when named."""
     import pydicom
@@ -320,4 +328,5 @@ def point_item(lps: tuple[float, float, float] | list[float], frame_of_reference
 
 
 __all__ = ["MAX_NOTE_CHARS", "StudyFiles", "check_inside", "make_case", "nodule_from_file", "parse_point",
-           "point_item", "read_note", "scan_study", "series_folder", "study_case_id", "write_mark_sr"]
+           "point_item", "read_note", "scan_study", "series_folder", "study_case_id", "write_mark_sr",
+           "write_point_mark"]

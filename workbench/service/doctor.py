@@ -136,8 +136,9 @@ def _alive(pid: int) -> bool:
 
 
 def _studies(cfg: ServiceConfig) -> Check:
-    counts = {f: sum(1 for p in (cfg.root / f).iterdir() if p.is_dir() and not p.name.startswith("."))
-              if (cfg.root / f).is_dir() else 0 for f in ("incoming", "work", "done", "quarantine")}
+    from workbench.service.inbox import folder_counts
+
+    counts = folder_counts(cfg.root)
     q = counts["quarantine"]
     return Check("studies", True, ", ".join(f"{k} {v}" for k, v in counts.items()),
                  f"{q} quarantined: `workbench serve {cfg.node_dir} --status` lists their reasons" if q else "")

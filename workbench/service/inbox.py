@@ -96,9 +96,13 @@ class Inbox:
             write_state(dst, "received")
         return dst
 
+    def sweep(self) -> None:
+        """What killed writers left beside the study folders (``atomic_write``'s temporaries): at start only."""
+        for f in FOLDERS:
+            sweep_leftovers(self.root / f)
+
     def in_flight(self) -> list[Path]:
-        """What a killed service left in work/ (and its writers' temporaries swept)."""
-        sweep_leftovers(self.root / "work")
+        """The studies in work/ (at start: what a killed service left there)."""
         return sorted(p for p in (self.root / "work").iterdir() if p.is_dir() and not p.name.startswith("."))
 
     def finish(self, work: Path) -> Path:
@@ -122,14 +126,19 @@ class Inbox:
         return d if d.is_dir() else None
 
     def counts(self) -> dict[str, int]:
-        return {f: sum(1 for p in (self.root / f).iterdir() if p.is_dir() and not p.name.startswith("."))
-                for f in FOLDERS}
+        return folder_counts(self.root)
 
     def _free(self, where: str, key: str) -> Path:
         dst, n = self.folder(where, key), 1
         while dst.exists():
             dst, n = self.folder(where, f"{key}-{n}"), n + 1
         return dst
+
+
+def folder_counts(root: Path) -> dict[str, int]:
+    """Studies in each of ``root``'s folders (``NODE_DIR/service``; a folder not made yet counts 0)."""
+    return {f: sum(1 for p in (root / f).iterdir() if p.is_dir() and not p.name.startswith("."))
+            if (root / f).is_dir() else 0 for f in FOLDERS}
 
 
 def read_state(work: Path) -> dict[str, Any]:
@@ -146,4 +155,4 @@ def reached(state: dict[str, Any], stage: str) -> bool:
     return STAGES.index(state.get("stage", "received")) >= STAGES.index(stage)
 
 
-__all__ = ["FOLDERS", "STAGES", "Inbox", "reached", "read_state", "write_state"]
+__all__ = ["FOLDERS", "STAGES", "Inbox", "folder_counts", "reached", "read_state", "write_state"]

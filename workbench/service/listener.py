@@ -24,7 +24,7 @@ def start_listener(cfg: ServiceConfig, inbox: Inbox, key_of: Callable[[str], str
                    audit: Callable[[dict[str, Any]], None]) -> Any:
     """Start the SCP in its own thread; returns the pynetdicom server (``.shutdown()`` stops it). ``key_of``: the
     pseudonym of a UID (study folders and instance files are named by it, never by the UID)."""
-    from pynetdicom import AE, AllStoragePresentationContexts, evt
+    from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
     from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
@@ -62,13 +62,4 @@ def start_listener(cfg: ServiceConfig, inbox: Inbox, key_of: Callable[[str], str
                            evt_handlers=[(evt.EVT_C_STORE, on_store), (evt.EVT_C_ECHO, on_echo)])
 
 
-# Uncompressed, deflated and the compressed syntaxes a CT archive sends; pydicom decodes them with the pylibjpeg
-# plugins the workbench installs.
-ALL_TRANSFER_SYNTAXES = [
-    "1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2",
-    "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",
-    "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",
-    "1.2.840.10008.1.2.5",
-]
-
-__all__ = ["ALL_TRANSFER_SYNTAXES", "start_listener"]
+__all__ = ["start_listener"]

@@ -61,22 +61,12 @@ def study_label(n: int, row: dict[str, Any], identifiers: bool) -> str:
     return f"study {n + 1} · {what} · PACS id {row['id'][:8]}"
 
 
-def write_point_mark(ct_file: str | Path, lps_mm: tuple[float, float, float], path: str | Path) -> Path:
-    """A radiologist's point mark as a minimal Comprehensive 3D SR (one SCOORD3D POINT in the CT's frame of
-    reference, in the CT's study, carrying its patient), what a PACS viewer stores when a nodule is clicked."""
-    import pydicom
-
-    from workbench.runtime.study import point_item, write_mark_sr
-
-    ct = pydicom.dcmread(ct_file, stop_before_pixels=True)
-    return write_mark_sr(ct, point_item(lps_mm, ct.FrameOfReferenceUID), Path(path))
-
-
 def upload_sandbox_study(pacs: OrthancClient, cohort: str | Path, folder: str | Path) -> tuple[str, Any]:
     """Fill a sandbox PACS: the first test case with a CT of a generated cohort's first site, with a point mark
     SR at the generator's nodule centre (written into ``folder``). Returns the Orthanc study id and the Case."""
     from workbench.data.case import load_cases
     from workbench.runtime.run import site_dirs_of
+    from workbench.runtime.study import write_point_mark
 
     case = next((c for site in site_dirs_of(cohort) for c in load_cases(site)
                  if c.split == "test" and c.has_ct and c.series_dir is not None and c.nodule_lps_mm is not None), None)
@@ -298,7 +288,7 @@ class NewStudyPanel:
         by_mark = self.point_source == "mark"
         req = StudyRequest(self.run, self.folder, nodule=None if by_mark else self.point,
                            nodule_from=self.mark_file if by_mark else None, note=note, site=self.site, report=out,
-                           clinical=True, node_dir=self.node_dir, steps=self.steps)
+                           clinical=True, node_dir=self.node_dir, steps=self.steps, study=self.study)
         self.status.value = _info("scoring ...")
         self.send_button.disabled = True
         try:
@@ -394,5 +384,4 @@ class NewStudyPanel:
         self._cleanup()
 
 
-__all__ = ["NewStudyPanel", "key_images_html", "study_label", "study_rows", "upload_sandbox_study",
-           "write_point_mark"]
+__all__ = ["NewStudyPanel", "key_images_html", "study_label", "study_rows", "upload_sandbox_study"]

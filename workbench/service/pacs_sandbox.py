@@ -17,12 +17,12 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
 from pathlib import Path
 
+from federated.poc import free_port
 from workbench.atomic import write_text
 from workbench.errors import WorkbenchError
 from workbench.service.pacs_client import OrthancClient
@@ -86,12 +86,6 @@ def loopback_shim(cache: Path | None = None) -> Path:
         raise WorkbenchError(f"could not compile the loopback shim: {r.stderr.strip()[:300]}")
     os.replace(tmp, so)
     return so
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class OrthancSandbox(OrthancClient):

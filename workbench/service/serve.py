@@ -59,6 +59,7 @@ class Service:
     def start(self) -> None:
         if not (self.cfg.run / "model").is_dir():
             raise WorkbenchError(f"[service] run = {self.cfg.run}: not a RUN folder (no model/ in it)")
+        self.inbox.sweep()
         for work in self.inbox.in_flight():  # a killed service's studies first, before anything new arrives
             self.audit({"event": "resumed", "study": work.name})
             self._handle(work)

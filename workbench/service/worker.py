@@ -21,7 +21,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,6 @@ class Outcome:
     status: str  # "done" | "quarantine" | "retry"
     detail: str = ""
     result: dict[str, Any] | None = None
-    stage_ms: dict[str, float] = field(default_factory=dict)
 
 
 def find_mark(others: dict[str, list[Path]]) -> Path:
@@ -77,14 +76,14 @@ def process(cfg: ServiceConfig, inbox: Inbox, work: Path, audit: Callable[[dict[
     """Carry ``work`` (a study folder in work/) as far as it goes now (module docstring)."""
     key = work.name
     state = read_state(work)
-    stage_ms: dict[str, float] = {}
     meta = json.loads((work / "study.json").read_text(encoding="utf-8")) if (work / "study.json").is_file() else {}
     if not reached(state, "scored"):
         if inbox.already_done("-".join(key.split("-")[:2])) is not None:  # key, or key-n for a second copy
             return _quarantine(inbox, work, "this study was scored before (done/ holds it; its SR is in the PACS): "
                                "move that folder away to score it again", "score", audit)
+        t = time.perf_counter()
         try:
-            result = _score(cfg, work, meta, stage_ms)
+            result = _score(cfg, work, meta)
         except WorkbenchError as exc:
             return _quarantine(inbox, work, str(exc), "score", audit)
         except Exception as exc:  # noqa: BLE001 - one bad study never stops the service; its reason is kept
@@ -92,15 +91,14 @@ def process(cfg: ServiceConfig, inbox: Inbox, work: Path, audit: Callable[[dict[
         write_text(work / "result.json", json.dumps(result, indent=1) + "\n")
         write_state(work, "scored")
         audit({"event": "scored", "study": key, "probability": round(float(result["probability"]), 4),
-               "ms": round(stage_ms.get("score", 0.0))})
+               "ms": round(1000 * (time.perf_counter() - t))})
     state = read_state(work)
     sr = work / "reports" / "report_sr.dcm"
     try:
         if not reached(state, "stored"):
             t = time.perf_counter()
             c_store(sr, cfg.pacs, cfg.ae_title)
-            stage_ms["store"] = 1000 * (time.perf_counter() - t)
-            write_state(work, "stored", store_ms=round(stage_ms["store"], 1))
+            write_state(work, "stored", store_ms=round(1000 * (time.perf_counter() - t), 1))
             audit({"event": "stored", "study": key, "to": f"{cfg.pacs.ae_title}@{cfg.pacs.host}:{cfg.pacs.port}"})
         if not reached(read_state(work), "stowed"):
             if cfg.pacs.stow_url:
@@ -117,42 +115,37 @@ def process(cfg: ServiceConfig, inbox: Inbox, work: Path, audit: Callable[[dict[
             write_state(work, "fhir")
     except DeliveryError as exc:
         audit({"event": "delivery_failed", "study": key, "why": str(exc)})
-        return Outcome(key, "retry", str(exc), stage_ms=stage_ms)
+        return Outcome(key, "retry", str(exc))
     except Exception as exc:  # noqa: BLE001 - scored and kept: a local fault (disk, permissions) is retried too
         why = f"unexpected {type(exc).__name__} while delivering: {exc}"
         audit({"event": "delivery_failed", "study": key, "why": why})
-        return Outcome(key, "retry", why, stage_ms=stage_ms)
+        return Outcome(key, "retry", why)
     note = meta.get("note_file")
     if note and Path(note).is_file():  # the dropped note is consumed: kept with the study, node-local
         shutil.move(note, work / f"note{Path(note).suffix}")
     done = inbox.finish(work)
     audit({"event": "done", "study": key})
     result = json.loads((done / "result.json").read_text(encoding="utf-8"))
-    return Outcome(key, "done", str(done), result, stage_ms)
+    return Outcome(key, "done", str(done), result)
 
 
-def _score(cfg: ServiceConfig, work: Path, meta: dict[str, Any], stage_ms: dict[str, float]) -> dict[str, Any]:
+def _score(cfg: ServiceConfig, work: Path, meta: dict[str, Any]) -> dict[str, Any]:
     from workbench.report.study import StudyRequest, predict_study
+    from workbench.runtime.fast import has_fast
     from workbench.runtime.study import scan_study
 
-    t = time.perf_counter()
     study = scan_study(work / "dicom")
     mark = find_mark(study.others)
     note = find_note(cfg.notes_dir, str(meta.get("accession", "")))
-    stage_ms["load"] = 1000 * (time.perf_counter() - t)
     if note is not None:
         meta["note_file"] = str(note)
         write_text(work / "study.json", json.dumps(meta) + "\n")
-    from workbench.runtime.fast import has_fast
-
     result = predict_study(StudyRequest(cfg.run, work / "dicom", nodule_from=mark, note=note, site=cfg.site,
                                         report=work / "reports", clinical=True, node_dir=cfg.node_dir,
-                                        steps=cfg.steps, fast=cfg.fast and has_fast(cfg.run)))
+                                        steps=cfg.steps, fast=cfg.fast and has_fast(cfg.run), study=study))
     if note is None:
         result["notes"].append("no note in the drop folder for this study's accession number: the CT alone was read")
     result.pop("files", None)
-    stage_ms.update(result.get("timings_ms", {}))
-    stage_ms["score"] = 1000 * (time.perf_counter() - t)
     return result
 
 

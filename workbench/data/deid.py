@@ -12,8 +12,11 @@ How, in three layers (every pattern is bounded, so the whole run is linear in th
    street addresses, "City, ST 12345", ZIP codes and institution names ("St. Brigid Medical Center").
 2. **Names from context**: titles (Dr., Mr., Ms., Herr ...), labels ("Patient:", "Re:", "Referring
    physician:", "Signed by:", "cc:"), "Dear ...", sign-offs ("Sincerely,"), credentials ("..., MD"),
-   relatives ("her daughter, Ana"), plus a lexicon of common given names and surnames of many origins
-   (``names_lexicon.txt``, case- and accent-insensitive) for names that come with no cue at all.
+   relatives ("her daughter, Ana"), the subject of an age ("Ottavndu is a 64-year-old"), person slots
+   ("discussed with <First Last>"), DICOM person names ("KRASINSKI^THALKO"), particles after a cue ("Dr. von
+   Weber", "Dr. Anami de la Shirahara"), plus a lexicon of common given names and surnames of many origins
+   (``names_lexicon.txt``, case- and accent-insensitive) for names that come with no cue at all. The
+   context rules carry names the lexicon lacks (``workbench bench reliability --part deid_baseline``).
 3. **Spreading**: a capitalised word next to a found name is part of it ("Maria Okafor"), and a token found
    as a name anywhere in the note is a name everywhere in it (the header's "ZHANG" unmasks the body's
    "Mr. Zhang" and the bare "Zhang").
@@ -335,6 +338,12 @@ _RELATIVE = re.compile(r"(?i)\b(?:wife|husband|spouse|partner|daughter|son|mothe
                        r"nephew|grandson|granddaughter|grandmother|grandfather|friend|caregiver|fianc[ée]e?|aunt|"
                        r"uncle|cousin|mom|dad)(?:,[ \t]{0,2}|[ \t]{1,2})(?:named[ \t]{1,2})?(?=[^\W\d_])")
 _ASCII_GAP = re.compile(r"[ \t]{1,2}")
+# "<Name> is a 64-year-old" / "... was a sixty-four year old": the subject of an age statement is the patient.
+_IS_AGED = re.compile(r"(?i)[ \t]{1,2}(?:is|was)[ \t]{1,2}an?[ \t]{1,2}(?:\d{1,3}|[a-z]{3,9}(?:-[a-z]{3,5})?)"
+                      r"[ \t\-]{0,2}(?:year|yr|yo\b|y/o|y\.o\.)")
+# "discussed with <First Last>", "accompanied by <First Last>": a person slot, taken only for two-word names
+_WITH_PERSON = re.compile(r"(?i)\b(?:discussed|reviewed|spoke|spoken|talked|met|seen|accompanied|visited|called|"
+                          r"consented|counseled|counselled)[ \t]{1,2}(?:with|by)[ \t]{1,2}(?=[^\W\d_])")
 _BEFORE_ID = re.compile(r"(?i),?[ \t]{0,2}\(?(?:DOB\b|D\.O\.B\.|date[ \t]of[ \t]birth|born[ \t]|MRN\b|MR[ \t]?#|"
                         r"medical[ \t]record|hospital[ \t]number|a(?:ge|ged)?[ \t]\d{1,3}[ \t\-]?(?:year|yo|y/o|y\.o)|"
                         r"\d{1,3}[ \t\-]?(?:year-old|yo\b|y/o)|SSN\b)")
@@ -549,12 +558,13 @@ def _run(tok: _Tokens, i: int, *, caps: bool, comma: bool, limit: int = 4) -> li
     out: list[int] = []
     j = i
     used_comma = False
-    while j < tok.n and len(out) < limit:
+    particles = 0  # particles do not count against ``limit``: "Dr. Anami de la Shirahara" is one name
+    while j < tok.n and len(out) - particles < limit:
         if tok.candidate(j, caps=caps):
             out.append(j)
-        elif tok.fold(j) in PARTICLES and j + 1 < tok.n and tok.candidate(j + 1, caps=caps) and tok.joined[j] \
-                and (out or tok.title[j] or tok.caps[j] or len(tok.words[j]) == 1):
-            out.append(j)  # "De la Cruz", "van der Berg", "Ó Súilleabháin"
+        elif _particles_then_name(tok, j, 1, caps=caps, name=None):
+            out.append(j)  # "De la Cruz", "van der Berg", "Ó Súilleabháin"; after a cue also "Dr. von Weber"
+            particles += 1
         else:
             break
         gap = tok.gap(j)
@@ -569,6 +579,22 @@ def _run(tok: _Tokens, i: int, *, caps: bool, comma: bool, limit: int = 4) -> li
             continue
         break
     return out
+
+
+def _particles_then_name(tok: _Tokens, j: int, step: int, *, caps: bool, name: bytearray | None) -> bool:
+    """Is token j a particle ("de", "la", "van", "der") that, with at most two more particles, leads (in
+    direction ``step``) to a name or a name candidate? Particles are lower-case words, so they are only
+    taken inside or next to a name, never on their own."""
+    k = j
+    for _ in range(3):
+        if not (0 <= k < tok.n and tok.folds[k] in PARTICLES):
+            return False
+        if (step < 0 and k == 0) or not tok.joined[k if step > 0 else k - 1]:
+            return False
+        k += step
+        if 0 <= k < tok.n and ((name is not None and name[k]) or tok.candidate(k, caps=caps)):
+            return True
+    return False
 
 
 def _run_back(tok: _Tokens, i: int, *, limit: int) -> list[int]:
@@ -676,6 +702,7 @@ def _name_spans(text: str, tok: _Tokens) -> list[_Span]:
             got = _run_back(tok, i, limit=3)
             if len(got) >= 2 or (got and tok.lexicon_name(got[0])):
                 mark(got)
+    _context_cues(text, tok, name)
     # lexicon: known names with no cue
     for i in range(tok.n):
         if not name[i] and tok.is_title(i) and tok.lexicon_name(i) and not tok.eponym(i):
@@ -698,6 +725,30 @@ def _name_spans(text: str, tok: _Tokens) -> list[_Span]:
     return spans
 
 
+def _context_cues(text: str, tok: _Tokens, name: bytearray) -> None:
+    """Names that only their slot gives away (issue 20: names the lexicon lacks): "Ottavndu is a 64-year-old",
+    "discussed with Eulae Mukhacharya", DICOM person names "KRASINSKI^THALKO^M"."""
+    for m in _IS_AGED.finditer(text):
+        i = bisect.bisect_left(tok.ends, m.start())
+        if i < tok.n and tok.ends[i] == m.start():
+            got = _run_back(tok, i, limit=3)
+            if got and not tok.eponym(got[0]):
+                for j in got:
+                    name[j] = 1
+    for m in _WITH_PERSON.finditer(text):
+        i = tok.first_at_or_after(m.end())
+        if i < tok.n and tok.starts[i] == m.end() and tok.fold(i) not in TITLES:
+            got = _run(tok, i, caps=False, comma=False, limit=3)
+            if sum(tok.folds[j] not in PARTICLES for j in got) >= 2 or (got and tok.lexicon_name(got[0])):
+                for j in got:
+                    name[j] = 1
+    for i in range(tok.n - 1):  # DICOM PN: family^given^middle^prefix^suffix, written with no spaces
+        gap = tok.gap(i)
+        if gap[:1] == "^" and re.fullmatch(r"\^{1,4}", gap) and not tok._is_placeholder(i) \
+                and not tok._is_placeholder(i + 1):
+            name[i] = name[i + 1] = 1
+
+
 def _spread(tok: _Tokens, name: bytearray) -> None:
     """A found name marks its capitalised neighbours, then every other occurrence of itself."""
     for i in range(tok.n):
@@ -711,9 +762,8 @@ def _spread(tok: _Tokens, name: bytearray) -> None:
                     pass
                 elif tok.candidate(k, caps=caps) and tok.caps[k] == caps and not tok.eponym(k):
                     name[k] = 1
-                elif tok.folds[k] in PARTICLES and 0 <= k + step < tok.n and (
-                        name[k + step] or tok.candidate(k + step, caps=caps)):
-                    name[k] = 1  # "De la Cruz", "Van der Berg"
+                elif _particles_then_name(tok, k, step, caps=caps, name=name):
+                    name[k] = 1  # "De la Cruz", "Van der Berg", "Anami de la Shirahara"
                 else:
                     break
                 k += step

@@ -34,8 +34,9 @@ def append(path: str | Path, body: dict[str, Any]) -> str:
     return h
 
 
-# the app's per-round log, the node guard's per-message log, the inference service's per-study log
-LOG_NAMES = ("audit.jsonl", "guard_audit.jsonl", "service_audit.jsonl")
+# the app's per-round log, the node guard's per-message log, the inference service's per-study log; the server's
+# per-round update screen (in its RUN folder)
+LOG_NAMES = ("audit.jsonl", "guard_audit.jsonl", "service_audit.jsonl", "server_audit.jsonl")
 
 
 def find_logs(node_dir: str | Path) -> list[Path]:

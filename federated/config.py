@@ -49,7 +49,7 @@ class FedConfig:
     strategy: str = "fedavg"
     proximal_mu: float = 0.01  # FedProx only (plain path; DP-SGD leaves the proximal term out)
     server_lr: float = 0.1  # FedAdam's eta
-    trim_beta: float = 0.2  # FedTrimmedAvg: share trimmed at each end
+    trim_beta: float = 0.25  # FedTrimmedAvg: share trimmed at each end (at least 1/nodes, or it trims nobody)
     federate: str = "all"  # which parameters travel: all | trainable | fusion (fusion + heads; encoders stay)
     text_encoder: str = ""  # a pretrained note reader (local folder), frozen; "" = a small encoder from scratch
     ct_encoder: str = ""  # a pretrained CT reader (local folder), convolutions frozen; "" = a CT encoder from scratch

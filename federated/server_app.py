@@ -41,7 +41,7 @@ from federated import task
 from federated.config import FedConfig
 from workbench.atomic import atomic_write
 from workbench.errors import WorkbenchError
-from workbench.jsonout import write_json
+from workbench.jsonout import jsonable, write_json
 from workbench.runtime.rounds import ROUNDS_FILE, write_rounds_png
 
 
@@ -65,11 +65,13 @@ class RecordingStrategy(Strategy):
         self.rounds: list[dict[str, Any]] = []
         self.last_aggregate: ArrayRecord | None = None
         self._down = 0
+        self._sent: ArrayRecord | None = None  # the weights this round's nodes started from (their updates' base)
         self.offset = 0  # rounds completed before a resumed run: Flower counts from 1 again, the record does not
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
         self._down = array_bytes(arrays)
+        self._sent = arrays
         self.wait_for_nodes(server_round, grid)
         return self.inner.configure_train(server_round, arrays, config, _NodeSnapshot(grid))  # type: ignore[arg-type]
 
@@ -108,11 +110,25 @@ class RecordingStrategy(Strategy):
                 row["bytes_up"] = array_bytes(m.content.array_records["arrays"])
                 kept.append(m)
             nodes.append(row)
+        self._screen(nodes, kept)
         arrays, metrics = self.inner.aggregate_train(server_round, kept) if kept else (None, None)
         self.last_aggregate = arrays
         self.rounds.append({"round": server_round + self.offset, "nodes": sorted(nodes, key=lambda r: str(r.get("site", ""))),
                             "trained": len(kept), "refused": sum(1 for r in nodes if "refused" in r)})
         return arrays, metrics
+
+    def _screen(self, nodes: list[dict[str, Any]], kept: list[Message]) -> None:
+        """Each kept update's norm, ratio and direction beside the others' (``federated.update_screen``), into
+        its node's row."""
+        if self._sent is None or not kept:
+            return
+        from federated.update_screen import screen_updates, update_vector
+
+        ids = [m.metadata.src_node_id for m in kept]
+        found = screen_updates({i: update_vector(self._sent, m.content.array_records["arrays"])
+                                for i, m in zip(ids, kept, strict=True)})
+        for row in nodes:
+            row.update(found.get(row["node_id"], {}))
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:
@@ -134,6 +150,9 @@ class RecordingStrategy(Strategy):
 
     def summary(self) -> None:
         self.inner.summary()
+
+
+SERVER_AUDIT = "server_audit.jsonl"
 
 
 class AfterRound:
@@ -161,6 +180,7 @@ class AfterRound:
         if agg is not None:
             self.history = [*self.history, agg][-self.fed.final_average:]
         if self.out is not None:
+            self.audit(self.recorder.rounds[-1])
             if agg is not None:
                 _save_checkpoint(self.out, agg, server_round + self.recorder.offset)
             self.write(final=False)
@@ -171,6 +191,18 @@ class AfterRound:
                                    "val_auroc": round(row.get("evaluate_mean", {}).get("auroc", math.nan), 3)})
             self._bar.update(1)
         return None
+
+    def audit(self, row: dict[str, Any]) -> None:
+        """``RUN/server_audit.jsonl`` (hash-chained, ``federated.audit``): each round's update norms by site, and
+        the updates the screen flagged with the reason. Site names and numbers only."""
+        from federated import audit
+
+        assert self.out is not None
+        nodes = [n for n in row["nodes"] if "update_norm" in n]
+        audit.append(self.out / SERVER_AUDIT, jsonable({
+            "round": row["round"], "event": "updates",
+            "update_norms": {str(n.get("site") or n["node_id"]): n["update_norm"] for n in nodes},
+            "anomalous": {str(n.get("site") or n["node_id"]): n["why"] for n in nodes if n.get("anomalous")}}))
 
     def write(self, final: bool) -> None:
         """``RUN/rounds.json``: the config (paths relative to the RUN), the privacy statement, every round."""
@@ -225,6 +257,9 @@ def make_strategy(fed: FedConfig, n_nodes: int) -> Strategy:
     elif fed.strategy == "fedadam":
         strategy = FedAdam(**common, eta=fed.server_lr, eta_l=fed.lr)
     elif fed.strategy == "fedtrimmedavg":
+        if int(fed.trim_beta * n_nodes) < 1:
+            raise WorkbenchError(f"strategy fedtrimmedavg with trim-beta {fed.trim_beta} trims no node of {n_nodes}: "
+                                 f"set trim-beta to at least {1 / n_nodes:.2f} (1/nodes) to bound one bad node")
         strategy = FedTrimmedAvg(**common, beta=fed.trim_beta)
     else:
         strategy = Krum(**common, num_malicious_nodes=0)

@@ -217,12 +217,13 @@ def _encoded_node_data(fed: FedConfig, site: Path, model: NoduleRiskModel, split
 
 
 def train_plain(model: NoduleRiskModel, data: EncodedCases, fed: FedConfig, server_round: int,
-                proximal_mu: float = 0.0) -> dict[str, float]:
-    """``local-epochs`` passes of the shared trainer (no early stopping: the server owns the rounds)."""
+                proximal_mu: float = 0.0, device: str = "cpu") -> dict[str, float]:
+    """``local-epochs`` passes of the shared trainer (no early stopping: the server owns the rounds). ``device``:
+    where a benchmark simulating many nodes trains them (a node trains on its CPU)."""
     from workbench.train.trainer import TrainConfig, train_model
 
     cfg = TrainConfig(epochs=fed.local_epochs, batch_size=fed.batch_size, lr=fed.lr, patience=0, schedule="constant",
-                      seed=fed.seed * 1000 + server_round, progress=False, proximal_mu=proximal_mu)
+                      seed=fed.seed * 1000 + server_round, progress=False, proximal_mu=proximal_mu, device=device)
     result = train_model(model, data, None, cfg)
     return {"train_loss": float(result.history[-1]["loss"]) if result.history else float("nan"),
             "samples_per_s": float(result.samples_per_s)}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from workbench.errors import WorkbenchError
 
-BENCHES = ("cohort", "deid", "ingest", "model", "federated", "explain", "shipped", "measure", "serve")
+BENCHES = ("cohort", "deid", "ingest", "model", "federated", "explain", "shipped", "measure", "serve", "reliability")
 SEEDED_BENCHES = ("model", "federated")  # figures over training seeds, scored on an evaluation cohort
 
 
@@ -80,6 +80,10 @@ def _cmd_bench(a: argparse.Namespace) -> int:
         from workbench.bench.serve_bench import run_serve_bench
 
         result = run_serve_bench(quick=a.quick, studies=a.studies, cohort=a.cohort, steps=a.steps)
+    elif a.name == "reliability":
+        from workbench.bench.reliability import run_reliability_bench
+
+        result = run_reliability_bench(quick=a.quick, parts=a.part or None, fresh=a.fresh)
     elif a.name == "measure":
         from workbench.bench.measure_bench import run_measure_bench
 
@@ -553,6 +557,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "200, quick 20)")
     b.add_argument("--steps", type=int, default=32, help="serve bench: Integrated Gradients steps of each report "
                    "(default 32, the service's default)")
+    b.add_argument("--part", action="append", metavar="NAME",
+                   help="reliability bench: run only this part (repeatable): fuzz, deid_baseline, service_faults, "
+                        "phi_scan, poison, mia; finished parts are kept and reloaded")
+    b.add_argument("--fresh", action="store_true", help="reliability bench: run the chosen parts again, not reloaded")
     b.set_defaults(func=_cmd_bench)
 
     from workbench.cli_deploy import add_deploy_parsers, add_node_parsers, add_poc_parser

@@ -68,3 +68,9 @@ def test_a_saved_run_record_names_no_absolute_machine_path(tmp_path: Path) -> No
     assert record["out-dir"] == "." and record["state-dir"] == "../nodes" and record["init-model"] == "../fusion_init"
     assert "cohort" not in record and record["text-encoder"] == ""  # outside the RUN's folder: left out; unset: kept
     assert str(tmp_path) not in str(record) and record["dp-class-prior"] == fed.dp_class_prior
+
+
+def test_a_trimmed_mean_that_would_trim_no_node_is_refused_by_name() -> None:
+    make_strategy(FedConfig(strategy="fedtrimmedavg", trim_beta=0.25), 4)  # one node trimmed at each end
+    with pytest.raises(WorkbenchError, match="trims no node of 3"):
+        make_strategy(FedConfig(strategy="fedtrimmedavg", trim_beta=0.25), 3)

@@ -1,14 +1,9 @@
 """Studies as a hospital's PACS would hold them, made from a generated cohort's cases: the CT with the
 radiologist's mark, a study without a mark, an MR, a CT with a slice whose pixel data is cut short; and the
-service itself as a process (started and stopped by PID) with its node folder."""
+service's node folder (the service as a process, started and killed by PID, is the library's ``ServeProcess``)."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +13,7 @@ from pydicom.uid import generate_uid
 from workbench.runtime.study import write_point_mark
 from workbench.service.config import service_toml
 from workbench.service.inbox import folder_counts
+from workbench.service.process import ServeProcess  # noqa: F401 - the tests import it from here
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 
@@ -81,51 +77,6 @@ def write_node(node: Path, run: Path, *, site: str, port: int, pacs_port: int, s
                                     + service_toml(run, site=site, port=port, pacs_port=pacs_port, steps=steps,
                                                    quiet_s=quiet_s, retry_s=2.0))
     return node
-
-
-class ServeProcess:
-    """``workbench serve NODE_DIR`` as a child process, stopped by its PID (SIGTERM; SIGKILL to simulate a crash)."""
-
-    def __init__(self, node: Path, log: Path) -> None:
-        self.node, self.log = node, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout_s: float = 120.0) -> ServeProcess:
-        status = self.node / "service" / "status.json"
-        before = status.stat().st_mtime if status.exists() else 0.0
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", str(self.node)],
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"workbench serve exited ({self.proc.returncode}): {self.log.read_text()[-2000:]}")
-            if status.exists() and status.stat().st_mtime > before and \
-                    json.loads(status.read_text())["pid"] == self.proc.pid:
-                return self
-            time.sleep(0.25)
-        self.stop()
-        raise AssertionError(f"workbench serve did not start within {timeout_s} s: {self.log.read_text()[-2000:]}")
-
-    def kill(self) -> None:
-        """SIGKILL: the service gets no chance to finish anything (a crash or a power cut)."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(30)
-        self.proc = None
-
-    def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                return None
-        code, self.proc = self.proc.returncode, None
-        return code
 
 
 def counts(node: Path) -> dict[str, int]:

@@ -51,11 +51,17 @@ def _work() -> Path:
     return cohort_cache_root().parent / "bench" / "serve"
 
 
-def _studies_cohort(n: int, progress: bool) -> Path:
-    """A cohort with at least ``n`` CT studies (about 7% of the generator's patients have a note and no CT)."""
+def studies_cohort(n: int, progress: bool) -> Path:
+    """A cohort with at least ``n`` CT studies (about 7% of the generator's patients have a note and no CT): the
+    smallest finished one of this seed that is large enough, else one generated (from a smaller one's cases)."""
     from workbench.cohort.generate import generate_cohort
 
     per_site = math.ceil(1.12 * n / 4)
+    finished = sorted((int(p.name.split("-")[1]), p) for p in cohort_cache_root().glob(f"serve-*-seed{SERVE_SEED}")
+                      if (p / "cohort.json").is_file() and p.name.split("-")[1].isdigit())
+    big_enough = [p for size, p in finished if size >= 4 * per_site]
+    if big_enough:
+        return big_enough[0]
     out = cohort_cache_root() / f"serve-{4 * per_site}-seed{SERVE_SEED}"
     if not (out / "cohort.json").exists():
         smaller = sorted(cohort_cache_root().glob(f"serve-*-seed{SERVE_SEED}"),  # same seed: the same first cases
@@ -67,7 +73,7 @@ def _studies_cohort(n: int, progress: bool) -> Path:
     return out
 
 
-def _ct_cases(cohort: Path, n: int) -> list[Any]:
+def ct_cases(cohort: Path, n: int) -> list[Any]:
     from workbench.data.case import load_cases
     from workbench.runtime.run import site_dirs_of
 
@@ -77,7 +83,7 @@ def _ct_cases(cohort: Path, n: int) -> list[Any]:
     return cases[:n]
 
 
-def _node_run(progress: bool) -> Path:
+def node_run(progress: bool) -> Path:
     """A calibrated RUN with a fast export: shipped readers (frozen) + a fused head trained on the small preset."""
     from workbench.models.config import CTEncoderConfig, ModelConfig, TextEncoderConfig
     from workbench.models.shipped import shipped
@@ -125,7 +131,7 @@ def predict_speed(run: Path, cohort: Path, n: int = 40, repeats: int = 5) -> dic
     model, cal = load_run(run)
     model.eval()
     fast = FastModel(run, model)
-    cases = _ct_cases(cohort, n)
+    cases = ct_cases(cohort, n)
     cache = PreprocessCache(default_cache_dir())
     data = encode_cases(cases, _tokenizer(model), cache=cache, modalities=model.modalities,
                         max_length=model.config.text.max_length, progress=False)
@@ -207,63 +213,74 @@ def auroc_delta(run: Path, cohort: Path, progress: bool) -> dict[str, Any]:
             "auroc_cohort": cohort.name}
 
 
-def service_batch(run: Path, cohort: Path, n: int, steps: int, progress: bool) -> dict[str, Any]:
-    """``n`` studies through Orthanc and ``workbench serve`` (module docstring)."""
-    import subprocess
-    import sys
+def write_service_node(node: Path, run: Path, *, site: str, port: int, pacs_port: int, steps: int,
+                       quiet_s: float, retry_s: float = 30.0) -> Path:
+    """A node folder whose node.toml has a ``[service]`` table (listening on ``port``, SRs to ``pacs_port``) and
+    an empty notes drop folder."""
+    from workbench.service.config import service_toml
 
+    (node / "service" / "notes").mkdir(parents=True, exist_ok=True)
+    (node / "node.toml").write_text(f'[node]\nname = "{site}"\nsite_dir = "{node}"\n\n' + service_toml(
+        run, site=site, port=port, pacs_port=pacs_port, steps=steps, quiet_s=quiet_s, retry_s=retry_s))
+    return node
+
+
+def upload_studies(pacs: Any, cases: list[Any], node: Path, marks: Path, progress: bool) -> list[str]:
+    """Each case into the PACS as a hospital's study (its CT and the radiologist's point mark SR), its note dropped
+    in the node's notes folder by accession number; the studies' Orthanc IDs, in the cases' order."""
     import pydicom
 
     from workbench.runtime.study import write_point_mark
-    from workbench.service.config import service_toml
+
+    marks.mkdir(parents=True, exist_ok=True)
+    studies = []
+    for i, case in enumerate(_progress(cases, progress, "upload")):
+        files = sorted(Path(case.series_dir).iterdir())
+        ct0 = pydicom.dcmread(files[0], stop_before_pixels=True)
+        if case.note:
+            (node / "service" / "notes" / f"{ct0.AccessionNumber}.txt").write_text(case.note, encoding="utf-8")
+        for f in [*files, write_point_mark(files[0], case.nodule_lps_mm, marks / f"mark{i}.dcm")]:
+            sid = pacs.upload(f)["ParentStudy"]
+        studies.append(sid)
+    return studies
+
+
+def own_srs(pacs: Any, study_id: str) -> list[dict[str, Any]]:
+    """The report SRs this service sent into the PACS for one study (Orthanc's instance records)."""
+    from workbench.service.worker import OWN_SR_MANUFACTURER
+
+    return [i for i in pacs.instances_of(study_id, "SR")
+            if str(pacs.get(f"/instances/{i['ID']}/simplified-tags").get("Manufacturer", "")).startswith(
+                OWN_SR_MANUFACTURER)]
+
+
+def service_batch(run: Path, cohort: Path, n: int, steps: int, progress: bool) -> dict[str, Any]:
+    """``n`` studies through Orthanc and ``workbench serve`` (module docstring)."""
     from workbench.service.pacs_sandbox import OrthancSandbox, free_port
+    from workbench.service.process import ServeProcess
 
     work = _work() / "batch"
     shutil.rmtree(work, ignore_errors=True)
-    node, marks = work / "node", work / "marks"
-    notes = node / "service" / "notes"
-    for d in (notes, marks):
-        d.mkdir(parents=True)
+    node = work / "node"
     port = free_port()
-    cases = _ct_cases(cohort, n)
+    cases = ct_cases(cohort, n)
     with OrthancSandbox(work / "pacs", modalities={"workbench": ("WORKBENCH", port)}) as pacs:
-        (node / "node.toml").write_text(f'[node]\nname = "{cases[0].site}"\nsite_dir = "{node}"\n\n' + service_toml(
-            run, site=cases[0].site, port=port, pacs_port=pacs.dicom_port, steps=steps, quiet_s=3.0))
-        studies = []
-        for i, case in enumerate(_progress(cases, progress, "upload")):
-            files = sorted(Path(case.series_dir).iterdir())
-            ct0 = pydicom.dcmread(files[0], stop_before_pixels=True)
-            if case.note:
-                (notes / f"{ct0.AccessionNumber}.txt").write_text(case.note, encoding="utf-8")
-            for f in [*files, write_point_mark(files[0], case.nodule_lps_mm, marks / f"mark{i}.dcm")]:
-                sid = pacs.upload(f)["ParentStudy"]
-            studies.append(sid)
-        log = open(work / "serve.log", "wb")  # noqa: SIM115 - the service's output for the length of the run
-        proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", str(node)], stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        write_service_node(node, run, site=cases[0].site, port=port, pacs_port=pacs.dicom_port, steps=steps,
+                           quiet_s=3.0)
+        studies = upload_studies(pacs, cases, node, work / "marks", progress)
+        serve = ServeProcess(node, work / "serve.log")
         try:
-            _wait(lambda: (node / "service" / "status.json").is_file(), 180, "the service to start", proc)
+            serve.start()
             t0 = time.monotonic()
             sender = threading.Thread(target=lambda: [pacs.send("workbench", studies[i:i + SEND_CHUNK], 1800)
                                                       for i in range(0, len(studies), SEND_CHUNK)], daemon=True)
             sender.start()
-            finished = _wait_finished(node, len(studies), proc, progress)
+            finished = _wait_finished(node, len(studies), serve.proc, progress)
             wall = time.monotonic() - t0
             sender.join(60)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(30)
-            log.close()
-        duplicated = 0
-        for sid in studies:
-            own = [i for i in pacs.instances_of(sid, "SR")
-                   if str(pacs.get(f"/instances/{i['ID']}/simplified-tags").get("Manufacturer", "")).startswith(
-                       "nodule-workbench")]
-            duplicated += max(0, len(own) - 1)
+            serve.stop()
+        duplicated = sum(max(0, len(own_srs(pacs, sid)) - 1) for sid in studies)
     done = sorted((node / "service" / "done").iterdir())
     quarantined = sorted((node / "service" / "quarantine").iterdir())
     stages: dict[str, list[float]] = {k: [] for k in ("receive", "load", "preprocess", "predict", "explain", "report",
@@ -295,17 +312,6 @@ def _progress(items: list[Any], on: bool, desc: str) -> Any:
     from tqdm import tqdm
 
     return tqdm(items, desc=desc, disable=not on)
-
-
-def _wait(cond: Any, timeout_s: float, what: str, proc: Any) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        if proc.poll() is not None:
-            raise WorkbenchError(f"bench serve: the service exited while waiting for {what}")
-        time.sleep(0.25)
-    raise WorkbenchError(f"bench serve: waited {timeout_s:.0f} s for {what}")
 
 
 def _wait_finished(node: Path, n: int, proc: Any, progress: bool, stall_s: float = 600.0) -> int:
@@ -398,8 +404,8 @@ def run_serve_bench(*, quick: bool = False, studies: int | None = None, cohort: 
         raise WorkbenchError(f"bench serve needs a PACS to send studies from: {why}")
     t0 = time.time()
     n = studies or (20 if quick else 200)
-    run = _node_run(progress)
-    study_cohort = _studies_cohort(n, progress)
+    run = node_run(progress)
+    study_cohort = studies_cohort(n, progress)
     out: dict[str, Any] = {"run": "shipped readers (frozen) + fused head trained on the small preset, seed 0"}
     out.update(predict_speed(run, study_cohort))
     out["predict_fast_ratio"] = out["predict_ms_fast"] / out["predict_ms_fp32"]
@@ -412,4 +418,5 @@ def run_serve_bench(*, quick: bool = False, studies: int | None = None, cohort: 
     return out
 
 
-__all__ = ["auroc_delta", "predict_speed", "run_serve_bench", "service_batch"]
+__all__ = ["auroc_delta", "ct_cases", "node_run", "own_srs", "predict_speed", "run_serve_bench", "service_batch",
+           "studies_cohort", "upload_studies", "write_service_node"]

@@ -85,6 +85,21 @@ class Inbox:
                     ready.append((newest, study.name))
         return [k for _, k in sorted(ready)]
 
+    def quiet_from_now(self) -> list[str]:
+        """Start every incoming study's quiet clock again (at start, once the listener is up) and return their keys.
+
+        A study that was arriving when the service died holds part of its instances, all of them older than
+        ``quiet_s`` by the time a restarted service looks; the PACS pushes it again once it can reach the
+        service. Without this the part is taken at once: quarantined for its missing slices, or worse, scored on
+        a part of the series (and the whole study, pushed again, refused as scored before). A PACS that pushes
+        again later than ``quiet_s`` still meets that: only asking the PACS how many instances it holds closes it."""
+        now = time.monotonic()
+        with self.lock:
+            keys = [p.name for p in (self.root / "incoming").iterdir() if p.is_dir() and not p.name.startswith(".")]
+            for key in keys:
+                self.last_seen[key] = max(self.last_seen.get(key, now), now)
+        return keys
+
     def take(self, key: str) -> Path:
         """incoming/<key> -> work/<key> (one rename; the listener starts a new incoming folder for later files)."""
         with self.lock:
@@ -96,10 +111,23 @@ class Inbox:
             write_state(dst, "received")
         return dst
 
-    def sweep(self) -> None:
-        """What killed writers left beside the study folders (``atomic_write``'s temporaries): at start only."""
+    def sweep(self, *also: Path) -> list[Path]:
+        """What a killed service's writers left (``atomic_write``'s temporaries; at start only, before anything
+        is written again), and return it: beside the study folders, in ``root`` itself (the audit log and
+        status.json are rewritten whole), inside every study still in incoming/ or work/ (an instance the listener
+        was writing, a half-made reports folder, state.json), and in the folders ``also`` names (the FHIR outbox).
+        Studies in done/ and quarantine/ are not walked: nothing is written in them after their last rename."""
+        gone = sweep_leftovers(self.root)
         for f in FOLDERS:
-            sweep_leftovers(self.root / f)
+            gone += sweep_leftovers(self.root / f)
+        for f in ("incoming", "work"):
+            for study in (self.root / f).iterdir():
+                if study.is_dir() and not study.name.startswith("."):
+                    gone += [p for d in (study, *sorted(q for q in study.rglob("*") if q.is_dir()))
+                             for p in sweep_leftovers(d)]
+        for folder in also:
+            gone += sweep_leftovers(folder)
+        return gone
 
     def in_flight(self) -> list[Path]:
         """The studies in work/ (at start: what a killed service left there)."""

@@ -2,10 +2,12 @@
 
 On start it carries on what a killed service left in ``work/`` (``inbox``: nothing lost, nothing sent twice),
 then listens for DICOM (``listener``) and, every ``poll_s``, takes each study that has been quiet for ``quiet_s``
-and scores it (``worker``); studies the PACS or EHR did not take are sent again after ``retry_s``. Every step is
-one line of the hash-chained ``NODE_DIR/service/service_audit.jsonl`` (study pseudonyms, stages, reasons: no
-identifier), which ``workbench node audit NODE_DIR --verify`` checks with the node's other logs. A stop finishes
-the study in hand, closes the listener and exits 0; ``service/status.json`` says what is where.
+and scores it (``worker``; a study a killed service was receiving gets ``quiet_s`` from the listener's start, for
+the PACS to push it again, before it counts as complete); studies the PACS or EHR did not take are sent again
+after ``retry_s``. Every step is one line of the hash-chained ``NODE_DIR/service/service_audit.jsonl`` (study
+pseudonyms, stages, reasons: no identifier), which ``workbench node audit NODE_DIR --verify`` checks with the
+node's other logs. A stop finishes the study in hand, closes the listener and exits 0; ``service/status.json``
+says what is where.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class Service:
     def start(self) -> None:
         if not (self.cfg.run / "model").is_dir():
             raise WorkbenchError(f"[service] run = {self.cfg.run}: not a RUN folder (no model/ in it)")
-        self.inbox.sweep()
+        self.inbox.sweep(self.cfg.fhir_outbox)  # a killed service's temporaries, before anything is written again
         for work in self.inbox.in_flight():  # a killed service's studies first, before anything new arrives
             self.audit({"event": "resumed", "study": work.name})
             self._handle(work)
@@ -70,7 +72,9 @@ class Service:
         except OSError as exc:
             raise WorkbenchError(f"cannot listen on {self.cfg.host}:{self.cfg.port} ({exc}); is another service "
                                  "using the port? set [service] port in node.toml") from None
-        self.audit({"event": "started", "ae_title": self.cfg.ae_title, "port": self.cfg.port, "pid": os.getpid()})
+        waiting = self.inbox.quiet_from_now()  # a killed service's part-received studies: the PACS pushes them again
+        self.audit({"event": "started", "ae_title": self.cfg.ae_title, "port": self.cfg.port, "pid": os.getpid(),
+                    "incoming": len(waiting)})
         self.echo(f"workbench serve: {self.cfg.ae_title} listening on {self.cfg.host}:{self.cfg.port}; scoring with "
                   f"{self.cfg.run} ({self.cfg.site}'s calibrators); studies in {self.cfg.root}")
         self.write_status()

@@ -33,7 +33,7 @@ from workbench.cohort.config import CohortConfig
 from workbench.cohort.data_card import write_site_card
 from workbench.cohort.sample import case_id_for, case_rng, case_truth
 from workbench.cohort.sites import default_sites
-from workbench.cohort.spec import LOBES, NoduleSpec, PatientTruth, SiteProfile
+from workbench.cohort.spec import LOBES, NoduleSpec, PatientIdentity, PatientTruth, SiteProfile
 from workbench.errors import CohortError
 
 MANIFEST_COLUMNS = ("case_id", "series_dir", "nodule_x_mm", "nodule_y_mm", "nodule_z_mm", "note_id", "label", "split")
@@ -67,18 +67,27 @@ def nodules_for(truth: PatientTruth, rng: np.random.Generator) -> list[NoduleSpe
     return [index, *extra]
 
 
+def case_identity(site: SiteProfile, site_index: int, case_index: int, seed: int, truth: PatientTruth
+                  ) -> tuple[PatientIdentity, np.random.Generator]:
+    """One case's identity exactly as ``make_case`` draws it, and its stream (the note is drawn from it next):
+    the PHI scan (``bench reliability --part phi_scan``) rebuilds every patient's facts from it, field by field,
+    to search for each in the formats it could leak in."""
+    from workbench.cohort.identity import make_identity, sample_visit_date
+
+    rng = case_rng(seed, site_index, case_index, 1)
+    return make_identity(rng, site, age=truth.age, female=truth.female, visit_date=sample_visit_date(rng)), rng
+
+
 def make_case(site: SiteProfile, site_index: int, case_index: int, seed: int, site_dir: Path,
               truth_name: str = "brock") -> dict:
     """Sample, render and write one case; return its manifest row, note and truth record."""
     from workbench.cohort.dicom_writer import dicom_phi_strings, write_ct_series
-    from workbench.cohort.identity import make_identity, sample_visit_date
     from workbench.cohort.notes import write_note
     from workbench.cohort.phantom import render_chest
 
     cid = case_id_for(site, case_index)
     truth = case_truth(site, site_index, case_index, seed, truth_name)
-    rng_note = case_rng(seed, site_index, case_index, 1)
-    identity = make_identity(rng_note, site, age=truth.age, female=truth.female, visit_date=sample_visit_date(rng_note))
+    identity, rng_note = case_identity(site, site_index, case_index, seed, truth)
     style = str(rng_note.choice(site.note_styles))
     note = write_note(truth, identity, style, rng_note) if truth.has_note else None
 

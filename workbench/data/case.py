@@ -8,6 +8,7 @@ included: it is de-identified on its way to the model, never stored de-identifie
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +55,12 @@ def read_notes(path: Path) -> dict[str, str]:
     notes: dict[str, str] = {}
     if not path.exists():
         return notes
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise CaseError(f"{path}:{lineno}: not UTF-8 text (byte {exc.start + 1} of the line)") from None
             if not line.strip():
                 continue
             try:
@@ -77,9 +82,20 @@ def load_cases(site_dir: str | Path) -> list[Case]:
     if not manifest.is_file():
         raise CaseError(f"{site_dir}: no manifest.csv (expected case_id, series_dir, nodule_x_mm, ... columns)")
     notes = read_notes(site_dir / "notes.jsonl")
+    try:
+        text = manifest.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CaseError(f"{manifest}: not UTF-8 text (byte {exc.start + 1})") from None
+    try:
+        return _manifest_cases(site_dir, manifest, text, notes)
+    except csv.Error as exc:
+        raise CaseError(f"{manifest}: not a readable CSV ({exc})") from None
+
+
+def _manifest_cases(site_dir: Path, manifest: Path, text: str, notes: dict[str, str]) -> list[Case]:
     cases: list[Case] = []
     seen: set[str] = set()
-    with manifest.open(newline="", encoding="utf-8") as f:
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         missing = [c for c in MANIFEST_REQUIRED if c not in (reader.fieldnames or [])]
         if missing:

@@ -18,6 +18,8 @@ Example:
 from __future__ import annotations
 
 import io
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,7 @@ import torch
 from monai.data import MetaTensor
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGLSLossless
 
 from workbench.errors import DicomError, NotCTError, SeriesGeometryError
@@ -38,6 +41,7 @@ ENHANCED_CT_CLASSES = {
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # DICOMDIR: an index, not an image
 ORIENTATION_TOL = 1e-3  # direction cosines are written with ~6 decimals; scanners round differently
 SPACING_TOL_MM = 1e-3
+MAX_HU_MAGNITUDE = 1e30  # far past any CT's range, far below float32's overflow (3.4e38)
 DUPLICATE_TOL_MM = 1e-2  # two slices closer than this along the normal sit at the same position
 GAP_FACTOR = 1.5  # a step larger than this times the median step means a slice is missing
 # The only elements parsed: geometry, rescale, series identity and what the pixel decoders need. Skipping the
@@ -96,7 +100,7 @@ def load_ct_series(path: str | Path) -> MetaTensor:
         if modality != "CT":
             raise NotCTError(f"{f}: modality is {modality or 'missing'}, expected CT")
 
-    multi = [(f, ds) for f, ds in datasets if _is_multiframe(ds)]
+    multi = [(f, ds) for f, ds in datasets if _is_multiframe(ds, f)]
     if multi and len(datasets) > 1:
         raise SeriesGeometryError(f"{root}: multi-frame file {multi[0][0].name} mixed with {len(datasets) - 1} other files")
     frames = _enhanced_frames(*multi[0]) if multi else _single_frames(datasets)
@@ -149,6 +153,8 @@ def _read(file: Path) -> Dataset | None:
     """One full read (header and pixel bytes); None for a DICOMDIR. Wraps every pydicom failure."""
     try:
         ds = pydicom.dcmread(io.BytesIO(file.read_bytes()), specific_tags=READ_TAGS)  # one read, parsed in memory
+        for _ in (*ds.file_meta, *ds):  # pydicom converts values when first touched: a corrupt one fails here
+            pass
     except InvalidDicomError:
         raise DicomError(f"{file}: not a DICOM file (no 'DICM' marker)") from None
     except Exception as e:  # pydicom raises many types on broken bytes; all mean the same to the user
@@ -171,8 +177,36 @@ def _check_one_series(root: Path, datasets: list[tuple[Path, Dataset]]) -> None:
         raise SeriesGeometryError(f"{root}: {len(counts)} series in one folder, expected one: {listed}{more}")
 
 
-def _is_multiframe(ds: Dataset) -> bool:
-    return str(ds.get("SOPClassUID", "")) in ENHANCED_CT_CLASSES or int(ds.get("NumberOfFrames", 1) or 1) > 1
+def _is_multiframe(ds: Dataset, file: Path) -> bool:
+    return str(ds.get("SOPClassUID", "")) in ENHANCED_CT_CLASSES or _frame_count(ds, file) > 1
+
+
+def _frame_count(ds: Dataset, file: Path) -> int:
+    try:
+        return int(ds.get("NumberOfFrames", 1) or 1)
+    except Exception as e:
+        raise DicomError(f"{file}: NumberOfFrames is not a whole number ({_one_line(e)})") from None
+
+
+def _numbers(values: object, count: int, keyword: str, where: str) -> list[float]:
+    """A header's ``count`` numbers: a value of another length, or one that is not a finite number, is refused
+    here with the file and the element (every consumer of the geometry assumes finite numbers)."""
+    items = list(values) if isinstance(values, (list, tuple, MultiValue)) else [values]
+    numbers = [float(v) for v in items]  # type: ignore[arg-type]
+    if len(numbers) != count:
+        raise DicomError(f"{where}: {keyword} has {len(numbers)} values, expected {count}")
+    if not all(np.isfinite(numbers)):
+        raise DicomError(f"{where}: {keyword} {_fmt(np.asarray(numbers))} is not finite")
+    return numbers
+
+
+def _thickness(value: object) -> float | None:
+    """SliceThickness when it is a positive finite number (it only sets a single slice's step), else None."""
+    try:
+        t = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return t if np.isfinite(t) and t > 0 else None
 
 
 def _single_frames(datasets: list[tuple[Path, Dataset]]) -> _Frames:
@@ -184,28 +218,31 @@ def _single_frames(datasets: list[tuple[Path, Dataset]]) -> _Frames:
                 if keyword not in ds:
                     raise DicomError(f"{f}: missing {keyword}, cannot place the slice")
             names.append(str(f))
-            pos.append([float(v) for v in ds.ImagePositionPatient])
-            ori.append([float(v) for v in ds.ImageOrientationPatient])
-            spc.append([float(v) for v in ds.PixelSpacing])
+            pos.append(_numbers(ds.ImagePositionPatient, 3, "ImagePositionPatient", str(f)))
+            ori.append(_numbers(ds.ImageOrientationPatient, 6, "ImageOrientationPatient", str(f)))
+            spc.append(_numbers(ds.PixelSpacing, 2, "PixelSpacing", str(f)))
             shp.append([int(ds.Rows), int(ds.Columns)])
-            slope.append(float(ds.get("RescaleSlope", 1.0)))
-            icpt.append(float(ds.get("RescaleIntercept", 0.0)))
+            slope += _numbers(ds.get("RescaleSlope", 1.0), 1, "RescaleSlope", str(f))
+            icpt += _numbers(ds.get("RescaleIntercept", 0.0), 1, "RescaleIntercept", str(f))
         except DicomError:
             raise
         except Exception as e:
             raise DicomError(f"{f}: bad geometry or rescale header ({_one_line(e)})") from None
-    thickness = datasets[0][1].get("SliceThickness")
+    thickness = _thickness(datasets[0][1].get("SliceThickness"))
     return _Frames(names, np.asarray(pos, dtype=float), np.asarray(ori, dtype=float), np.asarray(spc, dtype=float),
-                   np.asarray(shp), np.asarray(slope), np.asarray(icpt), float(thickness) if thickness else None)
+                   np.asarray(shp), np.asarray(slope), np.asarray(icpt), thickness)
 
 
 def _enhanced_frames(file: Path, ds: Dataset) -> _Frames:
     """Header facts of an enhanced multi-frame CT, from its shared and per-frame functional groups."""
     if str(ds.get("SOPClassUID", "")) not in ENHANCED_CT_CLASSES:
         raise DicomError(f"{file}: multi-frame file of SOP class {ds.get('SOPClassUID', '?')} is not an enhanced CT")
-    n = int(ds.get("NumberOfFrames", 1) or 1)
-    shared = ds.get("SharedFunctionalGroupsSequence", [Dataset()])[0]
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence", [])
+    n = _frame_count(ds, file)
+    try:
+        shared = (ds.get("SharedFunctionalGroupsSequence") or [Dataset()])[0]
+        per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    except Exception as e:
+        raise DicomError(f"{file}: bad functional groups ({_one_line(e)})") from None
     if len(per_frame) != n:
         raise DicomError(f"{file}: {len(per_frame)} per-frame functional groups for {n} frames")
 
@@ -221,13 +258,14 @@ def _enhanced_frames(file: Path, ds: Dataset) -> _Frames:
             if plane is None or orient is None or measures is None:
                 raise DicomError(f"{file}: frame {i + 1} lacks its plane position, orientation or pixel measures")
             transform = item(i, "PixelValueTransformationSequence") or Dataset()
-            pos.append([float(v) for v in plane.ImagePositionPatient])
-            ori.append([float(v) for v in orient.ImageOrientationPatient])
-            spc.append([float(v) for v in measures.PixelSpacing])
-            slope.append(float(transform.get("RescaleSlope", 1.0)))
-            icpt.append(float(transform.get("RescaleIntercept", 0.0)))
-            if i == 0 and measures.get("SliceThickness"):
-                thickness = float(measures.SliceThickness)
+            where = f"{file} frame {i + 1}"
+            pos.append(_numbers(plane.ImagePositionPatient, 3, "ImagePositionPatient", where))
+            ori.append(_numbers(orient.ImageOrientationPatient, 6, "ImageOrientationPatient", where))
+            spc.append(_numbers(measures.PixelSpacing, 2, "PixelSpacing", where))
+            slope += _numbers(transform.get("RescaleSlope", 1.0), 1, "RescaleSlope", where)
+            icpt += _numbers(transform.get("RescaleIntercept", 0.0), 1, "RescaleIntercept", where)
+            if i == 0:
+                thickness = _thickness(measures.get("SliceThickness"))
         rows, cols = int(ds.Rows), int(ds.Columns)
     except DicomError:
         raise
@@ -241,6 +279,16 @@ def _enhanced_frames(file: Path, ds: Dataset) -> _Frames:
 
 def _geometry(root: Path, fr: _Frames) -> tuple[np.ndarray, np.ndarray]:
     """Check the slices form one regular stack; return their order along the normal and the LPS affine."""
+    for values, what, low in ((fr.pixel_spacings, "PixelSpacing", 0.0), (fr.shapes, "Rows/Columns", 0)):
+        bad = np.flatnonzero(np.any(values <= low, axis=1))
+        if bad.size:
+            raise SeriesGeometryError(f"{fr.names[bad[0]]}: {what} {_fmt(values[bad[0]])} must be positive"
+                                      f"{_more(bad.size, 'slices')}")
+    # stored values reach at most 2**16 in magnitude; a rescale that overflows float32 HU is no CT's
+    bad = np.flatnonzero(np.abs(fr.slopes) * 2.0**16 + np.abs(fr.intercepts) > MAX_HU_MAGNITUDE)
+    if bad.size:
+        raise DicomError(f"{fr.names[bad[0]]}: RescaleSlope {fr.slopes[bad[0]]:g} and RescaleIntercept "
+                         f"{fr.intercepts[bad[0]]:g} give HU beyond any CT's{_more(bad.size, 'slices')}")
     for values, what, tol in ((fr.orientations, "ImageOrientationPatient", ORIENTATION_TOL),
                               (fr.pixel_spacings, "PixelSpacing", SPACING_TOL_MM),
                               (fr.shapes, "Rows/Columns", 0)):
@@ -293,15 +341,20 @@ def _assemble_hu(datasets: list[tuple[Path, Dataset]], fr: _Frames, order: np.nd
     Each slice is written transposed straight into the output (no (K, J, I) stack, no second copy).
     """
     rows, cols = (int(v) for v in fr.shapes[0])
-    hu = np.empty((cols, rows, len(order)), dtype=np.float32)  # (I, J, K)
-    if len(datasets) == 1 and _is_multiframe(datasets[0][1]):
-        raw = _decode(*datasets[0]).reshape(len(fr.names), rows, cols)  # (frames, J, I)
-        slices = (raw[i] for i in order)
+    if len(datasets) == 1 and _is_multiframe(datasets[0][1], datasets[0][0]):
+        raw = _decode(*datasets[0])
+        if raw.size != len(fr.names) * rows * cols:
+            raise DicomError(f"{datasets[0][0]}: {raw.size} decoded pixels for {len(fr.names)} frames of "
+                             f"{rows} x {cols}")
+        raw = raw.reshape(len(fr.names), rows, cols)  # (frames, J, I)
+        slices: Iterator[np.ndarray] = (raw[i] for i in order)
     else:
-        slices = (_decode(*datasets[i]) for i in order)
+        slices = (_decoded_slice(datasets[i][0], datasets[i][1], rows, cols) for i in order)
+    first = next(slices)  # decoded before the volume is allocated: an absurd Rows/Columns fails on the file's bytes
+    hu = np.empty((cols, rows, len(order)), dtype=np.float32)  # (I, J, K)
     slopes, intercepts = fr.slopes[order], fr.intercepts[order]
     integral = bool(np.all(slopes == 1.0) and np.all(intercepts == np.round(intercepts)) and np.all(np.abs(intercepts) < 2**23))
-    for k, pixels in enumerate(slices):
+    for k, pixels in enumerate(itertools.chain([first], slices)):
         if integral and pixels.dtype.itemsize <= 2:
             hu[:, :, k] = pixels.T  # exact in float32: integers below 2**24; the intercept is added below
         else:  # float64, so HU equals value * slope + intercept as computed in double precision
@@ -310,6 +363,14 @@ def _assemble_hu(datasets: list[tuple[Path, Dataset]], fr: _Frames, order: np.nd
     if integral:
         hu += intercepts.astype(np.float32)
     return hu
+
+
+def _decoded_slice(file: Path, ds: Dataset, rows: int, cols: int) -> np.ndarray:
+    """One single-frame slice's stored values, refused when the decoder's shape is not the header's."""
+    pixels = _decode(file, ds)
+    if pixels.shape != (rows, cols):
+        raise DicomError(f"{file}: decoded pixels of shape {tuple(pixels.shape)}, the header says {rows} x {cols}")
+    return pixels
 
 
 def _decode(file: Path, ds: Dataset) -> np.ndarray:
@@ -323,28 +384,31 @@ def _decode(file: Path, ds: Dataset) -> np.ndarray:
     try:
         samples, bits = int(ds.get("SamplesPerPixel", 1)), int(ds.BitsAllocated)
         rows, cols, frames = int(ds.Rows), int(ds.Columns), int(ds.get("NumberOfFrames", 1) or 1)
+        signed, bits_stored = int(ds.get("PixelRepresentation", 0)) == 1, int(ds.get("BitsStored", 16))
     except Exception as e:
         raise DicomError(f"{file}: bad image pixel header ({_one_line(e)})") from None
     if samples != 1:
         raise DicomError(f"{file}: {samples} samples per pixel, expected a greyscale CT image")
     if not syntax.is_compressed:  # a truncated file still parses; say so plainly rather than via the decoder
         expected = rows * cols * frames * bits // 8
-        if len(ds.PixelData) < expected:
-            raise DicomError(f"{file}: pixel data truncated ({len(ds.PixelData)} of {expected} bytes)")
+        stored = len(ds.PixelData or b"")  # an empty Pixel Data element reads as None
+        if stored < expected:
+            raise DicomError(f"{file}: pixel data truncated ({stored} of {expected} bytes)")
         if syntax in NATIVE_LE and bits == 16:
-            return _native16(ds, rows, cols, frames)
-    unsigned = int(ds.get("PixelRepresentation", 0)) == 0
-    if syntax == JPEGLSLossless and frames == 1 and bits == 16 and (unsigned or int(ds.get("BitsStored", 16)) == 16):
-        fast = _jpegls16(ds, rows, cols)
+            return _native16(ds, rows, cols, frames, signed, bits_stored)
+    if syntax == JPEGLSLossless and frames == 1 and bits == 16 and (not signed or bits_stored == 16):
+        fast = _jpegls16(ds, rows, cols, signed)
         if fast is not None:
             return fast
     try:
         return ds.pixel_array
-    except Exception as e:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # noqa: BLE001 - a Rust decoder's panic on damaged bytes is a BaseException (pyo3)
         raise DicomError(f"{file}: cannot decode pixel data ({syntax.name}): {_one_line(e)}") from None
 
 
-def _jpegls16(ds: Dataset, rows: int, cols: int) -> np.ndarray | None:
+def _jpegls16(ds: Dataset, rows: int, cols: int, signed: bool) -> np.ndarray | None:
     """One 16-bit JPEG-LS frame through CharLS directly: the same values as ``pixel_array`` at about a third
     of its cost (pydicom's generic decoder pipeline dominates for small frames). None: use ``pixel_array``."""
     try:
@@ -356,15 +420,13 @@ def _jpegls16(ds: Dataset, rows: int, cols: int) -> np.ndarray | None:
         return None
     if info.get("width") != cols or info.get("height") != rows or info.get("components") != 1 or len(buf) != rows * cols * 2:
         return None
-    signed = int(ds.get("PixelRepresentation", 0)) == 1
     return np.frombuffer(buf, dtype="<i2" if signed else "<u2").reshape(rows, cols)
 
 
-def _native16(ds: Dataset, rows: int, cols: int, frames: int) -> np.ndarray:
+def _native16(ds: Dataset, rows: int, cols: int, frames: int, signed: bool, bits_stored: int) -> np.ndarray:
     """Native 16-bit pixels as ``pixel_array`` gives them, unused high bits cleared or sign-extended likewise."""
-    signed = int(ds.get("PixelRepresentation", 0)) == 1
     pixels = np.frombuffer(ds.PixelData, dtype="<i2" if signed else "<u2", count=rows * cols * frames)
-    unused = 16 - int(ds.get("BitsStored", 16))
+    unused = 16 - bits_stored
     if 0 < unused < 16:
         pixels = (pixels << unused) >> unused if signed else pixels & ((1 << (16 - unused)) - 1)
     return pixels.reshape((frames, rows, cols) if frames > 1 else (rows, cols))

@@ -28,7 +28,7 @@ QUARANTINE_COLUMNS = ("case_id", "modality", "path", "reason")
 @dataclass
 class Refusal:
     case_id: str
-    modality: str  # "ct" or "note"
+    modality: str  # "ct", "note", or "case" (neither given)
     path: str
     reason: str
 
@@ -76,6 +76,19 @@ def check_note(case: Case) -> str | None:
         return "note is empty"
     if len(case.note) > MAX_NOTE_CHARS:
         return f"note is {len(case.note):,} characters, over the {MAX_NOTE_CHARS:,} limit"
+    bad = lone_surrogate(case.note)
+    if bad is not None:
+        return f"note is not valid Unicode (a lone surrogate at character {bad + 1})"
+    return None
+
+
+def lone_surrogate(text: str) -> int | None:
+    """Where ``text`` holds a lone surrogate (a JSON ``\\ud800`` escape decodes to one; no UTF-8 encoder or
+    tokenizer takes it), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
     return None
 
 
@@ -109,6 +122,8 @@ def ingest_site(
         if note_reason:
             report.refusals.append(Refusal(case.case_id, "note", f"notes.jsonl#{case.note_id}", note_reason))
         note_ok = case.has_note and note_reason is None
+        if not case.has_ct and not case.has_note:  # listed, or the summary's counts would lose the case
+            report.refusals.append(Refusal(case.case_id, "case", "manifest.csv", "no series_dir and no note_id"))
         bucket = {(True, True): "ct_and_note", (True, False): "ct_only", (False, True): "note_only", (False, False): "none"}
         report.availability[bucket[(ct_ok, note_ok)]] += 1
         if ct_ok or note_ok:

@@ -24,10 +24,10 @@ from workbench.atomic import atomic_write
 from workbench.data.cache import PreprocessCache
 from workbench.data.case import Case
 from workbench.data.deid import deidentify
-from workbench.data.ingest import check_note
+from workbench.data.ingest import check_note, lone_surrogate
 from workbench.data.preprocess import CTInputs, preprocess_ct
 from workbench.data.transforms import PreprocessConfig
-from workbench.errors import WorkbenchError
+from workbench.errors import CaseError, WorkbenchError
 from workbench.models.tokenizer import normalize_note, numeric_values
 
 KEYS = ("ct_patch", "ct_context", "ct_position", "note_ids", "note_mask", "note_values", "modality_mask", "label")
@@ -85,7 +85,13 @@ class EncodedCases:
 
 
 def encode_note(text: str, tokenizer: PreTrainedTokenizerFast, max_length: int) -> tuple[list[int], str]:
-    """De-identify, spell numbers as digits, tokenize; returns (ids, the text the model read)."""
+    """De-identify, spell numbers as digits, tokenize; returns (ids, the text the model read).
+
+    A note with a lone surrogate is refused here too (``check_note`` refuses it first in ``encode_cases``):
+    the tokenizer would fail on it with a TypeError that names nothing."""
+    bad = lone_surrogate(text)
+    if bad is not None:
+        raise CaseError(f"note is not valid Unicode (a lone surrogate at character {bad + 1})")
     clean = normalize_note(deidentify(text))
     ids = tokenizer(clean, truncation=True, max_length=max_length, add_special_tokens=False)["input_ids"]
     return ids, clean

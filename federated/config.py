@@ -20,7 +20,9 @@ from typing import Any
 
 from workbench.errors import WorkbenchError
 
-STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedtrimmedavg", "krum")
+# normbounded: FedAvg of the screened updates clipped to the round's median norm (federated/robust.py): the robust
+# option against one bad node
+STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedtrimmedavg", "krum", "normbounded")
 FEDERATE = ("all", "trainable", "fusion")
 DP_TRAIN = ("all", "fusion", "heads", "head")
 DP_OPTIMIZERS = ("adamw", "sgd")

@@ -261,6 +261,10 @@ def make_strategy(fed: FedConfig, n_nodes: int) -> Strategy:
             raise WorkbenchError(f"strategy fedtrimmedavg with trim-beta {fed.trim_beta} trims no node of {n_nodes}: "
                                  f"set trim-beta to at least {1 / n_nodes:.2f} (1/nodes) to bound one bad node")
         strategy = FedTrimmedAvg(**common, beta=fed.trim_beta)
+    elif fed.strategy == "normbounded":
+        from federated.robust import NormBoundedFedAvg
+
+        strategy = NormBoundedFedAvg(**common)
     else:
         strategy = Krum(**common, num_malicious_nodes=0)
     if fed.central_dp:

@@ -15,15 +15,15 @@ from typing import Any
 import numpy as np
 
 NORM_RATIO = 3.0  # flagged when an update is this many times the median of the other nodes' update norms
-MIN_COSINE = -0.2  # flagged when it points away from the other nodes' mean update
+MIN_COSINE = -0.5  # flagged when it points away from the other nodes' updates (median cosine to each)
 
 
 def update_vector(sent: Any, reply: Any) -> np.ndarray:
     """The node's update (weights sent back minus weights sent), every floating array that travelled both ways,
     flattened into one float64 vector."""
     parts = []
-    for key in reply.keys():
-        if key not in sent.keys():
+    for key in reply:
+        if key not in sent:
             continue
         new, old = reply[key].numpy(), sent[key].numpy()
         if new.dtype.kind == "f" and new.shape == old.shape:
@@ -32,8 +32,9 @@ def update_vector(sent: Any, reply: Any) -> np.ndarray:
 
 
 def screen_updates(updates: dict[Any, np.ndarray]) -> dict[Any, dict[str, Any]]:
-    """Per node: ``update_norm``, ``norm_ratio`` (to the median of the others' norms), ``cosine_to_others`` (to
-    the mean of the others' updates) and ``anomalous`` with its reason (``why``)."""
+    """Per node: ``update_norm``, ``norm_ratio`` (to the median of the others' norms), ``cosine_to_others`` (the
+    median of its cosines to each other node's update: a median, so one attacker cannot make the honest nodes look
+    turned away) and ``anomalous`` with its reason (``why``)."""
     norms = {k: float(np.linalg.norm(v)) if np.all(np.isfinite(v)) else math.inf for k, v in updates.items()}
     out: dict[Any, dict[str, Any]] = {}
     for k, v in updates.items():
@@ -48,15 +49,25 @@ def screen_updates(updates: dict[Any, np.ndarray]) -> dict[Any, dict[str, Any]]:
             row["norm_ratio"] = ratio
             if math.isfinite(norms[k]) and ratio > NORM_RATIO:
                 why.append(f"norm {ratio:.1f}x the median of the other nodes'")
-            mean = np.mean([updates[o] for o in others], axis=0) if len(v) else v
-            denom = float(np.linalg.norm(v) * np.linalg.norm(mean))
-            if math.isfinite(norms[k]) and denom > 0 and np.all(np.isfinite(mean)):
-                cos = float(np.dot(v, mean) / denom)
+            cosines = [float(np.dot(v, updates[o]) / (norms[k] * norms[o])) for o in others
+                       if math.isfinite(norms[o]) and norms[o] > 0 and math.isfinite(norms[k]) and norms[k] > 0]
+            if cosines:
+                cos = float(np.median(cosines))
                 row["cosine_to_others"] = cos
                 if cos < MIN_COSINE:
-                    why.append(f"points away from the other nodes' mean update (cosine {cos:.2f})")
+                    why.append(f"points away from the other nodes' updates (median cosine {cos:.2f})")
         row["anomalous"] = bool(why)
         if why:
             row["why"] = "; ".join(why)
         out[k] = row
     return out
+
+
+def bounded_deltas(deltas: dict[Any, np.ndarray]) -> dict[Any, float]:
+    """``strategy = "normbounded"`` (``federated.robust``): each kept node's scale factor (1, or the clip to
+    the round's median update norm); the nodes the screen flags are left out."""
+    screen = screen_updates(deltas)
+    norms = {k: r["update_norm"] for k, r in screen.items()}
+    median = float(np.median([n for n in norms.values() if np.isfinite(n)])) if norms else 0.0
+    return {k: (min(1.0, median / norms[k]) if norms[k] > 0 else 1.0)
+            for k, r in screen.items() if not r["anomalous"]}

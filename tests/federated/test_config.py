@@ -32,7 +32,8 @@ def test_bad_values_are_refused_with_one_line() -> None:
 
 
 @pytest.mark.parametrize("name, cls", [("fedavg", "FedAvg"), ("fedprox", "FedProx"), ("fedadam", "FedAdam"),
-                                       ("fedtrimmedavg", "FedTrimmedAvg"), ("krum", "Krum")])
+                                       ("fedtrimmedavg", "FedTrimmedAvg"), ("krum", "Krum"),
+                                       ("normbounded", "NormBoundedFedAvg")])
 def test_each_strategy_is_flowers_own(name: str, cls: str) -> None:
     assert type(make_strategy(FedConfig(strategy=name), 4)).__name__ == cls
     wrapped = make_strategy(FedConfig(strategy=name, central_dp=True), 4)

@@ -56,8 +56,11 @@ def test_a_dp_federation_spends_the_ledgers_epsilon_with_secret_randomness(tiny_
 
     data = mia.node_states(tiny_cohort, tmp_path / "work", progress=False)
     assert len(data) == 3 and all(len(d) for d in data.values())
-    model, eps = mia.train_federated(mia._base_fed(), data, epsilon=1.0, ledgers=tmp_path / "ledgers", rounds=2,
-                                     final_average=2, local_epochs=1, seed=0)
+    from workbench.bench.reliability.fedsim import train_federated
+
+    sim = train_federated(mia._base_fed(), data, epsilon=1.0, ledgers=tmp_path / "ledgers", rounds=2,
+                          final_average=2, local_epochs=1, seed=0)
+    model, eps = sim.model, sim.epsilon
     assert set(eps) == set(data) and all(0.5 < e <= 1.0 + 1e-6 for e in eps.values())
     for site in data:
         led = json.loads((tmp_path / "ledgers" / f"{site}.json").read_text())

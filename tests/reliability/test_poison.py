@@ -1,5 +1,6 @@
-"""Poisoning (workbench.bench.reliability.poison): a real Flower federation with one node turned attacker by a
-client mod; the server's screen flags that node in rounds.json and in its hash-chained audit log, every round."""
+"""Poisoning (workbench.bench.reliability.poison): a real Flower federation under the robust strategy
+(``normbounded``) with one node turned attacker by a client mod; the server's screen flags that node in
+rounds.json and in its hash-chained audit log, every round, and the strategy leaves its update out."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from workbench.models.shipped import shipped
 def test_a_scaled_attacker_is_flagged_every_round_in_the_servers_audit_log(tiny_cohort: Path, tmp_path: Path) -> None:
     fed = FedConfig(cohort=str(tiny_cohort), text_encoder=str(shipped("note_reader")),
                     ct_encoder=str(shipped("ct_reader")), init_model=str(shipped("fusion_init")),
-                    num_server_rounds=2, fraction_evaluate=0.0, state_dir=str(tmp_path / "nodes"), progress=False)
+                    num_server_rounds=2, fraction_evaluate=0.0, state_dir=str(tmp_path / "nodes"), progress=False,
+                    strategy="normbounded")
     run_federated(fed, tmp_path / "run", calibrate=False,
                   client_mods=[poison_mod(tiny_cohort, "hospital_c", "scale", boost=10.0)])
     rounds = json.loads((tmp_path / "run" / "rounds.json").read_text())["rounds"]

@@ -21,7 +21,6 @@ indicative, not a certificate; the ledger's figure is the guarantee.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from workbench.bench.reliability.fedsim import train_federated
 from workbench.jsonout import write_json
 from workbench.metrics import auroc
 from workbench.runtime.encode import EncodedCases
@@ -110,47 +110,6 @@ def memberships(n: int, models: int, seed: int) -> np.ndarray:
     return out
 
 
-def train_federated(base: Any, data: dict[str, EncodedCases], *, epsilon: float | None, ledgers: Path,
-                    rounds: int, final_average: int, local_epochs: int, seed: int,
-                    device: str = "cpu") -> tuple[Any, dict[str, float]]:
-    """One federated model: every node trains from the global weights each round (plain or DP-SGD with its own
-    fresh ledger, OS entropy), the server takes the mean weighted by the reported case counts, the final model is
-    the mean of the last ``final_average`` rounds' weights. Returns the model and each node's ledger epsilon."""
-    from dataclasses import replace
-
-    from federated.ledger import PrivacyLedger
-    from federated.task import build, exchanged_names, state_of, train_dp, train_plain
-
-    fed = replace(base, seed=seed, local_epochs=local_epochs, num_server_rounds=rounds)
-    if epsilon is not None:
-        fed = replace(fed, dp=True, dp_epsilon=epsilon, dp_budget=epsilon)
-    model = build(fed)
-    names = exchanged_names(model, "trainable")
-    global_state = state_of(model, names)
-    history: list[dict[str, torch.Tensor]] = []
-    books = {s: PrivacyLedger.open(ledgers / f"{s}.json", s, epsilon, fed.dp_delta) for s in data} if epsilon else {}
-    for r in range(1, rounds + 1):
-        states, weights = [], []
-        for site, d in data.items():
-            local = copy.deepcopy(model)
-            local.load_state_dict(global_state, strict=False)
-            if epsilon is not None:
-                metrics = train_dp(local, d, fed, books[site], "mia", r)
-                books[site].save()
-            else:
-                metrics = train_plain(local, d, fed, r, device=device)
-            states.append(state_of(local, names))
-            weights.append(float(metrics.get("num-examples", len(d))))
-        w = torch.tensor(weights, dtype=torch.float64) / sum(weights)
-        global_state = {k: sum(wi * s[k].double() for wi, s in zip(w, states, strict=True)).to(states[0][k].dtype)
-                        for k in names}
-        history.append(global_state)
-    last = history[-final_average:]
-    final = {k: (sum(s[k].double() for s in last) / len(last)).to(last[0][k].dtype) for k in names}
-    model.load_state_dict(final, strict=False)
-    return model.cpu(), {s: b.epsilon() for s, b in books.items()}
-
-
 def _variant_models(name: str, epsilon: float | None, data: dict[str, EncodedCases], cfg: MIAConfig,
                     member: np.ndarray, work: Path, progress: bool, *, only: list[int] | None = None,
                     device: str = "cpu") -> list[dict[str, Any]]:
@@ -168,9 +127,10 @@ def _variant_models(name: str, epsilon: float | None, data: dict[str, EncodedCas
             out.append(json.loads(f.read_text()))
             continue
         own = {**data, cfg.node: pool.subset(np.flatnonzero(member[k]))}
-        model, eps = train_federated(_base_fed(), own, epsilon=epsilon, ledgers=work / name / f"ledgers{k}",
-                                     rounds=cfg.rounds, final_average=cfg.final_average,
-                                     local_epochs=cfg.local_epochs, seed=cfg.seed * 1000 + k, device=device)
+        sim = train_federated(_base_fed(), own, epsilon=epsilon, ledgers=work / name / f"ledgers{k}",
+                              rounds=cfg.rounds, final_average=cfg.final_average, local_epochs=cfg.local_epochs,
+                              seed=cfg.seed * 1000 + k, device=device)
+        model, eps = sim.model, sim.epsilon
         rec = {"logits": predict_logits(model, pool)["logits"].tolist(), "member": member[k].tolist(),
                "epsilon": eps, "trained_on": _device_name(device)}
         f.parent.mkdir(parents=True, exist_ok=True)
@@ -193,7 +153,8 @@ def attack_scores(logits: np.ndarray, labels: np.ndarray, member: np.ndarray) ->
     loss = np.logaddexp(0.0, -phi)  # binary cross-entropy
     m = len(logits)
     lira = np.zeros_like(phi)
-    resid_in, resid_out = [], []
+    resid_in: list[float] = []
+    resid_out: list[float] = []
     for t in range(m):
         refs = np.arange(m) != t
         for i in range(phi.shape[1]):

@@ -165,3 +165,14 @@ def test_a_healthy_series_still_loads(tmp_path: Path) -> None:
     img = load_ct_series(_series(tmp_path / "s"))
     assert img.shape[-1] == 3 and np.all(np.isfinite(img.affine.numpy()))
     assert not isinstance(img, WorkbenchError)
+
+
+def test_a_manifest_series_dir_that_leaves_the_site_folder_is_refused(tmp_path: Path) -> None:
+    site = tmp_path / "hospital_x"
+    site.mkdir()
+    (site / "notes.jsonl").write_text("")
+    for bad in ("../../etc", "/etc", "dicom/../../outside"):
+        (site / "manifest.csv").write_text("case_id,series_dir,nodule_x_mm,nodule_y_mm,nodule_z_mm,note_id\n"
+                                          f"c1,{bad},0,0,0,\n")
+        with pytest.raises(WorkbenchError, match="leaves the site folder"):
+            load_cases(site)

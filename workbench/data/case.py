@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +109,9 @@ def _manifest_cases(site_dir: Path, manifest: Path, text: str, notes: dict[str, 
                 raise CaseError(f"{manifest}: case_id {cid} appears twice")
             seen.add(cid)
             series = (row.get("series_dir") or "").strip()
+            if series and (Path(series).is_absolute() or os.path.normpath(series).split(os.sep)[0] == ".."):
+                # a manifest names folders inside its own site; one that points elsewhere could read any folder
+                raise CaseError(f"{manifest}: case {cid} has series_dir {series!r}, which leaves the site folder")
             xyz = [_float_or_none(row[k], k, cid, manifest) for k in ("nodule_x_mm", "nodule_y_mm", "nodule_z_mm")]
             if series and any(v is None for v in xyz):
                 raise CaseError(f"{manifest}: case {cid} has a series but no complete nodule centre")

@@ -267,6 +267,8 @@ def mia_audit(cohort: Path, cfg: MIAConfig, work: Path, progress: bool = False) 
     return {"keys": keys, "variants": figures, "config": asdict(cfg), "cohort": cohort.name,
             "pool": {"node": cfg.node, "cases": len(pool), "members_per_model": int(member[0].sum())},
             "attacks": list(ATTACKS),
+            "trained_on": sorted({d for f in figures.values() for d in f["trained_on"]}),
+            "figures_computed_on": "this machine (the envelope's machine): attacks, intervals, epsilon bounds",
             "note": "each figure is the stronger of the two attacks (both under variants); the DP variants' "
                     "ledger_epsilon is the attacked node's lifetime epsilon from its own ledger"}
 

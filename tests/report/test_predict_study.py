@@ -17,7 +17,7 @@ from tests.helpers.marks import point_item, write_mark_sr
 from workbench.cli import main
 from workbench.data.case import find_site_case
 from workbench.errors import CaseError, NotCTError
-from workbench.runtime.study import nodule_from_file, read_note, scan_study
+from workbench.runtime.study import nodule_from_file, read_note, scan_study, write_seg_mark
 
 
 def _series(case) -> list[pydicom.Dataset]:  # noqa: ANN001
@@ -66,8 +66,6 @@ def test_predict_on_a_cohort_study_gives_the_runs_own_prediction(
 
 def test_a_radiologists_mark_as_sr_point_sr_circle_or_seg_gives_the_nodule_centre(tiny_cohort: Path,
                                                                                   tmp_path: Path) -> None:
-    import highdicom as hd
-    from pydicom.sr.codedict import codes
 
     case = find_site_case(tiny_cohort / "hospital_a", "hospital_a_0001")
     truth = np.asarray(case.nodule_lps_mm)
@@ -103,14 +101,7 @@ def test_a_radiologists_mark_as_sr_point_sr_circle_or_seg_gives_the_nodule_centr
     for s, zz in enumerate(zs):
         xy = ipp[None, None, :2] + ii[..., None] * dc * iop[None, None, :2] + jj[..., None] * dr * iop[None, None, 3:5]
         mask[s] = ((xy[..., 0] - truth[0]) ** 2 + (xy[..., 1] - truth[1]) ** 2 + (zz - truth[2]) ** 2) <= 25.0
-    seg = hd.seg.Segmentation(
-        source_images=series, pixel_array=mask, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[hd.seg.SegmentDescription(
-            segment_number=1, segment_label="nodule", segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
-            segmented_property_type=codes.SCT.Nodule, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL)],
-        series_instance_uid=hd.UID(), series_number=300, sop_instance_uid=hd.UID(), instance_number=1,
-        manufacturer="test", manufacturer_model_name="test", software_versions="0", device_serial_number="0")
-    seg.save_as(tmp_path / "seg.dcm")
+    write_seg_mark(series, mask, tmp_path / "seg.dcm", "test")
     got = np.asarray(nodule_from_file(tmp_path / "seg.dcm", files))
     assert np.linalg.norm(got - truth) <= max(dc, dr, float(np.diff(zs).mean())), (got, truth)
 

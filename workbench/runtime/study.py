@@ -330,3 +330,22 @@ def point_item(lps: tuple[float, float, float] | list[float], frame_of_reference
 __all__ = ["MAX_NOTE_CHARS", "StudyFiles", "check_inside", "make_case", "nodule_from_file", "parse_point",
            "point_item", "read_note", "scan_study", "series_folder", "study_case_id", "write_mark_sr",
            "write_point_mark"]
+
+
+def write_seg_mark(sources: list[Any], mask: np.ndarray, path: str | Path, manufacturer: str = "workbench") -> Path:
+    """A radiologist's nodule outline as a binary DICOM SEG (one segment, "nodule") over the CT datasets
+    ``sources``, ``mask`` shaped (slices, rows, columns) like them: the other kind of mark ``nodule_from_file``
+    reads (its centroid)."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    seg = hd.seg.Segmentation(
+        source_images=sources, pixel_array=mask, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[hd.seg.SegmentDescription(
+            segment_number=1, segment_label="nodule", segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+            segmented_property_type=codes.SCT.Nodule, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL)],
+        series_instance_uid=hd.UID(), series_number=300, sop_instance_uid=hd.UID(), instance_number=1,
+        manufacturer=manufacturer, manufacturer_model_name=manufacturer, software_versions="0",
+        device_serial_number="0")
+    seg.save_as(Path(path))
+    return Path(path)

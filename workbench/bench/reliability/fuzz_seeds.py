@@ -121,11 +121,9 @@ def _enhanced(native: list[Any], folder: Path) -> None:
 
 def _marks(native: list[Any], point: tuple[float, float, float], folder: Path) -> None:
     """Four ways a radiologist's mark arrives: SCOORD3D point and polygon SRs, a SCOORD circle SR, a SEG."""
-    import highdicom as hd
     import pydicom
-    from pydicom.sr.codedict import codes
 
-    from workbench.runtime.study import point_item, write_mark_sr, write_point_mark
+    from workbench.runtime.study import point_item, write_mark_sr, write_point_mark, write_seg_mark
 
     folder.mkdir()
     ct_file = folder.parent / "series" / "native"
@@ -151,14 +149,7 @@ def _marks(native: list[Any], point: tuple[float, float, float], folder: Path) -
     mask = np.zeros((len(native), CROP, CROP), dtype=bool)
     r, c = int(round(row - 0.5)), int(round(col - 0.5))
     mask[k, max(r - 2, 0):r + 3, max(c - 2, 0):c + 3] = True
-    seg = hd.seg.Segmentation(
-        source_images=native, pixel_array=mask, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[hd.seg.SegmentDescription(
-            segment_number=1, segment_label="nodule", segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
-            segmented_property_type=codes.SCT.Nodule, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL)],
-        series_instance_uid=hd.UID(), series_number=300, sop_instance_uid=hd.UID(), instance_number=1,
-        manufacturer="fuzz", manufacturer_model_name="fuzz", software_versions="0", device_serial_number="0")
-    seg.save_as(folder / "seg.dcm")
+    write_seg_mark(native, mask, folder / "seg.dcm", "fuzz")
 
 
 def _site(source: Path, row: dict[str, str], jpegls: Path, native: list[Any], out: Path) -> None:

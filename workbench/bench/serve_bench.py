@@ -33,6 +33,9 @@ import shutil
 import statistics
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -254,21 +257,42 @@ def own_srs(pacs: Any, study_id: str) -> list[dict[str, Any]]:
                 OWN_SR_MANUFACTURER)]
 
 
-def service_batch(run: Path, cohort: Path, n: int, steps: int, progress: bool) -> dict[str, Any]:
-    """``n`` studies through Orthanc and ``workbench serve`` (module docstring)."""
+@dataclass
+class ServiceRig:
+    node: Path
+    pacs: Any  # workbench.service.pacs_sandbox.OrthancSandbox
+    studies: list[str]  # Orthanc's study ids, in the order of the cases
+    serve: Any  # workbench.service.process.ServeProcess, not yet started
+
+
+@contextmanager
+def service_rig(work: Path, run: Path, cases: list[Any], *, steps: int, progress: bool = False,
+                **node: Any) -> Iterator[ServiceRig]:
+    """An Orthanc on loopback holding ``cases`` as studies (CT and the radiologist's mark; each note in the node's
+    drop folder) and a node configured to serve them (``node``: more ``[service]`` settings); on the way out the
+    service is stopped by its PID, then Orthanc. Shared by this bench, the fault burst and the PHI scan."""
     from workbench.service.pacs_sandbox import OrthancSandbox, free_port
     from workbench.service.process import ServeProcess
 
+    node_dir, port = work / "node", free_port()
+    with OrthancSandbox(work / "pacs", modalities={"workbench": ("WORKBENCH", port)}) as pacs:
+        write_service_node(node_dir, run, site=cases[0].site, port=port, pacs_port=pacs.dicom_port, steps=steps,
+                           **node)
+        studies = upload_studies(pacs, cases, node_dir, work / "marks", progress)
+        rig = ServiceRig(node_dir, pacs, studies, ServeProcess(node_dir, work / "serve.log"))
+        try:
+            yield rig
+        finally:
+            rig.serve.stop()
+
+
+def service_batch(run: Path, cohort: Path, n: int, steps: int, progress: bool) -> dict[str, Any]:
+    """``n`` studies through Orthanc and ``workbench serve`` (module docstring)."""
     work = _work() / "batch"
     shutil.rmtree(work, ignore_errors=True)
-    node = work / "node"
-    port = free_port()
     cases = ct_cases(cohort, n)
-    with OrthancSandbox(work / "pacs", modalities={"workbench": ("WORKBENCH", port)}) as pacs:
-        write_service_node(node, run, site=cases[0].site, port=port, pacs_port=pacs.dicom_port, steps=steps,
-                           quiet_s=3.0)
-        studies = upload_studies(pacs, cases, node, work / "marks", progress)
-        serve = ServeProcess(node, work / "serve.log")
+    with service_rig(work, run, cases, steps=steps, progress=progress, quiet_s=3.0) as rig:
+        node, pacs, studies, serve = rig.node, rig.pacs, rig.studies, rig.serve
         try:
             serve.start()
             t0 = time.monotonic()

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.atomic import atomic_write
+from workbench.atomic import atomic_write, write_text
 from workbench.jsonout import write_json
 
 SEEDS_VERSION = 1
@@ -170,8 +170,8 @@ def _site(source: Path, row: dict[str, str], jpegls: Path, native: list[Any], ou
     w.writerow(["fz_0000", "dicom/case_0", row["nodule_x_mm"], row["nodule_y_mm"], row["nodule_z_mm"], "n0", "1",
                 "train"])
     w.writerow(["fz_0001", "dicom/case_1", *(f"{v:.2f}" for v in centre), "n1", "0", "val"])
-    (out / "manifest.csv").write_text(buf.getvalue(), encoding="utf-8")
+    write_text(out / "manifest.csv", buf.getvalue())
     texts = list(notes.values())
     lines = [json.dumps({"note_id": "n0", "text": notes[row["note_id"]]}),
              json.dumps({"note_id": "n1", "text": texts[1 % len(texts)]})]
-    (out / "notes.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text(out / "notes.jsonl", "\n".join(lines) + "\n")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import WorkbenchError
+from workbench.jsonout import write_json
 
 NOTEBOOKS = Path(__file__).resolve().parents[3] / "notebooks"
 NOTEBOOK_NAMES = ("01_cohort.ipynb", "02_federated_training.ipynb", "03_case_review.ipynb", "04_reports.ipynb")
@@ -52,7 +53,7 @@ def export_reports(run: Path, cohort: Path, out: Path, n: int, steps: int) -> di
         summary = json.loads(res.stdout)
         if summary.get("mode") != "export":
             raise WorkbenchError(f"phi_scan: workbench report wrote {summary.get('mode')!r} mode, export expected")
-        (dst / "summary.json").write_text(json.dumps(summary))  # the command's stdout, scanned with the files
+        write_json(dst / "summary.json", summary)  # the command's stdout, scanned with the files
         done.append(case.case_id)
     return {"cases": done}
 
@@ -62,10 +63,9 @@ def service_studies(run: Path, cohort: Path, out: Path, n: int, steps: int, time
     ``workbench serve``, until each is done or quarantined; the service is then stopped by its PID."""
     import shutil
 
-    from workbench.bench.serve_bench import upload_studies, write_service_node
+    from workbench.bench.serve_bench import service_rig
     from workbench.service.inbox import folder_counts
-    from workbench.service.pacs_sandbox import OrthancSandbox, available, free_port
-    from workbench.service.process import ServeProcess
+    from workbench.service.pacs_sandbox import available
 
     why = available()
     if why:
@@ -73,13 +73,9 @@ def service_studies(run: Path, cohort: Path, out: Path, n: int, steps: int, time
     if (out / "done.json").is_file():
         return json.loads((out / "done.json").read_text())
     shutil.rmtree(out, ignore_errors=True)
-    node, port = out / "node", free_port()
     cases = ct_cases(cohort, n, site=ct_cases(cohort, 1)[0].site)  # one node: one site's studies
-    with OrthancSandbox(out / "pacs", modalities={"workbench": ("WORKBENCH", port)}) as pacs:
-        write_service_node(node, run, site=cases[0].site, port=port, pacs_port=pacs.dicom_port, steps=steps,
-                           quiet_s=2.0)
-        studies = upload_studies(pacs, cases, node, out / "marks", False)
-        serve = ServeProcess(node, out / "serve.log")
+    with service_rig(out, run, cases, steps=steps, quiet_s=2.0) as rig:
+        node, pacs, studies, serve = rig.node, rig.pacs, rig.studies, rig.serve
         try:
             serve.start()
             pacs.send("workbench", studies, 600)
@@ -95,7 +91,7 @@ def service_studies(run: Path, cohort: Path, out: Path, n: int, steps: int, time
     result = {"studies": len(studies), "done": c["done"], "quarantined": c["quarantine"],
               "quarantine_reasons": [json.loads((q / "reason.json").read_text())["reason"]
                                      for q in sorted((node / "service" / "quarantine").iterdir())]}
-    (out / "done.json").write_text(json.dumps(result))
+    write_json(out / "done.json", result)
     return result
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import WorkbenchError
+from workbench.jsonout import write_json
 
 
 def cohort_view(cohort: Path, out: Path) -> Path:
@@ -51,7 +52,7 @@ def run_phi_federation(cohort: Path, out: Path, *, rounds: int, readers: str, mo
     if (out / "done.json").is_file():
         return json.loads((out / "done.json").read_text())
     spec = {"cohort": str(cohort), "out": str(out), "rounds": rounds, "readers": readers, "modalities": modalities}
-    (out / "spec.json").write_text(json.dumps(spec))
+    write_json(out / "spec.json", spec)
     for _try in (1, 2):  # Ray's node can time out starting on a crowded machine: one more go, then the error
         code = _attempt(out, timeout_s)
         if code == 0 or RAY_START_FAILED not in (out / "federate.log").read_text(errors="replace"):

@@ -92,17 +92,11 @@ class _Burst:
 def fault_burst(run: Path, cases: list[Any], work: Path, *, kills: int = KILLS, steps: int = STEPS,
                 quiet_s: float = QUIET_S, timeout_s: float = 1800.0, progress: bool = False) -> dict[str, Any]:
     """``cases`` as studies through Orthanc into ``workbench serve``, killed ``kills`` times (module docstring)."""
-    from workbench.bench.serve_bench import upload_studies, write_service_node
-    from workbench.service.pacs_sandbox import OrthancSandbox, free_port
-    from workbench.service.process import ServeProcess
+    from workbench.bench.serve_bench import service_rig
 
     shutil.rmtree(work, ignore_errors=True)
-    node, port = work / "node", free_port()
-    with OrthancSandbox(work / "pacs", modalities={"workbench": ("WORKBENCH", port)}) as pacs:
-        write_service_node(node, run, site=cases[0].site, port=port, pacs_port=pacs.dicom_port, steps=steps,
-                           quiet_s=quiet_s, retry_s=5.0)
-        studies = upload_studies(pacs, cases, node, work / "marks", progress)
-        serve = ServeProcess(node, work / "serve.log")
+    with service_rig(work, run, cases, steps=steps, progress=progress, quiet_s=quiet_s, retry_s=5.0) as rig:
+        node, pacs, studies, serve = rig.node, rig.pacs, rig.studies, rig.serve
         t0 = time.monotonic()
         burst = _Burst(studies, t0 + timeout_s)
         log: list[dict[str, Any]] = []

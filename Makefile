@@ -23,12 +23,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/workbench demo --out $(DEMO_DIR)
 
+# both cores (CI has 2): one worker per core, each file on one worker (its module fixtures built once), one
+# thread each so torch in two workers does not oversubscribe the cores
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile tests
 
 # the inner loop: everything but the tests that start a Flower simulation, JupyterLab, a notebook or a browser
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not integration" tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not integration" tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check workbench federated tests

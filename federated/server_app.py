@@ -129,6 +129,10 @@ class RecordingStrategy(Strategy):
                                 for i, m in zip(ids, kept, strict=True)})
         for row in nodes:
             row.update(found.get(row["node_id"], {}))
+        from federated.robust import NormBoundedFedAvg
+
+        if isinstance(self.inner, NormBoundedFedAvg):  # it aggregates by the same screen: hand it over
+            self.inner.screen = found
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:

@@ -63,10 +63,9 @@ def screen_updates(updates: dict[Any, np.ndarray]) -> dict[Any, dict[str, Any]]:
     return out
 
 
-def bounded_deltas(deltas: dict[Any, np.ndarray]) -> dict[Any, float]:
-    """``strategy = "normbounded"`` (``federated.robust``): each kept node's scale factor (1, or the clip to
-    the round's median update norm); the nodes the screen flags are left out."""
-    screen = screen_updates(deltas)
+def bounded_scales(screen: dict[Any, dict[str, Any]]) -> dict[Any, float]:
+    """``strategy = "normbounded"`` (``federated.robust``) from a round's ``screen_updates`` rows: each kept node's
+    scale factor (1, or the clip to the round's median update norm); the nodes the screen flags are left out."""
     norms = {k: r["update_norm"] for k, r in screen.items()}
     median = float(np.median([n for n in norms.values() if np.isfinite(n)])) if norms else 0.0
     return {k: (min(1.0, median / norms[k]) if norms[k] > 0 else 1.0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from flwr.app import Array, ArrayRecord
 
-from federated.update_screen import bounded_deltas, screen_updates, update_vector
+from federated.update_screen import bounded_scales, screen_updates, update_vector
 
 
 def _honest(rng: np.random.Generator, base: np.ndarray) -> np.ndarray:
@@ -37,7 +37,7 @@ def test_the_robust_rule_leaves_the_flagged_node_out_and_clips_the_rest_to_the_m
     rng = np.random.default_rng(1)
     base = rng.normal(size=300)
     honest = {i: (1.0 + 0.5 * i) * _honest(rng, base) for i in range(3)}  # norms about 1x, 1.5x, 2x
-    scale = bounded_deltas({**honest, 3: 10 * _honest(rng, base)})
+    scale = bounded_scales(screen_updates({**honest, 3: 10 * _honest(rng, base)}))
     assert set(scale) == {0, 1, 2}  # the attacker is out
     norms = {i: float(np.linalg.norm(v)) for i, v in honest.items()}
     median = float(np.median([*norms.values(), float(np.linalg.norm(10 * base))]))

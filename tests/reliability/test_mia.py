@@ -54,11 +54,11 @@ def test_no_leak_gives_chance_and_no_epsilon() -> None:
 def test_a_dp_federation_spends_the_ledgers_epsilon_with_secret_randomness(tiny_cohort: Path, tmp_path: Path) -> None:
     import json
 
-    data = mia.node_states(tiny_cohort, tmp_path / "work", progress=False)
-    assert len(data) == 3 and all(len(d) for d in data.values())
-    from workbench.bench.reliability.fedsim import train_federated
+    from workbench.bench.reliability.fedsim import base_fed, node_states, train_federated
 
-    sim = train_federated(mia._base_fed(), data, epsilon=1.0, ledgers=tmp_path / "ledgers", rounds=2,
+    data = node_states(tiny_cohort, tmp_path / "work", progress=False)
+    assert len(data) == 3 and all(len(d) for d in data.values())
+    sim = train_federated(base_fed(), data, epsilon=1.0, ledgers=tmp_path / "ledgers", rounds=2,
                           final_average=2, local_epochs=1, seed=0)
     model, eps = sim.model, sim.epsilon
     assert set(eps) == set(data) and all(0.5 < e <= 1.0 + 1e-6 for e in eps.values())

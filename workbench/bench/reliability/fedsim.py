@@ -23,6 +23,59 @@ from workbench.runtime.encode import EncodedCases
 ATTACKS = ("scale", "sign_flip", "random")
 
 
+def base_fed() -> Any:
+    """The audits' federation recipe: ``FedConfig``'s defaults over the shipped readers and starting model."""
+    from federated.config import FedConfig
+    from workbench.models.shipped import shipped
+
+    return FedConfig(text_encoder=str(shipped("note_reader")), ct_encoder=str(shipped("ct_reader")),
+                     init_model=str(shipped("fusion_init")), progress=False)
+
+
+def device_name(device: str) -> str:
+    """Where a model trained, for its JSON (``trained_on``)."""
+    from workbench.bench.common import machine
+
+    return f"{torch.cuda.get_device_name(0)} (cuda)" if device.startswith("cuda") else machine()
+
+
+def by_site(data: EncodedCases) -> dict[str, EncodedCases]:
+    """The cases per site, as float32 (states carried to a GPU machine as float16: a call carries 64 MiB)."""
+    data = EncodedCases(data.case_ids, data.sites, {k: v.float() if v.dtype == torch.float16 else v
+                                                    for k, v in data.tensors.items()}, list(data.refused))
+    sites = np.array(data.sites)
+    return {s: data.subset(np.flatnonzero(sites == s)) for s in sorted(set(data.sites))}
+
+
+def load_states(path: str | Path) -> dict[str, EncodedCases]:
+    """A states file ``node_states`` wrote (or a float16 copy of it), per site."""
+    return by_site(EncodedCases.load(path))
+
+
+def node_states(cohort: Path, work: Path, progress: bool) -> dict[str, EncodedCases]:
+    """Every case of ``cohort`` with the frozen readers' states, per site (kept in ``work``: encoded once). The
+    readers are frozen, so the simulated nodes train from these states alone: no DICOM is read again."""
+    from federated.task import build
+    from workbench.data.cache import PreprocessCache, default_cache_dir
+    from workbench.runtime.encode import encode_cases, with_ct_states, with_note_states
+    from workbench.runtime.run import cases_of
+
+    f = work / f"states-{cohort.name}.pt"
+    if f.is_file():
+        return load_states(f)
+    model = build(base_fed())
+    assert model.tokenizer is not None
+    data = encode_cases(cases_of([cohort], ["train", "val", "calib", "test"]), model.tokenizer,
+                        cache=PreprocessCache(default_cache_dir()), progress=progress, desc=f"encode {cohort.name}",
+                        max_length=model.config.text.max_length)
+    data = with_ct_states(model, with_note_states(model, data))
+    data = EncodedCases(data.case_ids, data.sites, {k: v for k, v in data.tensors.items()
+                                                    if k not in ("ct_patch", "ct_context")}, list(data.refused))
+    work.mkdir(parents=True, exist_ok=True)
+    data.save(f)
+    return by_site(data)
+
+
 def poisoned_update(kind: str, delta: np.ndarray, boost: float, rng: np.random.Generator) -> np.ndarray:
     """What the attacker sends instead of its honest update ``delta``: ``boost`` times it (``scale``), minus
     ``boost`` times it (``sign_flip``) or Gaussian noise of ``boost`` times its size (``random``): a
@@ -52,11 +105,11 @@ class SimResult:
 
 def _aggregate(states: list[dict[str, torch.Tensor]], weights: list[float], names: list[str],
                aggregator: str, global_state: dict[str, torch.Tensor],
-               deltas: dict[int, np.ndarray]) -> dict[str, torch.Tensor]:
+               screen: dict[int, dict[str, Any]]) -> dict[str, torch.Tensor]:
     if aggregator == "normbounded":  # federated.robust: the screened updates, clipped to the median norm
-        from federated.update_screen import bounded_deltas
+        from federated.update_screen import bounded_scales
 
-        scale = bounded_deltas(deltas)
+        scale = bounded_scales(screen)
         keep = sorted(scale)
         w = torch.tensor([weights[i] for i in keep], dtype=torch.float64)
         w = w / w.sum()
@@ -120,7 +173,7 @@ def train_federated(base: Any, data: dict[str, EncodedCases], *, epsilon: float 
                                      for k in names if s[k].is_floating_point()]) for i, s in enumerate(states)}
         found = screen_updates(deltas)
         screens.append({site: found[i] for i, site in enumerate(data)})
-        global_state = _aggregate(states, weights, names, aggregator, global_state, deltas)
+        global_state = _aggregate(states, weights, names, aggregator, global_state, found)
         history.append(global_state)
     last = history[-final_average:]
     final = {k: torch.stack([s[k].double() for s in last]).mean(dim=0).to(last[0][k].dtype) for k in names}

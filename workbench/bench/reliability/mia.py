@@ -28,9 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from workbench.bench.reliability.fedsim import train_federated
+from workbench.bench.reliability.fedsim import (
+    base_fed,
+    device_name,
+    load_states,
+    node_states,
+    train_federated,
+)
 from workbench.jsonout import write_json
 from workbench.metrics import auroc
 from workbench.runtime.encode import EncodedCases
@@ -64,39 +69,6 @@ def _cohort(quick: bool, progress: bool) -> Path:
     return cached_cohort("small", 0, progress=progress) if quick else full_test_split(progress)
 
 
-def _base_fed() -> Any:
-    from federated.config import FedConfig
-    from workbench.models.shipped import shipped
-
-    return FedConfig(text_encoder=str(shipped("note_reader")), ct_encoder=str(shipped("ct_reader")),
-                     init_model=str(shipped("fusion_init")), progress=False)
-
-
-def node_states(cohort: Path, work: Path, progress: bool) -> dict[str, EncodedCases]:
-    """Every case of ``cohort`` with the frozen readers' states, per site (kept in ``work``: encoded once)."""
-    from federated.task import build
-    from workbench.data.cache import PreprocessCache, default_cache_dir
-    from workbench.runtime.encode import encode_cases, with_ct_states, with_note_states
-    from workbench.runtime.run import cases_of
-
-    f = work / f"states-{cohort.name}.pt"
-    if f.is_file():
-        data = EncodedCases.load(f)
-    else:
-        model = build(_base_fed())
-        assert model.tokenizer is not None
-        data = encode_cases(cases_of([cohort], ["train", "val", "calib", "test"]), model.tokenizer,
-                            cache=PreprocessCache(default_cache_dir()), progress=progress, desc="encode MIA cohort",
-                            max_length=model.config.text.max_length)
-        data = with_ct_states(model, with_note_states(model, data))
-        data = EncodedCases(data.case_ids, data.sites, {k: v for k, v in data.tensors.items()
-                                                        if k not in ("ct_patch", "ct_context")}, list(data.refused))
-        work.mkdir(parents=True, exist_ok=True)
-        data.save(f)
-    sites = np.array(data.sites)
-    return {s: data.subset(np.flatnonzero(sites == s)) for s in sorted(set(data.sites))}
-
-
 def memberships(n: int, models: int, seed: int) -> np.ndarray:
     """(models, n) booleans: each model's members, a random half of the pool. Balanced per case as well: model k
     and k+1 take complementary halves, so every case is a member of half the models."""
@@ -127,22 +99,16 @@ def _variant_models(name: str, epsilon: float | None, data: dict[str, EncodedCas
             out.append(json.loads(f.read_text()))
             continue
         own = {**data, cfg.node: pool.subset(np.flatnonzero(member[k]))}
-        sim = train_federated(_base_fed(), own, epsilon=epsilon, ledgers=work / name / f"ledgers{k}",
+        sim = train_federated(base_fed(), own, epsilon=epsilon, ledgers=work / name / f"ledgers{k}",
                               rounds=cfg.rounds, final_average=cfg.final_average, local_epochs=cfg.local_epochs,
                               seed=cfg.seed * 1000 + k, device=device)
         model, eps = sim.model, sim.epsilon
         rec = {"logits": predict_logits(model, pool)["logits"].tolist(), "member": member[k].tolist(),
-               "epsilon": eps, "trained_on": _device_name(device)}
+               "epsilon": eps, "trained_on": device_name(device)}
         f.parent.mkdir(parents=True, exist_ok=True)
         write_json(f, rec)
         out.append(rec)
     return out
-
-
-def _device_name(device: str) -> str:
-    from workbench.bench.common import machine
-
-    return f"{torch.cuda.get_device_name(0)} (cuda)" if device.startswith("cuda") else machine()
 
 
 def attack_scores(logits: np.ndarray, labels: np.ndarray, member: np.ndarray) -> dict[str, np.ndarray]:
@@ -251,7 +217,7 @@ def mia_audit(cohort: Path, cfg: MIAConfig, work: Path, progress: bool = False) 
     pool = data[cfg.node]
     labels = pool.labels.astype(float)
     member = memberships(len(pool), cfg.models, cfg.seed)
-    delta = _base_fed().dp_delta
+    delta = base_fed().dp_delta
     variants: dict[str, float | None] = {"no_dp": None, **{f"eps{e:g}": e for e in cfg.epsilons}}
     figures = {name: variant_figures(_variant_models(name, eps, data, cfg, member, work, progress), labels, delta)
                for name, eps in variants.items()}
@@ -288,9 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true")
     a = p.parse_args(argv)
     cfg = QUICK if a.quick else MIAConfig()
-    whole = EncodedCases.load(a.states)
-    sites = np.array(whole.sites)
-    data = {s: whole.subset(np.flatnonzero(sites == s)) for s in sorted(set(whole.sites))}
+    data = load_states(a.states)
     member = memberships(len(data[cfg.node]), cfg.models, cfg.seed)
     eps = None if a.variant == "no_dp" else float(a.variant.removeprefix("eps"))
     lo, hi = (int(x) for x in a.models.split("-")) if a.models else (0, cfg.models - 1)

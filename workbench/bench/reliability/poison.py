@@ -26,7 +26,16 @@ from typing import Any
 
 import numpy as np
 
-from workbench.bench.reliability.fedsim import ATTACKS, Attacker, poisoned_update, train_federated
+from workbench.bench.reliability.fedsim import (
+    ATTACKS,
+    Attacker,
+    base_fed,
+    device_name,
+    load_states,
+    node_states,
+    poisoned_update,
+    train_federated,
+)
 from workbench.jsonout import write_json
 from workbench.metrics import auroc
 from workbench.runtime.encode import EncodedCases
@@ -54,8 +63,7 @@ def poison_mod(cohort: str | Path, site: str, kind: str, boost: float,
                seed: int = 0) -> Callable[[Any, Any, Callable[[Any, Any], Any]], Any]:
     """A Flower client mod that turns the node training ``site`` of ``cohort`` into the attacker (module
     docstring); every other node's replies pass untouched."""
-    from flwr.app import Array, ArrayRecord
-
+    from federated.robust import map_update
     from workbench.runtime.run import site_dirs_of
 
     if kind not in ATTACKS:
@@ -69,41 +77,27 @@ def poison_mod(cohort: str | Path, site: str, kind: str, boost: float,
         if (msg.metadata.message_type != "train" or reply.has_error() or not 0 <= pid < len(sites)
                 or sites[pid] != site or "arrays" not in reply.content.array_records):
             return reply
-        sent, back = msg.content.array_records["arrays"], reply.content.array_records["arrays"]
         rng = np.random.default_rng([seed, pid])
-        out = {}
-        for key in back:
-            new = back[key].numpy()
-            if key not in sent or new.dtype.kind != "f":
-                out[key] = Array(new)
-                continue
-            old = sent[key].numpy()
-            delta = poisoned_update(attacker.kind, new.astype(np.float64) - old, attacker.boost, rng)
-            out[key] = Array((old + delta).astype(new.dtype))
-        reply.content.array_records["arrays"] = ArrayRecord(out)
+        reply.content.array_records["arrays"] = map_update(
+            msg.content.array_records["arrays"], reply.content.array_records["arrays"],
+            lambda d: poisoned_update(attacker.kind, d, attacker.boost, rng))
         return reply
 
     return mod
-
-
-def _states(cohort: Path, work: Path, progress: bool) -> dict[str, EncodedCases]:
-    from workbench.bench.reliability.mia import node_states
-
-    return node_states(cohort, work, progress)
 
 
 def training_data(work: Path, progress: bool) -> dict[str, EncodedCases]:
     """Every case of the small cohort's four sites with the shipped frozen readers' states."""
     from workbench.bench.common import cached_cohort
 
-    return _states(cached_cohort("small", 0, progress=progress), work, progress)
+    return node_states(cached_cohort("small", 0, progress=progress), work, progress)
 
 
 def evaluation_data(work: Path, progress: bool) -> EncodedCases:
     """Every case of the full preset's test split (another seed's patients), the same readers' states."""
     from workbench.bench.serve_bench import full_test_split
 
-    per_site = _states(full_test_split(progress), work, progress)
+    per_site = node_states(full_test_split(progress), work, progress)
     return concat([per_site[s] for s in sorted(per_site)])
 
 
@@ -127,18 +121,17 @@ def run_name(agg: str, attack: str | None, seed: int) -> str:
 def one_run(agg: str, attack: str | None, seed: int, cfg: PoisonConfig, data: dict[str, EncodedCases],
             evald: EncodedCases, work: Path, device: str = "cpu") -> dict[str, Any]:
     """One federation, kept (``<name>.json``: its logits on the evaluation cases and each round's screen)."""
-    from workbench.bench.reliability.mia import _base_fed, _device_name
     from workbench.runtime.inference import predict_logits
 
     f = work / f"{run_name(agg, attack, seed)}.json"
     if f.is_file():
         return json.loads(f.read_text())
-    sim = train_federated(_base_fed(), data, rounds=cfg.rounds, final_average=cfg.final_average,
+    sim = train_federated(base_fed(), data, rounds=cfg.rounds, final_average=cfg.final_average,
                           local_epochs=cfg.local_epochs, seed=seed, device=device, aggregator=AGGREGATORS[agg],
                           attacker=Attacker(cfg.site, attack, cfg.boost) if attack else None)
     rec = {"name": run_name(agg, attack, seed), "seed": seed, "case_ids": evald.case_ids,
            "logits": predict_logits(sim.model, evald)["logits"].tolist(), "screens": sim.screens,
-           "trained_on": _device_name(device)}
+           "trained_on": device_name(device)}
     f.parent.mkdir(parents=True, exist_ok=True)
     write_json(f, rec)
     return rec
@@ -164,7 +157,7 @@ def run(*, quick: bool, work: Path, progress: bool) -> dict[str, Any]:
 def poison_audit(cfg: PoisonConfig, states_work: Path, work: Path, progress: bool,
                  device: str = "cpu") -> dict[str, Any]:
     """Every aggregator clean and under every attack, for each seed (module docstring); runs already kept (e.g.
-    trained on a GPU machine: ``bench/reliability_gpu.sh``) are reloaded."""
+    trained on a GPU machine: ``bench/reliability_poison_gpu.sh``) are reloaded."""
     from tqdm import tqdm
 
     data, evald = training_data(states_work, progress), evaluation_data(states_work, progress)
@@ -203,7 +196,7 @@ def poison_audit(cfg: PoisonConfig, states_work: Path, work: Path, progress: boo
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Train some of the runs elsewhere (a GPU machine: ``bench/reliability_gpu.sh``) from two states files
+    """Train some of the runs elsewhere (a GPU machine: ``bench/reliability_poison_gpu.sh``) from two states files
     (``node_states``: the small cohort's, the full test split's); their JSON files go back into the work folder."""
     import argparse
 
@@ -216,22 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--aggregators", default=",".join(AGGREGATORS), help="train only these (comma-separated)")
     a = p.parse_args(argv)
     cfg = PoisonConfig()
-    whole = _as_float(EncodedCases.load(a.train_states))
-    sites = np.array(whole.sites)
-    data = {s: whole.subset(np.flatnonzero(sites == s)) for s in sorted(set(whole.sites))}
-    evald = _as_float(EncodedCases.load(a.eval_states))
+    data = load_states(a.train_states)
+    evald = concat([d for _, d in sorted(load_states(a.eval_states).items())])
     for agg, attack, seed in plan(cfg):
         if seed == a.seed and agg in a.aggregators.split(","):
             one_run(agg, attack, seed, cfg, data, evald, Path(a.out), a.device)
     return 0
-
-
-def _as_float(data: EncodedCases) -> EncodedCases:
-    """States carried as float16 (a device call carries at most 64 MiB) back to float32."""
-    import torch
-
-    return EncodedCases(data.case_ids, data.sites, {k: v.float() if v.dtype == torch.float16 else v
-                                                    for k, v in data.tensors.items()}, list(data.refused))
 
 
 if __name__ == "__main__":

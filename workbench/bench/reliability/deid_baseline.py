@@ -171,9 +171,10 @@ def clinical_probe(clean: Callable[[str], str]) -> dict[str, Any]:
     words = lost = 0
     examples: list[str] = []
     for s in CLINICAL_PROBE:
-        n, k = lost_words(s, clean(s), [])
+        after = clean(s)
+        n, k = lost_words(s, after, [])
         words, lost = words + n, lost + k
-        gone = Counter(_WORD.findall(s)) - Counter(_WORD.findall(clean(s)))
+        gone = Counter(_WORD.findall(s)) - Counter(_WORD.findall(after))
         examples += sorted(gone)
     return {"words": words, "lost": lost, "kept": _share(words - lost, words), "lost_words": examples[:30]}
 
@@ -227,11 +228,12 @@ def run(*, quick: bool, work: Path, progress: bool) -> dict[str, Any]:
             if progress and (i + 1) % 100 == 0:
                 print(f"deid_baseline: {i + 1}/{n_notes} notes", file=sys.stderr, flush=True)
     per_slot = 10 if quick else 100
+    figures = {key: {**_figures(tallies[key], n_notes), "clinical_probe": clinical_probe(clean),
+                     "context_probe": context_probe(clean, names, per_slot=per_slot)}
+               for key, clean in cleaners.items()}
     result: dict[str, Any] = {
-        "keys": {"deid_recall_unseen_names": {
-            "ours": _share(sum(tallies["ours"].name_gone), sum(tallies["ours"].name_total)),
-            "baseline": (_share(sum(tallies["baseline"].name_gone), sum(tallies["baseline"].name_total))
-                         if "baseline" in tallies else None)}},
+        "keys": {"deid_recall_unseen_names": {k: figures[k]["recall_names"] if k in figures else None
+                                              for k in ("ours", "baseline")}},
         "n_notes": n_notes,
         "notes_per_style": n_notes // len(ALL_STYLES),
         "n_name_strings": sum(tallies["ours"].name_total),
@@ -250,14 +252,10 @@ def run(*, quick: bool, work: Path, progress: bool) -> dict[str, Any]:
                    "de-identifier treats as ordinary text",
             "examples": list(names.given[::60]) + list(names.surnames[::60]),
         },
-        "ours": {**_figures(tallies["ours"], n_notes), "clinical_probe": clinical_probe(deidentify),
-                 "context_probe": context_probe(deidentify, names, per_slot=per_slot)},
-        "baseline": None,
+        "ours": figures["ours"],
+        "baseline": figures.get("baseline"),
         "baseline_info": baseline_info,
     }
-    if baseline is not None:
-        result["baseline"] = {**_figures(tallies["baseline"], n_notes), "clinical_probe": clinical_probe(baseline),
-                              "context_probe": context_probe(baseline, names, per_slot=per_slot)}
     result["seconds"] = round(time.perf_counter() - start, 1)
     return result
 

@@ -22,6 +22,9 @@ from typing import Any
 from workbench.errors import WorkbenchError
 from workbench.jsonout import write_json
 
+RAY_START_FAILED = "timed out during startup"
+CRASHED = "Simulation Runtime crashed"  # Flower's word for a dead simulation; its process may hang on after it
+
 
 def cohort_view(cohort: Path, out: Path) -> Path:
     """The cohort's site folders as a view in ``out``: their small files copied, their DICOM folders linked. What a
@@ -55,16 +58,12 @@ def run_phi_federation(cohort: Path, out: Path, *, rounds: int, readers: str, mo
     write_json(out / "spec.json", spec)
     for _try in (1, 2):  # Ray's node can time out starting on a crowded machine: one more go, then the error
         code = _attempt(out, timeout_s)
-        if code == 0 or RAY_START_FAILED not in (out / "federate.log").read_text(errors="replace"):
+        log = (out / "federate.log").read_text(errors="replace")
+        if code == 0 or RAY_START_FAILED not in log:
             break
     if code != 0:
-        tail = (out / "federate.log").read_text(errors="replace")[-1500:]
-        raise WorkbenchError(f"phi_scan: the federation failed ({code}): {tail}")
+        raise WorkbenchError(f"phi_scan: the federation failed ({code}): {log[-1500:]}")
     return json.loads((out / "done.json").read_text())
-
-
-RAY_START_FAILED = "timed out during startup"
-CRASHED = "Simulation Runtime crashed"  # Flower's word for a dead simulation; its process may hang on after it
 
 
 def _attempt(out: Path, timeout_s: float) -> int:
@@ -113,7 +112,6 @@ def _main(spec_file: str) -> None:
     from federated.config import FedConfig
     from federated.egress import capture_mod, read_capture
     from federated.federate import run_federated
-    from workbench.atomic import write_text
 
     spec = json.loads(Path(spec_file).read_text())
     out = Path(spec["out"])
@@ -134,8 +132,8 @@ def _main(spec_file: str) -> None:
                     dp_lr=0.5, state_dir=str(out / "nodes"), progress=False, run_tag="phi-scan", modalities=spec["modalities"], **kw)
     summary = run_federated(fed, out / "run", client_mods=[capture_mod(out / "capture")])
     sent = read_capture(out / "capture")
-    write_text(out / "done.json", json.dumps({"messages": len(sent), "rounds": summary["rounds"],
-                                              "errors": summary["errors"], "sites": summary["sites"]}))
+    write_json(out / "done.json", {"messages": len(sent), "rounds": summary["rounds"], "errors": summary["errors"],
+                                   "sites": summary["sites"]})
 
 
 if __name__ == "__main__":

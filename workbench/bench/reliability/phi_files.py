@@ -53,8 +53,7 @@ def artifact_kind(rel: str) -> str:
     for needle, kind in rules:
         if needle in p:
             return kind
-    by_suffix = {".pt": "checkpoint", ".pth": "checkpoint", ".safetensors": "checkpoint", ".ckpt": "checkpoint",
-                 ".onnx": "checkpoint", ".npz": "arrays", ".npy": "arrays", ".ipynb": "notebook", ".log": "log",
+    by_suffix = {".npz": "arrays", ".npy": "arrays", ".ipynb": "notebook", ".log": "log",
                  ".dcm": "dicom", ".pdf": "report", ".html": "report", ".sqlite": "sqlite", ".db": "sqlite",
                  ".png": "image", ".faiss": "index", ".index": "index"}
     if name.startswith("report"):

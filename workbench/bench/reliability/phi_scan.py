@@ -120,7 +120,7 @@ def run(*, quick: bool, work: Path, progress: bool) -> dict[str, Any]:
     step("scan", t)
     return {"keys": {"phi_strings_checked": len(phi.kinds), "phi_leaks": scan.pop("leak_count")},
             "strings": strings_figures(phi), "messages_captured": fed["messages"], "made": made,
-            **scan, "exempt_rules": {f: dict((g, why) for g, why in rules) for f, rules in EXEMPT.items()},
+            **scan, "exempt_rules": {f: dict(rules) for f, rules in EXEMPT.items()},
             "not_made": [] if not quick else ["service (full run)", "notebooks (full run)"],
             "seconds": {**steps, "total": round(time.perf_counter() - t0, 1)},
             "seconds_to_make": {**to_make, "total": round(sum(to_make.values()), 1)}}

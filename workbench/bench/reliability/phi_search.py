@@ -90,7 +90,14 @@ class Matcher:
 
     def find_bytes(self, data: bytes, encodings: tuple[str, ...] = tuple(ENCODINGS)) -> list[Hit]:
         """Hits in ``data`` (ASCII letters lower-cased first; offsets are the same)."""
-        low = data.lower()
+        return self._find(data.lower(), encodings)
+
+    def find_text(self, text: str) -> tuple[bytes, list[Hit]]:
+        """Hits in ``text``, lower-cased and searched as UTF-8: (the bytes searched, the hits in them)."""
+        low = text.lower().encode("utf-8", errors="replace")
+        return low, self._find(low, ("utf-8",))  # lower-cased already: no second copy of a large file
+
+    def _find(self, low: bytes, encodings: tuple[str, ...]) -> list[Hit]:
         hits = []
         for enc in encodings:
             t = self.tables[enc]
@@ -99,11 +106,6 @@ class Matcher:
                     if _alone(low, start, end, s, enc, t.width):
                         hits.append(Hit(start, end, s, enc))
         return _outermost(hits)
-
-    def find_text(self, text: str) -> tuple[bytes, list[Hit]]:
-        """Hits in ``text``, lower-cased and searched as UTF-8: (the bytes searched, the hits in them)."""
-        low = text.lower().encode("utf-8", errors="replace")
-        return low, self.find_bytes(low, ("utf-8",))
 
     def mask(self, text: str) -> str:
         """``text`` with every PHI string in it replaced by ``<kind>``."""

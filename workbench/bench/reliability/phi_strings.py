@@ -178,17 +178,15 @@ def guess_kind(s: str) -> str:
 
 def cohort_phi(cohort: Path) -> PhiStrings:
     """Every PHI string of ``cohort`` (its truth, each identity's formats), with kinds and the skipped ones."""
-    from workbench.bench.common import cohort_request
+    from workbench.bench.common import cohort_config, cohort_request
     from workbench.cohort.dicom_writer import dicom_phi_strings
     from workbench.cohort.generate import case_identity, sites_for
     from workbench.cohort.sample import case_truth
 
     cohort = Path(cohort)
     r = cohort_request(cohort)
-    from workbench.cohort.config import CohortConfig
-
-    config = CohortConfig(preset=r["preset"], sites=len(r["sites"]), patients=int(r["patients_per_site"]),
-                          seed=int(r["seed"]), transfer_syntax=r.get("transfer_syntax"), truth=r["truth"])
+    config = cohort_config(r["preset"], int(r["seed"]), r["truth"], sites=len(r["sites"]),
+                           patients=int(r["patients_per_site"]), transfer_syntax=r.get("transfer_syntax"))
     sites = {s.name: (k, s) for k, s in enumerate(sites_for(config))}
     out = PhiStrings(cohorts=[cohort.name])
     for line in (cohort / "truth.jsonl").read_text(encoding="utf-8").splitlines():

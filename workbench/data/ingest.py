@@ -76,19 +76,16 @@ def check_note(case: Case) -> str | None:
         return "note is empty"
     if len(case.note) > MAX_NOTE_CHARS:
         return f"note is {len(case.note):,} characters, over the {MAX_NOTE_CHARS:,} limit"
-    bad = lone_surrogate(case.note)
-    if bad is not None:
-        return f"note is not valid Unicode (a lone surrogate at character {bad + 1})"
-    return None
+    return lone_surrogate_reason(case.note)
 
 
-def lone_surrogate(text: str) -> int | None:
-    """Where ``text`` holds a lone surrogate (a JSON ``\\ud800`` escape decodes to one; no UTF-8 encoder or
-    tokenizer takes it), or None."""
+def lone_surrogate_reason(text: str) -> str | None:
+    """Why ``text`` is not valid Unicode when it holds a lone surrogate (a JSON ``\\ud800`` escape decodes to
+    one; no UTF-8 encoder or tokenizer takes it), or None."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        return exc.start
+        return f"note is not valid Unicode (a lone surrogate at character {exc.start + 1})"
     return None
 
 

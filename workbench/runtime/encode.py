@@ -24,7 +24,7 @@ from workbench.atomic import atomic_write
 from workbench.data.cache import PreprocessCache
 from workbench.data.case import Case
 from workbench.data.deid import deidentify
-from workbench.data.ingest import check_note, lone_surrogate
+from workbench.data.ingest import check_note, lone_surrogate_reason
 from workbench.data.preprocess import CTInputs, preprocess_ct
 from workbench.data.transforms import PreprocessConfig
 from workbench.errors import CaseError, WorkbenchError
@@ -89,9 +89,9 @@ def encode_note(text: str, tokenizer: PreTrainedTokenizerFast, max_length: int) 
 
     A note with a lone surrogate is refused here too (``check_note`` refuses it first in ``encode_cases``):
     the tokenizer would fail on it with a TypeError that names nothing."""
-    bad = lone_surrogate(text)
-    if bad is not None:
-        raise CaseError(f"note is not valid Unicode (a lone surrogate at character {bad + 1})")
+    reason = lone_surrogate_reason(text)
+    if reason is not None:
+        raise CaseError(reason)
     clean = normalize_note(deidentify(text))
     ids = tokenizer(clean, truncation=True, max_length=max_length, add_special_tokens=False)["input_ids"]
     return ids, clean

@@ -38,6 +38,7 @@ from workbench.jsonout import write_json
 TARGET_ORDER = ("dicom", "sr_mark", "deid", "tokenizer", "note_file", "ingest")
 FULL_CASES = {"dicom": 1500, "sr_mark": 900, "deid": 1100, "tokenizer": 800, "note_file": 500, "ingest": 450}
 QUICK_CASES = {"dicom": 80, "sr_mark": 50, "deid": 60, "tokenizer": 40, "note_file": 30, "ingest": 40}
+STATUSES = ("ok", "refused", "crash", "hang", "memory", "unbuilt")
 START_TIMEOUT_S = 600.0  # the worker imports torch, MONAI, transformers: minutes on a loaded machine
 BUILD_TIMEOUT_S = 120.0  # copying and mutating the seeds (harness work, not the case's)
 
@@ -234,7 +235,7 @@ class Harness:
             _, result = conn.recv()
             return Outcome(**result)
         except (EOFError, OSError, BrokenPipeError):
-            code = self._proc.exitcode if self._proc is not None else None
+            code = None
             if self._proc is not None:
                 self._proc.join(5)
                 code = self._proc.exitcode
@@ -251,8 +252,7 @@ class Tally:
     """One target's counts, slowest case and crashes by signature (with the first spec of each)."""
 
     target: str
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("ok", "refused", "crash", "hang", "memory", "unbuilt"), 0))
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
     max_s: float = 0.0
     failures: dict[str, dict[str, Any]] = field(default_factory=dict)
     refusal_kinds: dict[str, int] = field(default_factory=dict)
@@ -371,7 +371,6 @@ def run(*, quick: bool, work: Path, progress: bool, config: FuzzConfig | None = 
                 continue
         todo.append((i, target, kept))
     bar = tqdm(total=sum(cfg.cases[t] for _, t, _ in todo), desc="fuzz", unit="case", disable=not progress)
-    worker_starts = 0
     with Harness(seeds, work / "scratch", time_bound_s=cfg.time_bound_s, memory_bound_mb=cfg.memory_bound_mb,
                  warm=TARGET_ORDER) as harness:
         for i, target, kept in todo:
@@ -383,8 +382,7 @@ def run(*, quick: bool, work: Path, progress: bool, config: FuzzConfig | None = 
         worker_starts = harness.starts
         seed_cases = harness.ready.get("seed_cases", {})
     bar.close()
-    total = {k: sum(f[k] for f in figures.values()) for k in ("cases", "ok", "refused", "crash", "hang", "memory",
-                                                              "unbuilt")}
+    total = {k: sum(f[k] for f in figures.values()) for k in ("cases", *STATUSES)}
     signatures = [{"target": t, **c} for t, f in figures.items() for c in f["failures"]]
     return {
         "keys": {"fuzz": {"cases": total["cases"], "crashes": total["crash"] + total["memory"],

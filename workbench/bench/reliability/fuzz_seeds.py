@@ -126,10 +126,10 @@ def _marks(native: list[Any], point: tuple[float, float, float], folder: Path) -
     from workbench.runtime.study import point_item, write_mark_sr, write_point_mark, write_seg_mark
 
     folder.mkdir()
-    ct_file = folder.parent / "series" / "native"
+    ct_dir = folder.parent / "series" / "native"
     k = int(np.argmin([abs(float(d.ImagePositionPatient[2]) - point[2]) for d in native]))
     img = native[k]
-    write_point_mark(next(iter(sorted(ct_file.iterdir()))), point, folder / "point.dcm")
+    write_point_mark(min(ct_dir.iterdir()), point, folder / "point.dcm")
     poly = point_item(point, img.FrameOfReferenceUID)
     x, y, z = point
     poly.GraphicType = "POLYGON"
@@ -154,19 +154,21 @@ def _marks(native: list[Any], point: tuple[float, float, float], folder: Path) -
 
 def _site(source: Path, row: dict[str, str], jpegls: Path, native: list[Any], out: Path) -> None:
     """A two-case site: the JPEG-LS slices with the first case's nodule and note, the native crop with a note."""
+    from workbench.cohort.generate import MANIFEST_COLUMNS
+    from workbench.data.case import read_notes
+
     (out / "dicom" / "case_0").mkdir(parents=True)
     (out / "dicom" / "case_1").mkdir(parents=True)
     for f in sorted(jpegls.iterdir()):
         shutil.copy2(f, out / "dicom" / "case_0" / f.name)
     for i, ds in enumerate(native):
         ds.save_as(out / "dicom" / "case_1" / f"{i:03d}.dcm", enforce_file_format=True)
-    notes = {json.loads(line)["note_id"]: json.loads(line)["text"]
-             for line in (source / "notes.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()}
+    notes = read_notes(source / "notes.jsonl")
     centre = np.mean([np.asarray(d.ImagePositionPatient, dtype=float) for d in native], axis=0) \
         + np.array([CROP / 2 * float(native[0].PixelSpacing[1]), CROP / 2 * float(native[0].PixelSpacing[0]), 0.0])
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["case_id", "series_dir", "nodule_x_mm", "nodule_y_mm", "nodule_z_mm", "note_id", "label", "split"])
+    w.writerow(MANIFEST_COLUMNS)
     w.writerow(["fz_0000", "dicom/case_0", row["nodule_x_mm"], row["nodule_y_mm"], row["nodule_z_mm"], "n0", "1",
                 "train"])
     w.writerow(["fz_0001", "dicom/case_1", *(f"{v:.2f}" for v in centre), "n1", "0", "val"])

@@ -16,6 +16,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from workbench.cohort.generate import MANIFEST_COLUMNS
+
 # ------------------------------------------------------------------------------------------ raw element values
 
 NASTY_NUMBERS = ["0", "-0", "nan", "NaN", "inf", "-inf", "1e308", "-1e308", "1e400", "1e-320", "4.9e-324", "",
@@ -230,7 +232,6 @@ def note_file_spec() -> st.SearchStrategy[dict]:
 
 # ------------------------------------------------------------------------------------------------- site
 
-COLUMNS = ["case_id", "series_dir", "nodule_x_mm", "nodule_y_mm", "nodule_z_mm", "note_id", "label", "split"]
 CELLS = ["", "nan", "inf", "-1e309", "1e400", "1e308", "..", "dicom", "dicom/case_1", "dicom/case_0/", "notes.jsonl",
          "dicom/missing", "a\x00b", "   ", "0", "1", "2", "-1", "test", "TRAIN", "n0", "n1", "n9", "fz_0000",
          "\ufeffcase", "１", "0x1", "1_000"]
@@ -248,8 +249,8 @@ def ingest_spec() -> st.SearchStrategy[dict]:
                           _byte_ops(series_files), _series_ops(series_files))
     op = st.one_of(
         st.builds(lambda r, c, v: {"op": "cell", "row": r, "column": c, "value": v},
-                  st.integers(0, 3), st.sampled_from([*COLUMNS, "extra"]), _cell_value()),
-        st.builds(lambda c: {"op": "drop_column", "column": c}, st.sampled_from(COLUMNS)),
+                  st.integers(0, 3), st.sampled_from([*MANIFEST_COLUMNS, "extra"]), _cell_value()),
+        st.builds(lambda c: {"op": "drop_column", "column": c}, st.sampled_from(MANIFEST_COLUMNS)),
         st.builds(lambda r: {"op": "dup_row", "row": r}, st.integers(0, 3)),
         st.builds(lambda k, t: {"op": "note_text", "line": k, "text": t}, st.integers(0, 2), note_text(huge=150_000)),
         st.builds(lambda k, d: {"op": "note_raw", "line": k, "data": d.hex()}, st.integers(0, 2),

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workbench.errors import CaseError, WorkbenchError
+
 Thunk = Callable[[], object]
 PHASES = {"tag": 0, "drop": 0, "cell": 0, "drop_column": 1, "dup_row": 1, "note_text": 1, "note_raw": 1,
           "series": 2, "delete": 3, "duplicate": 3, "subdir": 3, "junk": 3, "foreign": 3, "remove": 3,
@@ -71,6 +73,9 @@ class Context:
 
             self.memo["native"] = load_ct_series(self.seed("series", "native"))
         return self.memo["native"]
+
+
+Target = Callable[[dict[str, Any], Context], Thunk]  # a case's spec and the worker's context -> its thunk
 
 
 # ----------------------------------------------------------------------------------------------- mutations
@@ -190,7 +195,6 @@ def mutate_folder(folder: Path, ops: list[dict[str, Any]], seeds: Path | None = 
 def _mutate_site(site: Path, ops: list[dict[str, Any]], seeds: Path | None) -> None:
     """Manifest and notes edits at the text level, then series and byte ops through ``mutate_folder``."""
     import csv
-    import io
     import json
 
     manifest, notes = site / "manifest.csv", site / "notes.jsonl"
@@ -347,29 +351,15 @@ def ingest_target(spec: dict[str, Any], ctx: Context) -> Thunk:
     return call
 
 
-def _planted_crash(spec: dict[str, Any], ctx: Context) -> Thunk:
-    def call() -> object:
-        raise ValueError("planted crash")
+def _planted_raise(make: Callable[[], BaseException]) -> Target:
+    """A planted target whose case raises what ``make`` builds."""
+    def target(spec: dict[str, Any], ctx: Context) -> Thunk:
+        def call() -> object:
+            raise make()
 
-    return call
+        return call
 
-
-def _planted_silent(spec: dict[str, Any], ctx: Context) -> Thunk:
-    from workbench.errors import WorkbenchError
-
-    def call() -> object:
-        raise WorkbenchError("")
-
-    return call
-
-
-def _planted_refusal(spec: dict[str, Any], ctx: Context) -> Thunk:
-    from workbench.errors import CaseError
-
-    def call() -> object:
-        raise CaseError("planted.dcm: a planted refusal")
-
-    return call
+    return target
 
 
 def _planted_hang(spec: dict[str, Any], ctx: Context) -> Thunk:
@@ -386,7 +376,7 @@ def _planted_death(spec: dict[str, Any], ctx: Context) -> Thunk:
     return lambda: os._exit(3)
 
 
-TARGETS: dict[str, Callable[[dict[str, Any], Context], Thunk]] = {
+TARGETS: dict[str, Target] = {
     "dicom": dicom_target,
     "sr_mark": sr_mark_target,
     "deid": deid_target,
@@ -395,10 +385,10 @@ TARGETS: dict[str, Callable[[dict[str, Any], Context], Thunk]] = {
     "ingest": ingest_target,
 }
 # Targets that prove the harness itself: each must be judged what its name says (tests/reliability/test_fuzz.py).
-PLANTED: dict[str, Callable[[dict[str, Any], Context], Thunk]] = {
-    "planted_crash": _planted_crash,
-    "planted_silent": _planted_silent,
-    "planted_refusal": _planted_refusal,
+PLANTED: dict[str, Target] = {
+    "planted_crash": _planted_raise(lambda: ValueError("planted crash")),
+    "planted_silent": _planted_raise(lambda: WorkbenchError("")),
+    "planted_refusal": _planted_raise(lambda: CaseError("planted.dcm: a planted refusal")),
     "planted_hang": _planted_hang,
     "planted_memory": _planted_memory,
     "planted_death": _planted_death,

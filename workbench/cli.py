@@ -500,8 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--json", action="store_true", help="with --status: print it as JSON")
     sv.set_defaults(func=_cmd_serve)
 
-    k = sub.add_parser("calibrate", help="per-site uncertainty of a RUN: Platt on val, Mondrian conformal sets and "
-                       "Venn-Abers on calib, similar-case indexes and out-of-distribution thresholds from train")
+    k = sub.add_parser("calibrate", help="per-site uncertainty of a RUN: Platt on val, Mondrian conformal sets on "
+                       "calib, the stated risk and its interval from val and calib, similar-case indexes and "
+                       "out-of-distribution thresholds from train")
     k.add_argument("run", help="a RUN folder (workbench train / federate)")
     k.add_argument("target", help="a cohort folder or a site folder (its train, val and calib splits)")
     k.add_argument("--alpha", type=float, default=0.1, help="1 - coverage of the prediction sets (default 0.1: 90%%)")

@@ -103,8 +103,9 @@ def _calibrate(out: Path, cohort: Path) -> None:
     """Per-site uncertainty into the RUN (``workbench calibrate``)."""
     from workbench.runtime.run_uncertainty import calibrate_run
 
-    print("\nper-site uncertainty (workbench calibrate): Platt on each site's val, 90% Mondrian conformal sets and "
-          "Venn-Abers intervals on its calib split, similar-case index and out-of-distribution threshold from its train")
+    print("\nper-site uncertainty (workbench calibrate): Platt on each site's val, 90% Mondrian conformal sets on "
+          "its calib split, the stated risk calibrated on val and calib with a bootstrap interval, similar-case "
+          "index and out-of-distribution threshold from its train")
     fed = json.loads((out / "run" / "federation.json").read_text()).get("calibration", {})
     if "sites" in fed:  # a DP run: each node already fitted its own during `workbench federate`
         res = fed
@@ -141,8 +142,8 @@ def _explain_one(out: Path, cohort: Path) -> None:
     print(f"      top words: {words}")
     u = summary.get("uncertainty")
     if u:
-        print(f"      90% set {{{', '.join(u['prediction_set'])}}}, Venn-Abers interval [{u['interval'][0]:.2f}, "
-              f"{u['interval'][1]:.2f}] (from {u['interval_calib_cases']} calib cases), refer to a clinician: "
+        print(f"      90% set {{{', '.join(u['prediction_set'])}}}, risk interval [{u['interval'][0]:.2f}, "
+              f"{u['interval'][1]:.2f}] (from {u['interval_calib_cases']} cases), refer to a clinician: "
               f"{'yes' if u['refer'] else 'no'}"
               + (f" ({'; '.join(u['reasons'])})" if u["reasons"] else ""))
     for sim in summary.get("similar_cases", [])[:3]:

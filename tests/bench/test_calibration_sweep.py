@@ -28,8 +28,8 @@ def _cases(n_per_site: int = 116) -> Cases:
 
 
 def test_records_are_val_only_and_a_shared_truth_prefers_the_pooled_fit() -> None:
-    designs = {"own from 30": {"min_val_own": 30, "min_val_own_per_class": 8},
-               "own from 150": {"min_val_own": 150, "min_val_own_per_class": 30}}
+    designs = {"own from 30": {"min_val_own": 30, "min_val_own_per_class": 8, "stated_risk": "venn_abers"},
+               "own from 150": {"min_val_own": 150, "min_val_own_per_class": 30, "stated_risk": "venn_abers"}}
     records = sweep(_cases(), partitions=2, designs=designs)
     assert [r["design"] for r in records] == list(designs)
     for r in records:
@@ -38,3 +38,13 @@ def test_records_are_val_only_and_a_shared_truth_prefers_the_pooled_fit() -> Non
         assert all(0.0 < v < 0.2 for v in r["ece_vs_true_risk_per_site"].values())
     # same calibration map at both sites: each site's own Platt on ~46 cases only adds variance
     assert choice(records)["design"] == "own from 150"
+
+
+def test_the_smooth_stated_risk_has_no_ties_and_its_interval_holds_the_true_risk_more_often_than_venn_abers() -> None:
+    designs = {"venn-abers": {"stated_risk": "venn_abers"},
+               "smooth": {"stated_risk": "platt", "stated_fit": "val+calib"}}
+    va, smooth = sweep(_cases(), partitions=2, designs=designs)
+    assert va["stated_risk_ties"] > 0.3  # a step function: most stated risks shared with another case
+    assert smooth["stated_risk_ties"] == 0.0
+    assert smooth["true_risk_inside_interval"] > 0.6
+    assert smooth["worst_site_ece_vs_true_risk"] < 0.1

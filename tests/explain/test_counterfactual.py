@@ -79,7 +79,11 @@ def test_edits_read_as_the_note_writes() -> None:
     assert CF.edit_note(narrative, "smoking", "add").startswith(
         "He is a current smoker with a 30 pack-year history. There is no family")
     assert "There is a family history of lung cancer in his mother." in CF.edit_note(narrative, "family_history", "add")
-    assert "He had lung cancer treated with right upper lobectomy." in CF.edit_note(narrative, "prior_cancer", "add")
+    assert "He had colon cancer treated with hemicolectomy." in CF.edit_note(narrative, "prior_cancer", "add")
+    assert "He had lung cancer treated with right upper lobectomy." in CF.add_prior_lung_cancer(narrative)
+    dated = narrative.replace("Medications:", "Seen 03/2019. Medications:")
+    assert "He had colon cancer in 2011 treated with hemicolectomy." in CF.edit_note(dated, "prior_cancer", "add")
+    assert CF.has_factor(CF.add_prior_lung_cancer(dated), "prior_cancer")
     terse = "HPI: 61 yo M w/ incid pulm nodule. curr smoker, 1.5 ppd x 10 yrs. Denies cough.\nFH: noncontrib"
     out = CF.edit_note(terse, "smoking", "remove")
     assert "never smoker. Denies cough." in out and "ppd" not in out

@@ -34,8 +34,9 @@ def test_sites_use_their_own_calibrators_where_they_can_and_cover_each_class(tmp
     cfg = UncertaintyConfig(alpha=0.1, min_per_class=30)
     unc, indexes = fit_uncertainty(data, Calibration(), cfg)
     big, small = unc.sites["big"], unc.sites["small"]
-    assert big.sources == {"calibration": "site", "conformal_benign": "site", "conformal_malignant": "site",
-                           "venn_abers": "site"}
+    assert big.sources == {"calibration": "site", "stated": "site", "conformal_benign": "site",
+                           "conformal_malignant": "site", "venn_abers": "site"}
+    assert small.sources["stated"] == "pooled" and small.stated is unc.pooled.stated
     assert small.sources["calibration"] == "pooled" and small.sources["conformal_malignant"] == "pooled"
     assert small.conformal.thresholds["malignant"] == unc.pooled.conformal.thresholds["malignant"]
     assert set(indexes) == {"big", "small"} and all(ix.site == s for s, ix in indexes.items())
@@ -45,7 +46,8 @@ def test_sites_use_their_own_calibrators_where_they_can_and_cover_each_class(tmp
     sets = np.array([[c in r.prediction_set for c in ("benign", "malignant")] for r in res])
     for covered, n in class_coverage(sets, fresh.labels["test"]).values():
         assert 0.85 <= covered / n <= 0.95
-    assert all(r.interval[0] <= r.interval[1] for r in res)
+    assert all(r.interval[0] <= r.probability <= r.interval[1] for r in res)
+    assert all(r.interval_method == "95% bootstrap interval of the calibration" for r in res)
     both = [r for r in res if len(r.prediction_set) == 2]
     assert both and all(r.refer and "both classes" in r.reasons[0] for r in both)
     single = [r for r in res if len(r.prediction_set) == 1 and not r.out_of_distribution]

@@ -37,13 +37,22 @@ from workbench.metrics import ece
 from workbench.runtime.calibration import fit_calibration
 from workbench.runtime.run_uncertainty import SiteData, UncertaintyConfig, fit_uncertainty
 
-# designs as the production thresholds that select them
-DESIGNS: dict[str, dict[str, int]] = {
-    "site Platt from 30 val cases (the earlier default)": {"min_val_own": 30, "min_val_own_per_class": 8},
-    "site Platt from 150 val cases, 30 of each class": {"min_val_own": 150, "min_val_own_per_class": 30},
+# designs as the production settings that select them (UncertaintyConfig fields); the first three are the
+# Venn-Abers designs of the first sweep, the rest the smooth stated risk (workbench.runtime.stated_risk)
+DESIGNS: dict[str, dict[str, Any]] = {
+    "site Platt from 30 val cases (the earlier default)": {"min_val_own": 30, "min_val_own_per_class": 8,
+                                                           "stated_risk": "venn_abers"},
+    "site Platt from 150 val cases, 30 of each class": {"min_val_own": 150, "min_val_own_per_class": 30,
+                                                        "stated_risk": "venn_abers"},
     "site Platt from 30 val cases, site Venn-Abers from 5 of each class": {"min_val_own": 30,
                                                                           "min_val_own_per_class": 8,
-                                                                          "min_per_class": 5},
+                                                                          "min_per_class": 5,
+                                                                          "stated_risk": "venn_abers"},
+    "smooth: Platt on val, pooled below 150 cases (30 of each class)": {"stated_risk": "platt", "stated_fit": "val"},
+    "smooth: Platt on val+calib, pooled below 150 cases (30 of each class)": {"stated_risk": "platt",
+                                                                             "stated_fit": "val+calib"},
+    "smooth: Platt on val+calib, a site's own from 60 cases (15 of each class)": {
+        "stated_risk": "platt", "stated_fit": "val+calib", "min_val_own": 60, "min_val_own_per_class": 15},
 }
 FOLDS = 5
 VAL_SHARE = 0.4
@@ -65,12 +74,15 @@ def ece_vs_risk(risk: np.ndarray, p: np.ndarray) -> float:
     return ece(np.asarray(risk, dtype=float), np.asarray(p, dtype=float))
 
 
-def out_of_fold_risk(cases: Cases, seed: int, config: UncertaintyConfig, rng: np.random.Generator) -> np.ndarray:
-    """Every case's stated risk from calibrators fitted without it (module docstring), as ``assess`` states it."""
+def out_of_fold_risk(cases: Cases, seed: int, config: UncertaintyConfig,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Every case's stated risk and interval from calibrators fitted without it (module docstring), as ``assess``
+    states them: (N,) risks and (N, 2) intervals."""
     z, y, sites = cases.logits[seed], cases.labels, cases.sites
     fold = rng.integers(0, FOLDS, len(z))
     is_val = rng.random(len(z)) < VAL_SHARE
     out = np.full(len(z), np.nan)
+    band = np.full((len(z), 2), np.nan)
     for k in range(FOLDS):
         fit = fold != k
         data = {}
@@ -85,22 +97,29 @@ def out_of_fold_risk(cases: Cases, seed: int, config: UncertaintyConfig, rng: np
         for s in data:
             rows = np.flatnonzero((fold == k) & (sites == s))
             if len(rows):
-                out[rows] = [a.probability for a in unc.assess(s, z[rows])]
-    return out
+                assessed = unc.assess(s, z[rows])
+                out[rows] = [a.probability for a in assessed]
+                band[rows] = [a.interval for a in assessed]
+    return out, band
 
 
-def sweep(cases: Cases, partitions: int = 4, designs: dict[str, dict[str, int]] | None = None) -> list[dict[str, Any]]:
+def sweep(cases: Cases, partitions: int = 4, designs: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """One record per design: per site the mean (over seeds x partitions) ECE against the true risk, its spread,
-    the worst site, and what the design's thresholds chose per site in the last fit."""
+    the worst site; the share of cases whose true risk lies inside the stated interval, the interval's median
+    width, and the share of stated risks shared with another case (a step function's ties)."""
     designs = designs or DESIGNS
     names = sorted(set(cases.sites.tolist()))
     records = []
     for design, thresholds in designs.items():
         config = replace(UncertaintyConfig(), **thresholds)
         per_site: dict[str, list[float]] = {s: [] for s in names}
+        inside, width, tied = [], [], []
         for seed in sorted(cases.logits):
             for part in range(partitions):
-                p = out_of_fold_risk(cases, seed, config, np.random.default_rng([seed, part]))
+                p, band = out_of_fold_risk(cases, seed, config, np.random.default_rng([seed, part]))
+                inside.append(float(np.mean((band[:, 0] <= cases.risk) & (cases.risk <= band[:, 1]))))
+                width.append(float(np.median(band[:, 1] - band[:, 0])))
+                tied.append(1.0 - len(np.unique(np.round(p, 12))) / len(p))
                 for s in names:
                     m = cases.sites == s
                     per_site[s].append(ece_vs_risk(cases.risk[m], p[m]))
@@ -111,7 +130,10 @@ def sweep(cases: Cases, partitions: int = 4, designs: dict[str, dict[str, int]] 
                         "cases_per_site": {s: int((cases.sites == s).sum()) for s in names},
                         "ece_vs_true_risk_per_site": means,
                         "ece_vs_true_risk_per_site_sd": {s: float(np.std(v)) for s, v in per_site.items()},
-                        "worst_site_ece_vs_true_risk": max(means.values())})
+                        "worst_site_ece_vs_true_risk": max(means.values()),
+                        "true_risk_inside_interval": float(np.mean(inside)),
+                        "interval_width_median": float(np.mean(width)),
+                        "stated_risk_ties": float(np.mean(tied))})
     return records
 
 
@@ -156,8 +178,10 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     records = sweep(training_cases(a.seeds), a.partitions)
     for r in records:
-        print(f"{r['design']:70s} worst site {r['worst_site_ece_vs_true_risk']:.3f}  "
-              + " ".join(f"{s}={v:.3f}" for s, v in r["ece_vs_true_risk_per_site"].items()))
+        print(f"{r['design']:75s} worst site {r['worst_site_ece_vs_true_risk']:.3f}  "
+              + " ".join(f"{s}={v:.3f}" for s, v in r["ece_vs_true_risk_per_site"].items())
+              + f"  true risk inside {r['true_risk_inside_interval']:.2f}, width {r['interval_width_median']:.3f},"
+              f" ties {r['stated_risk_ties']:.2f}")
     print("chosen:", choice(records)["design"])
     if a.out:
         write_text(a.out / "calibration_sweep_val.jsonl", "".join(json.dumps(r) + "\n" for r in records))

@@ -33,6 +33,7 @@ ECE of the truth's own risk on the same cases (the floor for that many cases), a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -187,32 +188,40 @@ def _seed_calibration(setup: Any, seed: int, evald: Any, states: Any, truths: di
     from workbench.jsonout import write_json
     from workbench.runtime.inference import predict_logits
     from workbench.runtime.run import load_run
-    from workbench.runtime.run_uncertainty import RunUncertainty, calibrate_run
+    from workbench.runtime.run_uncertainty import RunUncertainty, UncertaintyConfig, calibrate_run
 
     sd = setup.work / "explain" / f"seed{seed}"
     done = sd / "stated.json"
+    config = UncertaintyConfig()
+    how = {"stated_risk": config.stated_risk, "stated_fit": config.stated_fit}
     if done.is_file():
         saved = json.loads(done.read_text())
-        if saved["case_ids"] == evald.case_ids:
+        if saved["case_ids"] == evald.case_ids and saved.get("how") == how:
             return saved
     source = fedavg_run(setup, seed)
     run = sd / "run"
     if not (run / "model" / "config.json").is_file():
         shutil.rmtree(run, ignore_errors=True)
         shutil.copytree(source, run, ignore=shutil.ignore_patterns("checkpoint"))
-    if not (run / "uncertainty.json").is_file():
-        calibrate_run(run, setup.cohort_dir, encoded=states["training"], progress=progress)
+    if not (run / "uncertainty.json").is_file() or _calibrated_before_stated_fit(run):
+        calibrate_run(run, setup.cohort_dir, config, encoded=states["training"], progress=progress)
     model, _ = load_run(run)
     unc = RunUncertainty.load(run)
     pred = predict_logits(model, states["eval"])
     assessments = stated_assessments(unc, run, pred, evald)
     result = _coverage(unc, assessments, evald)
-    saved = {"case_ids": evald.case_ids, "run": str(run), "model": str(source),
+    saved = {"case_ids": evald.case_ids, "run": str(run), "model": str(source), "how": how,
              "stated": [a.probability for a in assessments], "refer": [bool(a.refer) for a in assessments],
              "coverage": result, "sources": {s: u.sources for s, u in unc.sites.items()},
              "ood_thresholds": {s: u.ood_threshold for s, u in unc.sites.items()}}
     write_json(done, saved)
     return saved
+
+
+def _calibrated_before_stated_fit(run: Path) -> bool:
+    """A RUN whose uncertainty.json predates the stated risk's own fit (its sites state Venn-Abers points)."""
+    d = json.loads((run / "uncertainty.json").read_text(encoding="utf-8"))
+    return any(not u.get("stated") for u in d.get("sites", {}).values())
 
 
 def _reader_states(setup: Any, evald: Any, progress: bool) -> dict[str, Any]:
@@ -425,6 +434,7 @@ def _aggregate(recs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 COUNTERFACTUAL_CHUNK = 256  # notes scored per chunk (kept on disk: a killed run resumes at the next chunk)
+PROBE_EDIT = "prior_lung_cancer_add"  # scored and reported apart (counterfactual_prior_lung_cancer), not in the rate
 COUNTERFACTUAL_FACTORS = {"smoking": ("smoking_add", "smoking_remove"),
                           "family_history": ("family_history_add", "family_history_remove"),
                           "prior_cancer": ("prior_cancer_add", "prior_cancer_remove")}
@@ -434,7 +444,7 @@ def _counterfactual_rows(evald: Any, cases: dict[str, Any]) -> tuple[list[dict[s
     """Every evaluation case with a note read by the model, its edits (``workbench.explain.counterfactual``):
     one row per applied edit (``case_id``, ``row``, ``site``, ``edit``, ``expected``, ``text``), the original
     notes (row order of ``evald``'s noted rows) and the count of skipped edits by reason."""
-    from workbench.explain.counterfactual import note_edits
+    from workbench.explain.counterfactual import NotApplicable, add_prior_lung_cancer, note_edits
 
     rows, originals, skipped = [], [], {}
     has_note = evald.tensors["modality_mask"][:, 1].numpy()
@@ -451,6 +461,9 @@ def _counterfactual_rows(evald: Any, cases: dict[str, Any]) -> tuple[list[dict[s
                 continue
             rows.append({"case_id": cid, "row": i, "site": evald.sites[i], "edit": name, "expected": e.expected,
                          "text": e.text})
+        with contextlib.suppress(NotApplicable):  # the probe beside the rate: a prior *lung* cancer (no note has one)
+            rows.append({"case_id": cid, "row": i, "site": evald.sites[i], "edit": PROBE_EDIT, "expected": 1,
+                         "text": add_prior_lung_cancer(note)})
     return rows, originals, skipped
 
 
@@ -566,15 +579,32 @@ def counterfactual_check(runs: list[str | Path], eval_dir: Path, evald: Any, wor
     base = {c: j for j, c in enumerate(originals)}
     idx_before = np.array([base[r["case_id"]] for r in rows], dtype=int)
     idx_after = len(originals) + np.arange(len(rows))
-    before = [stated[s, idx_before] for s in range(len(models))]
-    after = [stated[s, idx_after] for s in range(len(models))]
-    names = [r["edit"] for r in rows]
-    expected = np.array([r["expected"] for r in rows])
-    result = counterfactual_over_seeds([r["case_id"] for r in rows], names, expected, before, after,
+    probe = np.array([r["edit"] == PROBE_EDIT for r in rows], dtype=bool)
+    before_all = [stated[s, idx_before] for s in range(len(models))]
+    after_all = [stated[s, idx_after] for s in range(len(models))]
+    names_all = np.asarray([r["edit"] for r in rows])
+    expected_all = np.array([r["expected"] for r in rows])
+    logit_right_all = [np.where(expected_all > 0, logits[s, idx_after] > logits[s, idx_before],
+                                logits[s, idx_after] < logits[s, idx_before]) for s in range(len(models))]
+    head = ~probe
+    names = names_all[head].tolist()
+    expected = expected_all[head]
+    before, after = [b[head] for b in before_all], [a[head] for a in after_all]
+    logit_right = [r[head] for r in logit_right_all]
+    result = counterfactual_over_seeds([r["case_id"] for r, h in zip(rows, head, strict=True) if h], names,
+                                       expected, before, after,
                                        kinds={k: list(v) for k, v in COUNTERFACTUAL_FACTORS.items()})
-    logit_right = [np.where(expected > 0, logits[s, idx_after] > logits[s, idx_before],
-                            logits[s, idx_after] < logits[s, idx_before]) for s in range(len(models))]
-    invisible = same_ids[idx_after]
+    invisible = same_ids[idx_after][head]
+    result["counterfactual_prior_lung_cancer"] = {
+        "edit": "add prior lung cancer treated by lobectomy (workbench.explain.counterfactual.add_prior_lung_cancer)",
+        "n_edits": int(probe.sum()),
+        "direction_rate": float(np.mean([(a[probe] > b[probe]).mean() for a, b in zip(after_all, before_all,
+                                                                                      strict=True)]))
+        if probe.any() else None,
+        "direction_rate_logit": float(np.mean([r[probe].mean() for r in logit_right_all])) if probe.any() else None,
+        "why_apart": "the cohort's truth has no prior-lung-cancer term and no note of it holds one (its prior-cancer "
+                     "term is Mayo's extrathoracic cancer), so the rate above adds an extrathoracic cancer; this "
+                     "probe shows how a model trained on it reads a phrase it never saw"}
     result.update({
         "counterfactual_direction_rate_logit": float(np.mean([r.mean() for r in logit_right])),
         "counterfactual_direction_rate_logit_by_edit": {
@@ -583,17 +613,69 @@ def counterfactual_check(runs: list[str | Path], eval_dir: Path, evald: Any, wor
         "counterfactual_skipped": dict(sorted(skipped.items())),
         "counterfactual_n_notes": len(originals),
         "counterfactual_cohort": eval_dir.name,
-        "counterfactual_risk": "the stated risk (RunUncertainty.assess: the Venn-Abers point estimate a report states), "
-                               "each seed's own calibrators; an unchanged risk counts as not moving",
+        "counterfactual_risk": "the stated risk (RunUncertainty.assess: the risk a report states, "
+                               f"{uncs[0].config.stated_risk}), each seed's own calibrators; an unchanged risk "
+                               "counts as not moving",
         "counterfactual_edits": "workbench.explain.counterfactual: add = a never-smoker becomes a current smoker "
                                 "(30 pack-years), no/absent family history becomes lung cancer in the mother, "
-                                "no/absent prior cancer becomes prior lung cancer (lobectomy); remove = the reverse "
+                                "no/absent prior cancer becomes colon cancer treated by hemicolectomy (an "
+                                "extrathoracic cancer, the truth's prior-cancer term); remove = the reverse "
                                 "(current smoker -> never smoker, cessation counselling removed; any stated prior "
-                                "cancer -> none); former smokers are not edited",
+                                "cancer -> none); former smokers are not edited; prior lung cancer: "
+                                "counterfactual_prior_lung_cancer",
         "counterfactual_sources": SOURCES,
         "counterfactual_ms_cpu": (time.perf_counter() - start) * 1000,
     })
     return result
+
+
+def update_stated_risk(json_path: str | Path, out_dir: str | Path | None = None,
+                       progress: bool = True) -> dict[str, Any]:
+    """Re-measure what depends on the stated risk in an existing full ``bench explain`` JSON: every seed's RUN
+    recalibrated with the current ``UncertaintyConfig`` (the stated risk and its interval), the per-site
+    calibration, coverage and refer figures and the plausibility check; the explanation figures (which read the
+    model, not the stated risk) are kept as they are. The seeds' FedAvg models are the ones the JSON names (trained
+    here from the same recipe and seeds when the cache lacks them: ``fedavg_run``). ``stated_risk_update`` in the
+    JSON records what was redone, when and where."""
+    from workbench.bench.common import git_sha, machine, with_evaluation
+    from workbench.bench.explain_seeds import calibration_over_seeds, coverage_over_seeds
+    from workbench.bench.federated_bench import _evaluation, federated_setup
+    from workbench.bench.site_calibration import reliability_figure
+    from workbench.jsonout import write_json
+    from workbench.runtime.run_uncertainty import UncertaintyConfig
+
+    start = time.perf_counter()
+    path = Path(json_path)
+    result = json.loads(path.read_text(encoding="utf-8"))
+    n_seeds = len(result["seeds"])
+    setup = federated_setup(quick=False, progress=progress)
+    assert setup.cohorts is not None
+    cohorts = setup.cohorts = with_evaluation(setup.cohorts, eval_seed=result["eval_seed"], progress=progress)
+    assert cohorts.eval is not None and cohorts.eval.name == result["eval_cohort"]
+    evald = _evaluation(setup, progress)
+    truths = _truths(cohorts.eval)
+    states = _reader_states(setup, evald, progress)
+    per_seed = [_seed_calibration(setup, s, evald, states, truths, progress) for s in range(n_seeds)]
+    true_risk = np.array([float(truths[c]["risk"]) for c in evald.case_ids])
+    new = calibration_over_seeds(list(evald.sites), evald.labels, true_risk,
+                                 [np.asarray(p["stated"]) for p in per_seed])
+    new.update(coverage_over_seeds([p["coverage"] for p in per_seed], [np.asarray(p["refer"]) for p in per_seed]))
+    figure_dir = Path(out_dir) if out_dir else path.parent
+    new["reliability_figure"] = str(reliability_figure(new, figure_dir / "explain_reliability_per_site.png"))
+    new.update(counterfactual_check([p["run"] for p in per_seed], cohorts.eval, evald, setup.work / "explain",
+                                    progress))
+    new.pop("n_seeds", None)
+    config = UncertaintyConfig()
+    new["uncertainty_sources"] = per_seed[0]["sources"]
+    new["ood_thresholds"] = per_seed[0]["ood_thresholds"]
+    new["stated_risk_update"] = {
+        "redone": "every seed's RUN recalibrated; ece_*, coverage_*, refer_*, reliability_per_site, counterfactual_*",
+        "kept": "the explanation figures (ct_hit_rate, note_rank_rate, deletion_auc, sanity, occlusion, timings)",
+        "stated_risk": config.stated_risk, "stated_fit": config.stated_fit, "machine": machine(),
+        "git_sha": git_sha(), "wall_s": round(time.perf_counter() - start, 2)}
+    result.update(new)
+    write_json(path, result)
+    return new
 
 
 def encode_note_ids(text: str, tok: Any, max_length: int) -> list[int]:
@@ -625,4 +707,5 @@ def update_counterfactual(json_path: str | Path, progress: bool = True) -> dict[
     return new
 
 
-__all__ = ["calibration_per_site", "counterfactual_check", "run_explain_bench", "update_counterfactual"]
+__all__ = ["calibration_per_site", "counterfactual_check", "run_explain_bench", "update_counterfactual",
+           "update_stated_risk"]

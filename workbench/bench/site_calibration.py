@@ -6,8 +6,8 @@ one site's cases. Why the true risk beside it: with 100 test cases a site's ECE 
 (binning and label noise); the truth's risk (``truth.jsonl`` ``risk``) on the same cases is the floor the estimate
 can reach on that many cases, so the gap between the two, not the ECE alone, is the model's miscalibration.
 
-The stated risk is ``Assessment.probability``: the one risk every report states (the Venn-Abers point estimate
-when the site has calib cases, else the calibrated probability; docs/architecture.md §8), from
+The stated risk is ``Assessment.probability``: the one risk every report states (the site's
+stated-risk calibration, ``workbench.runtime.stated_risk``; docs/architecture.md §8), from
 ``RunUncertainty.assess`` with the case's own site's calibrators, as ``workbench.explain.case`` computes it.
 Everything is kept in plain dicts keyed by site (and, for the reliability diagrams, lists per bin), so several
 seeds' results can be averaged key by key.

@@ -4,8 +4,8 @@ Three history facts every published lung-nodule or lung-cancer risk model agrees
 - **current smoking**: PLCOm2012 (Tammemagi et al., NEJM 2013: current vs former smoker, plus smoking intensity and
   duration) and the Mayo Clinic model (Swensen et al., Arch Intern Med 1997: ever smoker);
 - **family history of lung cancer**: Brock / PanCan (McWilliams et al., NEJM 2013) and PLCOm2012;
-- **prior cancer** (a personal history of cancer; the issue asks for prior *lung* cancer): PLCOm2012 (personal
-  history of cancer) and Mayo (prior extrathoracic cancer).
+- **prior cancer** (a personal history of cancer): PLCOm2012 (personal history of cancer) and Mayo (prior
+  extrathoracic cancer); the edit writes an extrathoracic one (below).
 Adding one raises the risk, removing it lowers it (``PUBLISHED_DIRECTION``).
 
 The edits work on the note's text alone (nothing here reads the cohort generator): each fact is found by the
@@ -18,8 +18,12 @@ note's own register, with no identifier added, so the edited note is one a clini
   with it (a never smoker is not counselled to stop);
 - ``add family_history``: a negative family history (or none stated) becomes lung cancer in the patient's mother;
   ``remove``: the positive statement becomes a negative one;
-- ``add prior_cancer``: a negative (or absent) personal history becomes prior lung cancer treated by lobectomy;
-  ``remove``: a stated personal history of cancer (any site) becomes "no personal history of malignancy".
+- ``add prior_cancer``: a negative (or absent) personal history becomes colon cancer treated by hemicolectomy
+  eight years before the note's latest year: an extrathoracic cancer, the personal-history term of the Mayo model
+  and PLCOm2012, and the only kind of prior cancer the cohort's truth knows; ``remove``: a stated personal history
+  of cancer (any site) becomes "no personal history of malignancy". The issue's example, prior *lung* cancer
+  (lobectomy), is kept as a probe (``add_prior_lung_cancer``): no model trained on this cohort can have learned
+  it, since no note and no truth term holds it, so it is reported beside the rate, not inside it.
 An edit that does not apply (adding a fact already there, removing one that is not) is skipped with its reason.
 
 ``direction_flag`` is the what-if panel's check: given the note before and after a user's edit and the two
@@ -375,24 +379,44 @@ def _remove_family(text: str) -> str:
     return text
 
 
-def _add_cancer(text: str) -> str:
+# what "add a prior cancer" writes: the cancer, its terse form, the treatment and its abbreviation
+PRIOR_CANCERS: dict[str, tuple[str, str, str, str]] = {
+    # an extrathoracic cancer, the Mayo model's term (and PLCOm2012's "personal history of cancer"), sex-neutral
+    "colon": ("colon cancer", "colon ca", "hemicolectomy", "hemicolectomy"),
+    # prior *lung* cancer: the issue's example; a probe only, since the cohort's truth has no such term
+    # (``counterfactual_prior_lung_cancer`` in bench explain)
+    "lung": ("lung cancer", "lung ca", "right upper lobectomy", "RUL lobectomy"),
+}
+PRIOR_CANCER_YEARS_BEFORE = 8  # the added cancer was treated this many years before the note's latest year
+
+
+def _treated_year(text: str) -> str:
+    """A year ``PRIOR_CANCER_YEARS_BEFORE`` before the latest year the note names ("" when it names none)."""
+    years = [int(y) for y in re.findall(r"\b(19[5-9]\d|20[0-4]\d)\b", text)]
+    return f" {max(years) - PRIOR_CANCER_YEARS_BEFORE}" if years else ""
+
+
+def _add_cancer(text: str, kind: str = "colon") -> str:
     if _cancer_pos(text):
         raise NotApplicable("a prior cancer already stated")
+    disease, terse, tx, tx_terse = PRIOR_CANCERS[kind]
+    year = _treated_year(text)
+    in_year = f" in{year}" if year else ""
     reg = register(text)
     she, her = _pronouns(text)
-    formal = "history of lung cancer s/p right upper lobectomy"
+    formal = f"history of {disease} s/p {tx}{year}"
     neg = _spans(_PC_NEG, text)
     if neg:
         span = neg[0]
         form = _subject_form(text, span)
         if reg == "terse":
-            new = "h/o lung ca s/p RUL lobectomy"
+            new = f"h/o {terse} s/p {tx_terse}{year}"
         elif reg == "dictated":
-            new = "history of lung cancer treated with lobectomy"
+            new = f"history of {disease} treated with {tx}{in_year}"
         elif reg == "letter":
-            new = f"{she} was treated for lung cancer with lobectomy"
+            new = f"{she} was treated for {disease} with {tx}{in_year}"
         elif form == "subject":
-            new = f"{she} had lung cancer treated with right upper lobectomy"
+            new = f"{she} had {disease}{in_year} treated with {tx}"
         elif form == "there":
             new = f"there is a {formal}"
         else:
@@ -404,13 +428,18 @@ def _add_cancer(text: str) -> str:
     if reg == "structured" and (m := re.search(r"(PAST MEDICAL HISTORY:[^\n]*?)\.?[ \t]*$", text, re.M)):
         return _insert(text, m.end(1), f"; {formal}")
     if reg == "terse" and (m := re.search(r"^(PMH:[^\n]*?)[ \t]*$", text, re.M)):
-        return _insert(text, m.end(1), ", h/o lung ca s/p RUL lobectomy")
+        return _insert(text, m.end(1), f", h/o {terse} s/p {tx_terse}{year}")
     if reg == "dictated" and (m := re.search(r"\bpast medical history ", text, _F)):
-        return _insert(text, m.end(), "history of lung cancer treated with lobectomy, ")
+        return _insert(text, m.end(), f"history of {disease} treated with {tx}{in_year}, ")
     if reg == "narrative" and (m := re.search(r"(\bpast history includes [^.\n]*?)\.(?=\s|$)", text, _F)):
         return _insert(text, m.end(1), f", and {formal}")
-    return _add_sentence(text, f"Importantly, {she} was treated for lung cancer with lobectomy." if reg == "letter"
+    return _add_sentence(text, f"Importantly, {she} was treated for {disease} with {tx}{in_year}." if reg == "letter"
                          else f"{she.capitalize()} has a {formal}.")
+
+
+def add_prior_lung_cancer(text: str) -> str:
+    """The probe edit: a negative (or absent) personal history becomes prior lung cancer treated by lobectomy."""
+    return _add_cancer(text, "lung")
 
 
 def _remove_cancer(text: str) -> str:
@@ -509,6 +538,6 @@ def direction_flag(original_note: str, edited_note: str, p_before: float, p_afte
             "may be reading the note wrongly; do not rely on this what-if without a clinician's review.")
 
 
-__all__ = ["ACTIONS", "FACTORS", "PUBLISHED_DIRECTION", "SOURCES", "NotApplicable", "NoteEdit", "direction_flag",
-           "direction_rate", "edit_note", "factors", "has_factor", "moved_as_published", "note_edits", "register",
-           "smoking_status"]
+__all__ = ["ACTIONS", "FACTORS", "PRIOR_CANCERS", "PUBLISHED_DIRECTION", "SOURCES", "NotApplicable", "NoteEdit",
+           "add_prior_lung_cancer", "direction_flag", "direction_rate", "edit_note", "factors", "has_factor",
+           "moved_as_published", "note_edits", "register", "smoking_status"]

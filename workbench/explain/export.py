@@ -5,7 +5,7 @@ explains, the word attributions), ``ct_slices.png`` (the three orthogonal slices
 voxel, attribution over the patch), ``note.png`` and ``note.html`` (the de-identified note the model read, words
 shaded by attribution: red raised the risk, blue lowered it), ``gate.png`` (how much each modality counted) and
 ``explanation.json`` (risk, gate, rollout, top words, what was not explained and why; when the RUN has been
-calibrated (``workbench calibrate``), the case's 90% prediction set, Venn-Abers interval, refer flag with its
+calibrated (``workbench calibrate``), the case's 90% prediction set, risk interval, refer flag with its
 reasons, and the five most similar training cases of the same site with their de-identified notes). The folder
 is written whole through ``workbench.atomic``: a killed run leaves no half-written folder. The note text is the
 de-identified one; no identifier of the case other than its id leaves.

@@ -70,7 +70,7 @@ class ReportContent:
     mode: str  # "export" or "clinical"
     created: str  # ISO 8601 date-time of the report
     probability: float  # calibrated malignancy probability
-    interval: tuple[float, float] | None  # Venn-Abers [p0, p1]
+    interval: tuple[float, float] | None  # around the risk (interval_method says how)
     interval_method: str | None
     prediction_set: list[str]  # the 90% conformal set: "benign" / "malignant"
     coverage_target: float | None

@@ -6,7 +6,7 @@ report, and the receiving system decides whether and how to compose it into one;
 resources without claiming that status.
 
 It holds a ``DiagnosticReport`` (LOINC 24627-2 "CT Chest"), the ``Observation``s it reports (malignancy
-probability with its Venn-Abers interval, nodule diameter, conformal prediction set and refer flag), the
+probability with its interval, nodule diameter, conformal prediction set and refer flag), the
 ``Patient`` they are about, the ``Device`` (the model) that produced them, a ``Provenance`` naming that device
 as author, and an ``ImagingStudy`` for the source CT when there is one. Every id is a uuid5 of the case id and
 the report time, so the same content gives the same Bundle, byte for byte. The report, its Observations and
@@ -184,7 +184,7 @@ def _observations(content: ReportContent, common: dict[str, Any]) -> list[tuple[
     prediction set."""
     common = {**common, "category": [_cc(OBSERVATION_CATEGORY, "imaging", "Imaging")]}
     out = []
-    # (1) the probability in %, its Venn-Abers interval as components (not referenceRange: a normal range), each
+    # (1) the probability in %, its interval as components (not referenceRange: a normal range), each
     # bound coded and in the value's unit and rounding (UCUM %, one decimal), so a reader compares like with like
     notes = []
     comps: list[ObservationComponent] | None = None

@@ -5,7 +5,7 @@ with laterality: the measured lobe's SNOMED CT code when there is one), the algo
 version), and the measurements: long and short axis, mean diameter (SCT 103339001, 103340004, 81827009; UCUM mm)
 and volume (SCT 118565006, UCUM mm3) when measured, the Lung-RADS v2022 category as a qualitative evaluation
 (private scheme 99NODWB), and the probability of cancer (DCM 111047, UCUM %), coded, with its
-Venn-Abers interval as the measurement's uncertainty range (TID 310: SCT 371885007 "-, range of lower measurement
+interval as the measurement's uncertainty range (TID 310: SCT 371885007 "-, range of lower measurement
 uncertainty" and 371886008 "+, range of upper ...", in percentage points of the same rounded value, so a reader
 gets the interval's printed bounds as value - lower and value + upper, and the risk lies inside them). With a
 nodule centre it is a volumetric group (TID 1411): the nodule as an ellipsoid (or point) in the series' frame of

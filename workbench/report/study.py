@@ -2,7 +2,7 @@
 
 The study's pieces are found by ``workbench.runtime.study`` (CT series, the radiologist's mark, the note); the risk
 is the one every other path states: the model's calibrated logit through the named site's calibrators (the
-Venn-Abers point inside its interval, the conformal set and the refer flag), exactly as ``explain_case`` computes
+stated risk inside its interval, the conformal set and the refer flag), exactly as ``explain_case`` computes
 it for a case in a cohort, so the same files give the same number. ``--report`` explains the case (Integrated
 Gradients) and writes the four reports; without it nothing is explained and nothing is written.
 

@@ -9,6 +9,10 @@ Per site, from that site's own cases only:
   the site has ``min_per_class`` calib cases of that class, else from every site's calib cases of that class
   (pooled: the rarer malignant class usually is, at a hospital's scale);
 - ``venn_abers``: the site's calib scores and labels when both classes reach ``min_per_class``, else pooled;
+- ``stated``: the risk every report states and its interval (``workbench.runtime.stated_risk``): Platt scaling on
+  the site's ``val`` and ``calib`` cases together (``stated_fit``) under the same own-or-pooled rule as
+  ``calibration``, with a bootstrap interval of that fit; ``stated_risk = "venn_abers"`` states the Venn-Abers
+  point estimate and its [p0, p1] instead (the choice before issue 17's plausibility check);
 - ``ood_threshold``: the ``ood_quantile`` of the site's calib cases' distance to their k-th nearest training
   case of the same site (``similar.SiteIndex.knn_distance``);
 - ``similar/<site>/``: the FAISS index of the site's training cases, by the nodule (the CT reader's finding
@@ -47,6 +51,7 @@ from workbench.errors import WorkbenchError
 from workbench.runtime.calibration import Calibration, fit_calibration
 from workbench.runtime.encode import EncodedCases
 from workbench.runtime.similar import SimilarityConfig, SiteIndex
+from workbench.runtime.stated_risk import StatedRisk
 from workbench.runtime.uncertainty import CLASSES, MondrianConformal, VennAbers
 
 UNCERTAINTY_FILE = "uncertainty.json"
@@ -69,6 +74,11 @@ class UncertaintyConfig:
     ood_k: int = 10  # the k of the k-th nearest training case
     ood_quantile: float = 0.99  # calib cases farther than this quantile are out of distribution
     pool: bool = True  # pooled fallbacks across sites; False in DP runs: each site's own records only
+    # the stated risk: "platt" (a smooth calibration with a bootstrap interval, workbench.runtime.stated_risk) or
+    # "venn_abers" (the Venn-Abers point estimate in its [p0, p1]); fitted on "val+calib" or "val": both chosen on
+    # the training cohort's val and calib cases (workbench.bench.calibration_sweep, calibration_sweep_val.jsonl)
+    stated_risk: str = "platt"
+    stated_fit: str = "val+calib"
 
 
 @dataclass
@@ -81,17 +91,19 @@ class SiteUncertainty:
     ood_k: int = 10  # the k used for this site (at most its number of training cases)
     sources: dict[str, str] = field(default_factory=dict)  # calibrator -> "site" or "pooled"
     n: dict[str, int] = field(default_factory=dict)  # cases per split used
+    stated: StatedRisk | None = None  # None: a RUN calibrated before the stated risk had its own fit (Venn-Abers)
 
     def to_dict(self) -> dict[str, Any]:
         return {"site": self.site, "calibration": self.calibration.to_dict(), "conformal": self.conformal.to_dict(),
                 "venn_abers": self.venn_abers.to_dict(), "ood_threshold": self.ood_threshold, "ood_k": self.ood_k,
-                "sources": self.sources, "n": self.n}
+                "sources": self.sources, "n": self.n, "stated": self.stated.to_dict() if self.stated else None}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SiteUncertainty:
         return cls(d["site"], Calibration.from_dict(d["calibration"]), MondrianConformal.from_dict(d["conformal"]),
                    VennAbers(scores=list(d["venn_abers"]["scores"]), labels=list(d["venn_abers"]["labels"])),
-                   d.get("ood_threshold"), int(d.get("ood_k", 10)), dict(d.get("sources", {})), dict(d.get("n", {})))
+                   d.get("ood_threshold"), int(d.get("ood_k", 10)), dict(d.get("sources", {})), dict(d.get("n", {})),
+                   StatedRisk.from_dict(d["stated"]) if d.get("stated") else None)
 
 
 @dataclass
@@ -99,14 +111,16 @@ class Assessment:
     """What a clinician sees next to the risk: how sure, and whether to refer.
 
     ``probability`` is the one risk every screen and report states, and it always lies inside ``interval``: the
-    Venn-Abers point estimate p1 / (1 - p0 + p1) of the interval [p0, p1] when calib cases back the interval, else
-    (no calib case: the interval is [0, 1]) the site's calibrated probability. Stating the Platt-calibrated
-    probability beside a Venn-Abers interval put the risk outside its own interval for most cases (issue 16:
-    inside for 21% of the full preset's test cases); ``calibrated_probability`` keeps that figure, which the
-    conformal set and the refer flag are computed from. Why this choice: data_cards/explanations.md."""
+    site's stated-risk calibration (``workbench.runtime.stated_risk``: Platt scaling on its val and calib cases)
+    with the 95% bootstrap interval of that calibration; with ``stated_risk = "venn_abers"`` (or a RUN calibrated
+    before the stated risk had its own fit) the Venn-Abers point estimate p1 / (1 - p0 + p1) in its [p0, p1].
+    Stating one calibration's risk beside another's interval put the risk outside its own interval for most cases
+    (issue 16: inside for 21% of the full preset's test cases). ``calibrated_probability`` is the val-fitted
+    calibration the conformal set and the refer flag are computed from. Why this choice:
+    data_cards/explanations.md."""
 
     probability: float
-    interval: tuple[float, float]  # Venn-Abers [p0, p1]
+    interval: tuple[float, float]  # around ``probability`` (``interval_method`` says how)
     prediction_set: list[str]
     refer: bool
     reasons: list[str]
@@ -115,8 +129,8 @@ class Assessment:
     calibrated_by: str  # the site whose calibrators were used, or "pooled"
     interval_method: str = "inductive Venn-Abers on calib"
     coverage_target: float = 0.9
-    interval_point: float | None = None  # Venn-Abers' own point estimate, p1 / (1 - p0 + p1)
-    interval_calib_cases: int = 0  # how many calib cases the interval rests on (few: a coarse, step-wise fit)
+    interval_point: float | None = None  # Venn-Abers' own point estimate, p1 / (1 - p0 + p1) (for comparison)
+    interval_calib_cases: int = 0  # how many cases the interval rests on (few: a wide interval)
     calibrated_probability: float | None = None  # the site's Platt/prior-calibrated probability (sets, refer flag)
     risk_method: str = ""  # how ``probability`` was made, in words a report can print
     plain_reasons: list[str] = field(default_factory=list)  # ``reasons`` in words a clinician reads (``uncertain_line``)
@@ -165,6 +179,14 @@ class RunUncertainty:
             dist = index.knn_distance(fused, su.ood_k, nodule)
         points = VennAbers.point(intervals)
         n_calib = len(su.venn_abers.labels)
+        smooth = su.stated is not None and self.config.stated_risk == "platt"
+        if su.stated is not None and smooth:
+            risk, band = su.stated.apply(np.asarray(logits, dtype=float))
+            n_band = su.stated.calibration.n if su.stated.boot else 0
+            how = (f"calibrated risk (Platt scaling on {n_band} {su.sources.get('stated', 'site')} cases)"
+                   if su.stated.boot else "calibrated probability (too few cases to calibrate: no interval)")
+            band_method = (f"{su.stated.level:.0%} bootstrap interval of the calibration" if su.stated.boot
+                           else "no interval: too few cases to calibrate")
         out = []
         for i in range(len(p)):
             labels = [c for j, c in enumerate(CLASSES) if sets[i, j]]
@@ -186,13 +208,19 @@ class RunUncertainty:
             elif site not in self.sites:
                 reasons.append(f"no calibrators for site {site!r}: pooled ones used, distribution not checked")
                 plain.append("this hospital has no calibration cases of its own")
-            stated, method = ((float(points[i]), "Venn-Abers point estimate") if n_calib else
-                              (float(p[i]), "calibrated probability (no calib case: no interval)"))
-            out.append(Assessment(stated, (float(intervals[i, 0]), float(intervals[i, 1])), labels,
-                                  len(labels) != 1 or bool(ood), reasons,
+            if smooth:
+                stated, method, iv = float(risk[i]), how, (float(band[i, 0]), float(band[i, 1]))
+                iv_method, iv_cases = band_method, n_band
+            else:
+                stated, method = ((float(points[i]), "Venn-Abers point estimate") if n_calib else
+                                  (float(p[i]), "calibrated probability (no calib case: no interval)"))
+                iv, iv_method, iv_cases = ((float(intervals[i, 0]), float(intervals[i, 1])),
+                                           "inductive Venn-Abers on calib", n_calib)
+            out.append(Assessment(stated, iv, labels, len(labels) != 1 or bool(ood), reasons,
                                   None if dist is None else float(dist[i]), ood,
-                                  site if site in self.sites else "pooled", coverage_target=1 - self.config.alpha,
-                                  interval_point=float(points[i]), interval_calib_cases=n_calib,
+                                  site if site in self.sites else "pooled", interval_method=iv_method,
+                                  coverage_target=1 - self.config.alpha,
+                                  interval_point=float(points[i]), interval_calib_cases=iv_cases,
                                   calibrated_probability=float(p[i]), risk_method=method, plain_reasons=plain))
         return out
 
@@ -268,9 +296,12 @@ def fit_uncertainty(data: dict[str, SiteData], pooled_calibration: Calibration,
                 for i, c in enumerate(CLASSES) if not (all_y == i).any()]
     pooled_conf = MondrianConformal(config.alpha).fit(all_p, all_y)
     pooled_va = VennAbers().fit(all_p, all_y)
+    z_stated, y_stated = zip(*(_stated_cases(d, config) for d in data.values()), strict=True)
+    pooled_stated = StatedRisk.fit(np.concatenate(z_stated), np.concatenate(y_stated), pos_weight)
     pooled = SiteUncertainty("pooled", pooled_calibration, pooled_conf, pooled_va,
-                             sources={"calibration": "pooled", "conformal": "pooled", "venn_abers": "pooled"},
-                             n={"calib": len(all_y)})
+                             sources={"calibration": "pooled", "conformal": "pooled", "venn_abers": "pooled",
+                                      "stated": "pooled"},
+                             n={"calib": len(all_y)}, stated=pooled_stated)
     sites: dict[str, SiteUncertainty] = {}
     indexes: dict[str, SiteIndex] = {}
     for site, d in data.items():
@@ -279,6 +310,15 @@ def fit_uncertainty(data: dict[str, SiteData], pooled_calibration: Calibration,
         if index is not None:
             indexes[site] = index
     return RunUncertainty(config, pooled, sites, warnings), indexes
+
+
+def _stated_cases(d: SiteData, config: UncertaintyConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The logits and labels a site's stated risk is calibrated on (``config.stated_fit``)."""
+    if config.stated_fit not in ("val", "val+calib"):
+        raise WorkbenchError(f"unknown stated_fit {config.stated_fit!r} (val or val+calib)")
+    splits = ("val", "calib") if config.stated_fit == "val+calib" else ("val",)
+    return (np.concatenate([np.asarray(d.logits.get(s, np.zeros(0)), dtype=float) for s in splits]),
+            np.concatenate([np.asarray(d.labels.get(s, np.zeros(0)), dtype=float) for s in splits]))
 
 
 def _enough_val(yv: np.ndarray, config: UncertaintyConfig, pooled: bool = False) -> bool:
@@ -309,6 +349,16 @@ def fit_site_uncertainty(site: str, d: SiteData, pos_weight: float, config: Unce
         warnings.append(f"{site}: {len(yv)} val cases ({int((yv == 1).sum())} malignant), too few for its own "
                         f"calibration (needs {config.min_val} with {config.min_val_per_class} of each class); its "
                         "probabilities carry the public prior correction only (a DP run pools nothing)")
+    z_stated, y_stated = _stated_cases(d, config)
+    if _enough_val(y_stated, config, pooled=pooled is not None):
+        stated, src["stated"] = StatedRisk.fit(z_stated, y_stated, pos_weight), "site"
+    elif pooled is not None and pooled.stated is not None:
+        stated, src["stated"] = pooled.stated, "pooled"
+    else:
+        stated, src["stated"] = StatedRisk(cal), "prior"
+        warnings.append(f"{site}: {len(y_stated)} cases ({int((y_stated == 1).sum())} malignant) to calibrate its "
+                        f"stated risk, too few (needs {config.min_val} with {config.min_val_per_class} of each class): "
+                        "its reports state the prior-corrected probability with the interval [0, 1]")
     y = d.labels["calib"]
     p_calib = cal.apply(d.logits["calib"])
     if pooled is not None:
@@ -337,7 +387,8 @@ def fit_site_uncertainty(site: str, d: SiteData, pos_weight: float, config: Unce
         if len(y):  # the calib cases compared by the same vectors as the queries will be
             threshold = float(np.quantile(index.knn_distance(d.fused["calib"], k, d.nodule.get("calib")),
                                           config.ood_quantile))
-    su = SiteUncertainty(site, cal, conf, va, threshold, max(k, 1), src, {s: len(v) for s, v in d.labels.items()})
+    su = SiteUncertainty(site, cal, conf, va, threshold, max(k, 1), src, {s: len(v) for s, v in d.labels.items()},
+                         stated)
     return su, index, warnings
 
 

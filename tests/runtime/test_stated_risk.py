@@ -60,3 +60,18 @@ def test_contains_widens_only_as_far_as_the_point() -> None:
     p = np.array([0.2, 0.5, 0.9])
     band = np.array([[0.25, 0.4], [0.4, 0.6], [0.7, 0.85]])
     np.testing.assert_allclose(contains(p, band), [[0.2, 0.4], [0.4, 0.6], [0.7, 0.9]])
+
+
+def test_a_site_shift_moves_a_pooled_fit_toward_the_sites_own_odds_by_its_share_of_the_evidence() -> None:
+    z, y, _ = _cases(2000, 4)
+    pooled = StatedRisk.fit(z, y, 1.0)
+    zs, ys, _ = _cases(400, 5)
+    ys = (np.random.default_rng(6).random(len(zs)) < 1 / (1 + np.exp(-(zs / 1.6 + 1.0)))).astype(float)  # +1 log-odds
+    full = pooled.shifted(zs, ys, k=0.0)
+    half = pooled.shifted(zs, ys, k=400.0)
+    d_full = full.calibration.bias - pooled.calibration.bias
+    d_half = half.calibration.bias - pooled.calibration.bias
+    assert 0.7 < d_full < 1.3
+    assert abs(d_half - d_full / 2) < 1e-9
+    p, band = half.apply(zs[:50])
+    assert ((band[:, 0] <= p) & (p <= band[:, 1])).all()

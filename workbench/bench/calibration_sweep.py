@@ -10,6 +10,12 @@ and four times the cases; where sites truly differ, a site's own fit pays once i
 measures the trade-off with the production code (``fit_uncertainty`` and ``RunUncertainty.assess``) under
 different ``UncertaintyConfig`` thresholds.
 
+The second question, which stated risk: the Venn-Abers point estimate is a step function of the score (a note edit
+that moves the model's logit often leaves it where it was: issue 17's plausibility check), so the smooth designs
+state a Platt calibration with a bootstrap interval (``workbench.runtime.stated_risk``), fitted on val alone, on
+val and calib together, or pooled with a shrunk site intercept shift. Each record also gives the share of stated
+risks tied with another case's, the interval's median width and the share of cases whose true risk it holds.
+
 How: for each training seed's FedAvg model (the runs ``bench explain`` calibrates), the val and calib cases of
 every site are cross-fitted: 5 folds, the other 4 split at random into a val part (40%) and a calib part (60%),
 the calibrators fitted on those, the fold's cases assessed; repeated over ``partitions`` random partitions. Each
@@ -20,7 +26,7 @@ which measures miscalibration without the label noise that dominates a label ECE
     python -m workbench.bench.calibration_sweep [--seeds 5] [--partitions 4] [--out bench/results]
 
 writes ``calibration_sweep_val.jsonl`` (one record per design, ``"split": "val"``) and prints the choice: the
-design whose worst site is best calibrated.
+design whose worst site is best calibrated against the true risk.
 """
 
 from __future__ import annotations
@@ -53,6 +59,10 @@ DESIGNS: dict[str, dict[str, Any]] = {
                                                                              "stated_fit": "val+calib"},
     "smooth: Platt on val+calib, a site's own from 60 cases (15 of each class)": {
         "stated_risk": "platt", "stated_fit": "val+calib", "min_val_own": 60, "min_val_own_per_class": 15},
+    "smooth: pooled Platt on val+calib with a site intercept shift, shrunk by n/(n+100)": {
+        "stated_risk": "platt", "stated_fit": "val+calib", "stated_site_shift_k": 100.0},
+    "smooth: pooled Platt on val+calib with a site intercept shift, shrunk by n/(n+300)": {
+        "stated_risk": "platt", "stated_fit": "val+calib", "stated_site_shift_k": 300.0},
 }
 FOLDS = 5
 VAL_SHARE = 0.4

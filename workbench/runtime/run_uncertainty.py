@@ -79,6 +79,8 @@ class UncertaintyConfig:
     # the training cohort's val and calib cases (workbench.bench.calibration_sweep, calibration_sweep_val.jsonl)
     stated_risk: str = "platt"
     stated_fit: str = "val+calib"
+    # > 0: a site on the pooled stated fit gets its own intercept shift, shrunk by n / (n + k) (StatedRisk.shifted)
+    stated_site_shift_k: float = 0.0
 
 
 @dataclass
@@ -352,6 +354,8 @@ def fit_site_uncertainty(site: str, d: SiteData, pos_weight: float, config: Unce
     z_stated, y_stated = _stated_cases(d, config)
     if _enough_val(y_stated, config, pooled=pooled is not None):
         stated, src["stated"] = StatedRisk.fit(z_stated, y_stated, pos_weight), "site"
+    elif pooled is not None and pooled.stated is not None and config.stated_site_shift_k > 0 and len(y_stated):
+        stated, src["stated"] = pooled.stated.shifted(z_stated, y_stated, config.stated_site_shift_k), "pooled + site shift"
     elif pooled is not None and pooled.stated is not None:
         stated, src["stated"] = pooled.stated, "pooled"
     else:

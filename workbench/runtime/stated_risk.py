@@ -59,6 +59,26 @@ class StatedRisk:
                     boot.append((c.temperature, c.bias))
         return cls(cal, boot, level)
 
+    def shifted(self, logits: np.ndarray, y: np.ndarray, k: float, *, seed: int = 0) -> StatedRisk:
+        """This (pooled) calibration with a site's own intercept shift: the maximum-likelihood log-odds offset
+        of the site's cases (``logits``, ``y``) under this map, shrunk toward 0 by n / (n + k) (k cases' worth of
+        belief in the pooled fit), and each bootstrap refit shifted by the same estimate on a resample of the
+        site's cases, so the interval carries the shift's uncertainty too."""
+        z, y = np.asarray(logits, dtype=float), np.asarray(y, dtype=float)
+        rng = np.random.default_rng(seed)
+        base = self.calibration
+        shift = _offset(self._eta(z, base.temperature, base.bias), y) * len(y) / (len(y) + k)
+        boot = []
+        for t, b in self.boot:
+            i = rng.integers(0, len(y), len(y))
+            boot.append((t, b + _offset(self._eta(z[i], t, b), y[i]) * len(y) / (len(y) + k)))
+        cal = Calibration(base.temperature, base.logit_shift, f"{base.fitted_on} + site shift", base.n + len(y),
+                          base.bias + shift, base.method)
+        return StatedRisk(cal, boot, self.level)
+
+    def _eta(self, z: np.ndarray, temperature: float, bias: float) -> np.ndarray:
+        return (z - self.calibration.logit_shift) / temperature + bias
+
     def apply(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N,) stated risks and (N, 2) intervals [low, high] that contain them ([0, 1] without refits)."""
         z = np.asarray(logits, dtype=float)
@@ -79,6 +99,23 @@ class StatedRisk:
     def from_dict(cls, d: dict[str, Any]) -> StatedRisk:
         return cls(Calibration.from_dict(d["calibration"]), [(float(t), float(b)) for t, b in d.get("boot", [])],
                    float(d.get("level", LEVEL)))
+
+
+def _offset(eta: np.ndarray, y: np.ndarray, iters: int = 25) -> float:
+    """The log-odds offset d maximising the likelihood of y under sigmoid(eta + d) (Newton; 0 for no cases or
+    one class, where the maximum is at infinity)."""
+    if len(y) == 0 or y.min() == y.max():
+        return 0.0
+    d = 0.0
+    for _ in range(iters):
+        p = 1.0 / (1.0 + np.exp(-(eta + d)))
+        g, h = float((y - p).sum()), float((p * (1 - p)).sum())
+        if h <= 1e-12:
+            break
+        d += g / h
+        if abs(g / h) < 1e-10:
+            break
+    return float(d)
 
 
 def contains(p: np.ndarray, interval: np.ndarray) -> np.ndarray:

@@ -47,7 +47,16 @@ def test_sites_use_their_own_calibrators_where_they_can_and_cover_each_class(tmp
     for covered, n in class_coverage(sets, fresh.labels["test"]).values():
         assert 0.85 <= covered / n <= 0.95
     assert all(r.interval[0] <= r.probability <= r.interval[1] for r in res)
-    assert all(r.interval_method == "95% bootstrap interval of the calibration" for r in res)
+    assert all(r.risk_method == "Venn-Abers point estimate" for r in res)  # the default
+    smooth = replace(unc, config=replace(cfg, stated_risk="platt")).assess("big", fresh.logits["test"])
+    assert all(r.interval[0] <= r.probability <= r.interval[1] for r in smooth)
+    assert all(r.interval_method == "95% bootstrap interval of the calibration" for r in smooth)
+    order = np.argsort(fresh.logits["test"])
+    assert (np.diff([smooth[i].probability for i in order]) > 0).all()  # every move of the score moves the risk
+    # the stated risk's interval holds the true risk for most cases (the Venn-Abers one is not built to)
+    truth = 1 / (1 + np.exp(-fresh.logits["test"]))
+    held = np.mean([r.interval[0] <= t <= r.interval[1] for r, t in zip(smooth, truth, strict=True)])
+    assert held > 0.8, held
     both = [r for r in res if len(r.prediction_set) == 2]
     assert both and all(r.refer and "both classes" in r.reasons[0] for r in both)
     single = [r for r in res if len(r.prediction_set) == 1 and not r.out_of_distribution]

@@ -1,8 +1,11 @@
 """The risk a report states and the interval around it: one smooth calibration of the model's logit, with a
 bootstrap interval of that same calibration.
 
-Why not the Venn-Abers point estimate (the stated risk until issue 17's plausibility check): isotonic regression
-is a step function of the score, so a note edit that moves the model's logit often leaves the stated risk
+``UncertaintyConfig.stated_risk = "platt"`` states it; the default is still the Venn-Abers point estimate, which
+every committed figure measured, until ``workbench.bench.calibration_sweep`` has chosen between them on val and
+``bench explain`` has re-measured the choice (``explain_bench.update_stated_risk``).
+
+Why a smooth risk: the Venn-Abers point estimate rests on isotonic regression, a step function of the score, so a note edit that moves the model's logit often leaves the stated risk
 exactly where it was (37% of the evaluation cohort's risk-factor edits did not move it at all), and a clinician
 who adds "current smoker" to a note and sees the same risk concludes the tool ignores the note. A Platt map is
 strictly increasing in the logit: every move of the model's score moves the stated risk the same way.

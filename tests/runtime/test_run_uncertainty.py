@@ -47,8 +47,10 @@ def test_sites_use_their_own_calibrators_where_they_can_and_cover_each_class(tmp
     for covered, n in class_coverage(sets, fresh.labels["test"]).values():
         assert 0.85 <= covered / n <= 0.95
     assert all(r.interval[0] <= r.probability <= r.interval[1] for r in res)
-    assert all(r.risk_method == "Venn-Abers point estimate" for r in res)  # the default
-    smooth = replace(unc, config=replace(cfg, stated_risk="platt")).assess("big", fresh.logits["test"])
+    va = replace(unc, config=replace(cfg, stated_risk="venn_abers")).assess("big", fresh.logits["test"])
+    assert all(r.risk_method == "Venn-Abers point estimate" and r.interval[0] <= r.probability <= r.interval[1]
+               for r in va)
+    smooth = unc.assess("big", fresh.logits["test"])  # the default
     assert all(r.interval[0] <= r.probability <= r.interval[1] for r in smooth)
     assert all(r.interval_method == "95% bootstrap interval of the calibration" for r in smooth)
     order = np.argsort(fresh.logits["test"])

@@ -605,6 +605,7 @@ def counterfactual_check(runs: list[str | Path], eval_dir: Path, evald: Any, wor
         "why_apart": "the cohort's truth has no prior-lung-cancer term and no note of it holds one (its prior-cancer "
                      "term is Mayo's extrathoracic cancer), so the rate above adds an extrathoracic cancer; this "
                      "probe shows how a model trained on it reads a phrase it never saw"}
+    result["counterfactual_prior_lung_cancer"]["direction_rate_if_it_were_the_add_edit"] = lung_edit_rate(result)
     result.update({
         "counterfactual_direction_rate_logit": float(np.mean([r.mean() for r in logit_right])),
         "counterfactual_direction_rate_logit_by_edit": {
@@ -676,6 +677,19 @@ def update_stated_risk(json_path: str | Path, out_dir: str | Path | None = None,
     result.update(new)
     write_json(path, result)
     return new
+
+
+def lung_edit_rate(result: dict[str, Any]) -> float | None:
+    """The direction rate had the prior-cancer add edit written prior lung cancer (the probe) instead: every edit's
+    mean rate weighted by its count, with the probe's rate in place of ``prior_cancer_add`` (every seed scores the
+    same edits, so this equals the mean over seeds of the per-seed rate)."""
+    probe = result.get("counterfactual_prior_lung_cancer") or {}
+    if probe.get("direction_rate") is None:
+        return None
+    rates = dict(result["counterfactual_direction_rate_by_edit"])
+    counts = dict(result["counterfactual_n_edits"])
+    rates["prior_cancer_add"] = probe["direction_rate"]
+    return float(sum(rates[e] * counts[e] for e in rates) / sum(counts[e] for e in rates))
 
 
 def encode_note_ids(text: str, tok: Any, max_length: int) -> list[int]:

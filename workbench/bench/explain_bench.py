@@ -220,8 +220,26 @@ def _seed_calibration(setup: Any, seed: int, evald: Any, states: Any, truths: di
 
 def _calibrated_before_stated_fit(run: Path) -> bool:
     """A RUN whose uncertainty.json predates the stated risk's own fit (its sites state Venn-Abers points)."""
-    d = json.loads((run / "uncertainty.json").read_text(encoding="utf-8"))
-    return any(not u.get("stated") for u in d.get("sites", {}).values())
+    from workbench.runtime.run_uncertainty import RunUncertainty
+
+    return any(u.stated is None for u in RunUncertainty.load(run).sites.values())
+
+
+def _stated_over_seeds(setup: Any, evald: Any, states: Any, truths: dict[str, dict[str, Any]], n_seeds: int,
+                       progress: bool, figure: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every seed's stated assessments of the evaluation cohort (``_seed_calibration``) and what reads them: the
+    per-site calibration, coverage and refer figures over seeds, and the reliability diagram at ``figure``."""
+    from workbench.bench.explain_seeds import calibration_over_seeds, coverage_over_seeds
+    from workbench.bench.site_calibration import reliability_figure
+
+    per_seed = [_seed_calibration(setup, s, evald, states, truths, progress) for s in range(n_seeds)]
+    true_risk = np.array([float(truths[c]["risk"]) for c in evald.case_ids])
+    result = calibration_over_seeds(list(evald.sites), evald.labels, true_risk,
+                                    [np.asarray(p["stated"]) for p in per_seed])
+    result.update(coverage_over_seeds([p["coverage"] for p in per_seed], [np.asarray(p["refer"]) for p in per_seed]))
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    result["reliability_figure"] = str(reliability_figure(result, figure))
+    return per_seed, result
 
 
 def _reader_states(setup: Any, evald: Any, progress: bool) -> dict[str, Any]:
@@ -257,13 +275,10 @@ def run_explain_bench(*, quick: bool = False, cohort: str | Path | None = None, 
     from federated.task import frozen_reader_weights, same_readers
     from workbench.bench.common import with_evaluation
     from workbench.bench.explain_seeds import (
-        calibration_over_seeds,
-        coverage_over_seeds,
         explanations_over_seeds,
     )
     from workbench.bench.federated_bench import _evaluation, federated_setup
     from workbench.bench.seeds import seed_count
-    from workbench.bench.site_calibration import reliability_figure
     from workbench.data.case import load_cases
     from workbench.runtime.run import load_run
 
@@ -277,15 +292,9 @@ def run_explain_bench(*, quick: bool = False, cohort: str | Path | None = None, 
     evald = _evaluation(setup, progress)
     truths = _truths(cohorts.eval)
     states = _reader_states(setup, evald, progress)
-    per_seed = [_seed_calibration(setup, s, evald, states, truths, progress) for s in range(n_seeds)]
-    y = evald.labels
-    true_risk = np.array([float(truths[c]["risk"]) for c in evald.case_ids])
-    result = calibration_over_seeds(list(evald.sites), y, true_risk, [np.asarray(p["stated"]) for p in per_seed])
-    result.update(coverage_over_seeds([p["coverage"] for p in per_seed], [np.asarray(p["refer"]) for p in per_seed]))
     figure_dir = Path(out_dir) if out_dir else setup.work / "explain"
-    figure_dir.mkdir(parents=True, exist_ok=True)
-    result["reliability_figure"] = str(reliability_figure(
-        result, figure_dir / f"explain{'_quick' if quick else ''}_reliability_per_site.png"))
+    per_seed, result = _stated_over_seeds(setup, evald, states, truths, n_seeds, progress,
+                                          figure_dir / f"explain{'_quick' if quick else ''}_reliability_per_site.png")
 
     rows = explained_rows(len(evald), limit or (40 if quick else EXPLAIN_CASES))
     cases = {c.case_id: c for s in sorted(set(evald.sites)) for c in load_cases(cohorts.eval / s)}
@@ -639,9 +648,7 @@ def update_stated_risk(json_path: str | Path, out_dir: str | Path | None = None,
     here from the same recipe and seeds when the cache lacks them: ``fedavg_run``). ``stated_risk_update`` in the
     JSON records what was redone, when and where."""
     from workbench.bench.common import git_sha, machine, with_evaluation
-    from workbench.bench.explain_seeds import calibration_over_seeds, coverage_over_seeds
     from workbench.bench.federated_bench import _evaluation, federated_setup
-    from workbench.bench.site_calibration import reliability_figure
     from workbench.jsonout import write_json
     from workbench.runtime.run_uncertainty import UncertaintyConfig
 
@@ -656,13 +663,8 @@ def update_stated_risk(json_path: str | Path, out_dir: str | Path | None = None,
     evald = _evaluation(setup, progress)
     truths = _truths(cohorts.eval)
     states = _reader_states(setup, evald, progress)
-    per_seed = [_seed_calibration(setup, s, evald, states, truths, progress) for s in range(n_seeds)]
-    true_risk = np.array([float(truths[c]["risk"]) for c in evald.case_ids])
-    new = calibration_over_seeds(list(evald.sites), evald.labels, true_risk,
-                                 [np.asarray(p["stated"]) for p in per_seed])
-    new.update(coverage_over_seeds([p["coverage"] for p in per_seed], [np.asarray(p["refer"]) for p in per_seed]))
-    figure_dir = Path(out_dir) if out_dir else path.parent
-    new["reliability_figure"] = str(reliability_figure(new, figure_dir / "explain_reliability_per_site.png"))
+    per_seed, new = _stated_over_seeds(setup, evald, states, truths, n_seeds, progress,
+                                       (Path(out_dir) if out_dir else path.parent) / "explain_reliability_per_site.png")
     new.update(counterfactual_check([p["run"] for p in per_seed], cohorts.eval, evald, setup.work / "explain",
                                     progress))
     new.pop("n_seeds", None)

@@ -134,7 +134,7 @@ class Assessment:
     calibrated_by: str  # the site whose calibrators were used, or "pooled"
     interval_method: str = "inductive Venn-Abers on calib"
     coverage_target: float = 0.9
-    interval_point: float | None = None  # Venn-Abers' own point estimate, p1 / (1 - p0 + p1) (for comparison)
+    interval_point: float | None = None  # Venn-Abers' point estimate p1 / (1 - p0 + p1), where Venn-Abers is stated
     interval_calib_cases: int = 0  # how many cases the interval rests on (few: a wide interval)
     calibrated_probability: float | None = None  # the site's Platt/prior-calibrated probability (sets, refer flag)
     risk_method: str = ""  # how ``probability`` was made, in words a report can print
@@ -175,23 +175,13 @@ class RunUncertainty:
         su = self.for_site(site)
         p = su.calibration.apply(np.asarray(logits, dtype=float))
         sets = su.conformal.sets(p)
-        intervals = su.venn_abers.interval(p)
+        stated, band, method, band_method, band_cases, va_point = self._stated(su, np.asarray(logits, dtype=float), p)
         dist = None
         if index is not None and fused is not None and su.ood_threshold is not None:
             if index.site != site:
                 raise WorkbenchError(f"similar-case index of {index.site} queried for a case of {site}: "
                                      "indexes never serve another site")
             dist = index.knn_distance(fused, su.ood_k, nodule)
-        points = VennAbers.point(intervals)
-        n_calib = len(su.venn_abers.labels)
-        smooth = su.stated is not None and self.config.stated_risk == "platt"
-        if su.stated is not None and smooth:
-            risk, band = su.stated.apply(np.asarray(logits, dtype=float))
-            n_band = su.stated.calibration.n if su.stated.boot else 0
-            how = (f"calibrated risk (Platt scaling on {n_band} {su.sources.get('stated', 'site')} cases)"
-                   if su.stated.boot else "calibrated probability (too few cases to calibrate: no interval)")
-            band_method = (f"{su.stated.level:.0%} bootstrap interval of the calibration" if su.stated.boot
-                           else "no interval: too few cases to calibrate")
         out = []
         for i in range(len(p)):
             labels = [c for j, c in enumerate(CLASSES) if sets[i, j]]
@@ -213,21 +203,35 @@ class RunUncertainty:
             elif site not in self.sites:
                 reasons.append(f"no calibrators for site {site!r}: pooled ones used, distribution not checked")
                 plain.append("this hospital has no calibration cases of its own")
-            if smooth:
-                stated, method, iv = float(risk[i]), how, (float(band[i, 0]), float(band[i, 1]))
-                iv_method, iv_cases = band_method, n_band
-            else:
-                stated, method = ((float(points[i]), "Venn-Abers point estimate") if n_calib else
-                                  (float(p[i]), "calibrated probability (no calib case: no interval)"))
-                iv, iv_method, iv_cases = ((float(intervals[i, 0]), float(intervals[i, 1])),
-                                           "inductive Venn-Abers on calib", n_calib)
-            out.append(Assessment(stated, iv, labels, len(labels) != 1 or bool(ood), reasons,
-                                  None if dist is None else float(dist[i]), ood,
-                                  site if site in self.sites else "pooled", interval_method=iv_method,
+            out.append(Assessment(float(stated[i]), (float(band[i, 0]), float(band[i, 1])), labels,
+                                  len(labels) != 1 or bool(ood), reasons, None if dist is None else float(dist[i]),
+                                  ood, site if site in self.sites else "pooled", interval_method=band_method,
                                   coverage_target=1 - self.config.alpha,
-                                  interval_point=float(points[i]), interval_calib_cases=iv_cases,
-                                  calibrated_probability=float(p[i]), risk_method=method, plain_reasons=plain))
+                                  interval_point=None if va_point is None else float(va_point[i]),
+                                  interval_calib_cases=band_cases, calibrated_probability=float(p[i]),
+                                  risk_method=method, plain_reasons=plain))
         return out
+
+    def _stated(self, su: SiteUncertainty, z: np.ndarray, p: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, str, str, int, np.ndarray | None]:
+        """The stated risks and their intervals for logits ``z`` (``p``: their val-calibrated probabilities), how
+        each was made, how many cases the interval rests on, and the Venn-Abers point (only where Venn-Abers is
+        stated: its two isotonic fits per case are the costliest step of an assessment)."""
+        if su.stated is not None and self.config.stated_risk == "platt":
+            risk, band = su.stated.apply(z)
+            if not su.stated.boot:
+                return (risk, band, "calibrated probability (too few cases to calibrate: no interval)",
+                        "no interval: too few cases to calibrate", 0, None)
+            n = su.stated.calibration.n
+            return (risk, band, f"calibrated risk (Platt scaling on {n} {su.sources.get('stated', 'site')} cases)",
+                    f"{su.stated.level:.0%} bootstrap interval of the calibration", n, None)
+        intervals = su.venn_abers.interval(p)
+        points = VennAbers.point(intervals)
+        n_calib = len(su.venn_abers.labels)
+        if not n_calib:
+            return p, intervals, "calibrated probability (no calib case: no interval)", \
+                "inductive Venn-Abers on calib", 0, points
+        return points, intervals, "Venn-Abers point estimate", "inductive Venn-Abers on calib", n_calib, points
 
     def to_dict(self) -> dict[str, Any]:
         return {"config": asdict(self.config), "pooled": self.pooled.to_dict() if self.pooled else None,

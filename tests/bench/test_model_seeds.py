@@ -11,34 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workbench.bench.model_seeds import Bundle, main, parse_seeds, train_seeds
-from workbench.data.cache import PreprocessCache
-from workbench.data.case import SPLITS
+from workbench.bench.model_seeds import main, parse_seeds, train_seeds
 from workbench.errors import WorkbenchError
 from workbench.metrics import auroc
-from workbench.models.model import ModelConfig, build_model, load_model
-from workbench.models.shipped import shipped
-from workbench.runtime.encode import encode_cases
+from workbench.models.model import load_model
 from workbench.runtime.inference import predict_logits
-from workbench.runtime.run import cases_of
-
-
-@pytest.fixture(scope="module")
-def work(tiny_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A prepared folder as `bench model --prepare-only` leaves it: the tiny cohort's train and val encoded, the
-    same cohort whole as the evaluation set, the shipped readers copied in, two epochs."""
-    w = tmp_path_factory.mktemp("work") / "model-tiny"
-    w.mkdir()
-    tok = build_model(ModelConfig(modalities=("notes",))).tokenizer
-    cache = PreprocessCache(tmp_path_factory.mktemp("cache"))
-    for split in ("train", "val"):
-        encode_cases(cases_of([tiny_cohort], [split]), tok, cache=cache, progress=False).save(w / f"encoded_{split}.pt")
-    (w / "eval-tiny").mkdir()
-    encode_cases(cases_of([tiny_cohort], SPLITS), tok, cache=cache, progress=False).save(w / "eval-tiny" / "encoded.pt")
-    shutil.copytree(shipped("note_reader"), w / "note_reader")
-    shutil.copytree(shipped("ct_reader"), w / "ct_reader")
-    Bundle(eval_name="tiny", epochs=2, patience=0).write(w)
-    return w
 
 
 def test_a_seed_trains_scores_every_evaluation_case_and_resumes(work: Path) -> None:

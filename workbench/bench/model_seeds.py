@@ -155,6 +155,7 @@ def train_variant(name: str, config: ModelConfig, seed_dir: Path, data: dict[str
         val = predict_logits(model, data["val"], device=device)
         summary = {
             "seed": train_config.seed,
+            "train_config": {k: v for k, v in train_config.__dict__.items() if k not in ("progress", "device")},
             "calibration": fit_calibration(val["logits"], data["val"].labels,
                                            pos_weight_of(data["train"].labels)).to_dict(),  # chosen on val
             "trainable_params": trainable_parameters(model),
@@ -211,13 +212,14 @@ def _fixed_tensors(config: ModelConfig) -> dict[str, torch.Tensor]:
     return {k: v for k, v in a.items() if torch.equal(v, b[k])}
 
 
-def export_trained(work: Path, dest: Path) -> Path:
+def export_trained(work: Path, dest: Path, root: Path | None = None) -> Path:
     """Each trained model of a (packed) work folder for the trip back, about 0.4 MB instead of 2.5: the tensors
     that no fresh build fixes (the frozen readers are the same files at home: _fixed_tensors), its ``trained.json``, and a
-    digest of the whole state that ``import_trained`` checks after putting the model together again."""
+    digest of the whole state that ``import_trained`` checks after putting the model together again. ``root``:
+    where the ``seed<s>/<variant>/`` folders lie, when not in ``work`` itself (a recipe of ``recipe_sweep``)."""
     bundle = Bundle.read(work)
     configs = variants(work / "note_reader", bundle.ct_reader_path(work))
-    for model_dir in sorted(work.glob("seed*/*/model")):
+    for model_dir in sorted((root or work).glob("seed*/*/model")):
         name, seed_dir = model_dir.parent.name, model_dir.parent.parent.name
         state = load_file(str(model_dir / WEIGHTS))
         fixed = _fixed_tensors(configs[name])
@@ -230,10 +232,10 @@ def export_trained(work: Path, dest: Path) -> Path:
     return dest
 
 
-def import_trained(src: Path, work: Path) -> list[Path]:
+def import_trained(src: Path, work: Path, root: Path | None = None) -> list[Path]:
     """The models ``export_trained`` sent back, rebuilt from the work folder's readers and saved as model
-    folders (``seed<s>/<variant>/model``) beside their ``trained.json``; a digest that does not match (other
-    readers, a damaged file) is refused with the file's name."""
+    folders (``seed<s>/<variant>/model``, under ``root`` when given, else ``work``) beside their ``trained.json``;
+    a digest that does not match (other readers, a damaged file) is refused with the file's name."""
     bundle = Bundle.read(work)
     configs = variants(work / "note_reader", bundle.ct_reader_path(work))
     done = []
@@ -248,7 +250,7 @@ def import_trained(src: Path, work: Path) -> list[Path]:
         if _state_digest(state) != digest:
             raise WorkbenchError(f"{f}: the rebuilt model differs from the one trained (other readers in {work}?)")
         model.load_state_dict(state)
-        out = work / seed_dir / name
+        out = (root or work) / seed_dir / name
         save_model(model, out / "model")
         shutil.copy2(f.parent / "trained.json", out / "trained.json")
         done.append(out)
@@ -273,9 +275,17 @@ def train_seeds(work: Path, seeds: list[int], *, device: str = "cpu", progress: 
         readers = build_model(variants(work / "note_reader", bundle.ct_reader_path(work))["fused"])
         evals = {k: with_reader_states(v, readers) for k, v in evals.items()}
     base = TrainConfig(epochs=bundle.epochs, patience=bundle.patience, progress=progress, device=device)
-    return {s: {name: train_variant(name, cfg, work / f"seed{s}", data, replace(base, seed=s), evals, bundle.eval_name)
+    return {s: {name: train_variant(name, cfg, work / f"seed{s}", data, recipe_config(name, replace(base, seed=s)),
+                                    evals, bundle.eval_name)
                 for name, cfg in configs.items()}
             for s in seeds}
+
+
+def recipe_config(variant: str, base: TrainConfig) -> TrainConfig:
+    """``base`` with the training recipe chosen on val for ``variant`` (``recipe_sweep.CHOSEN``)."""
+    from workbench.bench.recipe_sweep import CHOSEN, RECIPES
+
+    return replace(base, **RECIPES[CHOSEN.get(variant, "base")])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,6 +38,7 @@ import torch
 from workbench.bench.common import cohort_cache_root, envelope, training_cohort, with_evaluation
 from workbench.bench.marked_centre import MarkError, mark_offset, reader_marks
 from workbench.bench.model_seeds import Bundle, train_seeds
+from workbench.bench.recipe_sweep import CHOSEN, RECIPES
 from workbench.bench.seeds import BootstrapConfig, Figure, paired, put, seed_count
 from workbench.cohort.ceilings import ct_features, note_features, truth_of
 from workbench.cohort.generate import read_truth
@@ -218,6 +219,9 @@ def run_model_bench(*, quick: bool = False, cohort: str | Path | None = None, se
     })
     fields = ("trainable_params", "train_samples_per_s", "best_epoch", "epochs_run", "best_val_auroc", "train_seconds")
     result["variants"] = {k: {f: float(np.mean([r[k][f] for r in runs.values()])) for f in fields} for k in configs}
+    result["train_recipes"] = {k: {"recipe": CHOSEN.get(k, "base"), "fields": RECIPES[CHOSEN.get(k, "base")],
+                                   "chosen_on": "val, bench/results/recipe_sweep_val.jsonl (workbench.bench.recipe_sweep)"}
+                               for k in configs}
     result["variants_by_seed"] = {k: [{f: r[k][f] for f in fields} for r in runs.values()] for k in configs}
     cases = {c.case_id: c for c in cases_of([cohorts.eval], SPLITS)}
     result.update(_latency_ms(work / "seed0" / "fused" / "model", [cases[c] for c in exact.case_ids],

@@ -50,6 +50,19 @@ def _scored_on(r: dict[str, Any]) -> str:
     return f"`test` split, {r.get('n_test')} cases"
 
 
+def _recipes(r: dict[str, Any]) -> list[str]:
+    """Each variant's training recipe where it differs from the defaults, as chosen on val."""
+    recipes = r.get("train_recipes") or {}
+    if not recipes:
+        return []
+    fused = recipes.get("fused", {})
+    others = "; ".join(f"{k}: {v['recipe']}" for k, v in recipes.items() if k != "fused")
+    return [f"- Recipe chosen on `val` among six written down beforehand (`bench/results/recipe_sweep_val.jsonl`, "
+            f"mean val AUROC over the seeds): this model `{fused.get('recipe', 'base')}` "
+            f"({', '.join(f'{k} {v}' for k, v in fused.get('fields', {}).items()) or 'the defaults'}); "
+            f"the comparison models each chose theirs the same way ({others})."]
+
+
 def render_model_card(r: dict[str, Any], gpu: dict[str, Any] | None = None) -> str:
     a = r["auroc"]
     g = r["fusion_gain"]
@@ -86,11 +99,13 @@ def render_model_card(r: dict[str, Any], gpu: dict[str, Any] | None = None) -> s
         "",
         "## Training",
         f"- Pooled `train` split of the {r.get('preset')} preset ({r.get('n_train', 'n/a')} cases, 4 synthetic hospitals); "
-        "AdamW, warm-up + cosine, class-weighted loss, modality dropout 0.2, early stopping on `val` AUROC"
+        "AdamW, warm-up + cosine, class-weighted loss, modality dropout 0.2, auxiliary per-modality loss, early "
+        "stopping on `val` AUROC"
         + (f"; each variant trained once per training seed ({r['n_seeds']} seeds: initial weights, data order, "
            "dropout and flips)." if r.get("n_seeds") else "."),
+        *_recipes(r),
         f"- Throughput on {_trained_on(r)}: {_f(r.get('train_samples_per_s'), 1)} training samples/s (batch 32, "
-        "the frozen readers' outputs computed once per case)."
+        "the frozen readers' outputs computed once per case; several trainings shared the device)."
         + (f" On {gpu.get('machine')}: {_f(gpu.get('train_samples_per_s'), 0)} samples/s "
            f"(batch {gpu.get('batch_size')}, {gpu.get('amp')} autocast)." if gpu else ""),
         "",

@@ -126,6 +126,8 @@ def choose(recs: list[dict[str, Any]]) -> dict[str, str]:
 def adopt(work: Path, chosen: dict[str, str]) -> list[Path]:
     """Each variant's chosen recipe's trained models copied to ``work/seed<s>/<variant>/`` (what ``bench model``
     scores); a variant already trained there under another recipe is replaced, with its scores."""
+    from workbench.jsonout import write_json
+
     moved = []
     for variant, recipe in chosen.items():
         for src in sorted((work / SWEEP / recipe).glob(f"seed*/{variant}")):
@@ -136,8 +138,7 @@ def adopt(work: Path, chosen: dict[str, str]) -> list[Path]:
             dest.mkdir(parents=True)
             shutil.copytree(src / "model", dest / "model")
             summary = json.loads((src / "trained.json").read_text())
-            summary["recipe"] = recipe
-            (dest / "trained.json").write_text(json.dumps(summary))
+            write_json(dest / "trained.json", {**summary, "recipe": recipe})
             moved.append(dest)
     return moved
 

@@ -11,24 +11,19 @@
 #         workbench bench federated --truth T ...   (finds them trained, scores them with the Flower runs)
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH="$PWD:/tmp/site" OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 PYTHONUNBUFFERED=1
+source bench/gpu_jobs.sh
+gpu_setup 2
 mkdir -p /tmp/back "$OUT"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-declare -A job
 for w in .pack/central-*/; do
   truth=$(basename "$w"); truth=${truth#central-}
   var="SEEDS_$truth"; seeds=${!var:-0-2}
   for s in $(seq "${seeds%-*}" "${seeds#*-}"); do
-    python3 -m workbench.bench.federated_central train "$w" --seeds "$s" --device cuda --out "/tmp/back/$truth" \
-      > "/tmp/back/$truth-seed$s.log" 2>&1 &
-    job[$!]="$truth-seed$s"
+    job "/tmp/back/$truth-seed$s.log" "$truth-seed$s" \
+      python3 -m workbench.bench.federated_central train "$w" --seeds "$s" --device cuda --out "/tmp/back/$truth"
   done
 done
 failed=0
-for pid in "${!job[@]}"; do
-  if ! wait "$pid"; then echo "FAILED: ${job[$pid]}"; tail -20 "/tmp/back/${job[$pid]}.log"; failed=1; fi
-done
+wait_jobs || failed=1
 for d in /tmp/back/*/seed*; do
   truth=$(basename "$(dirname "$d")"); s=$(basename "$d")
   cp "/tmp/back/$truth-$s.log" "$d/" 2>/dev/null

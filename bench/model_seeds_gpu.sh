@@ -11,23 +11,18 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 SEEDS=${SEEDS:-0-4}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH="$PWD:/tmp/site" OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONUNBUFFERED=1
+source bench/gpu_jobs.sh
+gpu_setup 1
 mkdir -p /tmp/back/logs "$OUT"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-declare -A job
 for w in .pack/*/; do
   name=$(basename "$w")
   for s in $(seq "${SEEDS%-*}" "${SEEDS#*-}"); do
-    python3 -m workbench.bench.model_seeds train "$w" --seeds "$s" --device cuda --quiet \
-      > "/tmp/back/logs/$name-seed$s.log" 2>&1 &
-    job[$!]="$name seed $s"
+    job "/tmp/back/logs/$name-seed$s.log" "$name seed $s" \
+      python3 -m workbench.bench.model_seeds train "$w" --seeds "$s" --device cuda --quiet
   done
 done
 failed=0
-for pid in "${!job[@]}"; do
-  if ! wait "$pid"; then echo "FAILED: ${job[$pid]}"; tail -20 "/tmp/back/logs/$(echo "${job[$pid]}" | sed 's/ seed /-seed/').log"; failed=1; fi
-done
+wait_jobs || failed=1
 for w in .pack/*/; do
   python3 -m workbench.bench.model_seeds export "$w" "/tmp/back/$(basename "$w")" || failed=1
 done

@@ -7,30 +7,25 @@
 #         own weights and their trained.json come back in $OUT/<pack>-<recipe>.tgz, the logs in logs.tgz.
 # Here:   for f in *.tgz; do tar -xzf $f -C back; done; python -m workbench.bench.recipe_sweep import back/NAME WORK;
 #         python -m workbench.bench.recipe_sweep choose WORK --out bench/results; ... adopt WORK;
-#         python -m workbench.bench.model_seeds train WORK --only (the variants left), then workbench bench model
+#         workbench bench model (scores the adopted models once)
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 SEEDS=${SEEDS:-0-4}
 RECIPES=${RECIPES:-base aux_weight_1 modality_dropout_0.4 weight_decay_0.1 lr_3e-4 patience_20}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH="$PWD:/tmp/site" OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONUNBUFFERED=1
+source bench/gpu_jobs.sh
+gpu_setup 1
 mkdir -p /tmp/back/logs "$OUT"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-declare -A job
 for w in .pack/*/; do
   name=$(basename "$w")
   for r in $RECIPES; do
     for s in $(seq "${SEEDS%-*}" "${SEEDS#*-}"); do
-      timeout "${TRAIN_S:-470}" python3 -m workbench.bench.recipe_sweep train "$w" --recipe "$r" --seeds "$s" --device cuda --quiet \
-        > "/tmp/back/logs/$name-$r-seed$s.log" 2>&1 &
-      job[$!]="$name-$r-seed$s"
+      job "/tmp/back/logs/$name-$r-seed$s.log" "$name-$r-seed$s" timeout "${TRAIN_S:-470}" \
+        python3 -m workbench.bench.recipe_sweep train "$w" --recipe "$r" --seeds "$s" --device cuda --quiet
     done
   done
 done
 failed=0
-for pid in "${!job[@]}"; do
-  if ! wait "$pid"; then echo "FAILED: ${job[$pid]}"; tail -20 "/tmp/back/logs/${job[$pid]}.log"; failed=1; fi
-done
+wait_jobs || failed=1
 for w in .pack/*/; do
   python3 -m workbench.bench.recipe_sweep export "$w" "/tmp/back/$(basename "$w")" || failed=1
 done

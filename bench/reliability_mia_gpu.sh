@@ -13,24 +13,19 @@
 #         workbench bench reliability --part mia (finds every model trained; computes the figures here)
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH="$PWD:/tmp/site" OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONUNBUFFERED=1
+source bench/gpu_jobs.sh
+gpu_setup 1
 W=/tmp/mia  # the work folder (ledgers, logs); only the models' JSON files travel back, in one archive
 mkdir -p "$W" "$OUT"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-declare -A job
 for r in ${RANGES:-0-3 4-7 8-11 12-15}; do
   for v in ${VARIANTS:-no_dp eps1 eps8}; do
     dev=cpu; [ "$v" = no_dp ] && dev=cuda
-    python3 -m workbench.bench.reliability.mia .pack/mia/states.pt --out "$W" --variant "$v" --models "$r" \
-      --device "$dev" > "$W/$v-$r.log" 2>&1 &
-    job[$!]="$v-$r"
+    job "$W/$v-$r.log" "$v-$r" python3 -m workbench.bench.reliability.mia .pack/mia/states.pt --out "$W" \
+      --variant "$v" --models "$r" --device "$dev"
   done
 done
 failed=0
-for pid in "${!job[@]}"; do
-  if ! wait "$pid"; then echo "FAILED: ${job[$pid]}"; tail -20 "$W/${job[$pid]}.log"; failed=1; fi
-done
+wait_jobs || failed=1
 (cd "$W" && tar -czf "$OUT/mia_models.tgz" */model*.json *.log)
 find "$W" -name 'model*.json' | wc -l
 exit $failed

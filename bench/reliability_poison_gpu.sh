@@ -11,21 +11,16 @@
 #         workbench bench reliability --part poison (finds every run trained; computes the figures here)
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH="$PWD:/tmp/site" OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 PYTHONUNBUFFERED=1
+source bench/gpu_jobs.sh
+gpu_setup 2
 W=/tmp/poison
 mkdir -p "$W" "$OUT"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-declare -A job
 for s in ${SEEDS:-0 1 2}; do
-  python3 -m workbench.bench.reliability.poison .pack/poison/train.pt .pack/poison/eval.pt --out "$W" --seed "$s" --aggregators "${AGGS:-fedavg,robust,trimmed_mean}" \
-    --device cuda > "$W/seed$s.log" 2>&1 &
-  job[$!]="seed$s"
+  job "$W/seed$s.log" "seed$s" python3 -m workbench.bench.reliability.poison .pack/poison/train.pt \
+    .pack/poison/eval.pt --out "$W" --seed "$s" --aggregators "${AGGS:-fedavg,robust,trimmed_mean}" --device cuda
 done
 failed=0
-for pid in "${!job[@]}"; do
-  if ! wait "$pid"; then echo "FAILED: ${job[$pid]}"; tail -20 "$W/${job[$pid]}.log"; failed=1; fi
-done
+wait_jobs || failed=1
 (cd "$W" && tar -czf "$OUT/poison_runs.tgz" ./*.json ./*.log)
 ls "$W"/*.json | wc -l
 exit $failed

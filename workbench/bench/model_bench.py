@@ -37,8 +37,7 @@ import torch
 
 from workbench.bench.common import cohort_cache_root, envelope, training_cohort, with_evaluation
 from workbench.bench.marked_centre import MarkError, mark_offset, reader_marks
-from workbench.bench.model_seeds import Bundle, train_seeds
-from workbench.bench.recipe_sweep import CHOSEN, RECIPES
+from workbench.bench.model_seeds import CHOSEN, RECIPES, Bundle, train_seeds
 from workbench.bench.seeds import BootstrapConfig, Figure, paired, put, seed_count
 from workbench.cohort.ceilings import ct_features, note_features, truth_of
 from workbench.cohort.generate import read_truth

@@ -55,6 +55,20 @@ from workbench.runtime.inference import predict_logits
 from workbench.train.trainer import TrainConfig, pos_weight_of, train_model
 
 BUNDLE = "bundle.json"
+# training recipes: name -> TrainConfig fields that differ from the base (TrainConfig's defaults with the bundle's
+# epochs and patience); written down before any was trained (workbench/bench/recipe_sweep.py trains and compares them)
+RECIPES: dict[str, dict[str, Any]] = {
+    "base": {},
+    "aux_weight_1": {"aux_weight": 1.0},
+    "modality_dropout_0.4": {"modality_dropout": 0.4},
+    "weight_decay_0.1": {"weight_decay": 0.1},
+    "lr_3e-4": {"lr": 3e-4},
+    "patience_20": {"patience": 20},
+}
+# each variant's recipe as the sweep chose it on val (bench/results/recipe_sweep_val.jsonl); a variant not named
+# trains with the base recipe
+CHOSEN: dict[str, str] = {"fused": "aux_weight_1", "late_fusion": "aux_weight_1", "ct_only": "weight_decay_0.1",
+                          "notes_only": "lr_3e-4"}
 
 
 @dataclass(frozen=True)
@@ -98,9 +112,14 @@ def variants(reader: Path | None, ct_reader: Path | None = None) -> dict[str, Mo
     }
 
 
+def load_training(work: Path) -> dict[str, EncodedCases]:
+    """The encoded training splits (train, val) of a work folder."""
+    return {s: EncodedCases.load(work / f"encoded_{s}.pt") for s in ("train", "val")}
+
+
 def load_inputs(work: Path, eval_name: str) -> tuple[dict[str, EncodedCases], dict[str, EncodedCases]]:
     """The encoded training splits and evaluation sets of a work folder (none in a packed copy: ``pack``)."""
-    data = {s: EncodedCases.load(work / f"encoded_{s}.pt") for s in ("train", "val")}
+    data = load_training(work)
     folder = work / f"eval-{eval_name}"
     evals = {}
     for key, name in (("exact", "encoded.pt"), ("marked", "encoded_marked.pt")):
@@ -274,18 +293,16 @@ def train_seeds(work: Path, seeds: list[int], *, device: str = "cpu", progress: 
     if any(not f.exists() for f in unscored):  # scoring ahead: read the evaluation sets once for every model
         readers = build_model(variants(work / "note_reader", bundle.ct_reader_path(work))["fused"])
         evals = {k: with_reader_states(v, readers) for k, v in evals.items()}
-    base = TrainConfig(epochs=bundle.epochs, patience=bundle.patience, progress=progress, device=device)
-    return {s: {name: train_variant(name, cfg, work / f"seed{s}", data, recipe_config(name, replace(base, seed=s)),
-                                    evals, bundle.eval_name)
+    base = base_config(bundle, device, progress)
+    return {s: {name: train_variant(name, cfg, work / f"seed{s}", data,
+                                    replace(base, seed=s, **RECIPES[CHOSEN.get(name, "base")]), evals, bundle.eval_name)
                 for name, cfg in configs.items()}
             for s in seeds}
 
 
-def recipe_config(variant: str, base: TrainConfig) -> TrainConfig:
-    """``base`` with the training recipe chosen on val for ``variant`` (``recipe_sweep.CHOSEN``)."""
-    from workbench.bench.recipe_sweep import CHOSEN, RECIPES
-
-    return replace(base, **RECIPES[CHOSEN.get(variant, "base")])
+def base_config(bundle: Bundle, device: str, progress: bool) -> TrainConfig:
+    """The base recipe: ``TrainConfig``'s defaults with the bundle's schedule (a recipe of ``RECIPES`` changes it)."""
+    return TrainConfig(epochs=bundle.epochs, patience=bundle.patience, progress=progress, device=device)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,8 +17,10 @@ record per variant and recipe, ``"split": "val"``); ``adopt`` copies each varian
     python -m workbench.bench.recipe_sweep train WORK --recipe NAME --seeds 0-4 [--device cuda]
     python -m workbench.bench.recipe_sweep choose WORK [--out bench/results]        (writes the jsonl, prints)
     python -m workbench.bench.recipe_sweep adopt WORK                               (the chosen models in place)
+    python -m workbench.bench.recipe_sweep export WORK DEST / import SRC WORK       (the trip to a GPU machine)
 
-``model_seeds.RECIPES`` holds the choice, so that a fresh ``bench model`` trains the same recipes from scratch.
+``model_seeds.RECIPES`` lists the recipes and ``model_seeds.CHOSEN`` holds the choice, so that a fresh ``bench model``
+trains each variant with its chosen recipe from scratch.
 """
 
 from __future__ import annotations
@@ -33,23 +35,20 @@ from typing import Any
 
 import numpy as np
 
+from workbench.bench.model_seeds import (
+    CHOSEN,
+    RECIPES,
+    Bundle,
+    base_config,
+    export_trained,
+    import_trained,
+    load_training,
+    parse_seeds,
+    train_variant,
+    variants,
+)
 from workbench.errors import WorkbenchError
-from workbench.train.trainer import TrainConfig
 
-# name -> TrainConfig fields that differ from the base (bench model's own: TrainConfig defaults, the bundle's
-# epochs and patience); written down before any was trained
-RECIPES: dict[str, dict[str, Any]] = {
-    "base": {},
-    "aux_weight_1": {"aux_weight": 1.0},
-    "modality_dropout_0.4": {"modality_dropout": 0.4},
-    "weight_decay_0.1": {"weight_decay": 0.1},
-    "lr_3e-4": {"lr": 3e-4},
-    "patience_20": {"patience": 20},
-}
-# each variant's recipe as chosen by the sweep on val (``choose``; bench/results/recipe_sweep_val.jsonl); a variant
-# not named trains with the base recipe
-CHOSEN: dict[str, str] = {"fused": "aux_weight_1", "late_fusion": "aux_weight_1", "ct_only": "weight_decay_0.1",
-                          "notes_only": "lr_3e-4"}
 # fields that mean nothing to a model that reads one modality: such a recipe would repeat the base
 TWO_MODALITY_FIELDS = {"aux_weight", "modality_dropout"}
 SWEEP = "sweep"
@@ -66,14 +65,12 @@ def train_recipe(work: Path, recipe: str, seeds: list[int], *, device: str = "cp
                  only: list[str] | None = None) -> list[Path]:
     """Train every variant (or those in ``only``) the recipe applies to, for every seed, under
     ``work/sweep/<recipe>/``; resumes at what is missing. Nothing is scored on the evaluation cohort."""
-    from workbench.bench.model_seeds import Bundle, load_inputs, train_variant, variants
-
     if recipe not in RECIPES:
         raise WorkbenchError(f"--recipe {recipe!r}: not one of {', '.join(RECIPES)}")
     bundle = Bundle.read(work)
-    data, _ = load_inputs(work, bundle.eval_name)
+    data = load_training(work)  # the evaluation sets are neither read nor scored here
     configs = variants(work / "note_reader", bundle.ct_reader_path(work))
-    base = TrainConfig(epochs=bundle.epochs, patience=bundle.patience, progress=progress, device=device)
+    base = base_config(bundle, device, progress)
     done = []
     for s in seeds:
         for name, cfg in configs.items():
@@ -145,7 +142,6 @@ def adopt(work: Path, chosen: dict[str, str]) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     from workbench.atomic import write_text
-    from workbench.bench.model_seeds import parse_seeds
 
     ap = argparse.ArgumentParser(prog="python -m workbench.bench.recipe_sweep", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -169,17 +165,17 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("work", type=Path)
     a = ap.parse_args(argv)
     try:
-        if a.command in ("export", "import"):
-            from workbench.bench.model_seeds import export_trained, import_trained
-
-            base = a.work if a.command == "export" else a.src
-            recipes = [r for r in RECIPES if (base / (SWEEP if a.command == "export" else "") / r).is_dir()]
+        if a.command == "export":  # each recipe's models into DEST/<recipe>/
+            recipes = [r for r in RECIPES if (a.work / SWEEP / r).is_dir()]
             for r in recipes:
-                if a.command == "export":
-                    export_trained(a.work, a.dest / r, root=a.work / SWEEP / r)
-                else:
-                    import_trained(a.src / r, a.work, root=a.work / SWEEP / r)
-            print(f"{a.command}: {', '.join(recipes) or 'no recipe'}")
+                export_trained(a.work, a.dest / r, root=a.work / SWEEP / r)
+            print(f"export: {', '.join(recipes) or 'no recipe'}")
+            return 0
+        if a.command == "import":  # SRC/<recipe>/ rebuilt under WORK/sweep/<recipe>/
+            recipes = [r for r in RECIPES if (a.src / r).is_dir()]
+            for r in recipes:
+                import_trained(a.src / r, a.work, root=a.work / SWEEP / r)
+            print(f"import: {', '.join(recipes) or 'no recipe'}")
             return 0
         if a.command == "train":
             n = len(train_recipe(a.work, a.recipe, parse_seeds(a.seeds), device=a.device, progress=not a.quiet,

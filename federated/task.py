@@ -223,7 +223,8 @@ def train_plain(model: NoduleRiskModel, data: EncodedCases, fed: FedConfig, serv
     from workbench.train.trainer import TrainConfig, train_model
 
     cfg = TrainConfig(epochs=fed.local_epochs, batch_size=fed.batch_size, lr=fed.lr, patience=0, schedule="constant",
-                      seed=fed.seed * 1000 + server_round, progress=False, proximal_mu=proximal_mu, device=device)
+                      seed=fed.seed * 1000 + server_round, progress=False, proximal_mu=proximal_mu, device=device,
+                      aux_weight=fed.aux_weight)
     result = train_model(model, data, None, cfg)
     return {"train_loss": float(result.history[-1]["loss"]) if result.history else float("nan"),
             "samples_per_s": float(result.samples_per_s)}
@@ -263,7 +264,8 @@ def train_dp(model: NoduleRiskModel, data: EncodedCases, fed: FedConfig, ledger:
                             sample_rate=fed.dp_sample_rate, steps=fed.dp_steps, delta=fed.dp_delta, lr=fed.dp_lr,
                             optimizer=fed.dp_optimizer, engine=fed.dp_engine, seed=dp_seed(fed, site, server_round),
                             class_prior=fed.dp_class_prior, expected_batch=fed.dp_sample_rate * max(1.0, count))
-    result = train_private(model, data, privacy, TrainConfig(seed=fed.seed * 1000 + server_round, progress=False))
+    result = train_private(model, data, privacy, TrainConfig(seed=fed.seed * 1000 + server_round, progress=False,
+                                                                   aux_weight=fed.aux_weight))
     ledger.record(run_id, server_round, sigma, result.sample_rate, result.steps, fed.dp_max_grad_norm,
                   secure_randomness=result.secure_randomness, engine=result.engine)
     return {"num-examples": max(1.0, count), "noise_multiplier": sigma, "steps": float(result.steps),

@@ -25,6 +25,9 @@ on the training cohort's test split. Each figure is the mean over seeds with a `
 hierarchical bootstrap over seeds and cases (``workbench.bench.seeds``); the README's differences
 (``fedavg_minus_pooled``, ``dp_minus_fedavg``) are paired on the same cases and seed.
 
+Runs already trained under this very recipe elsewhere (the FedAvg recipe sweep's, the head-only variants of the
+plan before ``aux_weight`` was in it) are taken, not trained again: ``workbench.bench.federated_reuse``.
+
 Resumable (docs/architecture.md §9): the work folder (named by the plan) keeps, per seed (``seed<s>/``), each
 finished variant's run and its evaluation logits; a killed run redoes only what is missing (a killed DP variant
 restarts with fresh ledgers: benchmark data, not a hospital's).
@@ -69,7 +72,10 @@ def _plan(quick: bool) -> dict[str, Any]:
     # values so that its digest (the results folder's name) changes when the recipe does. The training seeds are
     # folders inside it (``seed<s>/``): more seeds add folders, the plan stays.
     r = FedConfig()
+    # aux_weight (plain training) was chosen on val by workbench.bench.fedavg_recipe; a plan without it is the 0.3
+    # of before (workbench.bench.federated_reuse takes that plan's head-only runs, which it cannot change)
     return {"rounds": 3 if quick else 10, "local_epochs": r.local_epochs, "local_batch_size": r.batch_size,
+            "aux_weight": r.aux_weight,
             "central_batch_size": 32, "dp_sample_rate": r.dp_sample_rate, "dp_epochs": r.dp_epochs, "dp_lr": r.dp_lr,
             "dp_train": r.dp_train, "dp_optimizer": r.dp_optimizer,
             "final_average": 2 if quick else 5, "dp_secure_randomness": r.dp_secure,
@@ -147,7 +153,8 @@ def _centralized(run: Path, base: FedConfig, data: dict[str, EncodedCases],
 
     return train_pooled(base.init_model, data["train"], run, seed=base.seed,
                         epochs=plan["rounds"] * plan["local_epochs"], batch_size=plan["central_batch_size"],
-                        lr=base.lr, head_only=head_only, dp_train=base.dp_train, progress=base.progress)
+                        lr=base.lr, head_only=head_only, dp_train=base.dp_train, progress=base.progress,
+                        aux_weight=base.aux_weight)
 
 
 def _federated(name: str, seed_dir: Path, fed: FedConfig) -> dict[str, Any]:
@@ -252,7 +259,10 @@ def _seeded(base: FedConfig, seed: int) -> FedConfig:
 def fedavg_run(setup: FederatedSetup, seed: int = 0) -> Path:
     """The FedAvg variant's RUN folder of training seed ``seed`` (trained once per plan and cached, the same run
     this benchmark scores): the model ``bench explain`` explains."""
+    from workbench.bench.federated_reuse import reuse
+
     sd = setup.work / f"seed{seed}"
+    reuse(setup, seed)
     _cached(sd, "fedavg", lambda: _federated("fedavg", sd, _seeded(setup.base, seed)))
     return sd / "fedavg" / "run"
 
@@ -260,8 +270,11 @@ def fedavg_run(setup: FederatedSetup, seed: int = 0) -> Path:
 def _seed_runs(setup: FederatedSetup, seed: int, evald: EncodedCases, eval_name: str) -> dict[str, dict[str, Any]]:
     """Every variant of one training seed, each trained (or reloaded) and scored on the evaluation cohort; both
     kept in ``work/seed<s>/`` (``<variant>.json``, ``<variant>.eval-<cohort>.json``)."""
+    from workbench.bench.federated_reuse import reuse
+
     sd, plan, data = setup.work / f"seed{seed}", setup.plan, setup.data
     base = _seeded(setup.base, seed)
+    reuse(setup, seed)
     make: dict[str, Callable[[], dict[str, Any]]] = {
         "centralized": lambda: _centralized(sd / "centralized", base, data, plan),
         "centralized_head": lambda: _centralized(sd / "centralized_head", base, data, plan, head_only=True),

@@ -46,7 +46,7 @@ def starting_model(init: str | Path) -> torch.nn.Module:
 
 def train_pooled(init: str | Path, train: EncodedCases, run: Path, *, seed: int, epochs: int, batch_size: int,
                  lr: float, head_only: bool, dp_train: str, device: str = "cpu",
-                 progress: bool = False) -> dict[str, Any]:
+                 progress: bool = False, aux_weight: float = 0.3) -> dict[str, Any]:
     """One pooled variant (module docstring): trained into ``run/model``; its seconds and samples per second."""
     torch.manual_seed(seed)
     model = starting_model(init)
@@ -54,7 +54,7 @@ def train_pooled(init: str | Path, train: EncodedCases, run: Path, *, seed: int,
         freeze_for_dp(model, dp_train)
         lr = 1e-2
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=0, seed=seed, progress=progress,
-                      device=device)
+                      device=device, aux_weight=aux_weight)
     t0 = time.perf_counter()
     result = train_model(model, train, None, cfg, run / ".checkpoint")
     save_model(model.cpu(), run / "model")
@@ -83,7 +83,7 @@ def pack(truth: str, dest: Path) -> Path:
     write_json(dest / PLAN, {"truth": truth, "work": str(setup.work), "init": init,
                              "epochs": plan["rounds"] * plan["local_epochs"],
                              "batch_size": plan["central_batch_size"], "lr": setup.base.lr,
-                             "dp_train": setup.base.dp_train})
+                             "dp_train": setup.base.dp_train, "aux_weight": setup.base.aux_weight})
     return dest
 
 
@@ -99,7 +99,8 @@ def train(packed: Path, seeds: list[int], device: str, out: Path, progress: bool
             run = out / f"seed{s}" / name
             summary = train_pooled(_init_of(packed, plan), data, run, seed=s, epochs=plan["epochs"],
                                    batch_size=plan["batch_size"], lr=plan["lr"], head_only=name == "centralized_head",
-                                   dp_train=plan["dp_train"], device=device, progress=progress)
+                                   dp_train=plan["dp_train"], device=device, progress=progress,
+                                   aux_weight=float(plan.get("aux_weight", 0.3)))
             write_json(out / f"seed{s}" / f"{name}.json", summary)
             done.append(run)
     return done

@@ -48,3 +48,21 @@ def test_the_smooth_stated_risk_has_no_ties_and_its_interval_holds_the_true_risk
     assert smooth["stated_risk_ties"] == 0.0
     assert smooth["true_risk_inside_interval"] > 0.6
     assert smooth["worst_site_ece_vs_true_risk"] < 0.1
+
+
+def test_training_cases_in_the_fit_help_when_the_model_did_not_overfit_them_and_are_never_scored() -> None:
+    """Few held-out labels, 25 times as many training labels from the same truth: reading them calibrates
+    closer to the true risk; the scored cases stay the val and calib ones."""
+    rng = np.random.default_rng(1)
+    cases = _cases(60)
+    n_train = 3000
+    t_logit = rng.normal(-1.2, 1.3, n_train)
+    cases.train_sites = np.repeat(["site_a", "site_b"], n_train // 2)
+    cases.train_labels = (rng.random(n_train) < 1 / (1 + np.exp(-t_logit))).astype(float)
+    cases.train_logits = {0: 1.6 * t_logit, 1: 1.6 * t_logit + rng.normal(0, 0.2, n_train)}
+    designs = {"held out": {"stated_risk": "platt", "stated_fit": "val+calib"},
+               "with train": {"stated_risk": "platt", "stated_fit": "train+val+calib", "stated_min_own": 0}}
+    held, with_train = sweep(cases, partitions=3, designs=designs)
+    assert with_train["cases_per_site"] == {"site_a": 60, "site_b": 60}
+    assert "train cases in every fit" in with_train["cases"] and problems(with_train) == []
+    assert with_train["worst_site_ece_vs_true_risk"] < held["worst_site_ece_vs_true_risk"]

@@ -31,9 +31,11 @@ def test_sites_use_their_own_calibrators_where_they_can_and_cover_each_class(tmp
     rng = np.random.default_rng(0)
     data = {"big": _site(rng, {"train": 300, "val": 200, "calib": 600}),
             "small": _site(rng, {"train": 40, "val": 10, "calib": 30})}
-    cfg = UncertaintyConfig(alpha=0.1, min_per_class=30)
+    cfg = UncertaintyConfig(alpha=0.1, min_per_class=30, stated_min_own=150)  # a site's own stated fit allowed
     unc, indexes = fit_uncertainty(data, Calibration(), cfg)
     big, small = unc.sites["big"], unc.sites["small"]
+    default, _ = fit_uncertainty(data, Calibration(), UncertaintyConfig(alpha=0.1, min_per_class=30))
+    assert default.sites["big"].sources["stated"] == "pooled"  # the default: one pooled fit for every site
     assert big.sources == {"calibration": "site", "stated": "site", "conformal_benign": "site",
                            "conformal_malignant": "site", "venn_abers": "site"}
     assert small.sources["stated"] == "pooled" and small.stated is unc.pooled.stated

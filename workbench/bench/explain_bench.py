@@ -193,7 +193,7 @@ def _seed_calibration(setup: Any, seed: int, evald: Any, states: Any, truths: di
     sd = setup.work / "explain" / f"seed{seed}"
     done = sd / "stated.json"
     config = UncertaintyConfig()
-    how = {"stated_risk": config.stated_risk, "stated_fit": config.stated_fit}
+    how = {"stated_risk": config.stated_risk, "stated_fit": config.stated_fit, "stated_min_own": config.stated_min_own}
     if done.is_file():
         saved = json.loads(done.read_text())
         if saved["case_ids"] == evald.case_ids and saved.get("how") == how:
@@ -203,7 +203,7 @@ def _seed_calibration(setup: Any, seed: int, evald: Any, states: Any, truths: di
     if not (run / "model" / "config.json").is_file():
         shutil.rmtree(run, ignore_errors=True)
         shutil.copytree(source, run, ignore=shutil.ignore_patterns("checkpoint"))
-    if not (run / "uncertainty.json").is_file() or _calibrated_before_stated_fit(run):
+    if not (run / "uncertainty.json").is_file() or _calibrated_otherwise(run, config):
         calibrate_run(run, setup.cohort_dir, config, encoded=states["training"], progress=progress)
     model, _ = load_run(run)
     unc = RunUncertainty.load(run)
@@ -218,11 +218,13 @@ def _seed_calibration(setup: Any, seed: int, evald: Any, states: Any, truths: di
     return saved
 
 
-def _calibrated_before_stated_fit(run: Path) -> bool:
-    """A RUN whose uncertainty.json predates the stated risk's own fit (its sites state Venn-Abers points)."""
+def _calibrated_otherwise(run: Path, config: Any) -> bool:
+    """A RUN whose uncertainty.json was fitted under another ``UncertaintyConfig``, or predates the stated risk's own
+    fit (its sites state Venn-Abers points): it is calibrated again."""
     from workbench.runtime.run_uncertainty import RunUncertainty
 
-    return any(u.stated is None for u in RunUncertainty.load(run).sites.values())
+    saved = RunUncertainty.load(run)
+    return saved.config != config or any(u.stated is None for u in saved.sites.values())
 
 
 def _stated_over_seeds(setup: Any, evald: Any, states: Any, truths: dict[str, dict[str, Any]], n_seeds: int,
@@ -674,7 +676,8 @@ def update_stated_risk(json_path: str | Path, out_dir: str | Path | None = None,
     new["stated_risk_update"] = {
         "redone": "every seed's RUN recalibrated; ece_*, coverage_*, refer_*, reliability_per_site, counterfactual_*",
         "kept": "the explanation figures (ct_hit_rate, note_rank_rate, deletion_auc, sanity, occlusion, timings)",
-        "stated_risk": config.stated_risk, "stated_fit": config.stated_fit, "machine": machine(),
+        "stated_risk": config.stated_risk, "stated_fit": config.stated_fit,
+        "stated_min_own": config.stated_min_own, "machine": machine(),
         "git_sha": git_sha(), "wall_s": round(time.perf_counter() - start, 2)}
     result.update(new)
     write_json(path, result)

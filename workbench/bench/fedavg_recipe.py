@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
               + " ".join(f"{s}={v:.3f}" for s, v in r["ece_vs_true_risk_per_site"].items()))
     print("chosen:", chosen["recipe"])
     if a.out:
+        a.out.mkdir(parents=True, exist_ok=True)
         write_text(a.out / "fedavg_recipe_val.jsonl", "".join(json.dumps(r) + "\n" for r in records))
     return 0
 

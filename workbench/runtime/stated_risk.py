@@ -16,9 +16,15 @@ wide where the calibration cases say little (high risks at a site with few malig
 gathers cases, like the Venn-Abers interval it replaces; unlike it, the stated risk is inside it by construction
 (the band is widened to the point in the rare case a skewed bootstrap leaves it outside: ``contains``).
 
-The fit set is ``val`` and ``calib`` together by default (``UncertaintyConfig.stated_fit``): the stated risk is
-not the conformal score (that stays the val-fitted calibration, fixed before calib is seen), so it may use both
-splits, and on the full preset that is 2.5x the cases of val alone (val alone: 0.047 in the same sweep).
+The fit set is every site's ``train``, ``val`` and ``calib`` cases, one pooled fit, by default
+(``UncertaintyConfig.stated_fit``, ``stated_min_own``; chosen on val by ``workbench.bench.calibration_sweep``):
+the stated risk is not the conformal score (that stays the val-fitted calibration, fixed before calib is seen), so
+it may use every labelled case. Why the training cases: the fit's intercept is limited by label noise, and on the
+full preset the 466 val and calib labels ran 0.016 above their true risk, which a fit on them alone states to every
+report; the 1,114 training labels did not. The model has fit them, so they enter only when its slope on them
+agrees with the held-out cases' (``run_uncertainty.fit_stated``: a model that separates its own training cases
+more sharply than new ones keeps them out, and the RUN's warnings say so); a DP run's node keeps to its held-out
+cases, where this was not measured.
 
 What the interval is not: a range for the patient's true risk. It is the calibration's uncertainty; the model's
 own error (its AUROC below the truth's) is outside it. On the full preset's val and calib cases it holds the

@@ -64,3 +64,11 @@ def test_a_dp_runs_node_fits_its_held_out_cases_alone() -> None:
     assert unc.pooled is None
     assert unc.sites["hospital_a"].sources["stated"] == "site"
     assert unc.sites["hospital_a"].stated.calibration.n == 60 + 90
+
+
+def test_without_enough_held_out_cases_to_check_them_training_cases_stay_out() -> None:
+    rng = np.random.default_rng(2)
+    data = {"hospital_a": _site(rng, 1.0, n_train=400, n_val=3, n_calib=4)}
+    unc, _ = fit_uncertainty(data, Calibration(), UncertaintyConfig(min_per_class=1))
+    assert unc.pooled.stated.calibration.n == 7 and not unc.pooled.stated.boot
+    assert any("too few to check" in w for w in unc.warnings)

@@ -349,7 +349,7 @@ def fit_stated(parts: list[SiteData], pos_weight: float, config: UncertaintyConf
 
     Why training cases may enter: the fit's intercept is limited by label noise, and the val and calib splits hold
     a few hundred labels (on the full preset 466, whose malignant share ran 0.016 above their true risk, which the
-    fit states to every report). The training split holds 2.4 times as many. They are fit to by the model, so they
+    fit states to every report). The training split holds 2.4 times as many. The model was fitted to them, so they
     are admitted only when the model's slope on them agrees with the held-out cases': a model that separates its
     own training cases more sharply than new ones (overfitting) has a smaller fitted temperature there, and then the
     training cases are left out and the note says why (the held-out fit's own 95% bootstrap range of temperatures
@@ -366,12 +366,14 @@ def fit_stated(parts: list[SiteData], pos_weight: float, config: UncertaintyConf
     held_fit.calibration.fitted_on = config.stated_fit.replace("train+", "")
     if len(y_train) < 10 or not 0 < y_train.mean() < 1:
         return held_fit, None
-    if held_fit.boot:
-        t_train = fit_calibration(z_train, y_train, pos_weight).temperature
-        lo, hi = np.quantile([t for t, _ in held_fit.boot], [0.025, 0.975])
-        if not lo <= t_train <= hi:
-            return held_fit, (f"training cases left out of the stated risk's fit: their temperature {t_train:.2f} is "
-                              f"outside the held-out cases' 95% range [{lo:.2f}, {hi:.2f}]")
+    if not held_fit.boot:  # no yardstick: the training cases cannot be checked, so they stay out
+        return held_fit, (f"training cases left out of the stated risk's fit: {len(y_held)} held-out cases are too "
+                          "few to check the model's slope on them")
+    t_train = fit_calibration(z_train, y_train, pos_weight).temperature
+    lo, hi = np.quantile([t for t, _ in held_fit.boot], [0.025, 0.975])
+    if not lo <= t_train <= hi:
+        return held_fit, (f"training cases left out of the stated risk's fit: their temperature {t_train:.2f} is "
+                          f"outside the held-out cases' 95% range [{lo:.2f}, {hi:.2f}]")
     both = StatedRisk.fit(np.concatenate([z_train, z_held]), np.concatenate([y_train, y_held]), pos_weight)
     both.calibration.fitted_on = config.stated_fit
     return both, None

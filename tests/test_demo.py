@@ -36,3 +36,18 @@ def test_tiny_demo_scores_a_separate_evaluation_cohort_with_an_interval(tmp_path
     assert "result: the federated DP model's AUROC on" in printed
     assert "the shipped readers" in printed and "held out" in printed
     assert (out / "reports").is_dir() and any((out / "reports").rglob("report.pdf"))
+
+
+@pytest.mark.integration
+def test_a_second_demo_in_the_same_folder_trains_again_on_fresh_demo_ledgers(tmp_path: Path, capsys) -> None:
+    """A second `make demo` must not meet nodes whose lifetime budget the first one spent (every node would refuse
+    and the demo would score the untrained starting model): the demo's own synthetic nodes start afresh, and say so."""
+    out = tmp_path / "demo"
+    config = DemoConfig(preset="tiny", patients=10, eval_patients=10, rounds=1, epsilon=8.0)
+    assert run_demo(out, config=config) == 0
+    capsys.readouterr()
+    assert run_demo(out, config=config) == 0
+    printed = capsys.readouterr().out
+    assert "start with fresh ledgers" in printed and "refused:" not in printed
+    rounds = json.loads((out / "run" / "rounds.json").read_text())["rounds"]
+    assert all("noise_multiplier" in n for n in rounds[0]["nodes"])  # every node trained under DP this time too

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from workbench.cohort.config import EVAL_SEED, CohortConfig
 from workbench.cohort.generate import generate_cohort, read_truth
 from workbench.data.cache import default_cache_dir
 from workbench.data.ingest import ingest_site
+from workbench.errors import WorkbenchError
 from workbench.jsonout import write_json
 from workbench.metrics import auroc
 
@@ -236,6 +238,12 @@ def _train_and_evaluate(out: Path, cohort: Path, evaluation: Path, config: DemoC
 
     reader, ct_reader, init = _readers(out, config)
     run = out / "run"
+    # the demo's four nodes are its own synthetic rehearsal: each `make demo` starts them with fresh ledgers, so a
+    # second demo trains as the first did (kept, their lifetime budget would be spent and every node would refuse).
+    # A hospital's node ledger is never reset: `workbench node` keeps it for the node's lifetime.
+    had_nodes = (out / "nodes").exists()
+    shutil.rmtree(out / "nodes", ignore_errors=True)
+    shutil.rmtree(run, ignore_errors=True)
     # the DP recipe is FedConfig's default (the fused head, SGD, 32 steps of rate 0.5 per round, lr 0.5; chosen
     # earlier with test figures in view, to be re-confirmed on val: federated/config.py);
     # the demo sets only its own run: rounds, epsilon, the mean of the last 2 rounds' weights
@@ -246,6 +254,9 @@ def _train_and_evaluate(out: Path, cohort: Path, evaluation: Path, config: DemoC
     print(f"\n[4/5] federated training with DP: {fed.num_server_rounds} Flower rounds, one node per site, DP-SGD at "
           f"each node on the fused head (65 weights; target epsilon {fed.dp_epsilon:g} per run, lifetime budget "
           f"{fed.dp_budget:g}, delta {fed.dp_delta:g}) -> {run}")
+    if had_nodes:
+        print(f"      the demo's synthetic nodes start with fresh ledgers ({out / 'nodes'} of the last demo removed; a "
+              "hospital's node ledger is never reset)")
     summary = run_federated(fed, run)
     print(f"\n{'node':<12} {'epsilon (run)':>13} {'epsilon (lifetime)':>18} {'budget':>6}  "
           f"{'run: dp-acc. RDP / PLD':>22}  randomness")
@@ -263,6 +274,10 @@ def _train_and_evaluate(out: Path, cohort: Path, evaluation: Path, config: DemoC
           f"ledgers and audit logs: {out / 'nodes'}/<site>/")
     print(f"\n[5/5] evaluation on the evaluation cohort (every case; each modality removed in turn) -> "
           f"{out / 'evaluation.json'}")
+    sites = {p.name for p in Path(cohort).iterdir() if p.is_dir()}
+    if sites and sites <= set(summary.get("refused", {})):
+        raise WorkbenchError(f"no node trained: every node refused ({'; '.join(summary['refused'].values())}); "
+                             f"the model in {run} is the untrained starting model, so there is nothing to evaluate")
     res = jsonable(evaluate_run(run, evaluation, split="all", ablations=True, cache_dir=default_cache_dir(),
                                 progress=False))
     res["true_risk_auroc"] = _true_risk_auroc(evaluation)

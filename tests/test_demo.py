@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from workbench.cohort.generate import read_truth
-from workbench.demo import DEMO_EVAL_SEED, DemoConfig, run_demo
+from workbench.demo import DEMO_EVAL_SEED, DemoConfig, require_a_trained_node, run_demo
+from workbench.errors import WorkbenchError
 
 
 @pytest.mark.integration
@@ -51,3 +52,15 @@ def test_a_second_demo_in_the_same_folder_trains_again_on_fresh_demo_ledgers(tmp
     assert "start with fresh ledgers" in printed and "refused:" not in printed
     rounds = json.loads((out / "run" / "rounds.json").read_text())["rounds"]
     assert all("noise_multiplier" in n for n in rounds[0]["nodes"])  # every node trained under DP this time too
+
+
+def test_a_federation_in_which_every_node_refused_is_not_scored(tmp_path: Path) -> None:
+    """Every node refused (a spent budget): the RUN holds the starting model, and the demo stops naming each reason
+    instead of printing its chance-level AUROC; one node that trained is enough to go on."""
+    sites = {"hospital_a", "hospital_b"}
+    refused = {"hospital_a": "hospital_a: lifetime budget 8 spent", "hospital_b": "hospital_b: lifetime budget 8 spent"}
+    with pytest.raises(WorkbenchError, match="no node trained") as err:
+        require_a_trained_node(sites, refused, tmp_path / "run")
+    assert "hospital_a: lifetime budget 8 spent" in str(err.value) and "hospital_b" in str(err.value)
+    assert str(tmp_path / "run") in str(err.value)
+    require_a_trained_node(sites, {"hospital_a": refused["hospital_a"]}, tmp_path / "run")  # hospital_b trained

@@ -61,6 +61,14 @@ class DemoConfig:
         return CohortConfig(preset=self.preset, patients=patients, seed=seed)
 
 
+def require_a_trained_node(sites: set[str], refused: dict[str, str], run: Path) -> None:
+    """Stop when every node refused: the RUN then holds the untrained starting model, and scoring it would print
+    a chance-level AUROC as if it were a result (what a second demo on spent ledgers once did)."""
+    if sites and sites <= set(refused):
+        raise WorkbenchError(f"no node trained: every node refused ({'; '.join(refused[s] for s in sorted(sites))}); "
+                             f"the model in {run} is the untrained starting model, so there is nothing to evaluate")
+
+
 def run_demo(out: Path, *, preset: str = "small", dp_seeded: bool = False, config: DemoConfig | None = None) -> int:
     config = config or DemoConfig(preset=preset, dp_seeded=dp_seeded)
     cohort, evaluation = out / "cohort", out / "evaluation_cohort"
@@ -274,10 +282,7 @@ def _train_and_evaluate(out: Path, cohort: Path, evaluation: Path, config: DemoC
           f"ledgers and audit logs: {out / 'nodes'}/<site>/")
     print(f"\n[5/5] evaluation on the evaluation cohort (every case; each modality removed in turn) -> "
           f"{out / 'evaluation.json'}")
-    sites = {p.name for p in Path(cohort).iterdir() if p.is_dir()}
-    if sites and sites <= set(summary.get("refused", {})):
-        raise WorkbenchError(f"no node trained: every node refused ({'; '.join(summary['refused'].values())}); "
-                             f"the model in {run} is the untrained starting model, so there is nothing to evaluate")
+    require_a_trained_node({p.name for p in Path(cohort).iterdir() if p.is_dir()}, summary.get("refused", {}), run)
     res = jsonable(evaluate_run(run, evaluation, split="all", ablations=True, cache_dir=default_cache_dir(),
                                 progress=False))
     res["true_risk_auroc"] = _true_risk_auroc(evaluation)

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,10 +89,11 @@ class Cases:
     labels: np.ndarray
     risk: np.ndarray
     logits: dict[int, np.ndarray]
-    # the training split (site, label, each seed's logit): in every fold's fit where a design reads it, never scored
-    train_sites: np.ndarray | None = None
-    train_labels: np.ndarray | None = None
-    train_logits: dict[int, np.ndarray] | None = None
+    # the training split (site, label, each seed's logit): in every fold's fit where a design reads it, never scored;
+    # empty where the caller has none (a design that reads it then fits on val and calib alone)
+    train_sites: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=str))
+    train_labels: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    train_logits: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 def ece_vs_risk(risk: np.ndarray, p: np.ndarray) -> float:
@@ -116,11 +117,9 @@ def out_of_fold_risk(cases: Cases, seed: int, config: UncertaintyConfig,
         for s in sorted(set(sites.tolist())):
             m = sites == s
             v, c = fit & m & is_val, fit & m & ~is_val
-            t = (cases.train_sites == s) if cases.train_sites is not None else None
-            z_t = cases.train_logits[seed][t] if t is not None and cases.train_logits else np.zeros(0)
-            y_t = cases.train_labels[t] if t is not None and cases.train_labels is not None else np.zeros(0)
-            data[s] = SiteData(logits={"val": z[v], "calib": z[c], "train": z_t}, fused={},
-                               labels={"val": y[v], "calib": y[c], "train": y_t},
+            t = cases.train_sites == s
+            data[s] = SiteData(logits={"val": z[v], "calib": z[c], "train": cases.train_logits.get(seed, z[:0])[t]},
+                               fused={}, labels={"val": y[v], "calib": y[c], "train": cases.train_labels[t]},
                                case_ids={"train": [], "val": [], "calib": []})
         pooled = fit_calibration(z[fit & is_val], y[fit & is_val])
         unc, _ = fit_uncertainty(data, pooled, config)
@@ -176,15 +175,22 @@ def choice(records: list[dict[str, Any]]) -> dict[str, Any]:
 def training_cases(seeds: int, progress: bool = True) -> Cases:
     """The full preset's val and calib cases with each seed's FedAvg logits (``bench explain``'s models; trained
     here with Flower if missing)."""
-    from workbench.bench.explain_bench import _truths
     from workbench.bench.federated_bench import fedavg_run, federated_setup
+
+    setup = federated_setup(quick=False, progress=progress)
+    return cases_of(setup, {s: fedavg_run(setup, s) for s in range(seeds)}, progress)
+
+
+def cases_of(setup: Any, runs: dict[int, Path], progress: bool = False) -> Cases:
+    """The val and calib cases of ``bench federated``'s training cohort, and its train cases, with each seed's
+    logits from ``runs`` (seed -> RUN folder)."""
+    from workbench.bench.explain_bench import _truths
     from workbench.bench.model_bench import _encoded
     from workbench.models.model import load_model
     from workbench.runtime.encode import with_ct_states, with_note_states
     from workbench.runtime.inference import predict_logits
     from workbench.runtime.run import load_run
 
-    setup = federated_setup(quick=False, progress=progress)
     init = load_model(setup.init)
     splits = {"val": setup.data["val"],
               "calib": _encoded(setup.model_work, setup.cohort_dir, "calib", init.tokenizer, progress)}
@@ -193,8 +199,8 @@ def training_cases(seeds: int, progress: bool = True) -> Cases:
     truth = _truths(setup.cohort_dir)
     ids = [c for d in states.values() for c in d.case_ids]
     logits, train_logits = {}, {}
-    for s in range(seeds):
-        model, _ = load_run(fedavg_run(setup, s))
+    for s, run in runs.items():
+        model, _ = load_run(run)
         logits[s] = np.concatenate([predict_logits(model, d)["logits"] for d in states.values()])
         train_logits[s] = np.asarray(predict_logits(model, train)["logits"], dtype=float)
     return Cases(np.array([s for d in states.values() for s in d.sites]),
@@ -223,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
         write_text(a.out / "calibration_sweep_val.jsonl", "".join(json.dumps(r) + "\n" for r in records))
 
 
-__all__ = ["DESIGNS", "Cases", "choice", "ece_vs_risk", "out_of_fold_risk", "sweep", "training_cases"]
+__all__ = ["DESIGNS", "Cases", "cases_of", "choice", "ece_vs_risk", "out_of_fold_risk", "sweep", "training_cases"]
 
 if __name__ == "__main__":
     main()

@@ -11,7 +11,8 @@ Stated before any model here was trained:
 - the choice is the recipe with the better mean **val AUROC** over the seeds (the rule of ``recipe_sweep``);
 - reported beside it, not chosen on: the stated risk's calibration against the true risk on the val and calib
   cases, cross-fitted with the production calibration (``workbench.bench.calibration_sweep``'s figure), per site
-  and its worst site.
+  and its worst site (the committed ``fedavg_recipe_val.jsonl`` was written while that fit read val and calib
+  alone; it now reads the train cases too, as production does).
 Nothing here reads the evaluation cohort; every record says ``"split": "val"``.
 
     python -m workbench.bench.fedavg_recipe train [--seeds 0-4] [--recipes aux_weight_0.3,aux_weight_1]
@@ -33,17 +34,23 @@ import numpy as np
 from federated.config import FedConfig
 from workbench.errors import WorkbenchError
 
-RECIPES: dict[str, dict[str, Any]] = {"aux_weight_0.3": {"aux_weight": 0.3}, "aux_weight_1": {"aux_weight": 1.0}}
+SWEPT = "aux_weight"  # the one FedConfig field the recipes differ in
+RECIPES: dict[str, dict[str, Any]] = {"aux_weight_0.3": {SWEPT: 0.3}, "aux_weight_1": {SWEPT: 1.0}}
 SEEDS = 5
+
+
+def plan_without_sweep(plan: dict[str, Any]) -> dict[str, Any]:
+    """``bench federated``'s plan without the swept field: the plan as it was before the field was part of it."""
+    return {k: v for k, v in plan.items() if k != SWEPT}
 
 
 def sweep_root(setup: Any) -> Path:
     """The sweep's folder: beside the benchmark's work folder, named by the plan without the swept field (so that
     adopting a recipe, which changes the plan, leaves the sweep where it is)."""
-    from workbench.bench.federated_bench import _digest
+    from workbench.bench.federated_bench import work_folder
 
-    plan = {k: v for k, v in setup.plan.items() if k != "aux_weight"}
-    return setup.work.parent / f"federated-{setup.cohorts.tag}-{_digest(plan, 8)}-fedavg-recipes"
+    older = work_folder(setup.work.parent, setup.cohorts.tag, plan_without_sweep(setup.plan))
+    return older.with_name(older.name + "-fedavg-recipes")
 
 
 def recipe_run(setup: Any, recipe: str, seed: int) -> Path:
@@ -58,43 +65,23 @@ def recipe_run(setup: Any, recipe: str, seed: int) -> Path:
     return sd / "fedavg" / "run"
 
 
-def val_logits(setup: Any, runs: dict[int, Path]) -> tuple[Any, dict[int, np.ndarray]]:
-    """The val and calib cases (``calibration_sweep.Cases``) with each seed's logits, and the val rows' mask."""
-    from workbench.bench.calibration_sweep import Cases
-    from workbench.bench.explain_bench import _truths
-    from workbench.bench.model_bench import _encoded
-    from workbench.models.model import load_model
-    from workbench.runtime.encode import with_ct_states, with_note_states
-    from workbench.runtime.inference import predict_logits
-    from workbench.runtime.run import load_run
+def val_logits(setup: Any, runs: dict[int, Path]) -> tuple[Any, np.ndarray]:
+    """The val and calib cases (``calibration_sweep.Cases``, with the train cases the production stated risk also
+    reads) with each seed's logits, and the val rows' mask."""
+    from workbench.bench.calibration_sweep import cases_of
 
-    init = load_model(setup.init)
-    splits = {"val": setup.data["val"],
-              "calib": _encoded(setup.model_work, setup.cohort_dir, "calib", init.tokenizer, False)}
-    states = {k: with_ct_states(init, with_note_states(init, v)) for k, v in splits.items()}
-    truth = _truths(setup.cohort_dir)
-    ids = [c for d in states.values() for c in d.case_ids]
-    logits = {}
-    for s, run in runs.items():
-        model, _ = load_run(run)
-        logits[s] = np.concatenate([predict_logits(model, d)["logits"] for d in states.values()])
-    cases = Cases(np.array([s for d in states.values() for s in d.sites]),
-                  np.concatenate([np.asarray(d.labels, dtype=float) for d in states.values()]),
-                  np.array([float(truth[c]["risk"]) for c in ids]), logits)
-    is_val = np.concatenate([np.full(len(d), k == "val") for k, d in states.items()])
-    return cases, is_val
+    cases = cases_of(setup, runs)
+    return cases, np.arange(len(cases.labels)) < len(setup.data["val"])  # cases_of lists val first, then calib
 
 
 def score(cases: Any, is_val: np.ndarray, partitions: int = 4) -> dict[str, Any]:
     """Val AUROC per seed and the production stated risk's cross-fitted calibration against the true risk."""
     from workbench.bench.calibration_sweep import sweep
     from workbench.metrics import auroc
-    from workbench.runtime.run_uncertainty import UncertaintyConfig
 
     y = cases.labels[is_val]
     per_seed = {s: auroc(y, z[is_val]) for s, z in cases.logits.items()}
-    production = {f: getattr(UncertaintyConfig(), f) for f in ("stated_risk", "stated_fit", "stated_site_shift_k")}
-    cal = sweep(cases, partitions, {"production stated risk": production})[0]
+    cal = sweep(cases, partitions, {"production stated risk": {}})[0]  # UncertaintyConfig's defaults
     return {"val_auroc": float(np.mean(list(per_seed.values()))),
             "val_auroc_sd": float(np.std(list(per_seed.values()), ddof=1)) if len(per_seed) > 1 else 0.0,
             "val_auroc_by_seed": {str(s): v for s, v in per_seed.items()},

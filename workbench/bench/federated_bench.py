@@ -89,6 +89,12 @@ def _digest(obj: Any, n: int) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:n]
 
 
+def work_folder(root: Path, tag: str, plan: dict[str, Any]) -> Path:
+    """The benchmark's work folder for ``plan`` on cohort ``tag``: named by the plan's digest (a new plan: new
+    results; the recipe sweep and the reuse of an older plan's runs find their folders by the same rule)."""
+    return root / f"federated-{tag}-{_digest(plan, 8)}"
+
+
 def shared_fusion_init(ct_reader: Path, note_reader: Path, init: dict[str, Any], progress: bool) -> Path:
     """The label-free pretrained starting model for these readers: the shipped one for its recipe (a full run),
     else built once per cache."""
@@ -218,7 +224,7 @@ def federated_setup(*, quick: bool = False, cohort: str | Path | None = None, se
     cohort_dir = cohorts.train
     model_work = cohort_cache_root().parent / "bench" / f"model-{cohorts.tag}"  # shared with the model benchmark
     plan = _plan(quick)
-    work = cohort_cache_root().parent / "bench" / f"federated-{cohorts.tag}-{_digest(plan, 8)}"  # a new plan: new results
+    work = work_folder(cohort_cache_root().parent / "bench", cohorts.tag, plan)
     model_work.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     tokenizer = build_model(ModelConfig(modalities=("notes",))).tokenizer

@@ -46,7 +46,7 @@ def starting_model(init: str | Path) -> torch.nn.Module:
 
 def train_pooled(init: str | Path, train: EncodedCases, run: Path, *, seed: int, epochs: int, batch_size: int,
                  lr: float, head_only: bool, dp_train: str, device: str = "cpu",
-                 progress: bool = False, aux_weight: float = 0.3) -> dict[str, Any]:
+                 progress: bool = False, aux_weight: float = TrainConfig.aux_weight) -> dict[str, Any]:
     """One pooled variant (module docstring): trained into ``run/model``; its seconds and samples per second."""
     torch.manual_seed(seed)
     model = starting_model(init)
@@ -100,7 +100,7 @@ def train(packed: Path, seeds: list[int], device: str, out: Path, progress: bool
             summary = train_pooled(_init_of(packed, plan), data, run, seed=s, epochs=plan["epochs"],
                                    batch_size=plan["batch_size"], lr=plan["lr"], head_only=name == "centralized_head",
                                    dp_train=plan["dp_train"], device=device, progress=progress,
-                                   aux_weight=float(plan.get("aux_weight", 0.3)))
+                                   aux_weight=float(plan.get("aux_weight", TrainConfig.aux_weight)))  # older packs: 0.3
             write_json(out / f"seed{s}" / f"{name}.json", summary)
             done.append(run)
     return done

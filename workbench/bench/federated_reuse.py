@@ -39,12 +39,12 @@ def _take(src_seed: Path, dst_seed: Path, name: str, source: str) -> bool:
 
 def pre_aux_work(setup: Any) -> Path | None:
     """The work folder of this plan without ``aux_weight`` (the plan as it was before the field existed)."""
-    from workbench.bench.federated_bench import _digest
+    from workbench.bench.fedavg_recipe import SWEPT, plan_without_sweep
+    from workbench.bench.federated_bench import work_folder
 
-    if "aux_weight" not in setup.plan:
+    if SWEPT not in setup.plan:
         return None
-    older = {k: v for k, v in setup.plan.items() if k != "aux_weight"}
-    folder = setup.work.parent / f"federated-{setup.cohorts.tag}-{_digest(older, 8)}"
+    folder = work_folder(setup.work.parent, setup.cohorts.tag, plan_without_sweep(setup.plan))
     return folder if folder.is_dir() and folder != setup.work else None
 
 

@@ -322,7 +322,7 @@ def fit_uncertainty(data: dict[str, SiteData], pooled_calibration: Calibration,
     indexes: dict[str, SiteIndex] = {}
     for site, d in data.items():
         su, index, site_warnings = fit_site_uncertainty(site, d, pos_weight, config, pooled=pooled)
-        warnings += [w for w in site_warnings if "training cases left out" in w]  # the rest: covered by pooled
+        warnings += [w for w in site_warnings if TRAIN_LEFT_OUT in w]  # the rest: covered by pooled
         sites[site] = su
         if index is not None:
             indexes[site] = index
@@ -330,6 +330,7 @@ def fit_uncertainty(data: dict[str, SiteData], pooled_calibration: Calibration,
 
 
 STATED_FITS = {"val": ("val",), "val+calib": ("val", "calib"), "train+val+calib": ("train", "val", "calib")}
+TRAIN_LEFT_OUT = "training cases left out of the stated risk's fit"  # fit_stated's note; the RUN's warnings keep it
 
 
 def _stated_cases(d: SiteData, config: UncertaintyConfig, held_out: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -356,24 +357,21 @@ def fit_stated(parts: list[SiteData], pos_weight: float, config: UncertaintyConf
     is the yardstick). ``train`` False: held-out cases only (a DP run's node, where this was not measured)."""
     held = [_stated_cases(d, config, held_out=True) for d in parts]  # an unknown stated_fit fails here
     z_held, y_held = np.concatenate([z for z, _ in held]), np.concatenate([y for _, y in held])
-    if not train or "train" not in STATED_FITS[config.stated_fit]:
-        alone = StatedRisk.fit(z_held, y_held, pos_weight)
-        alone.calibration.fitted_on = config.stated_fit.replace("train+", "")
-        return alone, None
-    z_train = np.concatenate([np.asarray(d.logits.get("train", np.zeros(0)), dtype=float) for d in parts])
-    y_train = np.concatenate([np.asarray(d.labels.get("train", np.zeros(0)), dtype=float) for d in parts])
     held_fit = StatedRisk.fit(z_held, y_held, pos_weight)
     held_fit.calibration.fitted_on = config.stated_fit.replace("train+", "")
+    if not train or "train" not in STATED_FITS[config.stated_fit]:
+        return held_fit, None
+    z_train = np.concatenate([np.asarray(d.logits.get("train", np.zeros(0)), dtype=float) for d in parts])
+    y_train = np.concatenate([np.asarray(d.labels.get("train", np.zeros(0)), dtype=float) for d in parts])
     if len(y_train) < 10 or not 0 < y_train.mean() < 1:
         return held_fit, None
     if not held_fit.boot:  # no yardstick: the training cases cannot be checked, so they stay out
-        return held_fit, (f"training cases left out of the stated risk's fit: {len(y_held)} held-out cases are too "
-                          "few to check the model's slope on them")
+        return held_fit, f"{TRAIN_LEFT_OUT}: {len(y_held)} held-out cases are too few to check the model's slope on them"
     t_train = fit_calibration(z_train, y_train, pos_weight).temperature
     lo, hi = np.quantile([t for t, _ in held_fit.boot], [0.025, 0.975])
     if not lo <= t_train <= hi:
-        return held_fit, (f"training cases left out of the stated risk's fit: their temperature {t_train:.2f} is "
-                          f"outside the held-out cases' 95% range [{lo:.2f}, {hi:.2f}]")
+        return held_fit, (f"{TRAIN_LEFT_OUT}: their temperature {t_train:.2f} is outside the held-out cases' 95% range "
+                          f"[{lo:.2f}, {hi:.2f}]")
     both = StatedRisk.fit(np.concatenate([z_train, z_held]), np.concatenate([y_train, y_held]), pos_weight)
     both.calibration.fitted_on = config.stated_fit
     return both, None
